@@ -1,0 +1,1 @@
+"""The three Casewire services (ingest, casestore, dispatcher) and the `casewire` CLI."""

@@ -1,0 +1,1 @@
+"""casestore: sole owner of Postgres; admin API, command consumer and outbox relay."""

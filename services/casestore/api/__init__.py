@@ -1,0 +1,1 @@
+"""casestore's admin REST API under /api."""

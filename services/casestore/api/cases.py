@@ -1,0 +1,106 @@
+"""Cases through the admin API: they go through the same events as webhook-created cases."""
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.casestore import cases, repo
+from services.casestore.api.forms import load_form
+from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.forms import FieldError, validate_case_data
+from shared.service import POOL
+from shared.web import json_response, read_model
+
+routes = web.RouteTableDef()
+ADMIN_AUTHOR = "Admin API"
+
+
+class NewCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: dict[str, Any] = Field(default_factory=dict)
+    status: str | None = None
+    creator: str = ADMIN_AUTHOR
+
+
+class CasePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data: dict[str, Any] = Field(default_factory=dict)
+    status: str | None = None
+    author: str = ADMIN_AUTHOR
+
+
+def _case_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["case_id"])
+    except ValueError as exc:
+        raise RecordNotFound("no case has that id") from exc
+
+
+def _query_int(request: web.Request, name: str, default: int | None, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise ValidationFailed([FieldError(field=name, code="invalid",
+                                           message=f"expected an integer from 1 to {high}")])
+    return int(raw)
+
+
+@routes.get("/api/forms/{form_id}/cases")
+async def list_cases(request: web.Request) -> web.Response:
+    """Newest first; page with `limit` and `before` (the last case number of the previous page)."""
+    limit = _query_int(request, "limit", 50, 500) or 50
+    before = _query_int(request, "before", None, 2**62)
+    status = request.query.get("status")
+    async with request.app[POOL].acquire() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True):
+        form = await load_form(conn, request.match_info["form_id"])
+        rows = await repo.list_cases(conn, form.id, status=status, limit=limit,
+                                     before_number=before)
+        total = await repo.count_cases(conn, form.id, status)
+    next_before = rows[-1]["case_number"] if len(rows) == limit else None
+    return json_response({"cases": [cases.case_json(r) for r in rows], "total": total,
+                          "next_before": next_before})
+
+
+@routes.post("/api/forms/{form_id}/cases")
+async def create_case(request: web.Request) -> web.Response:
+    body = await read_model(request, NewCase)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        form = await load_form(conn, request.match_info["form_id"])
+        clean, errors = validate_case_data(form, body.data, check_mandatory=True)
+        if errors:
+            raise ValidationFailed(errors)
+        row = await cases.create_case(conn, form, clean, creator=body.creator,
+                                      status=body.status)
+    return json_response(cases.case_json(row), status=201)
+
+
+@routes.get("/api/cases/{case_id}")
+async def get_case(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        row = await repo.get_case(conn, _case_id(request))
+        if row is None:
+            raise RecordNotFound("no case has that id")
+        history = await repo.case_history(conn, row["id"])
+    return json_response({**cases.case_json(row), "history": [
+        {"version": h["version"], "author": h["author"], "changed_at": h["changed_at"].isoformat(),
+         "changes": h["changes"]} for h in history]})
+
+
+@routes.patch("/api/cases/{case_id}")
+async def patch_case(request: web.Request) -> web.Response:
+    body = await read_model(request, CasePatch)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await cases.update_case(conn, _case_id(request), body.data, status=body.status,
+                                      author=body.author)
+    return json_response(cases.case_json(row))
+
+
+@routes.delete("/api/cases/{case_id}")
+async def delete_case(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await cases.delete_case(conn, _case_id(request), author=ADMIN_AUTHOR)
+    return json_response({})

@@ -1,0 +1,107 @@
+"""Forms: create, read, replace, delete, and the "Form Structure" download."""
+
+import shlex
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from services.casestore import repo
+from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
+from shared.forms import FieldError, FormDefinition
+from shared.service import POOL, SETTINGS
+from shared.web import json_response, read_model
+
+routes = web.RouteTableDef()
+
+
+async def announce_form(conn: repo.Conn, form_id: str, change: FormChangeKind) -> None:
+    """Queue form.changed in the caller's transaction so ingest refreshes its cache."""
+    await repo.insert_outbox(conn, [new_event(
+        FORM_CHANGED, FormChanged(form_id=form_id, change=change), form_id=form_id)])
+
+
+async def load_form(conn: repo.Conn, form_id: str) -> FormDefinition:
+    form = await repo.get_form(conn, form_id)
+    if form is None:
+        raise RecordNotFound(f"form '{form_id}' not found")
+    return form
+
+
+@routes.post("/api/forms")
+async def create_form(request: web.Request) -> web.Response:
+    form = await read_model(request, FormDefinition)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        try:
+            await repo.insert_form(conn, form)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"form '{form.id}' already exists") from exc
+        await announce_form(conn, form.id, "created")
+    return json_response(form.model_dump(mode="json"), status=201)
+
+
+@routes.get("/api/forms")
+async def list_forms(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        forms = await repo.list_forms(conn)
+    return json_response({"forms": [f.model_dump(mode="json") for f in forms]})
+
+
+@routes.get("/api/forms/{form_id}")
+async def get_form(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+    return json_response(form.model_dump(mode="json"))
+
+
+@routes.put("/api/forms/{form_id}")
+async def replace_form(request: web.Request) -> web.Response:
+    form = await read_model(request, FormDefinition)
+    if form.id != request.match_info["form_id"]:
+        raise ValidationFailed([FieldError(field="id", code="invalid",
+                                           message="must match the URL: form ids cannot change")])
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if not await repo.update_form(conn, form):
+            raise RecordNotFound(f"form '{form.id}' not found")
+        await announce_form(conn, form.id, "updated")
+    return json_response(form.model_dump(mode="json"))
+
+
+@routes.delete("/api/forms/{form_id}")
+async def delete_form(request: web.Request) -> web.Response:
+    form_id = request.match_info["form_id"]
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if not await repo.delete_form(conn, form_id):
+            raise RecordNotFound(f"form '{form_id}' not found")
+        await announce_form(conn, form_id, "deleted")
+    return json_response({})
+
+
+def curl_example(url: str, form: FormDefinition) -> str:
+    first = next((f for f in form.fields if f.section == 0 and f.type in ("text", "textarea")),
+                 None)
+    field_id = first.id if first else "text-field"
+    body = orjson.dumps({field_id: f"Simple input in a text-field with id {field_id}"}).decode()
+    return (f"curl -X POST -H 'Content-type: application/json' \\\n"
+            f"--data {shlex.quote(body)} \\\n{url}")
+
+
+@routes.get("/api/forms/{form_id}/structure")
+async def form_structure(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+        hook = await repo.get_webhook(conn, form.id)
+    base = request.app[SETTINGS].public_base_url.rstrip("/")
+    url = f"{base}/hooks/{hook['token']}" if hook else None
+    return json_response({
+        "form": {"id": form.id, "name": form.name},
+        "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],
+        "fields": [{"id": f.id, "label": f.label, "type": f.type, "section": f.section,
+                    "mandatory": f.mandatory, "options": f.options,
+                    "settable_by_incoming_webhook": f.section == 0 and f.type != "file"}
+                   for f in form.fields],
+        "statuses": form.statuses,
+        "incoming_webhook_url": url,
+        "send_directly_as_json": curl_example(url or "https://yourWebhookUrl", form),
+    })

@@ -1,0 +1,117 @@
+"""The form's incoming webhook: enable, rotate its token, and auth keys for authenticated users."""
+
+import asyncio
+
+import asyncpg
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, ConfigDict
+
+from services.casestore import repo
+from services.casestore.api.forms import announce_form, load_form
+from services.casestore.errors import RecordNotFound
+from shared.secrets import digest, new_token
+from shared.service import POOL, SETTINGS
+from shared.web import error_body, json_response, read_model
+
+routes = web.RouteTableDef()
+hasher = PasswordHasher()
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    authenticate_user: bool = False
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    password: str
+
+
+def webhook_json(request: web.Request, row: asyncpg.Record) -> dict[str, object]:
+    base = request.app[SETTINGS].public_base_url.rstrip("/")
+    return {"url": f"{base}/hooks/{row['token']}", "token": row["token"],
+            "enabled": row["enabled"], "authenticate_user": row["authenticate_user"]}
+
+
+@routes.get("/api/forms/{form_id}/incoming-webhook")
+async def get_webhook(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        row = await repo.get_webhook(conn, request.match_info["form_id"])
+    if row is None:
+        raise RecordNotFound("this form has no incoming webhook")
+    return json_response(webhook_json(request, row))
+
+
+@routes.put("/api/forms/{form_id}/incoming-webhook")
+async def put_webhook(request: web.Request) -> web.Response:
+    body = await read_model(request, WebhookSettings)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        form = await load_form(conn, request.match_info["form_id"])
+        row = await repo.upsert_webhook(conn, form.id, new_token(), body.enabled,
+                                        body.authenticate_user)
+        await announce_form(conn, form.id, "webhook")
+    return json_response(webhook_json(request, row))
+
+
+@routes.post("/api/forms/{form_id}/incoming-webhook/rotate")
+async def rotate_token(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = await repo.rotate_webhook_token(conn, request.match_info["form_id"], new_token())
+        if row is None:
+            raise RecordNotFound("this form has no incoming webhook")
+        await announce_form(conn, row["form_id"], "webhook")
+    return json_response(webhook_json(request, row))
+
+
+async def _credentials_ok(conn: repo.Conn, creds: Credentials, form_id: str) -> bool:
+    """True if the password matches and the user may register cases in this form."""
+    stored = await repo.get_password_hash(conn, creds.username)
+    if stored is None:
+        # Hash anyway so an unknown username takes as long as a wrong password.
+        await asyncio.to_thread(hasher.hash, creds.password)
+        return False
+    try:
+        await asyncio.to_thread(hasher.verify, stored, creds.password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if hasher.check_needs_rehash(stored):
+        await repo.set_password_hash(conn, creds.username,
+                                     await asyncio.to_thread(hasher.hash, creds.password))
+    return await repo.user_may_register(conn, creds.username, form_id)
+
+
+def access_denied() -> web.Response:
+    return json_response(error_body("access_deny", "wrong username or password, or the user "
+                                    "may not register cases in this form"), status=400)
+
+
+@routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
+async def issue_auth_key(request: web.Request) -> web.Response:
+    """What `POST /hooks/{token}` with username and password is forwarded to."""
+    creds = await read_model(request, Credentials)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        hook = await repo.get_webhook(conn, request.match_info["form_id"])
+        if hook is None:
+            raise RecordNotFound("this form has no incoming webhook")
+        if not await _credentials_ok(conn, creds, hook["form_id"]):
+            return access_denied()
+        key = new_token(32)
+        await repo.insert_auth_key(conn, digest(key), creds.username, hook["id"])
+    return json_response({"auth_key": key})
+
+
+@routes.delete("/api/forms/{form_id}/incoming-webhook/auth-keys")
+async def revoke_auth_keys(request: web.Request) -> web.Response:
+    creds = await read_model(request, Credentials)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        hook = await repo.get_webhook(conn, request.match_info["form_id"])
+        if hook is None:
+            raise RecordNotFound("this form has no incoming webhook")
+        if not await _credentials_ok(conn, creds, hook["form_id"]):
+            return access_denied()
+        await repo.delete_auth_keys(conn, creds.username, hook["id"])
+    return json_response({})

@@ -1,0 +1,52 @@
+"""casestore: the admin API, the command consumer and the outbox relay, as one aiohttp app."""
+
+from aiohttp import web
+
+from services.casestore.api import cases, forms, users, webhooks
+from services.casestore.api.middlewares import check_admin_token, domain_errors
+from services.casestore.consumers import CONSUMER, ROUTING_KEYS, CommandConsumer
+from services.casestore.outbox import OutboxRelay
+from shared import broker
+from shared.service import (
+    POOL,
+    PUBLISHER,
+    SETTINGS,
+    amqp_ctx,
+    consumer_ctx,
+    consumer_ready,
+    db_ready,
+    pool_ctx,
+    publisher_ctx,
+    require_admin_token,
+    task_ctx,
+)
+from shared.settings import Settings
+from shared.web import add_ops_routes, correlation_middleware
+
+
+def command_consumer(app: web.Application) -> CommandConsumer:
+    return CommandConsumer(app[POOL])
+
+
+async def relay(app: web.Application) -> None:
+    await OutboxRelay(app[POOL], app[PUBLISHER], app[SETTINGS]).run()
+
+
+def create_app(settings: Settings) -> web.Application:
+    require_admin_token(settings)
+    app = web.Application(
+        middlewares=[correlation_middleware("casestore"), check_admin_token, domain_errors],
+        client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx,
+                            consumer_ctx(CONSUMER, ROUTING_KEYS, command_consumer),
+                            task_ctx("outbox-relay", relay)])
+    for module in (forms, webhooks, users, cases):
+        app.router.add_routes(module.routes)
+    queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
+
+    async def readiness() -> dict[str, bool]:
+        return {"postgres": await db_ready(app), "rabbitmq": await consumer_ready(app, queue_name)}
+
+    add_ops_routes(app, readiness)
+    return app

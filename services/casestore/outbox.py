@@ -1,0 +1,73 @@
+"""The outbox relay: publishes committed events with confirms, then deletes them.
+
+Duplicates are possible (a crash between confirm and delete), loss is not; consumers dedupe.
+"""
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from services.casestore import repo
+from shared.broker import Publisher
+from shared.events import Envelope
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+NOTIFY_CHANNEL = "casewire_outbox"
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, settings: Settings):
+        self._pool = pool
+        self._publisher = publisher
+        self._batch = settings.outbox_batch
+        self._poll = settings.outbox_poll_seconds
+        self._dsn = settings.database_url
+        self._wakeup = asyncio.Event()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many events left."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await repo.claim_outbox(conn, self._batch)
+            if not rows:
+                return 0
+            envelopes = [Envelope.model_validate(r["envelope"]) for r in rows]
+            await asyncio.gather(*(self._publisher.publish(e) for e in envelopes))
+            await repo.delete_outbox(conn, [r["id"] for r in rows])
+        return len(rows)
+
+    def _notified(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; NOTIFY wakes it early, polling covers lost notifications."""
+        listener = await self._listen()
+        try:
+            while True:
+                # Cleared before reading, so a NOTIFY that lands mid-batch still wakes us.
+                self._wakeup.clear()
+                try:
+                    sent = await self.relay_once()
+                except Exception:
+                    log.exception("outbox_relay_failed")
+                    sent = 0
+                    await asyncio.sleep(self._poll)
+                if sent >= self._batch:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await asyncpg.connect(self._dsn)
+            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+            return conn
+        except (OSError, asyncpg.PostgresError):
+            log.warning("outbox_listen_unavailable_polling_only")
+            return None

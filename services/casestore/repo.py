@@ -1,0 +1,221 @@
+"""Every SQL statement casestore runs; callers pass the connection and own the transaction."""
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from shared.events import Envelope
+from shared.forms import FormDefinition
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+
+
+def _form(row: asyncpg.Record) -> FormDefinition:
+    return FormDefinition(id=row["id"], name=row["name"], sections=row["sections"],
+                          fields=row["fields"], statuses=list(row["statuses"]))
+
+
+def _form_args(form: FormDefinition) -> tuple[Any, ...]:
+    dumped = form.model_dump(mode="json")
+    return form.id, form.name, dumped["sections"], dumped["fields"], form.statuses
+
+
+# Forms
+
+async def insert_form(conn: Conn, form: FormDefinition) -> None:
+    await conn.execute(
+        "INSERT INTO forms (id, name, sections, fields, statuses) VALUES ($1, $2, $3, $4, $5)",
+        *_form_args(form))
+    await conn.execute("INSERT INTO case_counters (form_id) VALUES ($1)", form.id)
+
+
+async def update_form(conn: Conn, form: FormDefinition) -> bool:
+    result = await conn.execute(
+        "UPDATE forms SET name = $2, sections = $3, fields = $4, statuses = $5, updated_at = now()"
+        " WHERE id = $1", *_form_args(form))
+    return bool(result != "UPDATE 0")
+
+
+async def delete_form(conn: Conn, form_id: str) -> bool:
+    return bool(await conn.execute("DELETE FROM forms WHERE id = $1", form_id) != "DELETE 0")
+
+
+async def get_form(conn: Conn, form_id: str, *, lock: bool = False) -> FormDefinition | None:
+    sql = "SELECT * FROM forms WHERE id = $1" + (" FOR SHARE" if lock else "")
+    row = await conn.fetchrow(sql, form_id)
+    return _form(row) if row else None
+
+
+async def list_forms(conn: Conn) -> list[FormDefinition]:
+    return [_form(r) for r in await conn.fetch("SELECT * FROM forms ORDER BY id")]
+
+
+# Cases
+
+async def next_case_number(conn: Conn, form_id: str) -> int:
+    number = await conn.fetchval(
+        "UPDATE case_counters SET last_number = last_number + 1 WHERE form_id = $1"
+        " RETURNING last_number", form_id)
+    return int(number)
+
+
+async def insert_case(conn: Conn, case_id: uuid.UUID, form_id: str, number: int, status: str,
+                      data: dict[str, Any], creator: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"INSERT INTO cases (id, form_id, case_number, status, data, creator)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CASE_COLUMNS}",
+        case_id, form_id, number, status, data, creator)
+    assert row is not None
+    return row
+
+
+async def get_case(conn: Conn, case_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1{suffix}", case_id)
+
+
+async def list_cases(conn: Conn, form_id: str, *, status: str | None, limit: int,
+                     before_number: int | None) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        f"SELECT {CASE_COLUMNS} FROM cases WHERE form_id = $1"
+        " AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::bigint IS NULL OR case_number < $3)"
+        " ORDER BY case_number DESC LIMIT $4",
+        form_id, status, before_number, limit))
+
+
+async def count_cases(conn: Conn, form_id: str, status: str | None) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM cases WHERE form_id = $1 AND ($2::text IS NULL OR status = $2)",
+        form_id, status))
+
+
+async def update_case(conn: Conn, case_id: uuid.UUID, status: str,
+                      data: dict[str, Any]) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"UPDATE cases SET status = $2, data = $3, updated_at = now(), version = version + 1"
+        f" WHERE id = $1 RETURNING {CASE_COLUMNS}", case_id, status, data)
+    assert row is not None
+    return row
+
+
+async def delete_case(conn: Conn, case_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM cases WHERE id = $1", case_id)
+
+
+async def insert_history(conn: Conn, case_id: uuid.UUID, version: int, author: str,
+                         changes: list[dict[str, Any]]) -> None:
+    await conn.execute(
+        "INSERT INTO case_history (case_id, version, author, changes) VALUES ($1, $2, $3, $4)",
+        case_id, version, author, changes)
+
+
+async def case_history(conn: Conn, case_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT version, author, changed_at, changes FROM case_history"
+        " WHERE case_id = $1 ORDER BY id", case_id))
+
+
+# Incoming webhooks, users and auth keys
+
+WEBHOOK_COLUMNS = "id, form_id, token, enabled, authenticate_user"
+
+
+async def get_webhook(conn: Conn, form_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks WHERE form_id = $1", form_id)
+
+
+async def upsert_webhook(conn: Conn, form_id: str, token: str, enabled: bool,
+                         authenticate_user: bool) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO incoming_webhooks (id, form_id, token, enabled, authenticate_user)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (form_id) DO UPDATE"
+        " SET enabled = EXCLUDED.enabled, authenticate_user = EXCLUDED.authenticate_user,"
+        " updated_at = now()"
+        f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, token, enabled, authenticate_user)
+    assert row is not None
+    return row
+
+
+async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE incoming_webhooks SET token = $2, updated_at = now() WHERE form_id = $1"
+        f" RETURNING {WEBHOOK_COLUMNS}", form_id, token)
+
+
+async def insert_user(conn: Conn, username: str, password_hash: str, forms: list[str]) -> None:
+    await conn.execute("INSERT INTO users (username, password_hash) VALUES ($1, $2)",
+                       username, password_hash)
+    await conn.executemany("INSERT INTO user_forms (username, form_id) VALUES ($1, $2)",
+                           [(username, f) for f in forms])
+
+
+async def list_users(conn: Conn) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT u.username, u.created_at,"
+        " coalesce(array_agg(uf.form_id ORDER BY uf.form_id)"
+        "   FILTER (WHERE uf.form_id IS NOT NULL), '{}') AS forms"
+        " FROM users u LEFT JOIN user_forms uf USING (username)"
+        " GROUP BY u.username, u.created_at ORDER BY u.username"))
+
+
+async def get_password_hash(conn: Conn, username: str) -> str | None:
+    value = await conn.fetchval("SELECT password_hash FROM users WHERE username = $1", username)
+    return str(value) if value is not None else None
+
+
+async def set_password_hash(conn: Conn, username: str, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE username = $1",
+                       username, password_hash)
+
+
+async def user_may_register(conn: Conn, username: str, form_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM user_forms WHERE username = $1 AND form_id = $2", username, form_id))
+
+
+async def delete_user(conn: Conn, username: str) -> bool:
+    return bool(await conn.execute("DELETE FROM users WHERE username = $1", username) != "DELETE 0")
+
+
+async def insert_auth_key(conn: Conn, key_hash: bytes, username: str,
+                          webhook_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO auth_keys (key_hash, username, webhook_id) VALUES ($1, $2, $3)",
+        key_hash, username, webhook_id)
+
+
+async def delete_auth_keys(conn: Conn, username: str, webhook_id: uuid.UUID) -> int:
+    result = await conn.execute(
+        "DELETE FROM auth_keys WHERE username = $1 AND webhook_id = $2", username, webhook_id)
+    return int(result.split()[-1])
+
+
+# Outbox and consumer deduplication
+
+async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3)",
+        [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
+
+
+async def claim_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    """Lock a batch of unsent events; SKIP LOCKED lets several relays share the table."""
+    return list(await conn.fetch(
+        "SELECT id, envelope FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit))
+
+
+async def delete_outbox(conn: Conn, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+
+
+async def mark_processed(conn: Conn, consumer: str, event_id: uuid.UUID) -> bool:
+    """Record an event as applied; False if it already was (a redelivery)."""
+    result = await conn.execute(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING", consumer, event_id)
+    return bool(result == "INSERT 0 1")

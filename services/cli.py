@@ -1,0 +1,188 @@
+"""The `casewire` command: migrate the database, run the whole system, inspect queues."""
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+
+from services.casestore.migrate import migrate
+from shared import broker
+from shared.errors import ConfigurationError, DependencyUnavailable
+from shared.settings import Settings
+
+SERVICES = ("casestore", "ingest", "dispatcher")
+STATE_DIR = Path(".casewire")
+DEMO_FORM = {
+    "id": "demo",
+    "name": "Demo",
+    "sections": [{"name": "Request"}, {"name": "Handling"}],
+    "fields": [
+        {"id": "text-field", "label": "Text", "type": "text", "mandatory": True, "section": 0},
+        {"id": "email", "label": "E-mail", "type": "email", "section": 0},
+        {"id": "due-date", "label": "Due date", "type": "date", "section": 0},
+        {"id": "priority", "label": "Priority", "type": "select", "section": 0,
+         "options": ["low", "normal", "high"]},
+        {"id": "notes", "label": "Internal notes", "type": "textarea", "section": 1},
+    ],
+    "statuses": ["registered", "in_progress", "closed"],
+}
+
+
+def _admin_token(settings: Settings) -> str:
+    """The configured token, or one generated once and kept in .casewire/ for dev runs."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = STATE_DIR / "admin-token"
+    if not path.exists():
+        STATE_DIR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def _check_broker(settings: Settings) -> None:
+    try:
+        connection = await asyncio.wait_for(aio_pika.connect(settings.amqp_url), 10)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+        raise DependencyUnavailable(
+            f"Cannot reach RabbitMQ at {broker.redacted(settings.amqp_url)} ({exc!r}); "
+            "start it or set CASEWIRE_AMQP_URL.") from exc
+    await connection.close()
+
+
+async def _wait_ready(port: int, children: list[asyncio.subprocess.Process]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if any(c.returncode is not None for c in children):
+                raise DependencyUnavailable("a service exited during start-up (see its log above)")
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise DependencyUnavailable(f"the service on port {port} did not become ready in 30 s")
+
+
+async def _ensure_demo(settings: Settings, token: str) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{settings.casestore_port}/api"
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(f"{base}/forms/demo") as resp:
+            exists = resp.status == 200
+        if not exists:
+            async with http.post(f"{base}/forms", json=DEMO_FORM) as resp:
+                resp.raise_for_status()
+        async with http.get(f"{base}/forms/demo/incoming-webhook") as resp:
+            if resp.status == 200:
+                hook: dict[str, str] = await resp.json()
+                return hook
+        async with http.put(f"{base}/forms/demo/incoming-webhook", json={"enabled": True}) as resp:
+            resp.raise_for_status()
+            created: dict[str, str] = await resp.json()
+            return created
+
+
+def _banner(settings: Settings, token: str, url: str) -> str:
+    api = f"http://127.0.0.1:{settings.casestore_port}/api"
+    return f"""
+Casewire is running (Ctrl-C stops it).
+  ingest      http://127.0.0.1:{settings.ingest_port}
+  casestore   {api}
+  dispatcher  http://127.0.0.1:{settings.dispatcher_port}/readyz
+Admin token:  {token}
+Demo form "demo", incoming webhook URL:
+  {url}
+Create a case:
+  curl -X POST -H 'Content-type: application/json' \\
+    --data '{{"text-field": "Simple input in a text-field with id textfield"}}' \\
+    {url}
+See it (newest first):
+  curl -H 'Authorization: Bearer {token}' {api}/forms/demo/cases
+"""
+
+
+async def _stop(children: list[asyncio.subprocess.Process]) -> None:
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            await asyncio.wait_for(child.wait(), 15)
+        except TimeoutError:
+            child.kill()
+
+
+async def run(settings: Settings) -> int:
+    """Migrate, start the three services, make the demo form, and wait for Ctrl-C."""
+    token = _admin_token(settings)
+    await migrate(settings.database_url)
+    await _check_broker(settings)
+    env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token}
+    children = [await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",
+                                                     env=env) for name in SERVICES]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for port in (settings.casestore_port, settings.ingest_port, settings.dispatcher_port):
+            await _wait_ready(port, children)
+        hook = await _ensure_demo(settings, token)
+        print(_banner(settings, token, hook["url"]), flush=True)
+        exits = [asyncio.create_task(c.wait()) for c in children]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([*exits, stopper], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        return 0 if stop.is_set() else 1
+    finally:
+        await _stop(children)
+
+
+async def queues(settings: Settings) -> int:
+    """Print each Casewire queue's depth and consumer count."""
+    names = broker.Names(settings.name_prefix)
+    connection = await broker.connect(settings)
+    try:
+        for queue_name in (names.queue("casestore"), names.queue("dispatcher"), names.dead_letters):
+            channel = await connection.channel()
+            try:
+                result = (await channel.declare_queue(queue_name, passive=True)).declaration_result
+                print(f"{queue_name:40} messages={result.message_count:<8} "
+                      f"consumers={result.consumer_count}")
+            except aio_pika.exceptions.ChannelClosed:
+                print(f"{queue_name:40} (not declared yet)")
+    finally:
+        await connection.close()
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    applied = await migrate(settings.database_url)
+    print(f"database up to date ({len(applied)} migration(s) applied)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="casewire", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create the database if needed and apply migrations")
+    sub.add_parser("run", help="run ingest, casestore and dispatcher with a demo form (dev)")
+    sub.add_parser("queues", help="show queue depths and consumers")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    commands = {"migrate": _migrate, "run": run, "queues": queues}
+    try:
+        sys.exit(asyncio.run(commands[args.command](settings)))
+    except (DependencyUnavailable, ConfigurationError) as exc:
+        print(f"casewire {args.command}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

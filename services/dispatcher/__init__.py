@@ -1,0 +1,1 @@
+"""dispatcher: evaluates outgoing-webhook automations on case events and sends the requests."""

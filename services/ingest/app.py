@@ -1,0 +1,97 @@
+"""ingest: the public incoming-webhook endpoint, as one aiohttp app."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from services.ingest import handlers
+from services.ingest.forms_cache import FormCache
+from services.ingest.keys import CACHE, CASESTORE, LIMITER
+from services.ingest.ratelimit import RateLimiter
+from shared import broker
+from shared.events import FORM_CHANGED
+from shared.service import (
+    AMQP,
+    POOL,
+    SETTINGS,
+    amqp_ctx,
+    db_ready,
+    pool_ctx,
+    publisher_ctx,
+    require_admin_token,
+    task_ctx,
+)
+from shared.settings import Settings
+from shared.web import add_ops_routes, correlation_middleware
+
+log = structlog.get_logger(__name__)
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Load every form, then follow form.changed on a private queue (one per ingest process)."""
+    cache = app[CACHE] = FormCache(app[POOL])
+    await cache.reload()
+    channel = await app[AMQP].channel()
+    exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key=FORM_CHANGED)
+    tag = await broker.consume(queue, cache.on_event)
+
+    def on_reconnect(*_: Any) -> None:
+        # Changes made while we were disconnected never reached our private queue.
+        app[RELOAD].set()
+
+    app[AMQP].reconnect_callbacks.add(on_reconnect)
+    yield
+    app[AMQP].reconnect_callbacks.discard(on_reconnect)
+    await queue.cancel(tag)
+    await channel.close()
+
+
+RELOAD = web.AppKey("reload", asyncio.Event)
+
+
+async def periodic_reload(app: web.Application) -> None:
+    """A safety net for missed form.changed events: reload on reconnect and every so often."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(app[RELOAD].wait(), app[SETTINGS].form_reload_seconds)
+        app[RELOAD].clear()
+        try:
+            await app[CACHE].reload()
+        except Exception:
+            log.exception("forms_reload_failed")
+
+
+async def casestore_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession(
+        base_url=settings.casestore_url, timeout=aiohttp.ClientTimeout(total=10),
+        headers={"Authorization": f"Bearer {settings.admin_token}"},
+    ) as session:
+        app[CASESTORE] = session
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    require_admin_token(settings)
+    app = web.Application(middlewares=[correlation_middleware("ingest")],
+                          client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app[RELOAD] = asyncio.Event()
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
+                            task_ctx("forms-reload", periodic_reload)])
+    app.router.add_routes(handlers.routes)
+
+    async def readiness() -> dict[str, bool]:
+        return {"postgres": await db_ready(app), "rabbitmq": not app[AMQP].is_closed,
+                "forms": app[CACHE].loaded}
+
+    add_ops_routes(app, readiness)
+    return app

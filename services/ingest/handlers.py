@@ -1,0 +1,142 @@
+"""The incoming-webhook contract of the seed: create a case, issue and revoke auth keys."""
+
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+
+from services.ingest.keys import CACHE, CASESTORE, LIMITER
+from services.ingest.models import Hook, HookOptions
+from services.ingest.ratelimit import RateLimiter
+from services.ingest.repo import auth_key_allows
+from shared.errors import DependencyUnavailable
+from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared.forms import validate_case_data
+from shared.secrets import digest
+from shared.service import POOL, PUBLISHER
+from shared.web import error_body, json_response, read_json
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+CREATOR = "Addon - Incoming Webhook"
+CREDENTIAL_KEYS = {"username", "password"}
+IDEMPOTENCY_NAMESPACE = uuid.UUID("5f1c0d7e-2b7a-4c39-9a57-4f0b8c1e6d21")
+
+
+def _bad(code: str, message: str, field: str | None = None) -> web.Response:
+    return json_response(error_body(code, message, field), status=400)
+
+
+def _unavailable(message: str) -> web.Response:
+    return json_response(error_body("unavailable", message), status=503,
+                         headers={"Retry-After": "1"})
+
+
+async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
+    options = HookOptions.parse(request.match_info.get("options", ""))
+    hook = await request.app[CACHE].lookup(request.match_info["token"])
+    if options is None or hook is None:
+        raise web.HTTPNotFound(text=orjson.dumps(error_body("not_found", "unknown webhook URL"))
+                               .decode(), content_type="application/json")
+    return hook, options
+
+
+async def _read_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        payload = await read_json(request)
+    except web.HTTPRequestEntityTooLarge:
+        return json_response(error_body("body_too_large", "the body exceeds the size limit"),
+                             status=413)
+    if not isinstance(payload, dict):
+        return _bad("invalid_json", "the body must be a JSON object of field id to value")
+    return payload
+
+
+def _is_credentials(request: web.Request, hook: Hook, body: dict[str, Any]) -> bool:
+    return (hook.authenticate_user and set(body) == CREDENTIAL_KEYS
+            and "Auth-key" not in request.headers)
+
+
+async def _forward_credentials(request: web.Request, hook: Hook, method: str,
+                               body: dict[str, Any]) -> web.Response:
+    """Auth keys live in casestore (the only writer); ingest forwards the seed's calls there."""
+    url = f"/api/forms/{hook.form.id}/incoming-webhook/auth-keys"
+    try:
+        async with request.app[CASESTORE].request(method, url, json=body) as resp:
+            payload = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return _unavailable("auth keys cannot be handled right now; try again")
+    if status >= 500 or status in (401, 404):
+        log.warning("auth_key_forward_failed", status=status)
+        return _unavailable("auth keys cannot be handled right now; try again")
+    return web.Response(body=payload, status=status, content_type="application/json")
+
+
+async def _authorised(request: web.Request, hook: Hook) -> bool:
+    key = request.headers.get("Auth-key")
+    if not key:
+        return False
+    return await auth_key_allows(request.app[POOL], digest(key), hook.webhook_id, hook.form.id)
+
+
+def _event_id(request: web.Request, hook: Hook) -> uuid.UUID | web.Response:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return uuid.uuid4()
+    if not 1 <= len(key) <= 255:
+        return _bad("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+    # Same webhook and key give the same event id, and casestore applies an event id once.
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{hook.webhook_id}:{key}")
+
+
+@routes.post("/hooks/{token}")
+@routes.post("/hooks/{token}/{options:.+}")
+async def create_case(request: web.Request) -> web.Response:
+    hook, options = await _resolve(request)
+    wait = request.app[LIMITER].acquire(hook.token)
+    if wait:
+        return json_response(error_body("rate_limited", "too many requests for this webhook"),
+                             status=429, headers={"Retry-After": RateLimiter.retry_after(wait)})
+    body = await _read_object(request)
+    if isinstance(body, web.Response):
+        return body
+    if options == HookOptions() and _is_credentials(request, hook, body):
+        return await _forward_credentials(request, hook, "POST", body)
+    if hook.authenticate_user and not await _authorised(request, hook):
+        return _bad("access_deny", "a valid Auth-key header is required for this form")
+    data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,
+                                      first_section_only=True)
+    if errors:
+        return json_response({"errors": [e.model_dump() for e in errors]}, status=400)
+    event_id = _event_id(request, hook)
+    if isinstance(event_id, web.Response):
+        return event_id
+    command = CaseCreateRequested(webhook_id=hook.webhook_id, data=data, creator=CREATOR,
+                                  skip_triggers=options.skip_triggers,
+                                  skip_validate=options.skip_validate)
+    event = new_event(CASE_CREATE_REQUESTED, command, form_id=hook.form.id, case_id=event_id,
+                      event_id=event_id)
+    try:
+        await request.app[PUBLISHER].publish(event)
+    except DependencyUnavailable as exc:
+        log.warning("case_not_accepted", error=str(exc))
+        return _unavailable("the case could not be accepted right now; try again")
+    log.info("case_accepted", form_id=hook.form.id, event_id=str(event_id))
+    return json_response({})
+
+
+@routes.delete("/hooks/{token}")
+async def revoke_auth_keys(request: web.Request) -> web.Response:
+    hook, _ = await _resolve(request)
+    body = await _read_object(request)
+    if isinstance(body, web.Response):
+        return body
+    if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:
+        return _bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
+                    "with user authentication on")
+    return await _forward_credentials(request, hook, "DELETE", body)

@@ -1,0 +1,11 @@
+"""Typed application keys for ingest's aiohttp app."""
+
+import aiohttp
+from aiohttp import web
+
+from services.ingest.forms_cache import FormCache
+from services.ingest.ratelimit import RateLimiter
+
+CACHE = web.AppKey("cache", FormCache)
+LIMITER = web.AppKey("limiter", RateLimiter)
+CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)

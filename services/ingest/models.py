@@ -1,0 +1,30 @@
+"""What ingest knows about one incoming webhook."""
+
+import uuid
+from dataclasses import dataclass
+
+from shared.forms import FormDefinition
+
+
+@dataclass(frozen=True)
+class Hook:
+    webhook_id: uuid.UUID
+    token: str
+    enabled: bool
+    authenticate_user: bool
+    form: FormDefinition
+
+
+@dataclass(frozen=True)
+class HookOptions:
+    """The path suffixes of the seed: `/skipvalidate`, `/skiptriggers`, in either order."""
+
+    skip_validate: bool = False
+    skip_triggers: bool = False
+
+    @classmethod
+    def parse(cls, suffix: str) -> "HookOptions | None":
+        parts = [p for p in suffix.split("/") if p]
+        if len(parts) != len(set(parts)) or not set(parts) <= {"skipvalidate", "skiptriggers"}:
+            return None
+        return cls(skip_validate="skipvalidate" in parts, skip_triggers="skiptriggers" in parts)

@@ -1,0 +1,1 @@
+"""Casewire's common package: event contracts and the plumbing every service shares."""

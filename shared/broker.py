@@ -1,0 +1,187 @@
+"""RabbitMQ plumbing: robust connection, topology, confirmed publishing and safe consuming."""
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pydantic import ValidationError
+
+from shared.errors import DependencyUnavailable, PermanentMessageError
+from shared.events import Envelope
+from shared.logging import bound_context
+from shared.retry import startup_retry
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every exchange and queue name, derived from the one configured prefix."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.dead-letters"
+
+    def queue(self, consumer: str) -> str:
+        return f"{self.prefix}.{consumer}"
+
+
+def redacted(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split(':')[0]}:***@{tail}" if sep else url
+
+
+async def connect(settings: Settings) -> AbstractRobustConnection:
+    """Open the process's one robust connection, failing with a clear sentence if unreachable."""
+
+    @startup_retry("rabbitmq")
+    async def attempt() -> AbstractRobustConnection:
+        return await aio_pika.connect_robust(settings.amqp_url, timeout=settings.connect_timeout)
+
+    try:
+        return await attempt()
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        raise DependencyUnavailable(
+            f"Cannot reach RabbitMQ at {redacted(settings.amqp_url)} ({exc!r}); "
+            "start it or set CASEWIRE_AMQP_URL."
+        ) from exc
+
+
+async def declare_exchanges(channel: AbstractChannel, names: Names) -> AbstractExchange:
+    """Declare the events exchange and the dead-letter exchange with its queue."""
+    dlx = await channel.declare_exchange(
+        names.dead_letter, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    dead = await channel.declare_queue(
+        names.dead_letters, durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    await dead.bind(dlx, routing_key="#")
+    return await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+async def declare_work_queue(
+    channel: AbstractChannel,
+    names: Names,
+    consumer: str,
+    routing_keys: Iterable[str],
+    delivery_limit: int,
+) -> AbstractQueue:
+    """A durable quorum queue with a delivery limit and a dead-letter exchange."""
+    exchange = await declare_exchanges(channel, names)
+    queue = await channel.declare_queue(
+        names.queue(consumer),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": names.dead_letter,
+        },
+    )
+    for key in routing_keys:
+        await queue.bind(exchange, routing_key=key)
+    return queue
+
+
+class Publisher:
+    """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm."""
+
+    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, timeout: float):
+        self._channel = channel
+        self._exchange = exchange
+        self._timeout = timeout
+
+    @classmethod
+    async def open(cls, connection: AbstractRobustConnection, settings: Settings) -> "Publisher":
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await declare_exchanges(channel, Names(settings.name_prefix))
+        return cls(channel, exchange, settings.publish_timeout)
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Return once the broker has confirmed; raise DependencyUnavailable otherwise."""
+        message = aio_pika.Message(
+            envelope.to_bytes(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(envelope.id),
+            correlation_id=envelope.correlation_id,
+            type=envelope.type,
+        )
+        try:
+            # A robust connection that is reconnecting makes publish wait: bound it.
+            await self._exchange.publish(
+                message, routing_key=envelope.type, mandatory=True, timeout=self._timeout
+            )
+        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+            raise DependencyUnavailable(f"{envelope.type} not confirmed: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
+    """Classify the outcome: ack on success, dead-letter on a permanent error, requeue otherwise."""
+    try:
+        envelope = Envelope.from_bytes(message.body)
+    except ValidationError as exc:
+        log.error("message_unparseable", error=str(exc), routing_key=message.routing_key)
+        await message.reject(requeue=False)
+        return
+    ctx: dict[str, Any] = {
+        "correlation_id": envelope.correlation_id,
+        "event_id": str(envelope.id),
+        "event_type": envelope.type,
+    }
+    with bound_context(**ctx):
+        try:
+            await handler(envelope)
+        except (PermanentMessageError, ValidationError) as exc:
+            log.error("message_dead_lettered", reason=str(exc))
+            await message.reject(requeue=False)
+        except Exception:
+            # Transient until proven otherwise; the queue's delivery limit dead-letters poison.
+            log.exception("message_failed_requeued")
+            await message.nack(requeue=True)
+        else:
+            await message.ack()
+
+
+async def consume(queue: AbstractQueue, handler: Handler) -> str:
+    """Start consuming; returns the consumer tag."""
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        try:
+            await _settle(message, handler)
+        except aio_pika.exceptions.ChannelInvalidStateError:
+            # The channel this delivery came on is gone: the broker redelivers it.
+            log.warning("settle_on_closed_channel", message_id=message.message_id)
+
+    return await queue.consume(on_message)
+
+
+async def consumer_count(channel: AbstractChannel, queue_name: str) -> int:
+    """How many consumers the broker sees on a queue (a robust reconnect can come back with 0)."""
+    result = await channel.declare_queue(queue_name, passive=True)
+    declaration = result.declaration_result
+    return int(declaration.consumer_count or 0)

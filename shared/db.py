@@ -1,0 +1,50 @@
+"""asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable."""
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from shared.errors import DependencyUnavailable
+from shared.retry import startup_retry
+from shared.settings import Settings
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=_dumps, decoder=orjson.loads,
+                                  schema="pg_catalog")
+
+
+def redacted_dsn(dsn: str) -> str:
+    head, sep, tail = dsn.rpartition("@")
+    return f"{head.split(':')[0]}:***@{tail}" if sep and ":" in head.split("//")[-1] else dsn
+
+
+async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
+    """Open the process's one pool; raises DependencyUnavailable with the setting to change."""
+    target = dsn or settings.database_url
+
+    @startup_retry("postgres")
+    async def attempt() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            target,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            init=_init_connection,
+            timeout=settings.connect_timeout,
+        )
+        assert pool is not None
+        return pool
+
+    try:
+        return await attempt()
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise DependencyUnavailable(
+            f"Cannot reach Postgres at {redacted_dsn(target)} ({exc!r}); "
+            "start it, run `make migrate`, or set CASEWIRE_DATABASE_URL."
+        ) from exc

@@ -1,0 +1,110 @@
+"""Event contracts on the wire: one envelope, a payload model per event type."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.logging import correlation_id
+
+CASE_CREATE_REQUESTED = "case.create_requested"
+CASE_CREATED = "case.created"
+CASE_UPDATED = "case.updated"
+CASE_DELETED = "case.deleted"
+FORM_CHANGED = "form.changed"
+CASE_RESPONSE_DATA = "case.response_data"
+DELIVERY_RECORDED = "delivery.recorded"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """The envelope every message carries; `data` holds the type's payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: str
+    causation_id: str | None = None
+    form_id: str | None = None
+    case_id: uuid.UUID | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> "Envelope":
+        return cls.model_validate_json(body)
+
+
+def new_event(
+    type_: str,
+    data: BaseModel | dict[str, Any],
+    *,
+    form_id: str | None = None,
+    case_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    causation_id: str | None = None,
+) -> Envelope:
+    """Build an envelope carrying the correlation id bound to the current context."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    return Envelope(
+        id=event_id or uuid.uuid4(),
+        type=type_,
+        correlation_id=correlation_id() or str(uuid.uuid4()),
+        causation_id=causation_id,
+        form_id=form_id,
+        case_id=case_id,
+        data=payload,
+    )
+
+
+class CaseCreateRequested(BaseModel):
+    """ingest -> casestore: create one case from a validated incoming webhook request."""
+
+    webhook_id: uuid.UUID
+    data: dict[str, Any]
+    creator: str
+    skip_triggers: bool = False
+    skip_validate: bool = False
+
+
+class FieldChange(BaseModel):
+    field: str
+    old: Any = None
+    new: Any = None
+
+
+class CaseChanged(BaseModel):
+    """casestore -> everyone: payload of case.created, case.updated and case.deleted."""
+
+    case_id: uuid.UUID
+    case_number: int
+    status: str
+    previous_status: str | None = None
+    data: dict[str, Any]
+    creator: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    changes: list[FieldChange] = Field(default_factory=list)
+    author: str
+    skip_triggers: bool = False
+    # How many automations deep this change is; bounds automation chains.
+    automation_depth: int = 0
+    source_automation_id: uuid.UUID | None = None
+
+
+FormChangeKind = Literal["created", "updated", "deleted", "webhook"]
+
+
+class FormChanged(BaseModel):
+    form_id: str
+    change: FormChangeKind

@@ -1,0 +1,209 @@
+"""The form contract (sections, fields, statuses) and case-data validation used by every writer."""
+
+import math
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class FieldType(StrEnum):
+    TEXT = "text"
+    TEXTAREA = "textarea"
+    EMAIL = "email"
+    NUMBER = "number"
+    DATE = "date"
+    DATETIME = "datetime"
+    SELECT = "select"
+    MULTISELECT = "multiselect"
+    CHECKBOX = "checkbox"
+    FILE = "file"
+
+
+OPTION_TYPES = {FieldType.SELECT, FieldType.MULTISELECT}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class FormField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=SLUG)
+    label: str = Field(min_length=1, max_length=200)
+    type: FieldType
+    mandatory: bool = False
+    section: int = Field(default=0, ge=0)
+    options: list[str] | None = None
+
+    @model_validator(mode="after")
+    def options_match_type(self) -> Self:
+        if self.type in OPTION_TYPES:
+            if not self.options:
+                raise ValueError(f"field '{self.id}': type {self.type} needs a list of options")
+            if len(set(self.options)) != len(self.options):
+                raise ValueError(f"field '{self.id}': options must be unique")
+        elif self.options is not None:
+            raise ValueError(f"field '{self.id}': options are only allowed on select types")
+        return self
+
+
+class FormDefinition(BaseModel):
+    """A form as the admin API accepts it and as every service sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=SLUG)
+    name: str = Field(min_length=1, max_length=200)
+    sections: list[Section] = Field(default_factory=lambda: [Section(name="Main")], min_length=1)
+    fields: list[FormField] = Field(default_factory=list)
+    statuses: list[str] = Field(default_factory=lambda: ["registered"], min_length=1)
+
+    @field_validator("statuses")
+    @classmethod
+    def statuses_unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value) or any(not s.strip() for s in value):
+            raise ValueError("statuses must be unique, non-empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def fields_consistent(self) -> Self:
+        ids = [f.id for f in self.fields]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"field ids must be unique in a form: {', '.join(duplicates)}")
+        for f in self.fields:
+            if f.section >= len(self.sections):
+                raise ValueError(f"field '{f.id}': section {f.section} does not exist "
+                                 f"(the form has {len(self.sections)})")
+        return self
+
+    @property
+    def initial_status(self) -> str:
+        return self.statuses[0]
+
+    def field(self, field_id: str) -> FormField | None:
+        return next((f for f in self.fields if f.id == field_id), None)
+
+
+class FieldError(BaseModel):
+    field: str | None
+    code: str
+    message: str
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _check_number(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, bool):
+        return value, "expected a number"
+    if isinstance(value, int | float):
+        return value, None if math.isfinite(value) else "expected a finite number"
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value, "expected a number"
+        if not math.isfinite(number):
+            return value, "expected a finite number"
+        return (int(number) if number.is_integer() and "." not in value else number), None
+    return value, "expected a number"
+
+
+def _coerce(f: FormField, value: Any) -> tuple[Any, FieldError | None]:
+    """Check one non-empty value against its field's type; returns the value to store."""
+
+    def fail(code: str, message: str) -> tuple[Any, FieldError]:
+        return value, FieldError(field=f.id, code=code, message=message)
+
+    match f.type:
+        case FieldType.TEXT | FieldType.TEXTAREA:
+            ok = isinstance(value, str)
+            return (value, None) if ok else fail("wrong_type", "expected a string")
+        case FieldType.EMAIL:
+            ok = isinstance(value, str) and EMAIL.match(value) is not None
+            return (value, None) if ok else fail("wrong_type", "expected an email address")
+        case FieldType.NUMBER:
+            number, problem = _check_number(value)
+            return (number, None) if problem is None else fail("value_not_numeric", problem)
+        case FieldType.DATE:
+            try:
+                ok = isinstance(value, str) and date.fromisoformat(value).isoformat() == value
+            except ValueError:
+                ok = False
+            return (value, None) if ok else fail("wrong_date", "expected YYYY-MM-DD")
+        case FieldType.DATETIME:
+            try:
+                ok = isinstance(value, str) and bool(datetime.fromisoformat(value))
+            except ValueError:
+                ok = False
+            return (value, None) if ok else fail("wrong_date", "expected an ISO 8601 date and time")
+        case FieldType.SELECT:
+            if not isinstance(value, str):
+                return fail("wrong_type", "expected one option as a string")
+            allowed = f.options or []
+            return (value, None) if value in allowed else fail(
+                "value_not_allowed", f"expected one of: {', '.join(allowed)}")
+        case FieldType.MULTISELECT:
+            if not isinstance(value, list):
+                return fail("value_not_array", "expected an array of options")
+            bad = [v for v in value if v not in (f.options or [])]
+            return (value, None) if not bad else fail(
+                "value_not_allowed", f"not options of this field: {', '.join(map(str, bad))}")
+        case FieldType.CHECKBOX:
+            ok = isinstance(value, bool)
+            return (value, None) if ok else fail("wrong_type", "expected true or false")
+        case FieldType.FILE:
+            return fail("wrong_type", "files are attached through the admin API, not as values")
+    return fail("wrong_type", "unsupported field type")  # pragma: no cover
+
+
+def validate_case_data(
+    form: FormDefinition,
+    data: dict[str, Any],
+    *,
+    check_mandatory: bool,
+    first_section_only: bool = False,
+    partial: bool = False,
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Validate values against the form; returns (values to store, one error per problem).
+
+    Empty values of optional fields are dropped (the field stays unset); `partial` is an update
+    that only checks the fields it touches.
+    """
+    clean: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, value in data.items():
+        f = form.field(key)
+        if f is None:
+            errors.append(FieldError(field=key, code="unknown_field",
+                                     message=f"form '{form.id}' has no field '{key}'"))
+        elif first_section_only and f.section != 0:
+            errors.append(FieldError(field=key, code="field_not_in_first_section",
+                                     message="only fields of the form's first section may be set"))
+        elif _is_empty(value):
+            if f.mandatory and check_mandatory:
+                errors.append(FieldError(field=key, code="value_missing",
+                                         message="the value is missing"))
+            elif partial:
+                clean[key] = None
+        else:
+            stored, error = _coerce(f, value)
+            if error:
+                errors.append(error)
+            else:
+                clean[key] = stored
+    if check_mandatory and not partial:
+        for f in form.fields:
+            in_scope = f.section == 0 or not first_section_only
+            if f.mandatory and in_scope and f.id not in data:
+                errors.append(FieldError(field=f.id, code="field_required",
+                                         message="the field is mandatory and data is missing"))
+    return clean, errors

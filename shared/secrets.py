@@ -1,0 +1,14 @@
+"""Random tokens and their stored digests (>= 128 bits, URL-safe)."""
+
+import hashlib
+import secrets
+
+
+def new_token(nbytes: int = 24) -> str:
+    """A URL-safe random token; 24 bytes is 192 bits."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def digest(token: str) -> bytes:
+    """SHA-256 is enough for high-entropy random keys (passwords use argon2 instead)."""
+    return hashlib.sha256(token.encode()).digest()

@@ -1,0 +1,122 @@
+"""What every service's app is built from: typed keys, resource contexts, and `serve`."""
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+
+from shared import broker
+from shared.db import create_pool
+from shared.errors import ConfigurationError, DependencyUnavailable
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+AMQP = web.AppKey("amqp", AbstractRobustConnection)
+PUBLISHER = web.AppKey("publisher", broker.Publisher)
+
+log = structlog.get_logger(__name__)
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[POOL] = await create_pool(app[SETTINGS])
+    yield
+    await app[POOL].close()
+
+
+async def amqp_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[AMQP] = await broker.connect(app[SETTINGS])
+    yield
+    await app[AMQP].close()
+
+
+async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PUBLISHER] = await broker.Publisher.open(app[AMQP], app[SETTINGS])
+    yield
+    await app[PUBLISHER].close()
+
+
+def consumer_ctx(consumer: str, routing_keys: tuple[str, ...],
+                 handler_for: Callable[[web.Application], broker.Handler]) -> CleanupCtx:
+    """Consume the service's quorum work queue for as long as the app runs."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        channel = await app[AMQP].channel()
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
+                                                consumer, routing_keys, settings.delivery_limit)
+        tag = await broker.consume(queue, handler_for(app))
+        yield
+        await queue.cancel(tag)
+        await channel.close()
+
+    return ctx
+
+
+def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any, None]]
+             ) -> CleanupCtx:
+    """A background task that lives as long as the app and is cancelled on shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(factory(app), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+async def db_ready(app: web.Application) -> bool:
+    try:
+        async with app[POOL].acquire(timeout=2) as conn:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+
+
+async def consumer_ready(app: web.Application, queue_name: str) -> bool:
+    """The broker sees a consumer on our queue (a robust reconnect can come back without one)."""
+    connection = app[AMQP]
+    if connection.is_closed:
+        return False
+    try:
+        channel = await connection.channel()
+        try:
+            return await broker.consumer_count(channel, queue_name) > 0
+        finally:
+            await channel.close()
+    except Exception:
+        return False
+
+
+def require_admin_token(settings: Settings) -> None:
+    if not settings.admin_token:
+        raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set; the admin API needs a secret "
+                                 "token (`make run` generates one).")
+
+
+def serve(service: str, create_app: Callable[[Settings], web.Application], port_of: Callable[
+        [Settings], int]) -> None:
+    """The whole of a service's `__main__`: settings, logging, event loop, run until signalled."""
+    settings = Settings()
+    configure_logging(service, settings.log_level, settings.log_json)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=port_of(settings),
+                    print=None, access_log=None, shutdown_timeout=10)
+    except (DependencyUnavailable, ConfigurationError) as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        sys.exit(2)

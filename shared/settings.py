@@ -1,0 +1,42 @@
+"""Settings shared by every service, read once from `CASEWIRE_*` environment variables."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """One typed settings object, built in `__main__` and passed down; never read at import."""
+
+    model_config = SettingsConfigDict(env_prefix="CASEWIRE_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/casewire"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Exchanges and queues live under this prefix so a dev stack and a test run never collide.
+    name_prefix: str = "casewire"
+    # No default: an admin API must never start with a guessable token (`make run` makes one).
+    admin_token: str = Field(default="", repr=False)
+    public_base_url: str = "http://127.0.0.1:8081"
+    casestore_url: str = "http://127.0.0.1:8082"
+    host: str = "127.0.0.1"
+    ingest_port: int = 8081
+    casestore_port: int = 8082
+    dispatcher_port: int = 8083
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    prefetch: int = 64
+    # A poison message is dead-lettered after this many deliveries instead of looping forever.
+    delivery_limit: int = 5
+    publish_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    max_body_bytes: int = 1024 * 1024
+    # Token bucket per incoming webhook, per ingest process.
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
+    outbox_batch: int = 200
+    outbox_poll_seconds: float = 1.0
+    # Ingest re-reads every form this often in case a form.changed event was missed.
+    form_reload_seconds: float = 30.0

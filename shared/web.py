@@ -1,0 +1,120 @@
+"""aiohttp pieces every service mounts: health, readiness, metrics, correlation ids, JSON."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from shared.logging import bound_context
+
+CORRELATION_HEADER = "X-Correlation-ID"
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
+
+log = structlog.get_logger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+HTTP_REQUESTS = Counter(
+    "casewire_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "casewire_http_request_seconds", "HTTP request duration", ["service", "route"]
+)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def correlation_middleware(service: str) -> Any:
+    """Bind a correlation id (taken from the request or new) to every log line of the request."""
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        cid = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+            else "unmatched"
+        with bound_context(correlation_id=cid), HTTP_LATENCY.labels(service, route).time():
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                exc.headers[CORRELATION_HEADER] = cid
+                HTTP_REQUESTS.labels(service, route, exc.status).inc()
+                raise
+            except Exception:
+                log.exception("request_failed", path=request.path)
+                HTTP_REQUESTS.labels(service, route, 500).inc()
+                return json_response({"errors": [{"code": "internal_error",
+                                                  "message": "internal error"}]},
+                                     status=500, headers={CORRELATION_HEADER: cid})
+        response.headers[CORRELATION_HEADER] = cid
+        HTTP_REQUESTS.labels(service, route, response.status).inc()
+        return response
+
+    return middleware
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        checks = await request.app[READINESS]()
+    except Exception as exc:
+        return json_response({"status": "unavailable", "error": repr(exc)}, status=503)
+    ready = all(checks.values())
+    return json_response({"status": "ok" if ready else "unavailable", "checks": checks},
+                         status=200 if ready else 503)
+
+
+async def metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_ops_routes(app: web.Application, readiness: ReadinessCheck) -> None:
+    app[READINESS] = readiness
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"errors": [{"field": field, "code": code, "message": message}]}
+
+
+def bad_request(errors: list[dict[str, Any]]) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=orjson.dumps({"errors": errors}).decode(),
+                              content_type="application/json")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, or a 400 `invalid_json` that says why."""
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request([{"field": None, "code": "invalid_json",
+                            "message": f"body is not valid JSON: {exc}"}]) from exc
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a JSON body into `model`; every problem becomes one 400 error entry."""
+    payload = await read_json(request)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise bad_request([
+            {"field": ".".join(str(p) for p in e["loc"]) or None, "code": "invalid",
+             "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]) from exc

@@ -1,0 +1,154 @@
+"""Fixtures: one isolated Casewire stack per test session, and helpers that clean up after it."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import aiohttp
+import orjson
+import pytest
+
+from services.casestore.migrate import drop_database, migrate
+from shared import broker
+from shared.logging import configure_logging
+from shared.settings import Settings
+from tests.stack import Stack, isolated_settings
+
+RUN_ID = uuid.uuid4().hex[:10]
+FormFactory = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def delete_broker_objects(settings: Settings) -> None:
+    """Remove every queue and exchange this run declared under its prefix."""
+    names = broker.Names(settings.name_prefix)
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (names.queue("casestore"), names.queue("dispatcher"), names.dead_letters):
+            await channel.queue_delete(queue)
+        for exchange in (names.events, names.dead_letter):
+            await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    configure_logging("tests", "WARNING", json=False)
+    return isolated_settings(RUN_ID)
+
+
+@pytest.fixture(scope="session")
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    await migrate(settings.database_url)
+    running = Stack(settings)
+    await running.start_all()
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+        await delete_broker_objects(settings)
+        await drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+async def api(stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    """The admin API with the bearer token set."""
+    headers = {"Authorization": f"Bearer {stack.settings.admin_token}"}
+    async with aiohttp.ClientSession(base_url=stack.url("casestore"), headers=headers) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain client, as an external system would use."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=300), timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        yield session
+
+
+def sample_form(form_id: str) -> dict[str, Any]:
+    return {
+        "id": form_id,
+        "name": f"Form {form_id}",
+        "sections": [{"name": "Request"}, {"name": "Handling"}],
+        "fields": [
+            {"id": "text-field", "label": "Text", "type": "text", "mandatory": True},
+            {"id": "email", "label": "E-mail", "type": "email"},
+            {"id": "amount", "label": "Amount", "type": "number"},
+            {"id": "due-date", "label": "Due", "type": "date"},
+            {"id": "seen-at", "label": "Seen at", "type": "datetime"},
+            {"id": "priority", "label": "Priority", "type": "select",
+             "options": ["low", "high"]},
+            {"id": "tags", "label": "Tags", "type": "multiselect", "options": ["a", "b", "c"]},
+            {"id": "urgent", "label": "Urgent", "type": "checkbox"},
+            {"id": "attachment", "label": "Attachment", "type": "file"},
+            {"id": "notes", "label": "Notes", "type": "textarea", "section": 1},
+        ],
+        "statuses": ["registered", "in_progress", "closed"],
+    }
+
+
+@pytest.fixture
+async def make_form(api: aiohttp.ClientSession) -> FormFactory:
+    """Create a fresh form (unique id) with its incoming webhook; returns the webhook JSON."""
+
+    async def factory(authenticate_user: bool = False, **overrides: Any) -> dict[str, Any]:
+        form_id = f"f-{uuid.uuid4().hex[:12]}"
+        body = {**sample_form(form_id), **overrides, "id": form_id}
+        async with api.post("/api/forms", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+        async with api.put(f"/api/forms/{form_id}/incoming-webhook",
+                           json={"enabled": True, "authenticate_user": authenticate_user}) as resp:
+            assert resp.status == 200, await resp.text()
+            hook: dict[str, Any] = await resp.json()
+        return {**hook, "form_id": form_id}
+
+    return factory
+
+
+async def wait_for_cases(api: aiohttp.ClientSession, form_id: str, count: int,
+                         timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Poll the admin API until the form has `count` cases (fail if more appear or time runs out)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with api.get(f"/api/forms/{form_id}/cases", params={"limit": "500"}) as resp:
+            body = await resp.json()
+        if body["total"] >= count or asyncio.get_running_loop().time() > deadline:
+            assert body["total"] == len(body["cases"]) == count, \
+                f"expected {count} cases, found {body['total']}"
+            cases: list[dict[str, Any]] = body["cases"]
+            return cases
+        await asyncio.sleep(0.1)
+
+
+class EventTap:
+    """A private queue on the run's events exchange, to see what the services publish."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue):
+        self.queue = queue
+
+    async def next(self, predicate: Callable[[dict[str, Any]], bool],
+                   timeout: float = 10.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            message = await self.queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.05)
+                continue
+            event: dict[str, Any] = orjson.loads(message.body)
+            if predicate(event):
+                return event
+        raise AssertionError("no matching event arrived")
+
+
+@pytest.fixture
+async def events(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await broker.declare_exchanges(channel, broker.Names(settings.name_prefix))
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        yield EventTap(queue)
