@@ -109,9 +109,9 @@ async def make_form(api: aiohttp.ClientSession) -> FormFactory:
 
 
 async def wait_for_cases(api: aiohttp.ClientSession, form_id: str, count: int,
-                         timeout: float = 20.0) -> list[dict[str, Any]]:
-    """Poll the admin API until the form has `count` cases (fail if more appear or time runs out)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+                         within: float = 20.0) -> list[dict[str, Any]]:
+    """Poll the admin API until the form has `count` cases; fail if others appear or time is up."""
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         async with api.get(f"/api/forms/{form_id}/cases", params={"limit": "500"}) as resp:
             body = await resp.json()
@@ -130,8 +130,8 @@ class EventTap:
         self.queue = queue
 
     async def next(self, predicate: Callable[[dict[str, Any]], bool],
-                   timeout: float = 10.0) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
+                   within: float = 10.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
             message = await self.queue.get(fail=False, no_ack=True)
             if message is None:
