@@ -180,6 +180,15 @@ async def consume(queue: AbstractQueue, handler: Handler) -> str:
     return await queue.consume(on_message)
 
 
+async def stop_consuming(queue: AbstractQueue, tag: str) -> None:
+    """Cancel and close on shutdown; with the broker down there is nothing left to cancel."""
+    try:
+        await queue.cancel(tag)
+        await queue.channel.close()
+    except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
+        log.warning("stop_consuming_on_dead_connection", queue=queue.name, error=repr(exc))
+
+
 async def consumer_count(channel: AbstractChannel, queue_name: str) -> int:
     """How many consumers the broker sees on a queue (a robust reconnect can come back with 0)."""
     result = await channel.declare_queue(queue_name, passive=True)

@@ -56,8 +56,7 @@ def consumer_ctx(consumer: str, routing_keys: tuple[str, ...],
                                                 consumer, routing_keys, settings.delivery_limit)
         tag = await broker.consume(queue, handler_for(app))
         yield
-        await queue.cancel(tag)
-        await channel.close()
+        await broker.stop_consuming(queue, tag)
 
     return ctx
 
@@ -84,11 +83,17 @@ async def db_ready(app: web.Application) -> bool:
         return False
 
 
+def broker_ready(app: web.Application) -> bool:
+    """A robust connection is never `is_closed` while it reconnects; `connected` tells the truth."""
+    connection = app[AMQP]
+    return not connection.is_closed and connection.connected.is_set()
+
+
 async def consumer_ready(app: web.Application, queue_name: str) -> bool:
     """The broker sees a consumer on our queue (a robust reconnect can come back without one)."""
-    connection = app[AMQP]
-    if connection.is_closed:
+    if not broker_ready(app):
         return False
+    connection = app[AMQP]
     try:
         channel = await connection.channel()
         try:

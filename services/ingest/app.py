@@ -20,6 +20,7 @@ from shared.service import (
     POOL,
     SETTINGS,
     amqp_ctx,
+    broker_ready,
     db_ready,
     pool_ctx,
     publisher_ctx,
@@ -49,8 +50,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AMQP].reconnect_callbacks.add(on_reconnect)
     yield
     app[AMQP].reconnect_callbacks.discard(on_reconnect)
-    await queue.cancel(tag)
-    await channel.close()
+    await broker.stop_consuming(queue, tag)
 
 
 RELOAD = web.AppKey("reload", asyncio.Event)
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(handlers.routes)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": not app[AMQP].is_closed,
+        return {"postgres": await db_ready(app), "rabbitmq": broker_ready(app),
                 "forms": app[CACHE].loaded}
 
     add_ops_routes(app, readiness)

@@ -1,0 +1,60 @@
+"""Broker outages: ingest never answers 200 for a case the broker has not confirmed."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from shared.settings import Settings
+from tests.conftest import FormFactory, wait_for_cases
+from tests.faults import CuttableProxy
+from tests.stack import Stack, free_port
+
+
+@pytest.fixture
+async def ingest_via_proxy(settings: Settings, stack: Stack) -> AsyncIterator[
+        tuple[Stack, CuttableProxy]]:
+    """A second ingest whose only route to RabbitMQ is a proxy the test can cut."""
+    broker_port = urlsplit(settings.amqp_url).port or 5672
+    proxy = CuttableProxy(broker_port)
+    await proxy.start()
+    proxied = Stack(settings.model_copy(update={
+        "amqp_url": f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+        "ingest_port": free_port(), "publish_timeout": 1.0}))
+    await proxied.start("ingest")
+    try:
+        yield proxied, proxy
+    finally:
+        await proxy.cut()
+        await proxied.stop("ingest")
+
+
+async def test_broker_outage_gives_503_and_recovery_gives_200_with_nothing_lost(
+        ingest_via_proxy: tuple[Stack, CuttableProxy], make_form: FormFactory,
+        http: aiohttp.ClientSession, api: aiohttp.ClientSession) -> None:
+    proxied, proxy = ingest_via_proxy
+    hook = await make_form()
+    url = f"{proxied.url('ingest')}/hooks/{hook['token']}"
+    async with http.post(url, json={"text-field": "before"}) as resp:
+        assert resp.status == 200
+    await proxy.cut()
+    async with http.post(url, json={"text-field": "during"}) as resp:
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["errors"][0]["code"] == "unavailable"
+    async with http.get(f"{proxied.url('ingest')}/readyz") as resp:
+        assert resp.status == 503
+    await proxy.start()
+    accepted = 0
+    for _ in range(100):  # the robust connection reconnects with backoff
+        async with http.post(url, json={"text-field": "after"}) as resp:
+            if resp.status == 200:
+                accepted = 1
+                break
+            assert resp.status == 503
+        await asyncio.sleep(0.2)
+    assert accepted == 1
+    cases = await wait_for_cases(api, hook["form_id"], 2)
+    assert sorted(c["data"]["text-field"] for c in cases) == ["after", "before"]
