@@ -4,12 +4,25 @@ import math
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INT64 = range(-(2**63), 2**63)
+INTEGER = re.compile(r"^[+-]?[0-9]+$")
+NUL_MESSAGE = "text may not contain NUL (\\u0000) characters"
+
+
+def _storable(value: str) -> str:
+    # Postgres text and jsonb cannot hold U+0000; refusing it here beats a 500 at INSERT time.
+    if "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
 
 
 class FieldType(StrEnum):
@@ -30,17 +43,17 @@ OPTION_TYPES = {FieldType.SELECT, FieldType.MULTISELECT}
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Label
 
 
 class FormField(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SLUG)
-    label: str = Field(min_length=1, max_length=200)
+    label: Label
     type: FieldType
     mandatory: bool = False
     section: int = Field(default=0, ge=0)
-    options: list[str] | None = None
+    options: list[Label] | None = None
 
     @model_validator(mode="after")
     def options_match_type(self) -> Self:
@@ -59,10 +72,10 @@ class FormDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SLUG)
-    name: str = Field(min_length=1, max_length=200)
+    name: Label
     sections: list[Section] = Field(default_factory=lambda: [Section(name="Main")], min_length=1)
     fields: list[FormField] = Field(default_factory=list)
-    statuses: list[str] = Field(default_factory=lambda: ["registered"], min_length=1)
+    statuses: list[Label] = Field(default_factory=lambda: ["registered"], min_length=1)
 
     @field_validator("statuses")
     @classmethod
@@ -102,19 +115,21 @@ def _is_empty(value: Any) -> bool:
 
 
 def _check_number(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, bool):
-        return value, "expected a number"
-    if isinstance(value, int | float):
-        return value, None if math.isfinite(value) else "expected a finite number"
+    """Numbers may arrive as JSON numbers or numeric strings; integers stay exact."""
     if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value, "expected a number"
-        if not math.isfinite(number):
-            return value, "expected a finite number"
-        return (int(number) if number.is_integer() and "." not in value else number), None
-    return value, "expected a number"
+        text = value.strip()
+        if INTEGER.match(text):
+            value = int(text)
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                return value, "expected a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value, "expected a number"
+    if isinstance(value, int):
+        return value, None if value in INT64 else "expected an integer within 64 bits"
+    return value, None if math.isfinite(value) else "expected a finite number"
 
 
 def _coerce(f: FormField, value: Any) -> tuple[Any, FieldError | None]:
@@ -123,6 +138,8 @@ def _coerce(f: FormField, value: Any) -> tuple[Any, FieldError | None]:
     def fail(code: str, message: str) -> tuple[Any, FieldError]:
         return value, FieldError(field=f.id, code=code, message=message)
 
+    if isinstance(value, str) and "\x00" in value:
+        return fail("wrong_type", NUL_MESSAGE)
     match f.type:
         case FieldType.TEXT | FieldType.TEXTAREA:
             ok = isinstance(value, str)

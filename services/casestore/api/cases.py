@@ -42,7 +42,7 @@ def _query_int(request: web.Request, name: str, default: int | None, high: int) 
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise ValidationFailed([FieldError(field=name, code="invalid",
                                            message=f"expected an integer from 1 to {high}")])
     return int(raw)

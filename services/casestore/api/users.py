@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.casestore import repo
 from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
-from shared.forms import FieldError
+from shared.forms import FieldError, Label
 from shared.service import POOL
 from shared.web import json_response, read_model
 
@@ -18,7 +18,7 @@ routes = web.RouteTableDef()
 
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(min_length=1, max_length=200)
+    username: Label
     password: str = Field(min_length=8, max_length=1024)
     forms: list[str] = Field(default_factory=list)
 
