@@ -102,7 +102,7 @@ Demo form "demo", incoming webhook URL:
   {url}
 Create a case:
   curl -X POST -H 'Content-type: application/json' \\
-    --data '{{"text-field": "Simple input in a text-field with id textfield"}}' \\
+    --data '{{"text-field": "Simple input in a text-field with id text-field"}}' \\
     {url}
 See it (newest first):
   curl -H 'Authorization: Bearer {token}' {api}/forms/demo/cases
@@ -126,8 +126,11 @@ async def run(settings: Settings) -> int:
     await migrate(settings.database_url)
     await _check_broker(settings)
     env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token}
+    # Own sessions: a terminal's Ctrl-C reaches only us, and each child gets exactly one SIGTERM
+    # (a second signal would cut its graceful shutdown short).
     children = [await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",
-                                                     env=env) for name in SERVICES]
+                                                     env=env, start_new_session=True)
+                for name in SERVICES]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

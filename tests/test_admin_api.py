@@ -180,6 +180,15 @@ async def test_deleted_form_is_gone(api: aiohttp.ClientSession) -> None:
     await call(api, "POST", f"/api/forms/{form_id}/incoming-webhook/rotate", 404)
 
 
+async def test_form_with_cases_cannot_be_deleted(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    case = await new_case(api, form_id)
+    errors = (await call(api, "DELETE", f"/api/forms/{form_id}", 409))["errors"]
+    assert "still has 1 case" in errors[0]["message"]
+    await call(api, "DELETE", f"/api/cases/{case['id']}", 200)
+    assert await call(api, "DELETE", f"/api/forms/{form_id}", 200) == {}
+
+
 async def test_form_changes_publish_form_changed_events(api: aiohttp.ClientSession,
                                                         events: EventTap) -> None:
     body = full_form()

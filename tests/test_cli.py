@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 import pytest
 
 from services.casestore.migrate import drop_database
@@ -75,7 +76,8 @@ async def test_run_starts_everything_prints_a_working_curl_and_stops_on_ctrl_c(
                 if cases:
                     break
                 await asyncio.sleep(0.1)
-        assert cases[0]["data"] == {"text-field": "Simple input in a text-field with id textfield"}
+        assert cases[0]["data"] == orjson.loads(url.group(1))
+        assert cases[0]["creator"] == "Addon - Incoming Webhook"
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

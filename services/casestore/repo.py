@@ -43,6 +43,16 @@ async def delete_form(conn: Conn, form_id: str) -> bool:
     return bool(await conn.execute("DELETE FROM forms WHERE id = $1", form_id) != "DELETE 0")
 
 
+async def lock_form_for_delete(conn: Conn, form_id: str) -> int | None:
+    """Lock the form against new cases (their foreign key check waits) and count its cases.
+
+    None if there is no such form.
+    """
+    if await conn.fetchval("SELECT 1 FROM forms WHERE id = $1 FOR UPDATE", form_id) is None:
+        return None
+    return int(await conn.fetchval("SELECT count(*) FROM cases WHERE form_id = $1", form_id))
+
+
 async def get_form(conn: Conn, form_id: str, *, lock: bool = False) -> FormDefinition | None:
     sql = "SELECT * FROM forms WHERE id = $1" + (" FOR SHARE" if lock else "")
     row = await conn.fetchrow(sql, form_id)

@@ -73,8 +73,12 @@ async def replace_form(request: web.Request) -> web.Response:
 async def delete_form(request: web.Request) -> web.Response:
     form_id = request.match_info["form_id"]
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        if not await repo.delete_form(conn, form_id):
+        cases = await repo.lock_form_for_delete(conn, form_id)
+        if cases is None:
             raise RecordNotFound(f"form '{form_id}' not found")
+        if cases:
+            raise Conflict(f"form '{form_id}' still has {cases} case(s); delete them first")
+        await repo.delete_form(conn, form_id)
         await announce_form(conn, form_id, "deleted")
     return json_response({})
 
