@@ -34,11 +34,11 @@ DEMO_FORM = {
 }
 
 
-def _admin_token(settings: Settings) -> str:
-    """The configured token, or one generated once and kept in .casewire/ for dev runs."""
-    if settings.admin_token:
-        return settings.admin_token
-    path = STATE_DIR / "admin-token"
+def _dev_secret(configured: str, name: str) -> str:
+    """The configured secret, or one generated once and kept in .casewire/ for dev runs."""
+    if configured:
+        return configured
+    path = STATE_DIR / name
     if not path.exists():
         STATE_DIR.mkdir(exist_ok=True)
         path.write_text(secrets.token_urlsafe(24))
@@ -122,10 +122,13 @@ async def _stop(children: list[asyncio.subprocess.Process]) -> None:
 
 async def run(settings: Settings) -> int:
     """Migrate, start the three services, make the demo form, and wait for Ctrl-C."""
-    token = _admin_token(settings)
+    token = _dev_secret(settings.admin_token, "admin-token")
+    signing_key = _dev_secret(settings.signing_key, "signing-key")
     await migrate(settings.database_url)
     await _check_broker(settings)
-    env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token}
+    env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token, "CASEWIRE_SIGNING_KEY": signing_key}
+    # A dev run may send outgoing webhooks to a receiver on this machine; production may not.
+    env.setdefault("CASEWIRE_OUTGOING_ALLOW_NETWORKS", '["127.0.0.0/8", "::1/128"]')
     # Own sessions: a terminal's Ctrl-C reaches only us, and each child gets exactly one SIGTERM
     # (a second signal would cut its graceful shutdown short).
     children = [await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",

@@ -16,6 +16,7 @@ CASE_DELETED = "case.deleted"
 FORM_CHANGED = "form.changed"
 CASE_RESPONSE_DATA = "case.response_data"
 DELIVERY_RECORDED = "delivery.recorded"
+DELIVERY_REPLAY_REQUESTED = "delivery.replay_requested"
 
 
 def utcnow() -> datetime:
@@ -108,3 +109,58 @@ FormChangeKind = Literal["created", "updated", "deleted", "webhook"]
 class FormChanged(BaseModel):
     form_id: str
     change: FormChangeKind
+
+
+class CaseResponseData(BaseModel):
+    """dispatcher or ingest -> casestore: values a receiver answered, to write into the case."""
+
+    case_id: uuid.UUID
+    automation_id: uuid.UUID
+    delivery_id: uuid.UUID
+    values: dict[str, Any]
+    # The automation depth of the change that fired the delivery; the write is one deeper.
+    automation_depth: int = 0
+    source: Literal["response", "return_url"] = "response"
+
+
+class RecordedRequest(BaseModel):
+    method: str
+    url: str
+    headers: dict[str, str]  # secrets (Authorization) already masked
+    body: str
+
+
+class Attempt(BaseModel):
+    id: uuid.UUID
+    number: int
+    started_at: datetime
+    duration_ms: float
+    request: RecordedRequest
+    response_status: int | None = None
+    response_headers: dict[str, str] = Field(default_factory=dict)
+    response_body: str | None = None  # an excerpt, up to the configured size
+    error: str | None = None
+
+
+DeliveryState = Literal["succeeded", "failed"]
+
+
+class DeliveryRecorded(BaseModel):
+    """dispatcher -> casestore: the outcome of one delivery (all its attempts this time)."""
+
+    delivery_id: uuid.UUID
+    automation_id: uuid.UUID
+    case_id: uuid.UUID
+    form_id: str
+    event_id: uuid.UUID  # the case event that fired it
+    webhook_id: str  # Standard Webhooks message id, stable across retries and replays
+    state: DeliveryState
+    attempts: list[Attempt]
+
+
+class DeliveryReplayRequested(BaseModel):
+    """casestore -> dispatcher: send a recorded delivery again, with the same webhook id."""
+
+    delivery_id: uuid.UUID
+    automation_id: uuid.UUID
+    case_id: uuid.UUID

@@ -104,10 +104,13 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
         return False
 
 
-def require_admin_token(settings: Settings) -> None:
+def require_secrets(settings: Settings) -> None:
     if not settings.admin_token:
         raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set; the admin API needs a secret "
                                  "token (`make run` generates one).")
+    if not settings.signing_key:
+        raise ConfigurationError("CASEWIRE_SIGNING_KEY is not set; signed file and return URLs "
+                                 "need a secret key (`make run` generates one).")
 
 
 def serve(service: str, create_app: Callable[[Settings], web.Application], port_of: Callable[

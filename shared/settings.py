@@ -15,8 +15,11 @@ class Settings(BaseSettings):
     name_prefix: str = "casewire"
     # No default: an admin API must never start with a guessable token (`make run` makes one).
     admin_token: str = Field(default="", repr=False)
+    # Signs expiring URLs (file downloads, returnDataURL); no default, like the admin token.
+    signing_key: str = Field(default="", repr=False)
     public_base_url: str = "http://127.0.0.1:8081"
     casestore_url: str = "http://127.0.0.1:8082"
+    dispatcher_url: str = "http://127.0.0.1:8083"
     host: str = "127.0.0.1"
     ingest_port: int = 8081
     casestore_port: int = 8082
@@ -40,3 +43,16 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     # Ingest re-reads every form this often in case a form.changed event was missed.
     form_reload_seconds: float = 30.0
+
+    # Outgoing webhooks.
+    # Private, loopback and link-local targets are refused unless inside one of these networks.
+    outgoing_allow_networks: list[str] = Field(default_factory=list)
+    # A change caused by automations this many levels deep fires nothing more.
+    automation_max_depth: int = 3
+    retry_backoff_seconds: float = Field(default=2.0, gt=0)
+    retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    # A receiver's Retry-After is honoured up to this many seconds.
+    retry_after_cap_seconds: float = Field(default=60.0, ge=0)
+    response_excerpt_bytes: int = 64 * 1024
+    file_url_ttl_seconds: float = 24 * 3600
+    return_url_ttl_seconds: float = 2 * 3600

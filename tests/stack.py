@@ -55,6 +55,12 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         "database_url": f"postgresql://postgres@127.0.0.1:5432/casewire_test_{run_id}",
         "name_prefix": f"casewire-test-{run_id}",
         "admin_token": f"test-token-{run_id}",
+        "signing_key": f"test-signing-key-{run_id}",
+        "dispatcher_url": f"http://127.0.0.1:{ports['dispatcher_port']}",
+        # Receivers in tests are aiohttp servers on loopback; production refuses loopback.
+        "outgoing_allow_networks": ["127.0.0.0/8"],
+        "retry_backoff_seconds": 0.05,
+        "retry_backoff_max_seconds": 0.2,
         "public_base_url": f"http://127.0.0.1:{ports['ingest_port']}",
         "casestore_url": f"http://127.0.0.1:{ports['casestore_port']}",
         "outbox_poll_seconds": 0.5,

@@ -17,7 +17,7 @@ from shared.service import (
     db_ready,
     pool_ctx,
     publisher_ctx,
-    require_admin_token,
+    require_secrets,
     task_ctx,
 )
 from shared.settings import Settings
@@ -33,7 +33,7 @@ async def relay(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    require_admin_token(settings)
+    require_secrets(settings)
     app = web.Application(
         middlewares=[correlation_middleware("casestore"), check_admin_token, domain_errors],
         client_max_size=settings.max_body_bytes)

@@ -24,7 +24,7 @@ from shared.service import (
     db_ready,
     pool_ctx,
     publisher_ctx,
-    require_admin_token,
+    require_secrets,
     task_ctx,
 )
 from shared.settings import Settings
@@ -79,7 +79,7 @@ async def casestore_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    require_admin_token(settings)
+    require_secrets(settings)
     app = web.Application(middlewares=[correlation_middleware("ingest")],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings

@@ -1,0 +1,217 @@
+"""The automation contract (When / If / outgoing-webhook action) every service reads and writes.
+
+casestore validates and stores it, the dispatcher evaluates and executes it, ingest reads the
+response mapping for returnDataURL answers.
+"""
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from shared.forms import FieldError, FieldType, FormDefinition, Label
+
+# Case metadata that content, templates and conditions may name besides form fields.
+META = ("case_id", "case_number", "status", "creator", "created_at", "updated_at", "form_id",
+        "version")
+OPERATORS = ("eq", "ne", "contains", "not_contains", "gt", "gte", "lt", "lte", "empty",
+             "not_empty", "in", "changed_from", "changed_to")
+# Operators that take no `value`.
+UNARY = ("empty", "not_empty")
+# `{case_number}` or `{field:text-field}` inside a template.
+PLACEHOLDER = re.compile(r"\{(field:)?([a-z0-9][a-z0-9_-]*)\}")
+RESPONSE_KEY = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# When: any entry fires the automation. A new trigger kind (e.g. date_reached, which a scheduler
+# will fire) is one more member of this union.
+class CaseCreated(_Strict):
+    event: Literal["case_created"]
+
+
+class CaseChangedTrigger(_Strict):
+    event: Literal["case_changed"]
+
+
+class FieldChanged(_Strict):
+    """A value set, modified or removed on an existing case."""
+
+    event: Literal["field_changed"]
+    fields: list[str] = Field(min_length=1)
+
+
+class FieldFilled(_Strict):
+    """A field of an existing case went from empty to a value."""
+
+    event: Literal["field_filled"]
+    fields: list[str] = Field(min_length=1)
+
+
+class StatusChanged(_Strict):
+    event: Literal["status_changed"]
+    to: list[str] | None = None
+
+
+Trigger = Annotated[CaseCreated | CaseChangedTrigger | FieldChanged | FieldFilled | StatusChanged,
+                    Field(discriminator="event")]
+
+
+class Condition(_Strict):
+    """`field` names a form field, else case metadata (`status`, `case_number`, ...)."""
+
+    field: str
+    op: Literal["eq", "ne", "contains", "not_contains", "gt", "gte", "lt", "lte", "empty",
+                "not_empty", "in", "changed_from", "changed_to"]
+    value: Any = None
+
+    @model_validator(mode="after")
+    def value_fits_operator(self) -> Self:
+        if self.op == "in" and not isinstance(self.value, list):
+            raise ValueError(f"condition on '{self.field}': 'in' needs a list as value")
+        if self.op not in UNARY and self.value is None and self.op not in (
+                "eq", "ne", "changed_from", "changed_to"):
+            raise ValueError(f"condition on '{self.field}': '{self.op}' needs a value")
+        return self
+
+
+class AllOf(_Strict):
+    all: list["Rule"] = Field(min_length=1)
+
+
+class AnyOf(_Strict):
+    any: list["Rule"] = Field(min_length=1)
+
+
+Rule = Condition | AllOf | AnyOf
+
+
+class ContentItem(_Strict):
+    """One key of the sent content: exactly one of meta, field, value, template."""
+
+    key: str = Field(min_length=1, max_length=200)
+    meta: str | None = None
+    field: str | None = None
+    value: Any = None
+    template: str | None = None
+
+    @model_validator(mode="after")
+    def one_source(self) -> Self:
+        given = [name for name in ("meta", "field", "value", "template")
+                 if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"content '{self.key}': give exactly one of meta, field, value, "
+                             f"template (got {', '.join(given) or 'none'})")
+        return self
+
+
+class BasicAuth(_Strict):
+    type: Literal["basic"]
+    username: str = Field(min_length=1)
+    password: str
+
+
+class NoAuth(_Strict):
+    type: Literal["none"]
+
+
+class RequestSettings(_Strict):
+    method: Literal["POST", "GET", "PUT"] = "POST"
+    url: HttpUrl
+    auth: Annotated[BasicAuth | NoAuth, Field(discriminator="type")] = NoAuth(type="none")
+    attempts: Literal[1, 2, 3] = 1
+    timeout: Literal[10, 30, 60] = 10
+    protocol: Literal["json", "json_array", "form"] = "json"
+
+
+class ResponseMapping(_Strict):
+    """Write the JSON response's `key` (dotted path) into the case field `field`."""
+
+    field: str
+    key: str = Field(pattern=RESPONSE_KEY.pattern)
+
+
+class OutgoingWebhook(_Strict):
+    type: Literal["outgoing_webhook"]
+    content: list[ContentItem] = Field(default_factory=list)
+    settings: RequestSettings
+    response: list[ResponseMapping] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def keys_unique(self) -> Self:
+        keys = [c.key for c in self.content]
+        if "returnDataURL" in keys and self.response:
+            raise ValueError("content key 'returnDataURL' is reserved when response data is set")
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ValueError(f"content keys must be unique: {', '.join(duplicates)}")
+        return self
+
+
+class AutomationDefinition(_Strict):
+    """What an administrator writes; the API's POST/PUT body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Label
+    when: list[Trigger] = Field(min_length=1)
+    if_: Rule | None = Field(default=None, alias="if")
+    once: bool = False
+    action: OutgoingWebhook
+
+    def public(self) -> dict[str, Any]:
+        """As JSON, with `if` spelled as the API spells it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _conditions(rule: Rule | None) -> list[Condition]:
+    if rule is None:
+        return []
+    if isinstance(rule, Condition):
+        return [rule]
+    return [c for r in (rule.all if isinstance(rule, AllOf) else rule.any) for c in _conditions(r)]
+
+
+def check_against_form(definition: AutomationDefinition, form: FormDefinition) -> list[FieldError]:
+    """Every name the automation uses must exist on the form; one error per problem."""
+    fields = {f.id for f in form.fields}
+    errors: list[FieldError] = []
+
+    def need(ok: bool, where: str, message: str) -> None:
+        if not ok:
+            errors.append(FieldError(field=where, code="invalid", message=message))
+
+    for i, trigger in enumerate(definition.when):
+        for name in getattr(trigger, "fields", None) or []:
+            need(name in fields or name == "status", f"when[{i}].fields",
+                 f"form '{form.id}' has no field '{name}'")
+        for status in getattr(trigger, "to", None) or []:
+            need(status in form.statuses, f"when[{i}].to", f"'{status}' is not a status of "
+                 f"form '{form.id}' ({', '.join(form.statuses)})")
+    for condition in _conditions(definition.if_):
+        need(condition.field in fields or condition.field in META, "if",
+             f"'{condition.field}' is neither a field of form '{form.id}' nor case metadata "
+             f"({', '.join(META)})")
+    for item in definition.action.content:
+        if item.meta is not None:
+            need(item.meta in META, f"content.{item.key}",
+                 f"unknown metadata '{item.meta}' (one of {', '.join(META)})")
+        if item.field is not None:
+            need(item.field in fields, f"content.{item.key}",
+                 f"form '{form.id}' has no field '{item.field}'")
+        for is_field, name in PLACEHOLDER.findall(item.template or ""):
+            known = name in fields if is_field else name in META
+            need(known, f"content.{item.key}", f"template names unknown "
+                 f"{'field' if is_field else 'metadata'} '{name}'")
+    for mapping in definition.action.response:
+        target = form.field(mapping.field)
+        need(target is not None and target.type != FieldType.FILE, f"response.{mapping.field}",
+             f"form '{form.id}' has no field '{mapping.field}' that response data can fill")
+    return errors
+
+
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
