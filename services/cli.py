@@ -10,10 +10,12 @@ from pathlib import Path
 
 import aio_pika
 import aiohttp
+import orjson
 
 from services.casestore.migrate import migrate
 from shared import broker
 from shared.errors import ConfigurationError, DependencyUnavailable
+from shared.secrets import redacted_url
 from shared.settings import Settings
 
 SERVICES = ("casestore", "ingest", "dispatcher")
@@ -51,7 +53,7 @@ async def _check_broker(settings: Settings) -> None:
         connection = await asyncio.wait_for(aio_pika.connect(settings.amqp_url), 10)
     except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
         raise DependencyUnavailable(
-            f"Cannot reach RabbitMQ at {broker.redacted(settings.amqp_url)} ({exc!r}); "
+            f"Cannot reach RabbitMQ at {redacted_url(settings.amqp_url)} ({exc!r}); "
             "start it or set CASEWIRE_AMQP_URL.") from exc
     await connection.close()
 
@@ -90,6 +92,17 @@ async def _ensure_demo(settings: Settings, token: str) -> dict[str, str]:
             return created
 
 
+DEMO_RECEIVER = "http://127.0.0.1:9000/hook"
+DEMO_AUTOMATION = {
+    "name": "Demo: new cases to a receiver",
+    "when": [{"event": "case_created"}],
+    "action": {"type": "outgoing_webhook",
+               "content": [{"key": "caseNumber", "meta": "case_number"},
+                           {"key": "text", "field": "text-field"}],
+               "settings": {"method": "POST", "url": DEMO_RECEIVER, "attempts": 3}},
+}
+
+
 def _banner(settings: Settings, token: str, url: str) -> str:
     api = f"http://127.0.0.1:{settings.casestore_port}/api"
     return f"""
@@ -106,6 +119,12 @@ Create a case:
     {url}
 See it (newest first):
   curl -H 'Authorization: Bearer {token}' {api}/forms/demo/cases
+Send every new case to your receiver (put its URL in place of {DEMO_RECEIVER}):
+  curl -X POST -H 'Authorization: Bearer {token}' -H 'Content-type: application/json' \\
+    --data '{orjson.dumps(DEMO_AUTOMATION).decode()}' \\
+    {api}/forms/demo/automations
+Its deliveries, attempt by attempt:
+  curl -H 'Authorization: Bearer {token}' {api}/deliveries
 """
 
 
@@ -157,7 +176,7 @@ async def queues(settings: Settings) -> int:
     names = broker.Names(settings.name_prefix)
     connection = await broker.connect(settings)
     try:
-        for queue_name in (names.queue("casestore"), names.queue("dispatcher"), names.dead_letters):
+        for queue_name in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
             channel = await connection.channel()
             try:
                 result = (await channel.declare_queue(queue_name, passive=True)).declaration_result

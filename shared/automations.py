@@ -213,5 +213,19 @@ def check_against_form(definition: AutomationDefinition, form: FormDefinition) -
     return errors
 
 
+def response_values(definition: AutomationDefinition, answer: Any) -> dict[str, Any]:
+    """The mapped keys (dotted paths) found in a receiver's JSON answer, by case field."""
+    values: dict[str, Any] = {}
+    for mapping in definition.action.response:
+        node = answer
+        for part in mapping.key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            values[mapping.field] = node
+    return values
+
+
 AllOf.model_rebuild()
 AnyOf.model_rebuild()

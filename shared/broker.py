@@ -1,10 +1,12 @@
 """RabbitMQ plumbing: robust connection, topology, confirmed publishing and safe consuming."""
 
-from collections.abc import Awaitable, Callable, Iterable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import asyncpg
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -15,10 +17,20 @@ from aio_pika.abc import (
 )
 from pydantic import ValidationError
 
-from shared.errors import DependencyUnavailable, PermanentMessageError
-from shared.events import Envelope
+from shared.errors import DependencyUnavailable, PermanentMessageError, Unroutable
+from shared.events import (
+    CASE_CREATE_REQUESTED,
+    CASE_CREATED,
+    CASE_DELETED,
+    CASE_RESPONSE_DATA,
+    CASE_UPDATED,
+    DELIVERY_RECORDED,
+    DELIVERY_REPLAY_REQUESTED,
+    Envelope,
+)
 from shared.logging import bound_context
 from shared.retry import startup_retry
+from shared.secrets import redacted_url
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,11 +60,6 @@ class Names:
         return f"{self.prefix}.{consumer}"
 
 
-def redacted(url: str) -> str:
-    head, sep, tail = url.rpartition("@")
-    return f"{head.split(':')[0]}:***@{tail}" if sep else url
-
-
 async def connect(settings: Settings) -> AbstractRobustConnection:
     """Open the process's one robust connection, failing with a clear sentence if unreachable."""
 
@@ -64,7 +71,7 @@ async def connect(settings: Settings) -> AbstractRobustConnection:
         return await attempt()
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
         raise DependencyUnavailable(
-            f"Cannot reach RabbitMQ at {redacted(settings.amqp_url)} ({exc!r}); "
+            f"Cannot reach RabbitMQ at {redacted_url(settings.amqp_url)} ({exc!r}); "
             "start it or set CASEWIRE_AMQP_URL."
         ) from exc
 
@@ -81,13 +88,16 @@ async def declare_exchanges(channel: AbstractChannel, names: Names) -> AbstractE
     return await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
-async def declare_work_queue(
-    channel: AbstractChannel,
-    names: Names,
-    consumer: str,
-    routing_keys: Iterable[str],
-    delivery_limit: int,
-) -> AbstractQueue:
+# Every durable work queue and the events it receives. Each publisher declares all of them, so
+# an event is never unroutable (and lost) because its consumer has not started yet.
+WORK_QUEUES: dict[str, tuple[str, ...]] = {
+    "casestore": (CASE_CREATE_REQUESTED, DELIVERY_RECORDED, CASE_RESPONSE_DATA),
+    "dispatcher": (CASE_CREATED, CASE_UPDATED, CASE_DELETED, DELIVERY_REPLAY_REQUESTED),
+}
+
+
+async def declare_work_queue(channel: AbstractChannel, names: Names, consumer: str,
+                             delivery_limit: int) -> AbstractQueue:
     """A durable quorum queue with a delivery limit and a dead-letter exchange."""
     exchange = await declare_exchanges(channel, names)
     queue = await channel.declare_queue(
@@ -99,9 +109,16 @@ async def declare_work_queue(
             "x-dead-letter-exchange": names.dead_letter,
         },
     )
-    for key in routing_keys:
+    for key in WORK_QUEUES[consumer]:
         await queue.bind(exchange, routing_key=key)
     return queue
+
+
+async def declare_topology(channel: AbstractChannel, names: Names, delivery_limit: int
+                           ) -> AbstractExchange:
+    for consumer in WORK_QUEUES:
+        await declare_work_queue(channel, names, consumer, delivery_limit)
+    return await declare_exchanges(channel, names)
 
 
 class Publisher:
@@ -115,7 +132,8 @@ class Publisher:
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, settings: Settings) -> "Publisher":
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await declare_exchanges(channel, Names(settings.name_prefix))
+        exchange = await declare_topology(channel, Names(settings.name_prefix),
+                                          settings.delivery_limit)
         return cls(channel, exchange, settings.publish_timeout)
 
     async def publish(self, envelope: Envelope) -> None:
@@ -133,11 +151,33 @@ class Publisher:
             await self._exchange.publish(
                 message, routing_key=envelope.type, mandatory=True, timeout=self._timeout
             )
+        except aio_pika.exceptions.PublishError as exc:
+            raise Unroutable(f"{envelope.type} is bound to no queue: {exc!r}") from exc
         except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
             raise DependencyUnavailable(f"{envelope.type} not confirmed: {exc!r}") from exc
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+# A database or service that is briefly down is no reason to spend a delivery: the message is
+# held and retried in place (bounded), so the delivery limit only ever counts real failures.
+OUTAGES = (DependencyUnavailable, OSError, TimeoutError, asyncpg.PostgresConnectionError,
+           asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+OUTAGE_RETRIES = 8
+
+
+async def _retry_outages(handler: Handler, envelope: Envelope) -> None:
+    for attempt in range(OUTAGE_RETRIES):
+        try:
+            await handler(envelope)
+            return
+        except OUTAGES as exc:
+            if attempt == OUTAGE_RETRIES - 1:
+                raise
+            delay = min(0.5 * 2**attempt, 30.0)
+            log.warning("dependency_outage_retrying", error=repr(exc), retry_in=delay)
+            await asyncio.sleep(delay)
 
 
 async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
@@ -155,7 +195,7 @@ async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
     }
     with bound_context(**ctx):
         try:
-            await handler(envelope)
+            await _retry_outages(handler, envelope)
         except (PermanentMessageError, ValidationError) as exc:
             log.error("message_dead_lettered", reason=str(exc))
             await message.reject(requeue=False)

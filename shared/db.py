@@ -7,6 +7,7 @@ import orjson
 
 from shared.errors import DependencyUnavailable
 from shared.retry import startup_retry
+from shared.secrets import redacted_url
 from shared.settings import Settings
 
 
@@ -18,11 +19,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await conn.set_type_codec(type_name, encoder=_dumps, decoder=orjson.loads,
                                   schema="pg_catalog")
-
-
-def redacted_dsn(dsn: str) -> str:
-    head, sep, tail = dsn.rpartition("@")
-    return f"{head.split(':')[0]}:***@{tail}" if sep and ":" in head.split("//")[-1] else dsn
 
 
 async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
@@ -45,6 +41,6 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
         return await attempt()
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DependencyUnavailable(
-            f"Cannot reach Postgres at {redacted_dsn(target)} ({exc!r}); "
+            f"Cannot reach Postgres at {redacted_url(target)} ({exc!r}); "
             "start it, run `make migrate`, or set CASEWIRE_DATABASE_URL."
         ) from exc

@@ -5,6 +5,10 @@ class DependencyUnavailable(Exception):
     """Postgres or RabbitMQ cannot be reached or did not confirm in time."""
 
 
+class Unroutable(DependencyUnavailable):
+    """The broker returned a message no queue is bound to (a mandatory publish)."""
+
+
 class PermanentMessageError(Exception):
     """A message that will never succeed: dead-letter it instead of requeueing."""
 

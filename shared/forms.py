@@ -4,7 +4,7 @@ import math
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Protocol, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,12 @@ def _storable(value: str) -> str:
 
 
 Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+
+
+class Row(Protocol):
+    """A database row (asyncpg.Record) as far as this module reads one."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 class FieldType(StrEnum):
@@ -96,6 +102,12 @@ class FormDefinition(BaseModel):
                                  f"(the form has {len(self.sections)})")
         return self
 
+    @classmethod
+    def from_record(cls, row: "Row") -> Self:
+        """From a `forms` table row (jsonb sections and fields, text[] statuses)."""
+        return cls(id=row["id"], name=row["name"], sections=row["sections"],
+                   fields=row["fields"], statuses=list(row["statuses"]))
+
     @property
     def initial_status(self) -> str:
         return self.statuses[0]
@@ -110,7 +122,18 @@ class FieldError(BaseModel):
     message: str
 
 
-def _is_empty(value: Any) -> bool:
+def sample_value(f: FormField) -> Any:
+    """A value of the field's type that validates: for examples and test sends."""
+    options = f.options or [""]
+    return {
+        FieldType.EMAIL: "someone@example.com", FieldType.NUMBER: 42,
+        FieldType.DATE: "2026-01-31", FieldType.DATETIME: "2026-01-31T12:00:00+00:00",
+        FieldType.SELECT: options[0], FieldType.MULTISELECT: options[:1],
+        FieldType.CHECKBOX: True, FieldType.FILE: [],
+    }.get(f.type, f"Simple input in a text-field with id {f.id}")
+
+
+def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
@@ -205,7 +228,7 @@ def validate_case_data(
         elif first_section_only and f.section != 0:
             errors.append(FieldError(field=key, code="field_not_in_first_section",
                                      message="only fields of the form's first section may be set"))
-        elif _is_empty(value):
+        elif is_empty(value):
             if f.mandatory and check_mandatory:
                 errors.append(FieldError(field=key, code="value_missing",
                                          message="the value is missing"))

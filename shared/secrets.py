@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from urllib.parse import urlsplit, urlunsplit
 
 
 def new_token(nbytes: int = 24) -> str:
@@ -12,3 +13,12 @@ def new_token(nbytes: int = 24) -> str:
 def digest(token: str) -> bytes:
     """SHA-256 is enough for high-entropy random keys (passwords use argon2 instead)."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def redacted_url(url: str) -> str:
+    """A connection URL safe to log and print: the password masked, everything else kept."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractRobustConnection
@@ -21,6 +22,8 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 AMQP = web.AppKey("amqp", AbstractRobustConnection)
 PUBLISHER = web.AppKey("publisher", broker.Publisher)
+# ingest and dispatcher call casestore's API for the few writes they need (auth keys, claims).
+CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -44,8 +47,8 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[PUBLISHER].close()
 
 
-def consumer_ctx(consumer: str, routing_keys: tuple[str, ...],
-                 handler_for: Callable[[web.Application], broker.Handler]) -> CleanupCtx:
+def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], broker.Handler]
+                 ) -> CleanupCtx:
     """Consume the service's quorum work queue for as long as the app runs."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -53,12 +56,22 @@ def consumer_ctx(consumer: str, routing_keys: tuple[str, ...],
         channel = await app[AMQP].channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
-                                                consumer, routing_keys, settings.delivery_limit)
+                                                consumer, settings.delivery_limit)
         tag = await broker.consume(queue, handler_for(app))
         yield
         await broker.stop_consuming(queue, tag)
 
     return ctx
+
+
+async def casestore_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with aiohttp.ClientSession(
+        base_url=settings.casestore_url, timeout=aiohttp.ClientTimeout(total=10),
+        headers={"Authorization": f"Bearer {settings.admin_token}"},
+    ) as session:
+        app[CASESTORE] = session
+        yield
 
 
 def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any, None]]

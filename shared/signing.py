@@ -56,3 +56,13 @@ class UrlSigner:
         if int(expires) < (time.time() if now is None else now):
             return "expired"
         return None
+
+
+def file_path(file_id: str) -> str:
+    """Where casestore serves a file attached to a case (signed, expiring)."""
+    return f"/files/{file_id}"
+
+
+def return_path(automation_id: str, case_id: str, delivery_id: str, depth: int) -> str:
+    """ingest's returnDataURL: everything needed to write the answer is in the signed path."""
+    return f"/return/{automation_id}/{case_id}/{delivery_id}/{depth}"

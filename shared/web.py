@@ -1,5 +1,6 @@
 """aiohttp pieces every service mounts: health, readiness, metrics, correlation ids, JSON."""
 
+import hmac
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -118,3 +119,21 @@ async def read_model(request: web.Request, model: type[M]) -> M:
              "message": e["msg"]}
             for e in exc.errors(include_url=False)
         ]) from exc
+
+
+def admin_token_middleware(path_prefix: str, admin_token: str) -> Any:
+    """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`."""
+    expected = f"Bearer {admin_token}"
+
+    @web.middleware
+    async def check(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        if request.path.startswith(path_prefix):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return json_response(error_body("unauthorized", "missing or wrong bearer token"),
+                                     status=401, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check

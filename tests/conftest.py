@@ -14,6 +14,7 @@ from services.casestore.migrate import drop_database, migrate
 from shared import broker
 from shared.logging import configure_logging
 from shared.settings import Settings
+from tests.receiver import Receiver
 from tests.stack import Stack, isolated_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -26,7 +27,7 @@ async def delete_broker_objects(settings: Settings) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (names.queue("casestore"), names.queue("dispatcher"), names.dead_letters):
+        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
             await channel.queue_delete(queue)
         for exchange in (names.events, names.dead_letter):
             await channel.exchange_delete(exchange)
@@ -152,3 +153,39 @@ async def events(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key="#")
         yield EventTap(queue)
+
+
+@pytest.fixture(scope="session")
+async def receiver() -> AsyncIterator[Receiver]:
+    """The external system outgoing webhooks call; each test takes fresh URLs from it."""
+    running = Receiver()
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+AutomationFactory = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def webhook_action(url: str, **settings: Any) -> dict[str, Any]:
+    return {"type": "outgoing_webhook",
+            "content": [{"key": "caseNumber", "meta": "case_number"},
+                        {"key": "text", "field": "text-field"}],
+            "settings": {"method": "POST", "url": url, **settings}}
+
+
+@pytest.fixture
+async def make_automation(api: aiohttp.ClientSession) -> AutomationFactory:
+    """Create an automation on a form; fields default to 'on case_created, send to `url`'."""
+
+    async def factory(form_id: str, url: str, **overrides: Any) -> dict[str, Any]:
+        body = {"name": f"auto-{uuid.uuid4().hex[:6]}", "when": [{"event": "case_created"}],
+                "action": webhook_action(url), **overrides}
+        async with api.post(f"/api/forms/{form_id}/automations", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            created: dict[str, Any] = await resp.json()
+        return created
+
+    return factory

@@ -1,10 +1,19 @@
-"""casestore: the admin API, the command consumer and the outbox relay, as one aiohttp app."""
+"""casestore: the admin API, the public file downloads, the consumer and the outbox relay."""
 
 from aiohttp import web
 
-from services.casestore.api import cases, forms, users, webhooks
-from services.casestore.api.middlewares import check_admin_token, domain_errors
-from services.casestore.consumers import CONSUMER, ROUTING_KEYS, CommandConsumer
+from services.casestore.api import (
+    automation_sends,
+    automations,
+    cases,
+    deliveries,
+    files,
+    forms,
+    users,
+    webhooks,
+)
+from services.casestore.api.middlewares import domain_errors
+from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from shared import broker
 from shared.service import (
@@ -21,7 +30,7 @@ from shared.service import (
     task_ctx,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, correlation_middleware
+from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
 
 
 def command_consumer(app: web.Application) -> CommandConsumer:
@@ -35,13 +44,16 @@ async def relay(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(
-        middlewares=[correlation_middleware("casestore"), check_admin_token, domain_errors],
+        middlewares=[correlation_middleware("casestore"),
+                     admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx,
-                            consumer_ctx(CONSUMER, ROUTING_KEYS, command_consumer),
-                            task_ctx("outbox-relay", relay)])
-    for module in (forms, webhooks, users, cases):
+                            consumer_ctx(CONSUMER, command_consumer),
+                            task_ctx("outbox-relay", relay),
+                            automation_sends.dispatcher_client_ctx])
+    for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
+                   files):
         app.router.add_routes(module.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 

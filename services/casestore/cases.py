@@ -31,12 +31,14 @@ def case_json(row: asyncpg.Record) -> dict[str, Any]:
 
 def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], author: str,
               *, previous_status: str | None = None, skip_triggers: bool = False,
-              causation_id: str | None = None) -> Envelope:
+              causation_id: str | None = None, automation_depth: int = 0,
+              source_automation_id: uuid.UUID | None = None) -> Envelope:
     payload = CaseChanged(
         case_id=row["id"], case_number=row["case_number"], status=row["status"],
         previous_status=previous_status, data=row["data"], creator=row["creator"],
         created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
-        changes=changes, author=author, skip_triggers=skip_triggers)
+        changes=changes, author=author, skip_triggers=skip_triggers,
+        automation_depth=automation_depth, source_automation_id=source_automation_id)
     return new_event(type_, payload, form_id=row["form_id"], case_id=row["id"],
                      causation_id=causation_id)
 
@@ -76,16 +78,25 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
 
 
 async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
-                      status: str | None, author: str) -> asyncpg.Record:
-    """Apply a partial update; a patch that changes nothing writes nothing and announces nothing."""
+                      status: str | None, author: str, validated: bool = False,
+                      automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
+                      causation_id: str | None = None) -> asyncpg.Record:
+    """Apply a partial update; a patch that changes nothing writes nothing and announces nothing.
+
+    `validated`: the caller already checked `patch` against the form (and may set what only
+    casestore itself writes, such as a file field's list). A change made by an automation
+    carries its id and depth, so the dispatcher can refuse to loop.
+    """
     current = await repo.get_case(conn, case_id, lock=True)
     if current is None:
         raise RecordNotFound(f"case {case_id} not found")
     form = await repo.get_form(conn, current["form_id"])
     assert form is not None  # cases are deleted with their form
-    clean, errors = validate_case_data(form, patch, check_mandatory=True, partial=True)
-    if errors:
-        raise ValidationFailed(errors)
+    clean = patch
+    if not validated:
+        clean, errors = validate_case_data(form, patch, check_mandatory=True, partial=True)
+        if errors:
+            raise ValidationFailed(errors)
     new_status = _check_status(form, status) if status is not None else current["status"]
     data = {k: v for k, v in {**current["data"], **clean}.items() if v is not None}
     changes = _diff(current["data"], data)
@@ -96,8 +107,10 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     row = await repo.update_case(conn, case_id, new_status, data)
     await repo.insert_history(conn, case_id, row["version"], author,
                               [c.model_dump(mode="json") for c in changes])
-    await repo.insert_outbox(conn, [_announce(CASE_UPDATED, row, changes, author,
-                                              previous_status=current["status"])])
+    await repo.insert_outbox(conn, [_announce(
+        CASE_UPDATED, row, changes, author, previous_status=current["status"],
+        causation_id=causation_id, automation_depth=automation_depth,
+        source_automation_id=source_automation_id)])
     return row
 
 

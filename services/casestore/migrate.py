@@ -6,8 +6,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from shared.db import redacted_dsn
 from shared.errors import DependencyUnavailable
+from shared.secrets import redacted_url
 
 log = structlog.get_logger(__name__)
 
@@ -90,10 +90,10 @@ async def migrate(dsn: str) -> list[str]:
     """Create the database if needed and bring its schema up to date."""
     try:
         if await create_database(dsn):
-            log.info("database_created", dsn=redacted_dsn(dsn))
+            log.info("database_created", dsn=redacted_url(dsn))
         return await apply_migrations(dsn)
     except (TimeoutError, OSError) as exc:
         raise DependencyUnavailable(
-            f"Cannot reach Postgres at {redacted_dsn(dsn)} ({exc!r}); "
+            f"Cannot reach Postgres at {redacted_url(dsn)} ({exc!r}); "
             "start it or set CASEWIRE_DATABASE_URL."
         ) from exc

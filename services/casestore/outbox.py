@@ -1,6 +1,10 @@
 """The outbox relay: publishes committed events with confirms, then deletes them.
 
 Duplicates are possible (a crash between confirm and delete), loss is not; consumers dedupe.
+An event no queue is bound to is logged and dropped: the broker would refuse it on every retry
+and hold up every event behind it. Durable work queues are declared by every publisher
+(`broker.WORK_QUEUES`), so this only happens to events nobody durably consumes, e.g. form.changed
+while no ingest (whose queue lives only while it runs) is up.
 """
 
 import asyncio
@@ -11,6 +15,7 @@ import structlog
 
 from services.casestore import repo
 from shared.broker import Publisher
+from shared.errors import Unroutable
 from shared.events import Envelope
 from shared.settings import Settings
 
@@ -35,9 +40,16 @@ class OutboxRelay:
             if not rows:
                 return 0
             envelopes = [Envelope.model_validate(r["envelope"]) for r in rows]
-            await asyncio.gather(*(self._publisher.publish(e) for e in envelopes))
+            await asyncio.gather(*(self._publish(e) for e in envelopes))
             await repo.delete_outbox(conn, [r["id"] for r in rows])
         return len(rows)
+
+    async def _publish(self, envelope: Envelope) -> None:
+        try:
+            await self._publisher.publish(envelope)
+        except Unroutable:
+            log.warning("outbox_event_unroutable_dropped", routing_key=envelope.type,
+                        event_id=str(envelope.id))
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

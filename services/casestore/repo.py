@@ -5,17 +5,12 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import Envelope
+from shared.events import DeliveryRecorded, Envelope
 from shared.forms import FormDefinition
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
-
-
-def _form(row: asyncpg.Record) -> FormDefinition:
-    return FormDefinition(id=row["id"], name=row["name"], sections=row["sections"],
-                          fields=row["fields"], statuses=list(row["statuses"]))
 
 
 def _form_args(form: FormDefinition) -> tuple[Any, ...]:
@@ -56,11 +51,12 @@ async def lock_form_for_delete(conn: Conn, form_id: str) -> int | None:
 async def get_form(conn: Conn, form_id: str, *, lock: bool = False) -> FormDefinition | None:
     sql = "SELECT * FROM forms WHERE id = $1" + (" FOR SHARE" if lock else "")
     row = await conn.fetchrow(sql, form_id)
-    return _form(row) if row else None
+    return FormDefinition.from_record(row) if row else None
 
 
 async def list_forms(conn: Conn) -> list[FormDefinition]:
-    return [_form(r) for r in await conn.fetch("SELECT * FROM forms ORDER BY id")]
+    rows = await conn.fetch("SELECT * FROM forms ORDER BY id")
+    return [FormDefinition.from_record(r) for r in rows]
 
 
 # Cases
@@ -203,6 +199,166 @@ async def delete_auth_keys(conn: Conn, username: str, webhook_id: uuid.UUID) -> 
     result = await conn.execute(
         "DELETE FROM auth_keys WHERE username = $1 AND webhook_id = $2", username, webhook_id)
     return int(result.split()[-1])
+
+
+# Automations and their `once` claims
+
+AUTOMATION_COLUMNS = "id, form_id, definition, enabled, secret, created_at, updated_at"
+
+
+async def insert_automation(conn: Conn, automation_id: uuid.UUID, form_id: str,
+                            definition: dict[str, Any], enabled: bool,
+                            secret: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO automations (id, form_id, definition, enabled, secret)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {AUTOMATION_COLUMNS}",
+        automation_id, form_id, definition, enabled, secret)
+    assert row is not None
+    return row
+
+
+async def get_automation(conn: Conn, automation_id: uuid.UUID, *,
+                         lock: bool = False) -> asyncpg.Record | None:
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(
+        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1{suffix}", automation_id)
+
+
+async def list_automations(conn: Conn, form_id: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE form_id = $1"
+        " ORDER BY created_at, id", form_id))
+
+
+async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
+                            definition: dict[str, Any] | None = None,
+                            enabled: bool | None = None,
+                            secret: str | None = None) -> asyncpg.Record | None:
+    """Change what is given, keep the rest; None if there is no such automation."""
+    return await conn.fetchrow(
+        "UPDATE automations SET definition = coalesce($2, definition),"
+        " enabled = coalesce($3, enabled), secret = coalesce($4, secret), updated_at = now()"
+        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}",
+        automation_id, definition, enabled, secret)
+
+
+async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"DELETE FROM automations WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id)
+
+
+async def claim_once(conn: Conn, automation_id: uuid.UUID, case_id: uuid.UUID,
+                     delivery_id: uuid.UUID) -> uuid.UUID | None:
+    """The delivery that owns (automation, case): the first to claim it. None: no automation.
+
+    Run in a transaction: the key-share lock keeps the automation from being deleted between
+    the check and the insert, and a concurrent claimer's insert is waited for by ON CONFLICT.
+    """
+    if await conn.fetchval("SELECT 1 FROM automations WHERE id = $1 FOR KEY SHARE",
+                           automation_id) is None:
+        return None
+    await conn.execute(
+        "INSERT INTO automation_claims (automation_id, case_id, delivery_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING", automation_id, case_id, delivery_id)
+    owner = await conn.fetchval(
+        "SELECT delivery_id FROM automation_claims WHERE automation_id = $1 AND case_id = $2",
+        automation_id, case_id)
+    assert isinstance(owner, uuid.UUID)
+    return owner
+
+
+# Deliveries and their attempts
+
+DELIVERY_SUMMARY = (
+    "SELECT d.id, d.automation_id, d.case_id, d.form_id, d.event_id, d.webhook_id, d.state,"
+    " d.created_at, d.updated_at, coalesce(s.attempt_count, 0) AS attempt_count,"
+    " last.response_status AS last_response_status, last.error AS last_error"
+    " FROM deliveries d"
+    " LEFT JOIN LATERAL (SELECT count(*) AS attempt_count FROM delivery_attempts"
+    "   WHERE delivery_id = d.id) s ON true"
+    " LEFT JOIN LATERAL (SELECT response_status, error FROM delivery_attempts"
+    "   WHERE delivery_id = d.id ORDER BY started_at DESC, number DESC LIMIT 1) last ON true")
+
+
+def _storable(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold U+0000; a receiver's binary answer may."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+async def record_delivery(conn: Conn, record: DeliveryRecorded) -> bool:
+    """Upsert the delivery and add its new attempts; False if its automation no longer exists."""
+    newest = max((a.started_at for a in record.attempts), default=None)
+    await conn.execute(
+        "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM automations WHERE id = $2)"
+        " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
+        # A record that arrives after a newer one (of a replay) must not turn the state back.
+        " WHERE $8::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM delivery_attempts a"
+        "   WHERE a.delivery_id = EXCLUDED.id AND a.started_at > $8)",
+        record.delivery_id, record.automation_id, record.case_id, record.form_id,
+        record.event_id, record.webhook_id, record.state, newest)
+    if await conn.fetchval("SELECT 1 FROM deliveries WHERE id = $1", record.delivery_id) is None:
+        return False
+    await conn.executemany(
+        "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
+        " request, response_status, response_headers, response_body, error)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        [(a.id, record.delivery_id, a.number, a.started_at, a.duration_ms,
+          _storable(a.request.model_dump(mode="json")), a.response_status,
+          _storable(a.response_headers), _storable(a.response_body), _storable(a.error))
+         for a in record.attempts])
+    return True
+
+
+async def list_deliveries(conn: Conn, *, automation_id: uuid.UUID | None,
+                          case_id: uuid.UUID | None, state: str | None, limit: int,
+                          before: tuple[Any, uuid.UUID] | None) -> list[asyncpg.Record]:
+    """Newest first; `before` is the (created_at, id) of the previous page's last delivery."""
+    created, last_id = before if before else (None, None)
+    return list(await conn.fetch(
+        f"{DELIVERY_SUMMARY} WHERE ($1::uuid IS NULL OR d.automation_id = $1)"
+        " AND ($2::uuid IS NULL OR d.case_id = $2) AND ($3::text IS NULL OR d.state = $3)"
+        " AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5::uuid))"
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT $6",
+        automation_id, case_id, state, created, last_id, limit))
+
+
+async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
+
+
+async def delivery_attempts(conn: Conn, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT id, number, started_at, duration_ms, request, response_status,"
+        " response_headers, response_body, error FROM delivery_attempts"
+        " WHERE delivery_id = $1 ORDER BY started_at, number", delivery_id))
+
+
+# Files
+
+FILE_COLUMNS = "id, case_id, field_id, name, content_type, size, created_at"
+
+
+async def insert_file(conn: Conn, file_id: uuid.UUID, case_id: uuid.UUID, field_id: str,
+                      name: str, content_type: str, content: bytes) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO files (id, case_id, field_id, name, content_type, size, content)"
+        f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FILE_COLUMNS}",
+        file_id, case_id, field_id, name, content_type, len(content), content)
+    assert row is not None
+    return row
+
+
+async def get_file(conn: Conn, file_id: uuid.UUID, *,
+                   content: bool = False) -> asyncpg.Record | None:
+    columns = FILE_COLUMNS + (", content" if content else "")
+    return await conn.fetchrow(f"SELECT {columns} FROM files WHERE id = $1", file_id)
 
 
 # Outbox and consumer deduplication

@@ -5,13 +5,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import structlog
 from aiohttp import web
 
-from services.ingest import handlers
+from services.ingest import handlers, returns
 from services.ingest.forms_cache import FormCache
-from services.ingest.keys import CACHE, CASESTORE, LIMITER
+from services.ingest.keys import CACHE, LIMITER
 from services.ingest.ratelimit import RateLimiter
 from shared import broker
 from shared.events import FORM_CHANGED
@@ -21,6 +20,7 @@ from shared.service import (
     SETTINGS,
     amqp_ctx,
     broker_ready,
+    casestore_client_ctx,
     db_ready,
     pool_ctx,
     publisher_ctx,
@@ -68,16 +68,6 @@ async def periodic_reload(app: web.Application) -> None:
             log.exception("forms_reload_failed")
 
 
-async def casestore_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    async with aiohttp.ClientSession(
-        base_url=settings.casestore_url, timeout=aiohttp.ClientTimeout(total=10),
-        headers={"Authorization": f"Bearer {settings.admin_token}"},
-    ) as session:
-        app[CASESTORE] = session
-        yield
-
-
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(middlewares=[correlation_middleware("ingest")],
@@ -88,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
                             task_ctx("forms-reload", periodic_reload)])
     app.router.add_routes(handlers.routes)
+    app.router.add_routes(returns.routes)
 
     async def readiness() -> dict[str, bool]:
         return {"postgres": await db_ready(app), "rabbitmq": broker_ready(app),

@@ -8,7 +8,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from services.ingest.keys import CACHE, CASESTORE, LIMITER
+from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_allows
@@ -16,7 +16,7 @@ from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
 from shared.secrets import digest
-from shared.service import POOL, PUBLISHER
+from shared.service import CASESTORE, POOL, PUBLISHER
 from shared.web import error_body, json_response, read_json
 
 log = structlog.get_logger(__name__)
@@ -31,7 +31,7 @@ def _bad(code: str, message: str, field: str | None = None) -> web.Response:
     return json_response(error_body(code, message, field), status=400)
 
 
-def _unavailable(message: str) -> web.Response:
+def unavailable(message: str) -> web.Response:
     return json_response(error_body("unavailable", message), status=503,
                          headers={"Retry-After": "1"})
 
@@ -45,7 +45,7 @@ async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     return hook, options
 
 
-async def _read_object(request: web.Request) -> dict[str, Any] | web.Response:
+async def read_object(request: web.Request) -> dict[str, Any] | web.Response:
     try:
         payload = await read_json(request)
     except web.HTTPRequestEntityTooLarge:
@@ -70,10 +70,10 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
             payload = await resp.read()
             status = resp.status
     except (aiohttp.ClientError, TimeoutError):
-        return _unavailable("auth keys cannot be handled right now; try again")
+        return unavailable("auth keys cannot be handled right now; try again")
     if status >= 500 or status in (401, 404):
         log.warning("auth_key_forward_failed", status=status)
-        return _unavailable("auth keys cannot be handled right now; try again")
+        return unavailable("auth keys cannot be handled right now; try again")
     return web.Response(body=payload, status=status, content_type="application/json")
 
 
@@ -102,7 +102,7 @@ async def create_case(request: web.Request) -> web.Response:
     if wait:
         return json_response(error_body("rate_limited", "too many requests for this webhook"),
                              status=429, headers={"Retry-After": RateLimiter.retry_after(wait)})
-    body = await _read_object(request)
+    body = await read_object(request)
     if isinstance(body, web.Response):
         return body
     if options == HookOptions() and _is_credentials(request, hook, body):
@@ -125,7 +125,7 @@ async def create_case(request: web.Request) -> web.Response:
         await request.app[PUBLISHER].publish(event)
     except DependencyUnavailable as exc:
         log.warning("case_not_accepted", error=str(exc))
-        return _unavailable("the case could not be accepted right now; try again")
+        return unavailable("the case could not be accepted right now; try again")
     log.info("case_accepted", form_id=hook.form.id, event_id=str(event_id))
     return json_response({})
 
@@ -133,7 +133,7 @@ async def create_case(request: web.Request) -> web.Response:
 @routes.delete("/hooks/{token}")
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     hook, _ = await _resolve(request)
-    body = await _read_object(request)
+    body = await read_object(request)
     if isinstance(body, web.Response):
         return body
     if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:

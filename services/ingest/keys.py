@@ -1,6 +1,5 @@
 """Typed application keys for ingest's aiohttp app."""
 
-import aiohttp
 from aiohttp import web
 
 from services.ingest.forms_cache import FormCache
@@ -8,4 +7,3 @@ from services.ingest.ratelimit import RateLimiter
 
 CACHE = web.AppKey("cache", FormCache)
 LIMITER = web.AppKey("limiter", RateLimiter)
-CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)

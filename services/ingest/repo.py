@@ -5,6 +5,7 @@ import uuid
 import asyncpg
 
 from services.ingest.models import Hook
+from shared.automations import AutomationDefinition
 from shared.forms import FormDefinition
 
 HOOK_QUERY = (
@@ -15,8 +16,7 @@ HOOK_QUERY = (
 
 
 def _hook(row: asyncpg.Record) -> Hook:
-    form = FormDefinition(id=row["id"], name=row["name"], sections=row["sections"],
-                          fields=row["fields"], statuses=list(row["statuses"]))
+    form = FormDefinition.from_record(row)
     return Hook(webhook_id=row["webhook_id"], token=row["token"], enabled=row["enabled"],
                 authenticate_user=row["authenticate_user"], form=form)
 
@@ -42,3 +42,10 @@ async def auth_key_allows(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.
         "SELECT 1 FROM auth_keys k JOIN user_forms uf"
         " ON uf.username = k.username AND uf.form_id = $3"
         " WHERE k.key_hash = $1 AND k.webhook_id = $2", key_hash, webhook_id, form_id))
+
+
+async def automation_definition(pool: asyncpg.Pool, automation_id: uuid.UUID
+                                ) -> AutomationDefinition | None:
+    """For returnDataURL answers: which response keys go into which fields."""
+    row = await pool.fetchrow("SELECT definition FROM automations WHERE id = $1", automation_id)
+    return AutomationDefinition.model_validate(row["definition"]) if row else None

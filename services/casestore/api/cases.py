@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import cases, repo
 from services.casestore.api.forms import load_form
+from services.casestore.api.params import path_uuid, query_int
 from services.casestore.errors import RecordNotFound, ValidationFailed
-from shared.forms import FieldError, validate_case_data
+from shared.forms import validate_case_data
 from shared.service import POOL
 from shared.web import json_response, read_model
 
@@ -32,27 +33,14 @@ class CasePatch(BaseModel):
 
 
 def _case_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["case_id"])
-    except ValueError as exc:
-        raise RecordNotFound("no case has that id") from exc
-
-
-def _query_int(request: web.Request, name: str, default: int | None, high: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
-        raise ValidationFailed([FieldError(field=name, code="invalid",
-                                           message=f"expected an integer from 1 to {high}")])
-    return int(raw)
+    return path_uuid(request, "case_id", "case")
 
 
 @routes.get("/api/forms/{form_id}/cases")
 async def list_cases(request: web.Request) -> web.Response:
     """Newest first; page with `limit` and `before` (the last case number of the previous page)."""
-    limit = _query_int(request, "limit", 50, 500) or 50
-    before = _query_int(request, "before", None, 2**62)
+    limit = query_int(request, "limit", 50, 500) or 50
+    before = query_int(request, "before", None, 2**62)
     status = request.query.get("status")
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):

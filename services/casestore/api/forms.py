@@ -1,7 +1,6 @@
 """Forms: create, read, replace, delete, and the "Form Structure" download."""
 
 import shlex
-from typing import Any
 
 import asyncpg
 import orjson
@@ -10,7 +9,7 @@ from aiohttp import web
 from services.casestore import repo
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
-from shared.forms import FieldError, FieldType, FormDefinition, FormField
+from shared.forms import FieldError, FieldType, FormDefinition, sample_value
 from shared.service import POOL, SETTINGS
 from shared.web import json_response, read_model
 
@@ -83,22 +82,12 @@ async def delete_form(request: web.Request) -> web.Response:
     return json_response({})
 
 
-def _sample_value(f: FormField) -> Any:
-    options = f.options or [""]
-    return {
-        FieldType.EMAIL: "someone@example.com", FieldType.NUMBER: 42,
-        FieldType.DATE: "2026-01-31", FieldType.DATETIME: "2026-01-31T12:00:00+00:00",
-        FieldType.SELECT: options[0], FieldType.MULTISELECT: options[:1],
-        FieldType.CHECKBOX: True,
-    }.get(f.type, f"Simple input in a text-field with id {f.id}")
-
-
 def curl_example(url: str, form: FormDefinition) -> str:
     """A request that succeeds as it stands: every mandatory field, or else one text field."""
     settable = [f for f in form.fields if f.section == 0 and f.type != FieldType.FILE]
     chosen = [f for f in settable if f.mandatory] or [
         f for f in settable if f.type in (FieldType.TEXT, FieldType.TEXTAREA)][:1]
-    body = orjson.dumps({f.id: _sample_value(f) for f in chosen}).decode()
+    body = orjson.dumps({f.id: sample_value(f) for f in chosen}).decode()
     return (f"curl -X POST -H 'Content-type: application/json' \\\n"
             f"--data {shlex.quote(body)} \\\n{url}")
 

@@ -33,9 +33,11 @@ CREATE TABLE deliveries (
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX deliveries_automation ON deliveries (automation_id, created_at DESC);
-CREATE INDEX deliveries_case ON deliveries (case_id, created_at DESC);
-CREATE INDEX deliveries_state ON deliveries (state, created_at DESC);
+-- The log is read newest first and paged by (created_at, id); each filter has its index.
+CREATE INDEX deliveries_created ON deliveries (created_at DESC, id DESC);
+CREATE INDEX deliveries_automation ON deliveries (automation_id, created_at DESC, id DESC);
+CREATE INDEX deliveries_case ON deliveries (case_id, created_at DESC, id DESC);
+CREATE INDEX deliveries_state ON deliveries (state, created_at DESC, id DESC);
 
 CREATE TABLE delivery_attempts (
     id                uuid PRIMARY KEY,
@@ -49,7 +51,7 @@ CREATE TABLE delivery_attempts (
     response_body     text,                -- excerpt, at most CASEWIRE_RESPONSE_EXCERPT_BYTES
     error             text
 );
-CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, started_at);
+CREATE INDEX delivery_attempts_delivery ON delivery_attempts (delivery_id, started_at, number);
 
 -- Files attached to `file` fields; the case data holds [{id, name, content_type, size}, ...].
 CREATE TABLE files (

@@ -1,0 +1,87 @@
+"""Around a send: the admin's test send (run by the dispatcher) and the dispatcher's once-claims."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from services.casestore import repo
+from services.casestore.api.automations import automation_id
+from services.casestore.errors import RecordNotFound
+from shared.logging import correlation_id
+from shared.service import POOL, SETTINGS
+from shared.web import CORRELATION_HEADER, error_body, json_response, read_model
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+DISPATCHER = web.AppKey("dispatcher", aiohttp.ClientSession)
+# One attempt at the longest configurable timeout (60 s), plus room for the dispatcher itself.
+TEST_SEND_TIMEOUT = aiohttp.ClientTimeout(total=90, sock_connect=5)
+
+
+async def dispatcher_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    token = app[SETTINGS].admin_token
+    async with aiohttp.ClientSession(timeout=TEST_SEND_TIMEOUT,
+                                     headers={"Authorization": f"Bearer {token}"}) as session:
+        app[DISPATCHER] = session
+        yield
+
+
+class TestSend(BaseModel):
+    """No case: the dispatcher sends a sample case made from the form's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: uuid.UUID | None = None
+
+
+class Claim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_id: uuid.UUID
+    delivery_id: uuid.UUID
+
+
+@routes.post("/api/automations/{automation_id}/test")
+async def test_send(request: web.Request) -> web.Response:
+    """The dispatcher sends (it owns the sending rules); its status and JSON come back as is."""
+    body = await read_model(request, TestSend) if request.body_exists else TestSend()
+    automation = automation_id(request)
+    async with request.app[POOL].acquire() as conn:
+        if await repo.get_automation(conn, automation) is None:
+            raise RecordNotFound("no automation has that id")
+    url = (request.app[SETTINGS].dispatcher_url.rstrip("/")
+           + f"/internal/automations/{automation}/test")
+    try:
+        async with request.app[DISPATCHER].post(
+                url, json=body.model_dump(mode="json", exclude_none=True),
+                headers={CORRELATION_HEADER: correlation_id() or str(uuid.uuid4())}) as resp:
+            status, raw = resp.status, await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("dispatcher_unreachable", error=repr(exc))
+        return json_response(error_body("unavailable", "the dispatcher cannot be reached to "
+                                        "send the test; try again"), status=503)
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        log.warning("dispatcher_answer_not_json", status=status)
+        return json_response(error_body("bad_gateway", f"the dispatcher answered {status} "
+                                        "without a JSON body"), status=502)
+    return json_response(answer, status=status)
+
+
+@routes.post("/api/automations/{automation_id}/claims")
+async def claim(request: web.Request) -> web.Response:
+    """For `once` automations: the first delivery to claim (automation, case) owns it for good.
+
+    A redelivered event carries the same delivery id and is granted again, any other is not.
+    """
+    body = await read_model(request, Claim)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        owner = await repo.claim_once(conn, automation_id(request), body.case_id,
+                                      body.delivery_id)
+    if owner is None:
+        raise RecordNotFound("no automation has that id")
+    return json_response({"granted": owner == body.delivery_id, "delivery_id": str(owner)})

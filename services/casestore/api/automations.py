@@ -1,0 +1,118 @@
+"""Automations of a form: create, read, replace, delete, enable/disable and rotate the secret."""
+
+import uuid
+
+import asyncpg
+from aiohttp import web
+
+from services.casestore import repo
+from services.casestore.api.forms import load_form
+from services.casestore.api.params import path_uuid
+from services.casestore.automations import (
+    announce_automation,
+    automation_json,
+    parse_body,
+    stored_definition,
+)
+from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.automations import AutomationDefinition, check_against_form
+from shared.service import POOL
+from shared.signing import new_webhook_secret
+from shared.web import json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+def automation_id(request: web.Request) -> uuid.UUID:
+    return path_uuid(request, "automation_id", "automation")
+
+
+def _found(row: asyncpg.Record | None) -> asyncpg.Record:
+    if row is None:
+        raise RecordNotFound("no automation has that id")
+    return row
+
+
+async def _check(conn: repo.Conn, form_id: str, definition: AutomationDefinition) -> None:
+    errors = check_against_form(definition, await load_form(conn, form_id))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+@routes.post("/api/forms/{form_id}/automations")
+async def create_automation(request: web.Request) -> web.Response:
+    definition, enabled = parse_body(await read_json(request))
+    stored = stored_definition(definition, None)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        form_id = request.match_info["form_id"]
+        await _check(conn, form_id, definition)
+        row = await repo.insert_automation(conn, uuid.uuid4(), form_id, stored,
+                                           True if enabled is None else enabled,
+                                           new_webhook_secret())
+        await announce_automation(conn, row, "created")
+    return json_response(automation_json(row), status=201)
+
+
+@routes.get("/api/forms/{form_id}/automations")
+async def list_automations(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+        rows = await repo.list_automations(conn, form.id)
+    return json_response({"automations": [automation_json(r) for r in rows]})
+
+
+@routes.get("/api/automations/{automation_id}")
+async def get_automation(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        row = _found(await repo.get_automation(conn, automation_id(request)))
+    return json_response(automation_json(row))
+
+
+@routes.put("/api/automations/{automation_id}")
+async def replace_automation(request: web.Request) -> web.Response:
+    """Replace the definition; `enabled` too if given. A password of "***" keeps the stored one."""
+    definition, enabled = parse_body(await read_json(request))
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        current = _found(await repo.get_automation(conn, automation_id(request), lock=True))
+        await _check(conn, current["form_id"], definition)
+        row = _found(await repo.update_automation(
+            conn, current["id"], definition=stored_definition(definition, current["definition"]),
+            enabled=enabled))
+        await announce_automation(conn, row, "updated")
+    return json_response(automation_json(row))
+
+
+@routes.delete("/api/automations/{automation_id}")
+async def delete_automation(request: web.Request) -> web.Response:
+    """Its delivery log and once-claims go with it."""
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = _found(await repo.delete_automation(conn, automation_id(request)))
+        await announce_automation(conn, row, "deleted")
+    return json_response({})
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = _found(await repo.update_automation(conn, automation_id(request), enabled=enabled))
+        await announce_automation(conn, row, "enabled" if enabled else "disabled")
+    return json_response(automation_json(row))
+
+
+@routes.post("/api/automations/{automation_id}/enable")
+async def enable_automation(request: web.Request) -> web.Response:
+    return await _set_enabled(request, True)
+
+
+@routes.post("/api/automations/{automation_id}/disable")
+async def disable_automation(request: web.Request) -> web.Response:
+    return await _set_enabled(request, False)
+
+
+@routes.post("/api/automations/{automation_id}/rotate-secret")
+async def rotate_secret(request: web.Request) -> web.Response:
+    """Receivers verifying signatures need the new secret from the answer before the next send."""
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row = _found(await repo.update_automation(conn, automation_id(request),
+                                                  secret=new_webhook_secret()))
+        await announce_automation(conn, row, "secret_rotated")
+    return json_response(automation_json(row))

@@ -1,0 +1,93 @@
+"""File upload under /api (admin token) and the signed public download under /files."""
+
+import re
+
+from aiohttp import hdrs, web
+
+from services.casestore import repo
+from services.casestore.api.cases import ADMIN_AUTHOR
+from services.casestore.api.params import invalid, path_uuid
+from services.casestore.cases import case_json
+from services.casestore.errors import RecordNotFound
+from services.casestore.files import (
+    attach_file,
+    check_name,
+    content_disposition,
+    file_json,
+    signed_url,
+)
+from shared.service import POOL, SETTINGS
+from shared.signing import UrlSigner, file_path
+from shared.web import error_body, json_response
+
+routes = web.RouteTableDef()
+DEFAULT_TYPE = "application/octet-stream"
+MEDIA_TYPE = re.compile(r"^[\x21-\x7e]+/[\x21-\x7e]+( *;[\x20-\x7e]*)?$")
+
+
+def _content_type(request: web.Request) -> str:
+    value = request.headers.get(hdrs.CONTENT_TYPE, "").strip() or DEFAULT_TYPE
+    if len(value) > 255 or not MEDIA_TYPE.match(value):
+        raise invalid("Content-Type", "expected a media type such as image/png")
+    return value
+
+
+def _too_large(limit: int) -> web.Response:
+    return json_response(error_body("too_large", f"the file is larger than {limit} bytes"),
+                         status=413)
+
+
+@routes.post("/api/cases/{case_id}/files/{field_id}")
+async def upload(request: web.Request) -> web.Response:
+    """The raw file is the body, its type the Content-Type header, its name `?name=`."""
+    case_id = path_uuid(request, "case_id", "case")
+    name = check_name(request.query.get("name"))
+    content_type = _content_type(request)
+    limit = request.app[SETTINGS].max_body_bytes
+    if (request.content_length or 0) > limit:
+        return _too_large(limit)
+    try:
+        content = await request.read()  # the app's client_max_size stops chunked bodies too
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(limit)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
+                                      content_type, content, author=ADMIN_AUTHOR)
+    return json_response({**file_json(row), "url": signed_url(request.app[SETTINGS], row["id"]),
+                          "case": case_json(case)}, status=201)
+
+
+@routes.get("/api/files/{file_id}")
+async def file_info(request: web.Request) -> web.Response:
+    """What is stored, and a fresh signed download URL."""
+    async with request.app[POOL].acquire() as conn:
+        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"))
+    if row is None:
+        raise RecordNotFound("no file has that id")
+    return json_response({**file_json(row), "case_id": str(row["case_id"]),
+                          "field_id": row["field_id"], "created_at": row["created_at"].isoformat(),
+                          "url": signed_url(request.app[SETTINGS], row["id"])})
+
+
+@routes.get("/files/{file_id}")
+async def download(request: web.Request) -> web.Response:
+    """Public: the signature in the URL is the credential (receivers get these URLs)."""
+    raw_id = request.match_info["file_id"]
+    problem = UrlSigner(request.app[SETTINGS].signing_key).check(
+        "GET", file_path(raw_id), request.query.get("expires"), request.query.get("signature"))
+    if problem == "expired":
+        return json_response(error_body("expired", "this file URL has expired"), status=403)
+    if problem is not None:
+        return json_response(error_body("forbidden", "missing or invalid signature"),
+                             status=403)
+    async with request.app[POOL].acquire() as conn:
+        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"), content=True)
+    if row is None:
+        raise RecordNotFound("no file has that id")
+    return web.Response(body=row["content"], headers={
+        hdrs.CONTENT_TYPE: row["content_type"],
+        hdrs.CONTENT_DISPOSITION: content_disposition(row["name"]),
+        # Stored types are whatever the uploader said: never let a browser render or sniff them.
+        "X-Content-Type-Options": "nosniff",
+        hdrs.CACHE_CONTROL: "private, no-store",
+    })

@@ -1,0 +1,46 @@
+"""Reading path and query values: a malformed one is a 400 (or a 404 for a path id), never a 500."""
+
+import uuid
+
+from aiohttp import web
+
+from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.forms import FieldError
+
+
+def invalid(name: str, message: str) -> ValidationFailed:
+    return ValidationFailed([FieldError(field=name, code="invalid", message=message)])
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    """A path id that is not a UUID names nothing that exists: 404, like an unknown id."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError as exc:
+        raise RecordNotFound(f"no {what} has that id") from exc
+
+
+def query_int(request: web.Request, name: str, default: int | None, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
+        raise invalid(name, f"expected an integer from 1 to {high}")
+    return int(raw)
+
+
+def query_uuid(request: web.Request, name: str) -> uuid.UUID | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        raise invalid(name, "expected a UUID") from exc
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in choices:
+        raise invalid(name, f"expected one of: {', '.join(choices)}")
+    return raw

@@ -1,0 +1,92 @@
+"""Automations as casestore stores and shows them: write-only passwords, change events, authors."""
+
+import uuid
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import ValidationError
+
+from services.casestore import repo
+from services.casestore.errors import ValidationFailed
+from shared.automations import AutomationDefinition
+from shared.events import new_event
+from shared.forms import FieldError
+
+AUTOMATION_CHANGED = "automation.changed"
+AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled",
+                           "secret_rotated"]
+# What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
+MASK = "***"
+PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
+# Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
+# back as it is. The secret changes only through rotate-secret, `enabled` is read separately.
+READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at")
+
+
+def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
+    auth: dict[str, Any] = definition["action"]["settings"]["auth"]
+    return auth if auth["type"] == "basic" else None
+
+
+def automation_json(row: asyncpg.Record) -> dict[str, Any]:
+    """An automation as the API shows it: the definition's keys beside id, state and secret."""
+    definition = AutomationDefinition.model_validate(row["definition"]).public()
+    auth = _basic_auth(definition)
+    if auth is not None:
+        auth["password"] = MASK
+    return {"id": str(row["id"]), "form_id": row["form_id"], "enabled": row["enabled"],
+            "secret": row["secret"], "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(), **definition}
+
+
+def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
+    """The definition and the optional `enabled` of a POST or PUT body; 400 on any problem."""
+    if not isinstance(payload, dict):
+        raise ValidationFailed([FieldError(field=None, code="invalid",
+                                           message="expected a JSON object")])
+    body = {k: v for k, v in payload.items() if k not in READ_ONLY}
+    enabled = body.pop("enabled", None)
+    errors = []
+    if enabled is not None and not isinstance(enabled, bool):
+        errors.append(FieldError(field="enabled", code="invalid", message="expected true or false"))
+    try:
+        definition = AutomationDefinition.model_validate(body)
+    except ValidationError as exc:
+        errors.extend(FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+                                 message=e["msg"]) for e in exc.errors(include_url=False))
+    if errors:
+        raise ValidationFailed(errors)
+    return definition, enabled
+
+
+def stored_definition(definition: AutomationDefinition,
+                      previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What to store: the definition, with a masked password replaced by the stored one."""
+    stored = definition.public()
+    auth = _basic_auth(stored)
+    if auth is None or auth["password"] != MASK:
+        return stored
+    kept = _basic_auth(previous) if previous is not None else None
+    if kept is None:
+        raise ValidationFailed([FieldError(
+            field=PASSWORD_FIELD, code="invalid",
+            message=f"'{MASK}' keeps the stored password, but no password is stored; "
+                    "send the password itself")])
+    auth["password"] = kept["password"]
+    return stored
+
+
+async def announce_automation(conn: repo.Conn, row: asyncpg.Record,
+                              change: AutomationChange) -> None:
+    """Queue automation.changed in the caller's transaction, for anyone caching automations."""
+    await repo.insert_outbox(conn, [new_event(
+        AUTOMATION_CHANGED,
+        {"automation_id": str(row["id"]), "form_id": row["form_id"], "change": change},
+        form_id=row["form_id"])])
+
+
+def author(row: asyncpg.Record | None, automation_id: uuid.UUID) -> str:
+    """How a change written by an automation is signed in the case history."""
+    if row is None:
+        return f"Automation {automation_id}"  # deleted since it sent the request
+    return f"Automation: {row['definition']['name']}"

@@ -1,0 +1,78 @@
+"""Files attached to `file` fields: stored in Postgres, listed in the case data, served signed."""
+
+import unicodedata
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+
+from services.casestore import cases, repo
+from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.forms import FieldError, FieldType
+from shared.settings import Settings
+from shared.signing import UrlSigner, file_path
+
+MAX_NAME = 255
+
+
+def check_name(name: str | None) -> str:
+    """A file name that is safe to store and to echo in a Content-Disposition header."""
+    problem = None
+    if not name:
+        problem = "give the file name as ?name=..."
+    elif len(name) > MAX_NAME:
+        problem = f"at most {MAX_NAME} characters"
+    elif any(unicodedata.category(c) == "Cc" for c in name):
+        problem = "control characters are not allowed"
+    elif "/" in name or "\\" in name or name in (".", ".."):
+        problem = "a file name, not a path"
+    if problem:
+        raise ValidationFailed([FieldError(field="name", code="invalid", message=problem)])
+    assert name is not None
+    return name
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback for old clients, the exact UTF-8 name for the rest."""
+    fallback = "".join(c if c.isascii() and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def signed_url(settings: Settings, file_id: uuid.UUID) -> str:
+    """`{casestore_url}/files/{id}?expires=&signature=`, valid for CASEWIRE_FILE_URL_TTL_SECONDS."""
+    path = UrlSigner(settings.signing_key).sign("GET", file_path(str(file_id)),
+                                                settings.file_url_ttl_seconds)
+    return settings.casestore_url.rstrip("/") + path
+
+
+def file_json(row: asyncpg.Record) -> dict[str, Any]:
+    """The entry a file field's list in the case data holds."""
+    return {"id": str(row["id"]), "name": row["name"], "content_type": row["content_type"],
+            "size": row["size"]}
+
+
+async def attach_file(conn: repo.Conn, case_id: uuid.UUID, field_id: str, name: str,
+                      content_type: str, content: bytes, *,
+                      author: str) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """Store the file and append it to the field's list as a normal, announced case update.
+
+    Returns (file row, case row). The case is locked first, so concurrent uploads to one
+    field each see the other's entry instead of overwriting it.
+    """
+    current = await repo.get_case(conn, case_id, lock=True)
+    if current is None:
+        raise RecordNotFound("no case has that id")
+    form = await repo.get_form(conn, current["form_id"])
+    assert form is not None  # cases are deleted with their form
+    field = form.field(field_id)
+    if field is None or field.type != FieldType.FILE:
+        raise ValidationFailed([FieldError(
+            field=field_id, code="unknown_field" if field is None else "wrong_type",
+            message=f"form '{form.id}' has no file field '{field_id}'")])
+    row = await repo.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
+                                 content)
+    listed = [*(current["data"].get(field_id) or []), file_json(row)]
+    updated = await cases.update_case(conn, case_id, {field_id: listed}, status=None,
+                                      author=author, validated=True)
+    return row, updated

@@ -1,0 +1,83 @@
+"""A real HTTP receiver on 127.0.0.1 playing the external system an outgoing webhook calls."""
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.stack import free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = field(default_factory=dict)  # JSON-encoded unless bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """Records every request; answers each path from a script of replies (the last repeats)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[Received] = []
+        self._scripts: dict[str, list[Reply]] = {}
+        self._arrived = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def endpoint(self, *replies: Reply) -> str:
+        """A fresh URL on this receiver answering with `replies` in turn."""
+        path = f"/hook/{uuid.uuid4().hex}"
+        self._scripts[path] = list(replies) or [Reply()]
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def at(self, url: str) -> list[Received]:
+        path = url.split(str(self.port), 1)[1].split("?", 1)[0]
+        return [r for r in self.requests if r.path == path]
+
+    async def wait_for(self, url: str, count: int, within: float = 15.0) -> list[Received]:
+        async with asyncio.timeout(within), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.at(url)) >= count)
+        return self.at(url)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        seen = Received(request.method, request.path, dict(request.query),
+                        dict(request.headers), await request.read())
+        async with self._arrived:
+            self.requests.append(seen)
+            self._arrived.notify_all()
+        script = self._scripts.get(request.path, [Reply()])
+        reply = script.pop(0) if len(script) > 1 else script[0]
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        body = reply.body if isinstance(reply.body, bytes) else orjson.dumps(reply.body)
+        content_type = "text/plain" if isinstance(reply.body, bytes) else "application/json"
+        return web.Response(status=reply.status, body=body,
+                            headers={"Content-Type": content_type, **reply.headers})

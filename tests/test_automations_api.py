@@ -1,0 +1,515 @@
+"""The automations admin API: validation, CRUD, secrets, write-only passwords, events, claims."""
+
+import asyncio
+import copy
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+
+from shared.settings import Settings
+from tests.conftest import EventTap
+from tests.stack import Stack
+from tests.test_admin_api import call, new_form
+
+# Never fires in these tests (nothing closes a case), so a dispatcher never sends anywhere.
+QUIET_WHEN = [{"event": "status_changed", "to": ["closed"]}]
+NOWHERE = "http://127.0.0.1:9/never"
+
+
+def definition(**overrides: Any) -> dict[str, Any]:
+    """A valid automation with every default spelled out, so the API's echo can be compared."""
+    body: dict[str, Any] = {
+        "name": f"auto-{uuid.uuid4().hex[:6]}",
+        "when": QUIET_WHEN,
+        "if": {"all": [{"field": "priority", "op": "eq", "value": "high"},
+                       {"any": [{"field": "status", "op": "ne", "value": "closed"},
+                                {"field": "tags", "op": "in", "value": [["a"]]}]}]},
+        "once": False,
+        "action": {
+            "type": "outgoing_webhook",
+            "content": [
+                {"key": "number", "meta": "case_number", "field": None, "value": None,
+                 "template": None},
+                {"key": "text", "meta": None, "field": "text-field", "value": None,
+                 "template": None},
+                {"key": "title", "meta": None, "field": None, "value": None,
+                 "template": "Case #{case_number}: {field:text-field}"},
+                {"key": "source", "meta": None, "field": None, "value": "casewire",
+                 "template": None},
+            ],
+            "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
+                         "attempts": 3, "timeout": 30, "protocol": "json"},
+            "response": [{"field": "email", "key": "contact.email"}],
+        },
+    }
+    return {**body, **overrides}
+
+
+def with_settings(body: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(body)
+    changed["action"]["settings"].update(settings)
+    return changed
+
+
+def basic(password: str) -> dict[str, str]:
+    return {"type": "basic", "username": "crm", "password": password}
+
+
+def definition_of(answer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in answer.items()
+            if k not in ("id", "form_id", "enabled", "secret", "created_at", "updated_at")}
+
+
+async def create(api: aiohttp.ClientSession, form_id: str, body: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    created: dict[str, Any] = await call(api, "POST", f"/api/forms/{form_id}/automations", 201,
+                                         body or definition())
+    return created
+
+
+async def stored_definition(settings: Settings, automation_id: str) -> dict[str, Any]:
+    """What the dispatcher reads: the row itself."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        raw = await conn.fetchval("SELECT definition::text FROM automations WHERE id = $1",
+                                  uuid.UUID(automation_id))
+    finally:
+        await conn.close()
+    stored: dict[str, Any] = orjson.loads(raw)
+    return stored
+
+
+# Create, read, list
+
+async def test_created_automation_is_echoed_with_id_secret_and_state(
+        api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    body = definition()
+    created = await create(api, form_id, body)
+    assert definition_of(created) == body
+    assert created["form_id"] == form_id
+    assert created["enabled"] is True
+    assert created["secret"].startswith("whsec_")
+    assert len(created["secret"]) > 40
+    uuid.UUID(created["id"])
+    assert await call(api, "GET", f"/api/automations/{created['id']}", 200) == created
+    listed = await call(api, "GET", f"/api/forms/{form_id}/automations", 200)
+    assert listed == {"automations": [created]}
+
+
+async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    minimal = {"name": "minimal", "when": [{"event": "case_created"}],
+               "action": {"type": "outgoing_webhook", "settings": {"url": NOWHERE}}}
+    created = await create(api, form_id, minimal)
+    assert created["if"] is None
+    assert "if_" not in created
+    assert created["once"] is False
+    assert created["action"]["settings"] == {"method": "POST", "url": NOWHERE,
+                                             "auth": {"type": "none"}, "attempts": 1,
+                                             "timeout": 10, "protocol": "json"}
+    assert created["action"]["content"] == created["action"]["response"] == []
+
+
+async def test_automation_can_be_created_disabled(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id, {**definition(), "enabled": False})
+    assert created["enabled"] is False
+
+
+async def test_list_is_per_form_and_unknown_form_is_404(api: aiohttp.ClientSession) -> None:
+    first, second = await new_form(api), await new_form(api)
+    a = await create(api, first)
+    b = await create(api, second)
+    listed = await call(api, "GET", f"/api/forms/{first}/automations", 200)
+    assert [x["id"] for x in listed["automations"]] == [a["id"]]
+    assert b["form_id"] == second
+    await call(api, "GET", "/api/forms/no-such-form/automations", 404)
+    await call(api, "POST", "/api/forms/no-such-form/automations", 404, definition())
+
+
+@pytest.mark.parametrize("path", [f"/api/automations/{uuid.uuid4()}", "/api/automations/nope"])
+async def test_unknown_or_malformed_automation_id_is_404(path: str,
+                                                         api: aiohttp.ClientSession) -> None:
+    for method, suffix in [("GET", ""), ("PUT", ""), ("DELETE", ""), ("POST", "/enable"),
+                           ("POST", "/disable"), ("POST", "/rotate-secret")]:
+        body = definition() if method == "PUT" else None
+        errors = (await call(api, method, path + suffix, 404, body))["errors"]
+        assert errors[0]["code"] == "not_found"
+
+
+# Validation
+
+def _content(*items: dict[str, Any]) -> dict[str, Any]:
+    body = definition()
+    body["action"]["content"] = list(items)
+    return body
+
+
+def _if(rule: dict[str, Any]) -> dict[str, Any]:
+    return definition(**{"if": rule})
+
+
+BAD = {
+    "attempts_4": (with_settings(definition(), attempts=4), "action.settings.attempts",
+                   "Input should be 1, 2 or 3"),
+    "timeout_15": (with_settings(definition(), timeout=15), "action.settings.timeout",
+                   "Input should be 10, 30 or 60"),
+    "method_delete": (with_settings(definition(), method="DELETE"), "action.settings.method",
+                      "'POST', 'GET' or 'PUT'"),
+    "bad_url": (with_settings(definition(), url="not a url"), "action.settings.url", "URL"),
+    "ftp_url": (with_settings(definition(), url="ftp://example.com/x"), "action.settings.url",
+                "URL scheme should be 'http' or 'https'"),
+    "unknown_protocol": (with_settings(definition(), protocol="xml"),
+                         "action.settings.protocol", "'json', 'json_array' or 'form'"),
+    "date_reached": (definition(when=[{"event": "date_reached", "field": "due-date"}]), "when.0",
+                     "does not match any of the expected tags"),
+    "empty_when": (definition(when=[]), "when", "at least 1 item"),
+    "unknown_operator": (_if({"field": "amount", "op": "between", "value": 1}), None, "'eq'"),
+    "in_without_list": (_if({"field": "priority", "op": "in", "value": "high"}), None,
+                        "'in' needs a list as value"),
+    "gt_without_value": (_if({"field": "amount", "op": "gt"}), None, "'gt' needs a value"),
+    "content_two_sources": (_content({"key": "x", "meta": "status", "value": 1}),
+                            "action.content.0", "give exactly one of"),
+    "duplicate_content_keys": (_content({"key": "x", "meta": "status"},
+                                        {"key": "x", "value": 1}),
+                               "action", "content keys must be unique: x"),
+    "bad_response_key": (definition(action={**definition()["action"], "response": [
+        {"field": "email", "key": "a..b"}]}), "action.response.0.key", "should match pattern"),
+    "unknown_key": ({**definition(), "colour": "red"}, "colour", "Extra inputs are not permitted"),
+    "enabled_not_bool": ({**definition(), "enabled": "yes"}, "enabled", "expected true or false"),
+    "missing_name": ({k: v for k, v in definition().items() if k != "name"}, "name",
+                     "Field required"),
+    "unknown_field_in_content": (_content({"key": "x", "field": "nope"}), "content.x",
+                                 "has no field 'nope'"),
+    "unknown_meta": (_content({"key": "x", "meta": "colour"}), "content.x",
+                     "unknown metadata 'colour'"),
+    "template_unknown_field": (_content({"key": "x", "template": "{field:nope} ok"}),
+                               "content.x", "template names unknown field 'nope'"),
+    "template_unknown_meta": (_content({"key": "x", "template": "#{case_nr}"}), "content.x",
+                              "template names unknown metadata 'case_nr'"),
+    "unknown_field_in_if": (_if({"field": "nope", "op": "empty"}), "if",
+                            "'nope' is neither a field of form"),
+    "unknown_field_in_when": (definition(when=[{"event": "field_changed", "fields": ["nope"]}]),
+                              "when[0].fields", "has no field 'nope'"),
+    "unknown_status_in_when": (definition(when=[{"event": "status_changed", "to": ["gone"]}]),
+                               "when[0].to", "'gone' is not a status of form"),
+    "unknown_field_in_response": (definition(action={**definition()["action"], "response": [
+        {"field": "nope", "key": "id"}]}), "response.nope", "has no field 'nope'"),
+    "response_into_file_field": (definition(action={**definition()["action"], "response": [
+        {"field": "attachment", "key": "id"}]}), "response.attachment",
+        "that response data can fill"),
+}
+
+
+@pytest.mark.parametrize(("body", "field", "message"), BAD.values(), ids=BAD)
+async def test_invalid_automation_is_400_naming_the_problem(
+        body: dict[str, Any], field: str | None, message: str,
+        api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    errors = (await call(api, "POST", f"/api/forms/{form_id}/automations", 400, body))["errors"]
+    assert any((field is None or e["field"] == field) and message in e["message"]
+               and e["code"] == "invalid" for e in errors), errors
+    assert (await call(api, "GET", f"/api/forms/{form_id}/automations", 200)) == \
+        {"automations": []}
+
+
+async def test_every_problem_against_the_form_is_reported_at_once(
+        api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    body = _content({"key": "a", "field": "nope"}, {"key": "b", "meta": "colour"})
+    body["if"] = {"field": "ghost", "op": "empty"}
+    errors = (await call(api, "POST", f"/api/forms/{form_id}/automations", 400, body))["errors"]
+    assert sorted(e["field"] for e in errors) == ["content.a", "content.b", "if"]
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[]"])
+async def test_body_that_is_not_a_json_object_is_400(raw: bytes,
+                                                     api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    body = await call(api, "POST", f"/api/forms/{form_id}/automations", 400, data=raw,
+                      headers={"Content-Type": "application/json"})
+    assert body["errors"][0]["code"] in ("invalid_json", "invalid")
+
+
+# Replace, enable/disable, rotate, delete
+
+async def test_put_replaces_the_definition_and_keeps_id_secret_and_state(
+        api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    changed = definition(name="renamed", once=True, **{"if": None})
+    replaced = await call(api, "PUT", f"/api/automations/{created['id']}", 200, changed)
+    assert definition_of(replaced) == changed
+    assert (replaced["id"], replaced["secret"], replaced["enabled"], replaced["created_at"]) == \
+        (created["id"], created["secret"], True, created["created_at"])
+    assert replaced["updated_at"] > created["updated_at"]
+    assert await call(api, "GET", f"/api/automations/{created['id']}", 200) == replaced
+
+
+async def test_a_get_answer_can_be_edited_and_put_back_as_it_is(
+        api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    edited = {**created, "name": "edited", "secret": "whsec_ignored", "id": str(uuid.uuid4())}
+    replaced = await call(api, "PUT", f"/api/automations/{created['id']}", 200, edited)
+    assert (replaced["name"], replaced["id"], replaced["secret"]) == \
+        ("edited", created["id"], created["secret"])
+    disabled = await call(api, "PUT", f"/api/automations/{created['id']}", 200,
+                          {**replaced, "enabled": False})
+    assert disabled["enabled"] is False
+
+
+async def test_invalid_put_is_400_and_changes_nothing(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    path = f"/api/automations/{created['id']}"
+    errors = (await call(api, "PUT", path, 400, _content({"key": "x", "field": "nope"})))["errors"]
+    assert errors[0]["field"] == "content.x"
+    await call(api, "PUT", path, 400, with_settings(definition(), attempts=4))
+    assert await call(api, "GET", path, 200) == created
+
+
+async def test_disable_and_enable(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    path = f"/api/automations/{created['id']}"
+    disabled = await call(api, "POST", path + "/disable", 200)
+    assert disabled["enabled"] is False
+    assert (await call(api, "GET", path, 200))["enabled"] is False
+    assert definition_of(disabled) == definition_of(created)
+    enabled = await call(api, "POST", path + "/enable", 200)
+    assert enabled["enabled"] is True
+    assert (await call(api, "GET", path, 200))["enabled"] is True
+
+
+async def test_rotate_secret_gives_a_new_whsec_secret(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    path = f"/api/automations/{created['id']}"
+    rotated = await call(api, "POST", path + "/rotate-secret", 200)
+    assert rotated["secret"] != created["secret"]
+    assert rotated["secret"].startswith("whsec_")
+    assert (await call(api, "GET", path, 200))["secret"] == rotated["secret"]
+    again = await call(api, "POST", path + "/rotate-secret", 200)
+    assert again["secret"] not in (created["secret"], rotated["secret"])
+
+
+async def test_deleted_automation_is_gone(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    path = f"/api/automations/{created['id']}"
+    assert await call(api, "DELETE", path, 200) == {}
+    await call(api, "GET", path, 404)
+    await call(api, "DELETE", path, 404)
+    assert (await call(api, "GET", f"/api/forms/{form_id}/automations", 200)) == \
+        {"automations": []}
+
+
+# Write-only password
+
+async def test_basic_auth_password_is_masked_in_every_answer_but_stored(
+        api: aiohttp.ClientSession, settings: Settings) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id, with_settings(definition(), auth=basic("s3cret")))
+    assert created["action"]["settings"]["auth"] == basic("***")
+    path = f"/api/automations/{created['id']}"
+    assert (await call(api, "GET", path, 200))["action"]["settings"]["auth"] == basic("***")
+    listed = await call(api, "GET", f"/api/forms/{form_id}/automations", 200)
+    assert "s3cret" not in str(listed)
+    assert "s3cret" not in str(await call(api, "POST", path + "/disable", 200))
+    stored = await stored_definition(settings, created["id"])
+    assert stored["action"]["settings"]["auth"] == basic("s3cret")
+
+
+async def test_put_with_the_mask_keeps_the_password_and_a_new_one_replaces_it(
+        api: aiohttp.ClientSession, settings: Settings) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id, with_settings(definition(), auth=basic("s3cret")))
+    path = f"/api/automations/{created['id']}"
+    await call(api, "PUT", path, 200, {**created, "name": "renamed"})  # password "***"
+    assert (await stored_definition(settings, created["id"]))["action"]["settings"]["auth"] == \
+        basic("s3cret")
+    await call(api, "PUT", path, 200, with_settings(definition(), auth=basic("n3w")))
+    assert (await stored_definition(settings, created["id"]))["action"]["settings"]["auth"] == \
+        basic("n3w")
+
+
+async def test_the_mask_without_a_stored_password_is_400(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    errors = (await call(api, "POST", f"/api/forms/{form_id}/automations", 400,
+                         with_settings(definition(), auth=basic("***"))))["errors"]
+    assert errors[0]["field"] == "action.settings.auth.password"
+    created = await create(api, form_id)  # auth none
+    errors = (await call(api, "PUT", f"/api/automations/{created['id']}", 400,
+                         with_settings(definition(), auth=basic("***"))))["errors"]
+    assert "no password is stored" in errors[0]["message"]
+
+
+# Events
+
+async def test_changes_publish_automation_changed_events(api: aiohttp.ClientSession,
+                                                         events: EventTap) -> None:
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    path = f"/api/automations/{created['id']}"
+    await call(api, "PUT", path, 200, definition())
+    await call(api, "POST", path + "/disable", 200)
+    await call(api, "POST", path + "/enable", 200)
+    await call(api, "POST", path + "/rotate-secret", 200)
+    await call(api, "DELETE", path, 200)
+    seen = []
+    for _ in range(6):
+        event = await events.next(lambda e: e["type"] == "automation.changed"
+                                  and e["form_id"] == form_id)
+        assert event["data"]["automation_id"] == created["id"]
+        assert event["data"]["form_id"] == form_id
+        seen.append(event["data"]["change"])
+    assert sorted(seen) == sorted(["created", "updated", "disabled", "enabled",
+                                   "secret_rotated", "deleted"])
+
+
+async def test_an_event_nobody_is_bound_to_does_not_hold_up_the_outbox(
+        api: aiohttp.ClientSession, settings: Settings) -> None:
+    """No tap here: nothing subscribes to automation.changed, the broker returns it."""
+    form_id = await new_form(api)
+    created = await create(api, form_id)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(100):
+            left = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE envelope->'data'->>'automation_id' = $1",
+                created["id"])
+            if left == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert left == 0, "automation.changed is stuck in the outbox"
+    finally:
+        await conn.close()
+
+
+# Auth
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/forms/x/automations"), ("POST", "/api/forms/x/automations"),
+    ("GET", f"/api/automations/{uuid.uuid4()}"), ("PUT", f"/api/automations/{uuid.uuid4()}"),
+    ("POST", f"/api/automations/{uuid.uuid4()}/rotate-secret"),
+    ("POST", f"/api/automations/{uuid.uuid4()}/test"),
+    ("POST", f"/api/automations/{uuid.uuid4()}/claims")])
+async def test_automation_routes_need_the_bearer_token(
+        method: str, path: str, stack: Stack, http: aiohttp.ClientSession) -> None:
+    async with http.request(method, stack.url("casestore") + path, json={}) as resp:
+        assert resp.status == 401
+
+
+# Test send (the dispatcher runs it; here only what casestore decides itself)
+
+async def test_test_send_of_an_unknown_automation_is_404(api: aiohttp.ClientSession) -> None:
+    await call(api, "POST", f"/api/automations/{uuid.uuid4()}/test", 404, {})
+    await call(api, "POST", "/api/automations/nope/test", 404, {})
+
+
+async def test_test_send_with_a_bad_body_is_400(api: aiohttp.ClientSession) -> None:
+    created = await create(api, await new_form(api))
+    errors = (await call(api, "POST", f"/api/automations/{created['id']}/test", 400,
+                         {"case_id": "not-a-uuid"}))["errors"]
+    assert errors[0]["field"] == "case_id"
+
+
+async def test_test_send_with_the_dispatcher_down_is_503(api: aiohttp.ClientSession,
+                                                         stack: Stack) -> None:
+    created = await create(api, await new_form(api))
+    await stack.stop("dispatcher")
+    try:
+        bodies: list[dict[str, str] | None] = [{}, None]  # None: no body at all
+        for body in bodies:
+            answer = await call(api, "POST", f"/api/automations/{created['id']}/test", 503, body)
+            assert answer["errors"][0]["code"] == "unavailable"
+    finally:
+        await stack.start("dispatcher")
+
+
+async def test_test_send_passes_the_dispatchers_answer_through_unchanged(
+        api: aiohttp.ClientSession, stack: Stack) -> None:
+    """A stand-in dispatcher on the dispatcher's port, so only casestore's proxying is tested."""
+    created = await create(api, await new_form(api))
+    seen: list[tuple[str, str, Any]] = []
+
+    async def fake(request: web.Request) -> web.Response:
+        seen.append((request.path, request.headers.get("Authorization", ""),
+                     orjson.loads(await request.read())))
+        if len(seen) == 2:
+            return web.Response(status=500, text="oops")
+        return web.json_response({"succeeded": False, "status": 422}, status=418)
+
+    app = web.Application()
+    app.router.add_post("/internal/automations/{automation_id}/test", fake)
+    runner = web.AppRunner(app)
+    await stack.stop("dispatcher")
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", stack.port("dispatcher")).start()
+        case_id = str(uuid.uuid4())
+        path = f"/api/automations/{created['id']}/test"
+        assert await call(api, "POST", path, 418, {"case_id": case_id}) == \
+            {"succeeded": False, "status": 422}
+        assert seen[0] == (f"/internal/automations/{created['id']}/test",
+                           f"Bearer {stack.settings.admin_token}",
+                           {"case_id": case_id})
+        answer = await call(api, "POST", path, 502, {})
+        assert answer["errors"][0]["code"] == "bad_gateway"
+        assert seen[1][2] == {}
+    finally:
+        await runner.cleanup()
+        await stack.start("dispatcher")
+
+
+# Once-claims (the dispatcher calls these)
+
+async def claim(api: aiohttp.ClientSession, automation_id: str, case_id: uuid.UUID,
+                delivery_id: uuid.UUID) -> Any:
+    return await call(api, "POST", f"/api/automations/{automation_id}/claims", 200,
+                      {"case_id": str(case_id), "delivery_id": str(delivery_id)})
+
+
+async def test_the_first_delivery_owns_the_claim_and_may_claim_again(
+        api: aiohttp.ClientSession) -> None:
+    created = await create(api, await new_form(api), definition(once=True))
+    case, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert await claim(api, created["id"], case, first) == \
+        {"granted": True, "delivery_id": str(first)}
+    assert await claim(api, created["id"], case, first) == \
+        {"granted": True, "delivery_id": str(first)}  # a redelivered event
+    assert await claim(api, created["id"], case, second) == \
+        {"granted": False, "delivery_id": str(first)}
+    other_case = uuid.uuid4()
+    assert (await claim(api, created["id"], other_case, second))["granted"] is True
+    other = await create(api, created["form_id"], definition(once=True))
+    assert (await claim(api, other["id"], case, second))["granted"] is True
+
+
+async def test_concurrent_claims_grant_exactly_one(api: aiohttp.ClientSession) -> None:
+    created = await create(api, await new_form(api), definition(once=True))
+    case = uuid.uuid4()
+    deliveries = [uuid.uuid4() for _ in range(20)]
+    answers = await asyncio.gather(*(claim(api, created["id"], case, d) for d in deliveries))
+    granted = [a for a in answers if a["granted"]]
+    assert len(granted) == 1
+    assert {a["delivery_id"] for a in answers} == {granted[0]["delivery_id"]}
+
+
+async def test_claims_of_unknown_automations_are_404_and_bad_bodies_400(
+        api: aiohttp.ClientSession) -> None:
+    body = {"case_id": str(uuid.uuid4()), "delivery_id": str(uuid.uuid4())}
+    await call(api, "POST", f"/api/automations/{uuid.uuid4()}/claims", 404, body)
+    created = await create(api, await new_form(api))
+    path = f"/api/automations/{created['id']}/claims"
+    errors = (await call(api, "POST", path, 400, {"case_id": "x"}))["errors"]
+    assert {e["field"] for e in errors} == {"case_id", "delivery_id"}
+    await call(api, "DELETE", f"/api/automations/{created['id']}", 200)
+    await call(api, "POST", path, 404, body)
