@@ -13,7 +13,9 @@ import orjson
 import pytest
 
 from services.casestore.migrate import drop_database, migrations
+from services.cli import DEMO_RECEIVER
 from tests.conftest import delete_broker_objects
+from tests.receiver import Receiver
 from tests.stack import isolated_settings
 
 CASEWIRE = [sys.executable, "-c", "from services.cli import main; main()"]
@@ -51,34 +53,43 @@ async def read_until(stream: asyncio.StreamReader, pattern: str, within: float) 
     return seen
 
 
-async def test_run_starts_everything_prints_a_working_curl_and_stops_on_ctrl_c(
-        run_env: dict[str, str]) -> None:
+async def test_run_starts_everything_and_its_printed_curl_lines_work(
+        run_env: dict[str, str], receiver: Receiver) -> None:
+    """The banner's lines, run as printed: add the demo automation, create a case, see both."""
     proc = await asyncio.create_subprocess_exec(*CASEWIRE, "run", env=run_env,
                                                 stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
-        banner = await read_until(proc.stdout, r"See it .*\n.*\n", within=60)
-        url = re.search(r"--data '(.*)' \\\n\s+(\S+)", banner)
-        assert url is not None, banner
+        banner = await read_until(proc.stdout, r"Its deliveries.*\n.*\n", within=60)
         token = re.search(r"Admin token:\s+(\S+)", banner)
         assert token is not None
         assert token.group(1) == run_env["CASEWIRE_ADMIN_TOKEN"]
-        async with aiohttp.ClientSession() as http:
-            async with http.post(url.group(2), data=url.group(1),
-                                 headers={"Content-type": "application/json"}) as resp:
+        create, add_automation = [
+            (m.group(1), m.group(2))
+            for m in re.finditer(r"--data '(.*)' \\\n\s+(\S+)", banner)]
+        target = receiver.endpoint()
+        headers = {"Authorization": f"Bearer {token.group(1)}",
+                   "Content-type": "application/json"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            body = add_automation[0].replace(DEMO_RECEIVER, target)
+            async with http.post(add_automation[1], data=body) as resp:
+                assert resp.status == 201, await resp.text()
+            async with http.post(create[1], data=create[0]) as resp:
                 assert resp.status == 200
             cases_url = (f"http://127.0.0.1:{run_env['CASEWIRE_CASESTORE_PORT']}"
                          "/api/forms/demo/cases")
-            headers = {"Authorization": f"Bearer {token.group(1)}"}
             for _ in range(100):
-                async with http.get(cases_url, headers=headers) as resp:
+                async with http.get(cases_url) as resp:
                     cases = (await resp.json())["cases"]
                 if cases:
                     break
                 await asyncio.sleep(0.1)
-        assert cases[0]["data"] == orjson.loads(url.group(1))
+        assert cases[0]["data"] == orjson.loads(create[0])
         assert cases[0]["creator"] == "Addon - Incoming Webhook"
+        [sent] = await receiver.wait_for(target, 1)
+        assert sent.json() == {"caseNumber": cases[0]["case_number"],
+                               "text": cases[0]["data"]["text-field"]}
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

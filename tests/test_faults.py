@@ -1,4 +1,4 @@
-"""Broker outages: ingest never answers 200 for a case the broker has not confirmed."""
+"""Broker outages: nothing confirmed is lost, nothing unconfirmed is claimed."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -8,8 +8,9 @@ import aiohttp
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import FormFactory, wait_for_cases
+from tests.conftest import AutomationFactory, FormFactory, wait_for_cases
 from tests.faults import CuttableProxy
+from tests.receiver import Receiver, Reply
 from tests.stack import Stack, free_port
 
 
@@ -58,3 +59,36 @@ async def test_broker_outage_gives_503_and_recovery_gives_200_with_nothing_lost(
     assert accepted == 1
     cases = await wait_for_cases(api, hook["form_id"], 2)
     assert sorted(c["data"]["text-field"] for c in cases) == ["after", "before"]
+
+
+async def test_dispatcher_losing_the_broker_mid_delivery_sends_again_with_the_same_webhook_id(
+        settings: Settings, stack: Stack, make_form: FormFactory,
+        make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    """To the broker a dispatcher that vanishes mid-delivery is a crash: the unacknowledged
+    event goes back to the queue and is delivered again, under the same webhook-id."""
+    broker_port = urlsplit(settings.amqp_url).port or 5672
+    proxy = CuttableProxy(broker_port)
+    await proxy.start()
+    await stack.stop("dispatcher")  # only the proxied dispatcher may take the event
+    proxied = Stack(settings.model_copy(update={
+        "amqp_url": f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+        "dispatcher_port": free_port()}))
+    await proxied.start("dispatcher")
+    try:
+        hook = await make_form()
+        url = receiver.endpoint(Reply(delay=3), Reply())
+        await make_automation(hook["form_id"], url)
+        async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                            json={"data": {"text-field": "x"}}) as resp:
+            assert resp.status == 201
+        await receiver.wait_for(url, 1)
+        await proxy.cut()  # the first request is still waiting for its answer
+        await proxy.start()
+        first, again = await receiver.wait_for(url, 2, within=30)
+        assert first.headers["webhook-id"] == again.headers["webhook-id"]
+        assert first.body == again.body
+    finally:
+        await proxy.cut()
+        await proxied.stop("dispatcher")
+        await stack.start("dispatcher")

@@ -1,23 +1,55 @@
-"""dispatcher: consumes case events; serves only health, readiness and metrics."""
+"""dispatcher: fires automations on case events and sends outgoing webhooks."""
+
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher.consumers import CONSUMER, ROUTING_KEYS, on_case_event
+from services.dispatcher import api
+from services.dispatcher.api import DISPATCH
+from services.dispatcher.consumers import CONSUMER, handler_for
+from services.dispatcher.deliveries import Dispatch
+from services.dispatcher.sender import Sender
 from shared import broker
-from shared.service import SETTINGS, amqp_ctx, consumer_ctx, consumer_ready
+from shared.service import (
+    CASESTORE,
+    POOL,
+    PUBLISHER,
+    SETTINGS,
+    amqp_ctx,
+    casestore_client_ctx,
+    consumer_ctx,
+    consumer_ready,
+    db_ready,
+    pool_ctx,
+    publisher_ctx,
+    require_secrets,
+)
 from shared.settings import Settings
-from shared.web import add_ops_routes, correlation_middleware
+from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+
+
+async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    sender = Sender(app[SETTINGS])
+    app[DISPATCH] = Dispatch(settings=app[SETTINGS], pool=app[POOL], publisher=app[PUBLISHER],
+                             sender=sender, casestore=app[CASESTORE])
+    yield
+    await sender.close()
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[correlation_middleware("dispatcher")])
+    require_secrets(settings)
+    app = web.Application(middlewares=[correlation_middleware("dispatcher"),
+                                       admin_token_middleware("/internal/", settings.admin_token)])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([amqp_ctx,
-                            consumer_ctx(CONSUMER, ROUTING_KEYS, lambda _: on_case_event)])
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, dispatch_ctx,
+                            consumer_ctx(CONSUMER,
+                                         lambda app: handler_for(app[DISPATCH]))])
+    app.router.add_routes(api.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 
     async def readiness() -> dict[str, bool]:
-        return {"rabbitmq": await consumer_ready(app, queue_name)}
+        return {"postgres": await db_ready(app),
+                "rabbitmq": await consumer_ready(app, queue_name)}
 
     add_ops_routes(app, readiness)
     return app

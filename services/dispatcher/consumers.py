@@ -1,18 +1,108 @@
-"""The dispatcher's case-event consumer.
+"""The dispatcher's consumer: case events fire automations; replay requests resend deliveries."""
 
-Outgoing-webhook evaluation builds on this (issue 3); for now every case event is received,
-logged with its correlation id and acknowledged.
-"""
+import asyncio
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 import structlog
 
-from shared.events import CASE_CREATED, CASE_DELETED, CASE_UPDATED, Envelope
+from services.dispatcher import repo
+from services.dispatcher.content import Target
+from services.dispatcher.deliveries import (
+    Dispatch,
+    claim_once,
+    deliver_and_record,
+    delivery_id_for,
+)
+from services.dispatcher.repo import Automation
+from services.dispatcher.rules import fires
+from shared.events import (
+    CASE_DELETED,
+    DELIVERY_REPLAY_REQUESTED,
+    CaseChanged,
+    DeliveryReplayRequested,
+    Envelope,
+)
+from shared.forms import FormDefinition
 
 log = structlog.get_logger(__name__)
 
 CONSUMER = "dispatcher"
-ROUTING_KEYS = (CASE_CREATED, CASE_UPDATED, CASE_DELETED)
 
 
-async def on_case_event(envelope: Envelope) -> None:
-    log.info("case_event_received", case_id=str(envelope.case_id), form_id=envelope.form_id)
+def case_snapshot(row: asyncpg.Record, author: str) -> CaseChanged:
+    """A stored case as an event payload without changes (for replays and test sends)."""
+    return CaseChanged(case_id=row["id"], case_number=row["case_number"], status=row["status"],
+                       data=row["data"], creator=row["creator"], created_at=row["created_at"],
+                       updated_at=row["updated_at"], version=row["version"], author=author)
+
+
+async def _all(jobs: list[Awaitable[None]]) -> None:
+    """Run every delivery to its end (one slow receiver never holds up another), then fail if
+    any failed, so the event is redelivered only after nothing of it is still in flight."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _fire(dispatch: Dispatch, automation: Automation, envelope: Envelope,
+                case: CaseChanged, form: FormDefinition) -> None:
+    delivery_id = delivery_id_for(envelope.id, automation.id)
+    if automation.definition.once and not await claim_once(dispatch, automation.id,
+                                                           case.case_id, delivery_id):
+        log.info("automation_once_already_fired", automation_id=str(automation.id),
+                 case_id=str(case.case_id))
+        return
+    target = Target(automation_id=automation.id, delivery_id=delivery_id, case=case,
+                    form=form, automation_depth=case.automation_depth)
+    await deliver_and_record(dispatch, automation, target, envelope.id)
+
+
+async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
+    if envelope.type == CASE_DELETED or envelope.form_id is None:
+        return  # deletion never fires an automation
+    case = CaseChanged.model_validate(envelope.data)
+    if case.skip_triggers:
+        log.info("automations_skipped", reason="skiptriggers", case_id=str(case.case_id))
+        return
+    if case.automation_depth > dispatch.settings.automation_max_depth:
+        log.warning("automation_chain_bounded", case_id=str(case.case_id),
+                    depth=case.automation_depth, limit=dispatch.settings.automation_max_depth)
+        return
+    candidates = [a for a in await repo.enabled_automations(dispatch.pool, envelope.form_id)
+                  # A write made from an automation's answer never fires that automation again.
+                  if a.id != case.source_automation_id
+                  and fires(a.definition, envelope.type, case, envelope.form_id)]
+    if not candidates:
+        return
+    form = await repo.form(dispatch.pool, envelope.form_id)
+    if form is None:
+        return  # the form was deleted after the event
+    await _all([_fire(dispatch, a, envelope, case, form) for a in candidates])
+
+
+async def on_replay(dispatch: Dispatch, envelope: Envelope) -> None:
+    request = DeliveryReplayRequested.model_validate(envelope.data)
+    delivery = await repo.delivery(dispatch.pool, request.delivery_id)
+    automation = await repo.automation(dispatch.pool, request.automation_id)
+    row = await repo.case(dispatch.pool, request.case_id)
+    form = await repo.form(dispatch.pool, row["form_id"]) if row else None
+    if delivery is None or automation is None or row is None or form is None:
+        log.warning("replay_impossible", delivery_id=str(request.delivery_id),
+                    reason="the delivery, its automation or its case no longer exists")
+        return
+    # The current case, sent under the original delivery id: receivers deduplicate by it.
+    target = Target(automation_id=automation.id, delivery_id=request.delivery_id,
+                    case=case_snapshot(row, "replay"), form=form)
+    await deliver_and_record(dispatch, automation, target, delivery["event_id"])
+
+
+def handler_for(dispatch: Dispatch) -> Callable[[Envelope], Awaitable[None]]:
+    async def handle(envelope: Envelope) -> None:
+        if envelope.type == DELIVERY_REPLAY_REQUESTED:
+            await on_replay(dispatch, envelope)
+        else:
+            await on_case_event(dispatch, envelope)
+
+    return handle

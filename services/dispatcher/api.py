@@ -1,0 +1,67 @@
+"""The dispatcher's internal HTTP API: casestore's `POST /api/automations/{id}/test` lands here."""
+
+import uuid
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from services.dispatcher import repo
+from services.dispatcher.consumers import case_snapshot
+from services.dispatcher.content import Target
+from services.dispatcher.deliveries import Dispatch, send
+from shared.events import CaseChanged
+from shared.forms import FormDefinition, sample_value
+from shared.web import error_body, json_response, read_model
+
+routes = web.RouteTableDef()
+DISPATCH = web.AppKey("dispatch", Dispatch)
+TEST_AUTHOR = "Casewire test send"
+
+
+class TestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_id: uuid.UUID | None = None
+
+
+def sample_case(form: FormDefinition) -> CaseChanged:
+    now = datetime.now(UTC)
+    return CaseChanged(case_id=uuid.uuid4(), case_number=0, status=form.initial_status,
+                       data={f.id: sample_value(f) for f in form.fields}, creator=TEST_AUTHOR,
+                       created_at=now, updated_at=now, version=1, author=TEST_AUTHOR)
+
+
+def _not_found(message: str) -> web.Response:
+    return json_response(error_body("not_found", message), status=404)
+
+
+@routes.post("/internal/automations/{automation_id}/test")
+async def test_send(request: web.Request) -> web.Response:
+    """One attempt to the real receiver; nothing is recorded and no answer is written back."""
+    dispatch = request.app[DISPATCH]
+    body = await read_model(request, TestRequest)
+    try:
+        automation_id = uuid.UUID(request.match_info["automation_id"])
+    except ValueError:
+        return _not_found("no such automation")
+    automation = await repo.automation(dispatch.pool, automation_id)
+    form = await repo.form(dispatch.pool, automation.form_id) if automation else None
+    if automation is None or form is None:
+        return _not_found("no such automation")
+    if body.case_id is None:
+        case = sample_case(form)
+    else:
+        row = await repo.case(dispatch.pool, body.case_id)
+        if row is None or row["form_id"] != form.id:
+            return _not_found(f"form '{form.id}' has no case {body.case_id}")
+        case = case_snapshot(row, TEST_AUTHOR)
+    target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form)
+    outcome = await send(dispatch, automation, target, attempts=1)
+    attempt = outcome.attempts[0]
+    return json_response({
+        "succeeded": outcome.state == "succeeded",
+        "request": attempt.request.model_dump(mode="json"),
+        "status": attempt.response_status, "headers": attempt.response_headers,
+        "body": attempt.response_body, "error": attempt.error,
+        "duration_ms": attempt.duration_ms,
+    })

@@ -1,0 +1,48 @@
+"""The dispatcher's read-only queries; casestore stays the only writer."""
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.automations import AutomationDefinition
+from shared.forms import FormDefinition
+
+
+@dataclass(frozen=True)
+class Automation:
+    id: uuid.UUID
+    form_id: str
+    enabled: bool
+    secret: str
+    definition: AutomationDefinition
+
+
+def _automation(row: asyncpg.Record) -> Automation:
+    return Automation(id=row["id"], form_id=row["form_id"], enabled=row["enabled"],
+                      secret=row["secret"],
+                      definition=AutomationDefinition.model_validate(row["definition"]))
+
+
+async def enabled_automations(pool: asyncpg.Pool, form_id: str) -> list[Automation]:
+    rows = await pool.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
+                            " ORDER BY created_at", form_id)
+    return [_automation(r) for r in rows]
+
+
+async def automation(pool: asyncpg.Pool, automation_id: uuid.UUID) -> Automation | None:
+    row = await pool.fetchrow("SELECT * FROM automations WHERE id = $1", automation_id)
+    return _automation(row) if row else None
+
+
+async def form(pool: asyncpg.Pool, form_id: str) -> FormDefinition | None:
+    row = await pool.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
+    return FormDefinition.from_record(row) if row else None
+
+
+async def case(pool: asyncpg.Pool, case_id: uuid.UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+
+
+async def delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)

@@ -1,0 +1,260 @@
+"""Sends outgoing webhooks: signed, guarded against SSRF, retried within limits, all logged."""
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from yarl import URL
+
+from services.dispatcher.request import OutgoingRequest, recorded
+from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefused
+from shared.events import Attempt, DeliveryState
+from shared.settings import Settings
+from shared.signing import webhook_headers
+
+# A JSON answer bigger than this is not response data any receiver should send.
+MAX_RESPONSE_BYTES = 1024 * 1024
+RETRY_STATUSES = frozenset({408, 429})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class DeliveryOutcome:
+    state: DeliveryState
+    attempts: list[Attempt]
+    response_json: Any | None = None  # the final 2xx body, if it is JSON
+
+
+@dataclass
+class _Try:
+    """One attempt and what it means for the next one."""
+
+    attempt: Attempt
+    success: bool
+    retry: bool
+    retry_after: float | None = None
+    body: bytes = b""
+
+
+@dataclass
+class _Answer:
+    """What came back for one request, as far as it got."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    retry_after: float | None = None
+    error: str | None = None
+    final: bool = False  # trying again cannot help: the target is forbidden or invalid
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header (delay-seconds or HTTP-date) as seconds from now; None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)  # absurdly long digit strings become inf, which the cap handles
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _retryable_status(status: int) -> bool:
+    return status in RETRY_STATUSES or status >= 500
+
+
+def _refusal(exc: BaseException) -> TargetRefused | None:
+    if isinstance(exc, TargetRefused):
+        return exc
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TargetRefused):
+        return exc.os_error
+    return None
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """A short, stable error text for the delivery log."""
+    if isinstance(exc, TimeoutError):
+        return f"timeout after {timeout:g}s"
+    refused = _refusal(exc)
+    if refused is not None:
+        return str(refused)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"dns lookup failed for {exc.host}: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        return f"connection to {where} failed: {exc.os_error}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Repeated headers joined with ", " (as HTTP allows), so none is lost from the log."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    return joined
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int, into: bytearray) -> None:
+    """Read at most `cap` bytes; the rest stays unread (the connection is then dropped)."""
+    while len(into) < cap:
+        chunk = await response.content.read(cap - len(into))
+        if not chunk:
+            return
+        into.extend(chunk)
+
+
+class Sender:
+    """One HTTP client for the whole process: pooled connections, SSRF guard, no redirects."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policy = AddressPolicy(settings.outgoing_allow_networks)
+        self._cap = max(MAX_RESPONSE_BYTES, settings.response_excerpt_bytes)
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+        # Full jitter, with a floor so a retry never comes right on the heels of a failure.
+        base, ceiling = settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
+        self._backoff = wait_random_exponential(multiplier=base, max=ceiling,
+                                                min=min(base / 2, ceiling))
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: aiohttp binds the session to the running event loop.
+        if self._session is None or self._session.closed:
+            self._resolver = GuardedResolver(self.policy)
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver, socket_factory=self.policy.socket_factory,
+                # The broker's prefetch already bounds deliveries in flight; the per-host limit
+                # keeps one receiver from being flooded, and a hanging one from holding others.
+                limit=0, limit_per_host=64)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                # Never pick up HTTP(S)_PROXY from the environment: a proxy would do the
+                # connecting, past the address checks.
+                trust_env=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # `timeout` bounds each attempt, not the call (backoff waits come on top), so a caller's
+    # asyncio.timeout could not express it.
+    async def deliver(self, request: OutgoingRequest, *, secret: str, webhook_id: str,
+                      attempts: int, timeout: float) -> DeliveryOutcome:  # noqa: ASYNC109
+        """Send with up to `attempts` tries (1 for a test send); every try is in the outcome."""
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        tries: list[_Try] = []
+
+        async def one() -> _Try:
+            done = await self._try(request, secret, webhook_id, len(tries) + 1, limit=timeout)
+            tries.append(done)
+            return done
+
+        def last(_: RetryCallState) -> _Try:
+            return tries[-1]  # attempts used up: the outcome is the last one, not an error
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts), wait=self._wait,
+            retry=retry_if_result(lambda done: done.retry), retry_error_callback=last)
+        final: _Try = await retrying(one)
+        return DeliveryOutcome(
+            state="succeeded" if final.success else "failed",
+            attempts=[t.attempt for t in tries],
+            response_json=_json(final.body, self._cap) if final.success else None)
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        done = outcome.result() if outcome is not None and not outcome.failed else None
+        if isinstance(done, _Try) and done.retry_after is not None:
+            return min(done.retry_after, self.settings.retry_after_cap_seconds)
+        return float(self._backoff(state))
+
+    async def _try(self, request: OutgoingRequest, secret: str, webhook_id: str, number: int,
+                   *, limit: float) -> _Try:
+        # A fresh timestamp per attempt: receivers reject signatures older than ~5 minutes.
+        signed = replace(request, headers={**request.headers,
+                                           **webhook_headers(secret, webhook_id, request.body)})
+        started_at, started = datetime.now(UTC), time.perf_counter()
+        answer = await self._exchange(signed, limit)
+        excerpt = bytes(answer.body[:self.settings.response_excerpt_bytes])
+        attempt = Attempt(
+            id=uuid.uuid4(), number=number, started_at=started_at,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            request=recorded(signed), response_status=answer.status,
+            response_headers=answer.headers, error=answer.error,
+            response_body=(None if answer.status is None
+                           else excerpt.decode("utf-8", errors="replace")))
+        if answer.status is None:
+            # No answer at all: worth another try, unless the target itself is forbidden.
+            return _Try(attempt, success=False, retry=not answer.final)
+        # A status means the receiver answered; a body cut short does not change its verdict,
+        # but is no document to take response data from.
+        return _Try(attempt, success=200 <= answer.status < 300,
+                    retry=_retryable_status(answer.status), retry_after=answer.retry_after,
+                    body=bytes(answer.body) if answer.error is None else b"")
+
+    async def _exchange(self, signed: OutgoingRequest, limit: float) -> _Answer:
+        answer = _Answer()
+        try:
+            url = URL(signed.url, encoded=True)
+            self.policy.check_literal(url.raw_host or "")
+            async with self._client().request(
+                    signed.method, url, headers=signed.headers,
+                    data=signed.body if signed.method != "GET" else None,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=limit)) as response:
+                answer.status, answer.headers = response.status, _headers(response.headers.items())
+                if response.status in RETRY_AFTER_STATUSES:
+                    answer.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                await _read_capped(response, self._cap, answer.body)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            answer.error = describe(exc, limit)
+            if answer.status is not None:
+                answer.error = f"reading the response failed: {answer.error}"
+            answer.final = _refusal(exc) is not None or isinstance(exc, aiohttp.InvalidURL)
+        return answer
+
+
+def _json(body: bytes, cap: int) -> Any | None:
+    if not body or len(body) >= cap:
+        return None  # empty, or cut off at the cap and so not the whole document
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
