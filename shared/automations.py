@@ -7,7 +7,15 @@ response mapping for returnDataURL answers.
 import re
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from shared.forms import FieldError, FieldType, FormDefinition, Label
 
@@ -97,6 +105,14 @@ class ContentItem(_Strict):
     field: str | None = None
     value: Any = None
     template: str | None = None
+
+    @model_serializer(mode="wrap")
+    def only_the_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Show the one source given, not three nulls beside it.
+        dumped: dict[str, Any] = handler(self)
+        chosen = next((n for n in ("meta", "field", "template") if dumped[n] is not None),
+                      "value")
+        return {"key": dumped["key"], chosen: dumped[chosen]}
 
     @model_validator(mode="after")
     def one_source(self) -> Self:

@@ -33,14 +33,10 @@ def definition(**overrides: Any) -> dict[str, Any]:
         "action": {
             "type": "outgoing_webhook",
             "content": [
-                {"key": "number", "meta": "case_number", "field": None, "value": None,
-                 "template": None},
-                {"key": "text", "meta": None, "field": "text-field", "value": None,
-                 "template": None},
-                {"key": "title", "meta": None, "field": None, "value": None,
-                 "template": "Case #{case_number}: {field:text-field}"},
-                {"key": "source", "meta": None, "field": None, "value": "casewire",
-                 "template": None},
+                {"key": "number", "meta": "case_number"},
+                {"key": "text", "field": "text-field"},
+                {"key": "title", "template": "Case #{case_number}: {field:text-field}"},
+                {"key": "source", "value": "casewire"},
             ],
             "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
                          "attempts": 3, "timeout": 30, "protocol": "json"},

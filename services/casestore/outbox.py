@@ -48,8 +48,9 @@ class OutboxRelay:
         try:
             await self._publisher.publish(envelope)
         except Unroutable:
-            log.warning("outbox_event_unroutable_dropped", routing_key=envelope.type,
-                        event_id=str(envelope.id))
+            # Expected, not alarming: durable consumers' queues always exist (see above).
+            log.info("outbox_event_without_subscriber", routing_key=envelope.type,
+                     event_id=str(envelope.id))
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()
