@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8081"
     casestore_url: str = "http://127.0.0.1:8082"
     dispatcher_url: str = "http://127.0.0.1:8083"
+    # Where receivers download files sent by outgoing webhooks: casestore's /files/, exposed
+    # publicly. Empty means CASEWIRE_CASESTORE_URL (fine when that is reachable by receivers).
+    public_files_url: str = ""
     host: str = "127.0.0.1"
     ingest_port: int = 8081
     casestore_port: int = 8082

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from shared.settings import Settings
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
@@ -66,3 +68,18 @@ def file_path(file_id: str) -> str:
 def return_path(automation_id: str, case_id: str, delivery_id: str, depth: int) -> str:
     """ingest's returnDataURL: everything needed to write the answer is in the signed path."""
     return f"/return/{automation_id}/{case_id}/{delivery_id}/{depth}"
+
+
+def file_url(settings: Settings, file_id: str) -> str:
+    """A download URL for receivers, valid CASEWIRE_FILE_URL_TTL_SECONDS (the seed's 24 h)."""
+    path = UrlSigner(settings.signing_key).sign("GET", file_path(file_id),
+                                                settings.file_url_ttl_seconds)
+    return (settings.public_files_url or settings.casestore_url).rstrip("/") + path
+
+
+def return_url(settings: Settings, automation_id: str, case_id: str, delivery_id: str,
+               depth: int) -> str:
+    """A returnDataURL on ingest, valid CASEWIRE_RETURN_URL_TTL_SECONDS (the seed's 2 h)."""
+    path = return_path(automation_id, case_id, delivery_id, depth)
+    signed = UrlSigner(settings.signing_key).sign("POST", path, settings.return_url_ttl_seconds)
+    return settings.public_base_url.rstrip("/") + signed

@@ -10,8 +10,6 @@ import asyncpg
 from services.casestore import cases, repo
 from services.casestore.errors import RecordNotFound, ValidationFailed
 from shared.forms import FieldError, FieldType
-from shared.settings import Settings
-from shared.signing import UrlSigner, file_path
 
 MAX_NAME = 255
 
@@ -37,13 +35,6 @@ def content_disposition(name: str) -> str:
     """RFC 6266: an ASCII fallback for old clients, the exact UTF-8 name for the rest."""
     fallback = "".join(c if c.isascii() and c not in '"\\' else "_" for c in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def signed_url(settings: Settings, file_id: uuid.UUID) -> str:
-    """`{casestore_url}/files/{id}?expires=&signature=`, valid for CASEWIRE_FILE_URL_TTL_SECONDS."""
-    path = UrlSigner(settings.signing_key).sign("GET", file_path(str(file_id)),
-                                                settings.file_url_ttl_seconds)
-    return settings.casestore_url.rstrip("/") + path
 
 
 def file_json(row: asyncpg.Record) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import aiohttp
 import asyncpg
 import structlog
 
-from services.dispatcher.content import Links, Target, build_content
+from services.dispatcher.content import Target, build_content
 from services.dispatcher.repo import Automation
 from services.dispatcher.request import build_request
 from services.dispatcher.sender import DeliveryOutcome, Sender
@@ -48,10 +48,6 @@ class Dispatch:
     sender: Sender
     casestore: aiohttp.ClientSession
 
-    @property
-    def links(self) -> Links:
-        return Links(self.settings)
-
 
 async def claim_once(dispatch: Dispatch, automation_id: uuid.UUID, case_id: uuid.UUID,
                      delivery_id: uuid.UUID) -> bool:
@@ -74,7 +70,7 @@ async def send(dispatch: Dispatch, automation: Automation, target: Target,
     """Build and send; `attempts` overrides the configured number (a test send uses 1)."""
     definition = automation.definition
     request = build_request(definition.action.settings,
-                            build_content(definition, target, dispatch.links))
+                            build_content(definition, target, dispatch.settings))
     settings = definition.action.settings
     return await dispatch.sender.deliver(
         request, secret=automation.secret, webhook_id=webhook_id_for(target.delivery_id),

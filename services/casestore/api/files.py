@@ -14,10 +14,9 @@ from services.casestore.files import (
     check_name,
     content_disposition,
     file_json,
-    signed_url,
 )
 from shared.service import POOL, SETTINGS
-from shared.signing import UrlSigner, file_path
+from shared.signing import UrlSigner, file_path, file_url
 from shared.web import error_body, json_response
 
 routes = web.RouteTableDef()
@@ -53,7 +52,7 @@ async def upload(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
                                       content_type, content, author=ADMIN_AUTHOR)
-    return json_response({**file_json(row), "url": signed_url(request.app[SETTINGS], row["id"]),
+    return json_response({**file_json(row), "url": file_url(request.app[SETTINGS], str(row["id"])),
                           "case": case_json(case)}, status=201)
 
 
@@ -66,7 +65,7 @@ async def file_info(request: web.Request) -> web.Response:
         raise RecordNotFound("no file has that id")
     return json_response({**file_json(row), "case_id": str(row["case_id"]),
                           "field_id": row["field_id"], "created_at": row["created_at"].isoformat(),
-                          "url": signed_url(request.app[SETTINGS], row["id"])})
+                          "url": file_url(request.app[SETTINGS], str(row["id"]))})
 
 
 @routes.get("/files/{file_id}")
