@@ -6,12 +6,15 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
 import orjson
 
+from services import cli_deliveries
 from services.casestore.migrate import migrate
 from shared import broker
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -200,12 +203,17 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="create the database if needed and apply migrations")
     sub.add_parser("run", help="run ingest, casestore and dispatcher with a demo form (dev)")
-    sub.add_parser("queues", help="show queue depths and consumers")
+    sub.add_parser("queues", help="show queue depths (dead letters too) and consumers")
+    cli_deliveries.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings()
-    commands = {"migrate": _migrate, "run": run, "queues": queues}
+    commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+        "migrate": lambda: _migrate(settings), "run": lambda: run(settings),
+        "queues": lambda: queues(settings),
+        "deliveries": lambda: cli_deliveries.deliveries(settings, args),
+        "replay": lambda: cli_deliveries.replay(settings, args)}
     try:
-        sys.exit(asyncio.run(commands[args.command](settings)))
+        sys.exit(asyncio.run(commands[args.command]()))
     except (DependencyUnavailable, ConfigurationError) as exc:
         print(f"casewire {args.command}: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -14,9 +14,9 @@ import pytest
 
 from services.casestore.migrate import drop_database, migrations
 from services.cli import DEMO_RECEIVER
-from tests.conftest import delete_broker_objects
-from tests.receiver import Receiver
-from tests.stack import isolated_settings
+from tests.conftest import AutomationFactory, FormFactory, delete_broker_objects
+from tests.receiver import Receiver, Reply
+from tests.stack import Stack, isolated_settings
 
 CASEWIRE = [sys.executable, "-c", "from services.cli import main; main()"]
 
@@ -122,3 +122,40 @@ async def test_migrate_is_idempotent(run_env: dict[str, str]) -> None:
     shipped = len(migrations())
     assert f"{shipped} migration(s) applied" in outputs[0]
     assert "0 migration(s) applied" in outputs[1]
+
+
+async def test_deliveries_and_replay_from_the_command_line(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    env = cli_env(casestore_url=stack.settings.casestore_url,
+                  admin_token=stack.settings.admin_token)
+
+    async def casewire(*argv: str) -> str:
+        proc = await asyncio.create_subprocess_exec(*CASEWIRE, *argv, env=env,
+                                                    stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out
+        return out.decode()
+
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=500), Reply())
+    automation = await make_automation(hook["form_id"], url)
+    async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                        json={"data": {"text-field": "x"}}) as resp:
+        assert resp.status == 201
+    for _ in range(100):
+        listing = await casewire("deliveries", "--automation", automation["id"])
+        if listing:
+            break
+        await asyncio.sleep(0.1)
+    [line] = listing.splitlines()
+    delivery_id, state = line.split()[:2]
+    assert (state, "last=500") == ("failed", line.split()[3])
+    assert "replay requested" in await casewire("replay", delivery_id)
+    await receiver.wait_for(url, 2)
+    for _ in range(100):
+        detail = await casewire("deliveries", "--id", delivery_id)
+        if "succeeded" in detail.splitlines()[0]:
+            break
+        await asyncio.sleep(0.1)
+    assert [line.split("-> ")[1].split()[0] for line in detail.splitlines()[1:]] == ["500", "200"]
