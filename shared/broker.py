@@ -1,6 +1,7 @@
 """RabbitMQ plumbing: robust connection, topology, confirmed publishing and safe consuming."""
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -207,26 +208,50 @@ async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
             await message.ack()
 
 
-async def consume(queue: AbstractQueue, handler: Handler) -> str:
-    """Start consuming; returns the consumer tag."""
+class Consumer:
+    """Consumes a queue; on shutdown takes no new messages and lets the ones in hand finish.
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
+    A delivery cut short by shutdown is no loss (the broker redelivers it), but draining keeps
+    a rolling deploy from sending every in-flight webhook twice.
+    """
+
+    def __init__(self, queue: AbstractQueue, handler: Handler):
+        self._queue = queue
+        self._handler = handler
+        self._tag: str | None = None
+        self._in_hand: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_hand.add(task)
         try:
-            await _settle(message, handler)
+            await _settle(message, self._handler)
         except aio_pika.exceptions.ChannelInvalidStateError:
             # The channel this delivery came on is gone: the broker redelivers it.
             log.warning("settle_on_closed_channel", message_id=message.message_id)
+        finally:
+            if task is not None:
+                self._in_hand.discard(task)
 
-    return await queue.consume(on_message)
-
-
-async def stop_consuming(queue: AbstractQueue, tag: str) -> None:
-    """Cancel and close on shutdown; with the broker down there is nothing left to cancel."""
-    try:
-        await queue.cancel(tag)
-        await queue.channel.close()
-    except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
-        log.warning("stop_consuming_on_dead_connection", queue=queue.name, error=repr(exc))
+    async def stop(self, grace_seconds: float) -> None:
+        """With the broker down there is nothing to cancel; still wait for work in hand."""
+        try:
+            if self._tag is not None:
+                await self._queue.cancel(self._tag)
+        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            log.warning("stop_consuming_on_dead_connection", queue=self._queue.name,
+                        error=repr(exc))
+        if self._in_hand:
+            _, unfinished = await asyncio.wait(set(self._in_hand), timeout=grace_seconds)
+            if unfinished:
+                log.warning("shutdown_with_messages_in_hand", count=len(unfinished),
+                            note="they will be redelivered")
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
+            await self._queue.channel.close()  # unless it went with the connection already
 
 
 async def consumer_count(channel: AbstractChannel, queue_name: str) -> int:

@@ -57,9 +57,10 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], broker.
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
                                                 consumer, settings.delivery_limit)
-        tag = await broker.consume(queue, handler_for(app))
+        running = broker.Consumer(queue, handler_for(app))
+        await running.start()
         yield
-        await broker.stop_consuming(queue, tag)
+        await running.stop(settings.shutdown_grace_seconds)
 
     return ctx
 

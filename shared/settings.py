@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # A poison message is dead-lettered after this many deliveries instead of looping forever.
     delivery_limit: int = 5
     publish_timeout: float = Field(default=5.0, gt=0)
+    # On shutdown, how long consumers wait for messages in hand (e.g. a delivery being sent).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)
 
     max_body_bytes: int = 1024 * 1024

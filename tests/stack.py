@@ -60,6 +60,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         # Receivers in tests are aiohttp servers on loopback; production refuses loopback.
         "outgoing_allow_networks": ["127.0.0.0/8"],
         "retry_backoff_seconds": 0.05,
+        "shutdown_grace_seconds": 2.0,
         "retry_backoff_max_seconds": 0.2,
         "public_base_url": f"http://127.0.0.1:{ports['ingest_port']}",
         "casestore_url": f"http://127.0.0.1:{ports['casestore_port']}",

@@ -92,3 +92,29 @@ async def test_dispatcher_losing_the_broker_mid_delivery_sends_again_with_the_sa
         await proxy.cut()
         await proxied.stop("dispatcher")
         await stack.start("dispatcher")
+
+
+async def test_stopping_the_dispatcher_lets_the_delivery_in_hand_finish(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    """A rolling deploy drains: the webhook being sent completes and is not sent twice."""
+    hook = await make_form()
+    url = receiver.endpoint(Reply(delay=1))
+    automation = await make_automation(hook["form_id"], url)
+    async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                        json={"data": {"text-field": "x"}}) as resp:
+        assert resp.status == 201
+    await receiver.wait_for(url, 1)
+    try:
+        await stack.stop("dispatcher")  # returns once the delivery in hand is recorded
+    finally:
+        await stack.start("dispatcher")
+    for _ in range(100):
+        async with api.get("/api/deliveries", params={"automation": automation["id"]}) as resp:
+            found = (await resp.json())["deliveries"]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert [(d["state"], d["attempt_count"]) for d in found] == [("succeeded", 1)]
+    await asyncio.sleep(1)
+    assert len(receiver.at(url)) == 1

@@ -41,7 +41,8 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange, routing_key=FORM_CHANGED)
-    tag = await broker.consume(queue, cache.on_event)
+    following = broker.Consumer(queue, cache.on_event)
+    await following.start()
 
     def on_reconnect(*_: Any) -> None:
         # Changes made while we were disconnected never reached our private queue.
@@ -50,7 +51,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AMQP].reconnect_callbacks.add(on_reconnect)
     yield
     app[AMQP].reconnect_callbacks.discard(on_reconnect)
-    await broker.stop_consuming(queue, tag)
+    await following.stop(grace_seconds=0)  # a form reload is cheap to lose
 
 
 RELOAD = web.AppKey("reload", asyncio.Event)
