@@ -18,6 +18,9 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    query_string: str  # raw, exactly as it arrived
+    arrived_at: float  # event-loop time, for measuring the gap between attempts
+    peer_port: int  # the client's port: the same on a reused connection
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -29,6 +32,7 @@ class Reply:
     body: Any = field(default_factory=dict)  # JSON-encoded unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hang: bool = False  # answer only once `Receiver.release` is set (at the latest, on stop)
 
 
 class Receiver:
@@ -39,6 +43,7 @@ class Receiver:
         self.requests: list[Received] = []
         self._scripts: dict[str, list[Reply]] = {}
         self._arrived = asyncio.Condition()
+        self.release = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -49,6 +54,7 @@ class Receiver:
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
+        self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -68,8 +74,12 @@ class Receiver:
         return self.at(url)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         seen = Received(request.method, request.path, dict(request.query),
-                        dict(request.headers), await request.read())
+                        dict(request.headers), await request.read(),
+                        query_string=request.rel_url.raw_query_string,
+                        arrived_at=asyncio.get_running_loop().time(),
+                        peer_port=peer[1] if peer else 0)
         async with self._arrived:
             self.requests.append(seen)
             self._arrived.notify_all()
@@ -77,6 +87,8 @@ class Receiver:
         reply = script.pop(0) if len(script) > 1 else script[0]
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hang:
+            await self.release.wait()
         body = reply.body if isinstance(reply.body, bytes) else orjson.dumps(reply.body)
         content_type = "text/plain" if isinstance(reply.body, bytes) else "application/json"
         return web.Response(status=reply.status, body=body,

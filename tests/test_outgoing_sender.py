@@ -4,19 +4,15 @@ import asyncio
 import base64
 import contextlib
 import socket
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from yarl import URL
 
 from services.dispatcher.request import OutgoingRequest, build_request, recorded
 from services.dispatcher.sender import DeliveryOutcome, Sender, retry_after_seconds
@@ -24,82 +20,10 @@ from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefus
 from shared.automations import RequestSettings
 from shared.settings import Settings
 from shared.signing import new_webhook_secret
+from tests.receiver import Receiver, Reply
 from tests.stack import free_port
 
 LOOPBACK = ["127.0.0.0/8"]
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b"{}"
-    headers: dict[str, str] = field(default_factory=dict)
-    hang: bool = False
-
-
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    query_string: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-    peer_port: int
-
-
-class Hooks:
-    """A receiver whose paths answer from scripts (the last reply repeats) and record all."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.seen: list[Seen] = []
-        self.scripts: dict[str, list[Reply]] = {}
-        self.release = asyncio.Event()
-        self.arrived = asyncio.Condition()
-
-    def endpoint(self, *replies: Reply) -> str:
-        path = f"/hook/{uuid.uuid4().hex}"
-        self.scripts[path] = list(replies) or [Reply()]
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def at(self, url: str) -> list[Seen]:
-        return [s for s in self.seen if s.path == URL(url).path]
-
-    async def wait_for(self, url: str) -> None:
-        async with asyncio.timeout(5), self.arrived:
-            await self.arrived.wait_for(lambda: bool(self.at(url)))
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        seen = Seen(request.method, request.path, request.rel_url.raw_query_string,
-                    dict(request.headers), await request.read(),
-                    asyncio.get_running_loop().time(), peer[1] if peer else 0)
-        async with self.arrived:
-            self.seen.append(seen)
-            self.arrived.notify_all()
-        script = self.scripts.get(request.path, [Reply(status=404)])
-        reply = script.pop(0) if len(script) > 1 else script[0]
-        if reply.hang:
-            await self.release.wait()
-        return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-
-
-@pytest.fixture(scope="module")
-async def hooks() -> AsyncIterator[Hooks]:
-    running = Hooks()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", running.handle)
-    # Hanging handlers end when the client gives up, so the runner never waits on them.
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
-                           shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", running.port).start()
-    try:
-        yield running
-    finally:
-        running.release.set()
-        await runner.cleanup()
 
 
 def sender_settings(**overrides: Any) -> Settings:
@@ -168,12 +92,12 @@ FORM_BODY = ("text=a+b%26c&n=1&f=1.5&yes=true&no=false&none=&tags=a&tags=b"
     ("GET", "form", None, b""),
 ])
 async def test_method_and_protocol_on_the_wire(
-        method: str, protocol: str, content_type: str | None, body: bytes, hooks: Hooks,
+        method: str, protocol: str, content_type: str | None, body: bytes, receiver: Receiver,
         sender: Sender) -> None:
-    url = hooks.endpoint()
+    url = receiver.endpoint()
     outcome = await send(sender, url, method=method, protocol=protocol)
     assert outcome.state == "succeeded"
-    [seen] = hooks.at(url)
+    [seen] = receiver.at(url)
     assert (seen.method, seen.body, seen.headers.get("Content-Type")) == (method, body,
                                                                           content_type)
     assert seen.query_string == (FORM_BODY if method == "GET" else "")
@@ -183,17 +107,17 @@ async def test_method_and_protocol_on_the_wire(
     assert outcome.attempts[0].request.body == body.decode()
 
 
-async def test_get_keeps_the_query_already_in_the_url(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint() + "?token=abc&x=%2F"
+async def test_get_keeps_the_query_already_in_the_url(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint() + "?token=abc&x=%2F"
     await send(sender, url, method="GET", protocol="json")
-    [seen] = hooks.at(url)
+    [seen] = receiver.at(url)
     assert seen.query_string == "token=abc&x=%2F&" + FORM_BODY
 
 
-async def test_signature_verifies_with_standardwebhooks(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint()
+async def test_signature_verifies_with_standardwebhooks(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint()
     await send(sender, url, webhook_id="msg_verify")
-    [seen] = hooks.at(url)
+    [seen] = receiver.at(url)
     assert Webhook(SECRET).verify(seen.body, seen.headers) == CONTENT
     assert seen.headers["webhook-id"] == "msg_verify"
     with pytest.raises(WebhookVerificationError):
@@ -204,11 +128,11 @@ async def test_signature_verifies_with_standardwebhooks(hooks: Hooks, sender: Se
 
 # Seed: "authentication none | basic"; the delivery log never holds the password.
 
-async def test_basic_auth_is_sent_and_masked_in_the_log(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint()
+async def test_basic_auth_is_sent_and_masked_in_the_log(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint()
     outcome = await send(sender, url, auth={"type": "basic", "username": "crm",
                                             "password": "s3cret"})
-    [seen] = hooks.at(url)
+    [seen] = receiver.at(url)
     token = base64.b64encode(b"crm:s3cret").decode()
     assert seen.headers["Authorization"] == f"Basic {token}"
     logged = outcome.attempts[0].request
@@ -217,11 +141,11 @@ async def test_basic_auth_is_sent_and_masked_in_the_log(hooks: Hooks, sender: Se
     assert token not in logged.model_dump_json()
 
 
-async def test_credentials_in_the_url_become_a_masked_header(hooks: Hooks,
+async def test_credentials_in_the_url_become_a_masked_header(receiver: Receiver,
                                                              sender: Sender) -> None:
-    url = hooks.endpoint().replace("http://", "http://crm:pa%40ss@")
+    url = receiver.endpoint().replace("http://", "http://crm:pa%40ss@")
     outcome = await send(sender, url)
-    [seen] = hooks.at(url)
+    [seen] = receiver.at(url)
     assert seen.headers["Authorization"] == "Basic " + base64.b64encode(b"crm:pa@ss").decode()
     logged = outcome.attempts[0].request
     assert "pa%40ss" not in logged.url
@@ -243,14 +167,14 @@ def test_recorded_masks_a_bare_authorization_value() -> None:
     (3, 2, "succeeded"), (3, 3, "failed"), (3, 7, "failed"),
 ])
 async def test_attempts_until_success_or_exhausted(
-        attempts: int, failures: int, state: str, hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(*[Reply(status=503, body=b"busy")] * failures,
+        attempts: int, failures: int, state: str, receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint(*[Reply(status=503, body=b"busy")] * failures,
                          Reply(body=b'{"ok":true}'))
     outcome = await send(sender, url, attempts=attempts, webhook_id="msg_stable")
     expected = min(attempts, failures + 1)
     assert outcome.state == state
     assert [a.number for a in outcome.attempts] == list(range(1, expected + 1))
-    seen = hooks.at(url)
+    seen = receiver.at(url)
     assert len(seen) == expected
     assert {s.headers["webhook-id"] for s in seen} == {"msg_stable"}
     for s in seen:
@@ -267,67 +191,69 @@ async def test_attempts_until_success_or_exhausted(
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-async def test_retryable_statuses_are_retried(status: int, hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(Reply(status=status), Reply())
+async def test_retryable_statuses_are_retried(status: int, receiver: Receiver,
+                                              sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=status), Reply())
     outcome = await send(sender, url, attempts=3)
     assert outcome.state == "succeeded"
     assert [a.response_status for a in outcome.attempts] == [status, 200]
-    assert len(hooks.at(url)) == 2
+    assert len(receiver.at(url)) == 2
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422, 301, 302, 304])
-async def test_other_4xx_and_3xx_are_final(status: int, hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(Reply(status=status, body=b'{"error":"no"}'), Reply())
+async def test_other_4xx_and_3xx_are_final(status: int, receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=status, body=b'{"error":"no"}'), Reply())
     outcome = await send(sender, url, attempts=3)
     assert outcome.state == "failed"
     assert [a.response_status for a in outcome.attempts] == [status]
     assert outcome.response_json is None
-    assert len(hooks.at(url)) == 1
+    assert len(receiver.at(url)) == 1
 
 
-async def test_redirects_are_not_followed(hooks: Hooks, sender: Sender) -> None:
-    elsewhere = hooks.endpoint()
-    url = hooks.endpoint(Reply(status=302, headers={"Location": elsewhere}))
+async def test_redirects_are_not_followed(receiver: Receiver, sender: Sender) -> None:
+    elsewhere = receiver.endpoint()
+    url = receiver.endpoint(Reply(status=302, headers={"Location": elsewhere}))
     outcome = await send(sender, url, attempts=3)
     assert outcome.state == "failed"
     [attempt] = outcome.attempts
     assert (attempt.response_status, attempt.response_headers["Location"]) == (302, elsewhere)
-    assert hooks.at(elsewhere) == []
+    assert receiver.at(elsewhere) == []
 
 
 # Retry-After: honoured on 429 and 503, within retry_after_cap_seconds.
 
-async def test_retry_after_seconds_are_honoured(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(Reply(status=429, headers={"Retry-After": "1"}), Reply())
+async def test_retry_after_seconds_are_honoured(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=429, headers={"Retry-After": "1"}), Reply())
     outcome = await send(sender, url, attempts=2)
     assert outcome.state == "succeeded"
-    first, second = hooks.at(url)
+    first, second = receiver.at(url)
     # The backoff alone would wait at most 0.2 s.
-    assert second.at - first.at >= 0.95
+    assert second.arrived_at - first.arrived_at >= 0.95
 
 
-async def test_retry_after_http_date_is_honoured(hooks: Hooks, sender: Sender) -> None:
+async def test_retry_after_http_date_is_honoured(receiver: Receiver, sender: Sender) -> None:
     when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
-    url = hooks.endpoint(Reply(status=503, headers={"Retry-After": format_datetime(when, True)}),
+    url = receiver.endpoint(Reply(status=503, headers={"Retry-After": format_datetime(when, True)}),
                          Reply())
     outcome = await send(sender, url, attempts=2)
     assert outcome.state == "succeeded"
-    first, second = hooks.at(url)
-    assert second.at - first.at >= 0.9
+    first, second = receiver.at(url)
+    assert second.arrived_at - first.arrived_at >= 0.9
 
 
-async def test_retry_after_is_capped(hooks: Hooks, make_sender: SenderFactory) -> None:
+async def test_retry_after_is_capped(receiver: Receiver, make_sender: SenderFactory) -> None:
     sender = make_sender(retry_after_cap_seconds=0.5)
-    url = hooks.endpoint(Reply(status=429, headers={"Retry-After": "3600"}), Reply())
+    url = receiver.endpoint(Reply(status=429, headers={"Retry-After": "3600"}), Reply())
     # Guards the test run: without the cap this would wait an hour.
     outcome = await asyncio.wait_for(send(sender, url, attempts=2), 30)
     assert outcome.state == "succeeded"
-    first, second = hooks.at(url)
-    assert second.at - first.at >= 0.45  # the capped header, not the <= 0.2 s backoff
+    first, second = receiver.at(url)
+    # The capped header, not the <= 0.2 s backoff.
+    assert second.arrived_at - first.arrived_at >= 0.45
 
 
-async def test_retry_after_on_other_statuses_is_ignored(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(Reply(status=500, headers={"Retry-After": "3600"}), Reply())
+async def test_retry_after_on_other_statuses_is_ignored(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=500, headers={"Retry-After": "3600"}), Reply())
     outcome = await asyncio.wait_for(send(sender, url, attempts=2), 30)
     assert outcome.state == "succeeded"
 
@@ -345,13 +271,13 @@ def test_retry_after_parsing() -> None:
 
 # Failures without an answer: timeouts and refused connections are retried and logged.
 
-async def test_timeout_is_recorded_and_retried(hooks: Hooks, sender: Sender) -> None:
-    url = hooks.endpoint(Reply(hang=True))
+async def test_timeout_is_recorded_and_retried(receiver: Receiver, sender: Sender) -> None:
+    url = receiver.endpoint(Reply(hang=True))
     outcome = await send(sender, url, attempts=2, per_try=0.5)
     assert outcome.state == "failed"
     assert [(a.response_status, a.error) for a in outcome.attempts] == \
         [(None, "timeout after 0.5s")] * 2
-    assert len(hooks.at(url)) == 2
+    assert len(receiver.at(url)) == 2
 
 
 async def test_connection_refused_is_recorded_and_retried(sender: Sender) -> None:
@@ -364,11 +290,12 @@ async def test_connection_refused_is_recorded_and_retried(sender: Sender) -> Non
         assert attempt.error == f"connection refused by 127.0.0.1:{port}"
 
 
-async def test_a_hanging_receiver_does_not_block_others(hooks: Hooks, sender: Sender) -> None:
-    stuck = hooks.endpoint(Reply(hang=True))
+async def test_a_hanging_receiver_does_not_block_others(receiver: Receiver, sender: Sender) -> None:
+    stuck = receiver.endpoint(Reply(hang=True))
     hanging = asyncio.create_task(send(sender, stuck, per_try=10))
-    await hooks.wait_for(stuck)  # the hanging request is in flight, holding its connection
-    fast = await asyncio.wait_for(send(sender, hooks.endpoint()), 8)
+    # The hanging request is in flight, holding its connection.
+    await receiver.wait_for(stuck, 1, within=5)
+    fast = await asyncio.wait_for(send(sender, receiver.endpoint()), 8)
     assert fast.state == "succeeded"
     assert not hanging.done()
     hanging.cancel()
@@ -376,11 +303,11 @@ async def test_a_hanging_receiver_does_not_block_others(hooks: Hooks, sender: Se
         await hanging
 
 
-async def test_connections_are_reused(hooks: Hooks, sender: Sender) -> None:
-    first, second = hooks.endpoint(), hooks.endpoint()
+async def test_connections_are_reused(receiver: Receiver, sender: Sender) -> None:
+    first, second = receiver.endpoint(), receiver.endpoint()
     await send(sender, first)
     await send(sender, second)
-    assert hooks.at(first)[0].peer_port == hooks.at(second)[0].peer_port
+    assert receiver.at(first)[0].peer_port == receiver.at(second)[0].peer_port
 
 
 async def test_zero_attempts_is_a_programming_error(sender: Sender) -> None:
@@ -391,9 +318,9 @@ async def test_zero_attempts_is_a_programming_error(sender: Sender) -> None:
 # Response data: the whole JSON is parsed, the log keeps only an excerpt.
 
 async def test_excerpt_is_truncated_but_json_is_parsed_whole(
-        hooks: Hooks, make_sender: SenderFactory) -> None:
+        receiver: Receiver, make_sender: SenderFactory) -> None:
     answer = {"id": "x" * 100, "nested": {"status": "open"}}
-    url = hooks.endpoint(Reply(body=orjson.dumps(answer), headers={"X-Trace": "t1"}))
+    url = receiver.endpoint(Reply(body=orjson.dumps(answer), headers={"X-Trace": "t1"}))
     outcome = await send(make_sender(response_excerpt_bytes=16), url)
     assert outcome.response_json == answer
     [attempt] = outcome.attempts
@@ -402,9 +329,9 @@ async def test_excerpt_is_truncated_but_json_is_parsed_whole(
 
 
 @pytest.mark.parametrize("body", [b"thanks", b"", b"{broken"])
-async def test_non_json_success_has_no_response_json(body: bytes, hooks: Hooks,
+async def test_non_json_success_has_no_response_json(body: bytes, receiver: Receiver,
                                                      sender: Sender) -> None:
-    outcome = await send(sender, hooks.endpoint(Reply(body=body)))
+    outcome = await send(sender, receiver.endpoint(Reply(body=body)))
     assert outcome.state == "succeeded"
     assert outcome.response_json is None
     assert outcome.attempts[0].response_body == body.decode()
@@ -472,14 +399,15 @@ async def test_internal_targets_are_refused(host: str, reason: str,
     assert f"target refused: {host.strip('[]')} is" in attempt.error
 
 
-async def test_allowed_networks_open_loopback(hooks: Hooks, make_sender: SenderFactory) -> None:
-    url = hooks.endpoint()
+async def test_allowed_networks_open_loopback(receiver: Receiver,
+                                              make_sender: SenderFactory) -> None:
+    url = receiver.endpoint()
     refused = await send_raw(make_sender(outgoing_allow_networks=[]), url)
     assert refused.state == "failed"
-    assert hooks.at(url) == []
+    assert receiver.at(url) == []
     allowed = await send_raw(make_sender(outgoing_allow_networks=LOOPBACK), url)
     assert allowed.state == "succeeded"
-    assert len(hooks.at(url)) == 1
+    assert len(receiver.at(url)) == 1
     # A host name goes through the guarded resolver rather than the literal check.
     by_name = url.replace("127.0.0.1", "localhost")
     named = await send_raw(make_sender(outgoing_allow_networks=[*LOOPBACK, "::1/128"]), by_name)
