@@ -29,5 +29,15 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 
+# Limits and Casewire's figures on this machine, against the real Postgres and RabbitMQ:
+# one table on stdout, and bench/results/latest.{txt,json,png}. Non-zero exit if anything was lost.
+bench: install
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: install
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench --quick $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

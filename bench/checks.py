@@ -1,0 +1,67 @@
+"""Turn the run's checks into failures (anything lost), warnings and readable lines."""
+
+from typing import Any
+
+
+def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str, Any]
+             ) -> tuple[list[str], list[str], list[str]]:
+    failures: list[str] = []
+    warnings: list[str] = []
+    lines: list[str] = []
+    for key, value in checks.items():
+        if not key.startswith("cases:"):
+            continue
+        form = key.split(":", 1)[1]
+        lines.append(f"{form}: {value['accepted']:,} accepted, {value['stored']:,} cases, "
+                     f"{value['lost']} lost, {value['duplicates']} duplicated; answers "
+                     f"{value['answers']}")
+        if value["lost"]:
+            failures.append(f"{value['lost']} accepted requests of {form} have no case")
+        if value["duplicates"]:
+            failures.append(f"{value['duplicates']} requests of {form} became two cases")
+        if value["stored_but_unanswered"]:
+            warnings.append(f"{value['stored_but_unanswered']} cases of {form} were stored "
+                            "for requests the load generator got no 200 for")
+        rejected = {k: v for k, v in value["answers"].items() if k != "200"}
+        if rejected:
+            warnings.append(f"{form}: requests not accepted: {rejected}")
+    d = checks["deliveries"]
+    lines.append(f"deliveries: {d['cases']:,} cases, {d['received']:,} received, {d['lost']} "
+                 f"lost, {d['duplicates']} duplicated, {d['unexpected']} unexpected")
+    if d["lost"]:
+        failures.append(f"{d['lost']} cases were never delivered")
+    if d["duplicates"]:
+        warnings.append(f"{d['duplicates']} deliveries arrived twice (at-least-once)")
+    if d["unexpected"] or d["unparseable"]:
+        failures.append(f"{d['unexpected'] + d['unparseable']} deliveries match no case")
+    log = checks["delivery_log"]
+    lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed of "
+                 f"{log['expected']:,}")
+    if log["failed"] or log["succeeded"] < log["expected"]:
+        failures.append(f"delivery log: {log['succeeded']} succeeded and {log['failed']} "
+                        f"failed of {log['expected']}")
+    queues = checks["queues"]
+    lines.append("queues at the end: " + ", ".join(f"{k} {v}" for k, v in queues.items()))
+    for name, depth in queues.items():
+        if depth:
+            failures.append(f"{depth} messages left in {name}")
+    dead = [name for name, alive in checks["services_alive"].items() if not alive]
+    lines.append("services alive to the end: " + ("yes" if not dead else f"no: {dead}"))
+    if dead:
+        failures.append(f"services died: {', '.join(dead)}")
+    if not casewire["storage"]["complete"]:
+        failures.append("not every accepted case reached Postgres in time")
+    if not casewire["delivery_burst"]["complete"]:
+        failures.append("not every case of the burst was delivered in time")
+    for name, mem in casewire["memory"].items():
+        if not mem["flat"]:
+            warnings.append(f"{name} RSS grew {mem['soak_growth_mib']:.1f} MiB over the soak")
+    ceiling = limits["loadgen_ceiling"]["rate"] if "loadgen_ceiling" in limits else None
+    if ceiling and ceiling < 2 * limits["aiohttp"]["rate"]:
+        warnings.append(f"the load generator's ceiling ({ceiling:,.0f} req/s) is less than "
+                        "twice bare aiohttp's rate: it may limit the HTTP figures")
+    for form_key in ("ingest", "ingest_latency"):
+        errors = casewire[form_key].get("errors")
+        if errors:
+            warnings.append(f"{form_key}: load generator errors {errors}")
+    return failures, warnings, lines

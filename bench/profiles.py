@@ -1,0 +1,54 @@
+"""How long and how hard each step runs: `default` (under 5 minutes) and `quick` (under 1)."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # Load generator
+    workers: int = 1              # load generator processes (on 2 cores one is plenty)
+    connections: int = 128        # keep-alive connections per worker at saturation
+    open_loop_connections: int = 64
+    # Limits
+    ceiling_seconds: float = 3.0
+    http_seconds: float = 4.0
+    http_asyncio: bool = True        # also bare aiohttp on the default loop (what uvloop gives)
+    broker_seconds: float = 2.0
+    broker_concurrency: tuple[int, ...] = (1, 16, 64, 128, 256, 512)
+    db_seconds: float = 2.0
+    db_single_connections: tuple[int, ...] = (1, 16, 32)
+    db_executemany: tuple[tuple[int, int], ...] = ((1, 500), (2, 500), (4, 500), (2, 2000))
+    db_copy: tuple[tuple[int, int], ...] = ((1, 1000), (2, 1000), (2, 5000))
+    # Casewire
+    warmup_seconds: float = 2.0
+    ingest_seconds: float = 8.0     # saturation: closed loop, then wait until all are stored
+    latency_seconds: float = 8.0    # open loop at 50% of the saturated rate
+    delivery_burst: int = 10_000     # requests sent as fast as possible, until all delivered
+    moderate_rate: float = 200.0     # fixed rate for POST-to-arrival latency and the soak
+    soak_seconds: float = 100.0      # at the moderate rate: latency and memory over time
+    drain_timeout: float = 120.0     # longest wait for the last case / delivery
+
+
+DEFAULT = Profile(name="default")
+
+QUICK = Profile(
+    name="quick",
+    ceiling_seconds=1.0,
+    http_seconds=1.5,
+    http_asyncio=False,
+    broker_seconds=1.0,
+    broker_concurrency=(1, 256),
+    db_seconds=1.0,
+    db_single_connections=(1, 16),
+    db_executemany=((2, 500),),
+    db_copy=((2, 1000),),
+    warmup_seconds=0.5,
+    ingest_seconds=1.5,
+    latency_seconds=1.5,
+    delivery_burst=1_500,
+    soak_seconds=6.0,
+    drain_timeout=60.0,
+)
+
+PROFILES = {p.name: p for p in (DEFAULT, QUICK)}

@@ -1,0 +1,254 @@
+"""One table (each figure, its limit, Casewire / limit), the same as JSON, and a PNG plot."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.stats import bucket_rates, rate_series, rounded
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    casewire: float | None
+    limit: float | None
+    unit: str
+    limit_is: str
+
+    @property
+    def ratio(self) -> float | None:
+        if self.casewire is None or not self.limit:
+            return None
+        return self.casewire / self.limit
+
+
+def _best_pipeline_limit(limits: dict[str, Any]) -> tuple[float, str]:
+    """The slowest of the bare parts a case passes: HTTP, broker, database."""
+    parts = {"bare aiohttp": limits["aiohttp"]["rate"],
+             "bare broker": limits["broker"]["best"]["rate"],
+             "bare database": limits["database"]["best"]["rate"]}
+    name = min(parts, key=lambda k: parts[k])
+    return parts[name], name
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    limits, cw = results["limits"], results["casewire"]
+    http, brk, db = limits["aiohttp"], limits["broker"], limits["database"]
+    out: list[Row] = []
+    ingest_limit = min(http["rate"], brk["best"]["rate"])
+    ingest_by = "bare aiohttp" if http["rate"] <= brk["best"]["rate"] else \
+        f"bare broker ({brk['best']['concurrency']} in flight)"
+    out.append(Row("ingest: accepted webhooks/s (saturation)", cw["ingest"]["rate"],
+                   ingest_limit, "req/s", ingest_by))
+    bare_lat = limits.get("aiohttp_latency", {}).get("latency_ms", {})
+    rate = cw["ingest_latency"]["target_rate"]
+    for p in ("p50", "p95", "p99"):
+        out.append(Row(f"ingest latency {p} at {rate:,.0f}/s (50%)",
+                       cw["ingest_latency"]["latency_ms"].get(p), bare_lat.get(p), "ms",
+                       f"bare aiohttp at {rate:,.0f}/s"))
+    pipeline, pipeline_by = _best_pipeline_limit(limits)
+    out.append(Row("end to end to storage: cases/s", cw["storage"]["rate"], pipeline,
+                   "cases/s", f"{pipeline_by} ({_method(db['best'])})"
+                   if pipeline_by == "bare database" else pipeline_by))
+    out.append(Row("end to end to delivery: cases/s", cw["delivery_burst"]["rate"], pipeline,
+                   "cases/s", pipeline_by))
+    floor = _latency_floor(limits)
+    moderate = cw["delivery_latency"]["target_rate"]
+    for p in ("p50", "p95", "p99"):
+        out.append(Row(f"POST to arrival {p} at {moderate:,.0f}/s",
+                       cw["delivery_latency"]["latency_ms"].get(p), floor.get(p), "ms",
+                       "sum of bare hops: 2 HTTP + 2 publish + 1 commit"))
+    bare_rss = limits["aiohttp"].get("peak_rss_mib")
+    for name, mem in cw["memory"].items():
+        out.append(Row(f"peak RSS {name}", mem["peak_mib"], bare_rss, "MiB",
+                       "bare aiohttp server process"))
+    for name, mem in cw["memory"].items():
+        verdict = "flat" if mem["flat"] else "GROWING"
+        out.append(Row(f"RSS growth over soak {name} ({verdict})", mem["soak_growth_mib"],
+                       None, "MiB", f"{mem['soak_slope_mib_per_min']:+.2f} MiB/min"))
+    return out
+
+
+def _method(run: dict[str, Any]) -> str:
+    batch = f", {run['batch']}-row batches" if run["batch"] > 1 else ""
+    return f"{run['method']}, {run['connections']} conn{batch}"
+
+
+def _latency_floor(limits: dict[str, Any]) -> dict[str, float]:
+    """POST to arrival crosses 2 HTTP requests, 2 confirmed publishes and 1 commit."""
+    http = limits.get("aiohttp_latency", {}).get("latency_ms", {})
+    publish = (limits["broker"].get("one_at_a_time") or {}).get("latency_ms", {})
+    commit = (limits["database"].get("one_commit") or {}).get("latency_ms", {})
+    floor = {}
+    for p in ("p50", "p95", "p99"):
+        if p in http and p in publish and p in commit:
+            floor[p] = 2 * http[p] + 2 * publish[p] + commit[p]
+    return floor
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if unit in ("ms", "MiB"):
+        return f"{value:,.1f} {unit}" if abs(value) < 100 else f"{value:,.0f} {unit}"
+    return f"{value:,.0f} {unit}"
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"Casewire benchmark ({results['profile']} profile), "
+             f"{results['started_at']}, {results['duration_seconds']:.0f} s",
+             f"Machine: {results['machine_summary']}",
+             f"Load generator: {results['loadgen']['workers']} process(es) x "
+             f"{results['loadgen']['connections']} connections; ceiling "
+             f"{results['loadgen']['ceiling']['rate']:,.0f} req/s against a raw asyncio "
+             f"server ({results['pinning']})", ""]
+    body = [("Figure", "Casewire", "Limit", "Casewire/limit", "Limit is")]
+    for row in rows(results):
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
+        body.append((row.figure, _fmt(row.casewire, row.unit), _fmt(row.limit, row.unit),
+                     ratio, row.limit_is))
+    lines += _aligned(body)
+    lines += ["", "Limits measured on this machine:"]
+    lines += [f"  {k}: {v}" for k, v in limit_lines(results["limits"])]
+    lines += ["", "CPU per phase (1.00 = one core busy):"]
+    lines += _cpu_lines(results["phases"])
+    lines += ["", "Postgres backends of Casewire by state, mean per phase (top 4):"]
+    lines += _wait_lines(results["phases"])
+    lines += ["", "Checks:"] + [f"  {line}" for line in results["check_lines"]]
+    verdict = "FAIL" if results["failures"] else "PASS"
+    lines += ["", f"Result: {verdict}" + (": " + "; ".join(results["failures"])
+                                          if results["failures"] else "")]
+    for warning in results["warnings"]:
+        lines.append(f"Warning: {warning}")
+    return "\n".join(lines)
+
+
+def limit_lines(limits: dict[str, Any]) -> list[tuple[str, str]]:
+    http, brk, db = limits["aiohttp"], limits["broker"], limits["database"]
+    out = [("bare aiohttp (uvloop, as the services)",
+            f"{http['rate']:,.0f} req/s, peak RSS {http['peak_rss_mib']:.0f} MiB")]
+    if "aiohttp_asyncio" in limits:
+        out.append(("bare aiohttp (default asyncio loop)",
+                    f"{limits['aiohttp_asyncio']['rate']:,.0f} req/s"))
+    runs = ", ".join(f"{r['concurrency']}: {r['rate']:,.0f}" for r in brk["runs"])
+    out.append((f"bare broker, msg/s by publishes in flight ({brk['message_bytes']} B)", runs))
+    for r in db["runs"]:
+        out.append((f"bare database, {_method(r)}", f"{r['rate']:,.0f} rows/s"))
+    return out
+
+
+def _cpu_lines(phases: list[dict[str, Any]]) -> list[str]:
+    groups = ["ingest", "casestore", "dispatcher", "rabbitmq", "postgres", "loadgen",
+              "receiver", "machine"]
+    body = [("phase", "s", *groups)]
+    for phase in phases:
+        cpu = phase["cpu"]
+        body.append((phase["name"], f"{phase['ended'] - phase['started']:.1f}",
+                     *(f"{cpu.get(g, 0.0):.2f}" for g in groups)))
+    return ["  " + line for line in _aligned(body)]
+
+
+def _wait_lines(phases: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for phase in phases:
+        waits = sorted(phase.get("pg_waits", {}).items(), key=lambda kv: -kv[1])[:4]
+        if waits:
+            out.append(f"  {phase['name']:<18} " + ", ".join(f"{k} {v:.1f}" for k, v in waits))
+    return out
+
+
+def _aligned(body: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
+    out = []
+    for n, r in enumerate(body):
+        out.append("  ".join(c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    table_rows = [{**asdict(r), "ratio": r.ratio} for r in rows(results)]
+    path.write_bytes(orjson.dumps(rounded({**results, "table": table_rows}),
+                                  option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+
+
+def write_plot(results: dict[str, Any], plot: dict[str, Any], path: Path) -> None:
+    """Latency distributions, throughput over time and RSS over time, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9))
+    (lat_ax, e2e_ax), (tput_ax, rss_ax) = axes
+    _latency_cdf(lat_ax, {
+        f"ingest at {results['casewire']['ingest_latency']['target_rate']:,.0f}/s":
+            plot["ingest_latencies"],
+        "bare aiohttp, same rate": plot["bare_latencies"]},
+        "Ingest: request latency (CDF)")
+    _latency_cdf(e2e_ax, {"POST to arrival at the receiver": plot["e2e_latencies"]},
+                 f"End to end at {results['casewire']['delivery_latency']['target_rate']:,.0f}"
+                 "/s (CDF)")
+    timelines = plot["timelines"]
+    origin = timelines["origin"]
+    for i, entry in enumerate(timelines["accepted_buckets"]):
+        series = bucket_rates(entry["buckets"], 0.1, per=0.5)
+        tput_ax.plot([entry["start"] - origin + t for t, _ in series], [r for _, r in series],
+                     color="tab:blue", label="accepted by ingest" if i == 0 else None)
+    counts = timelines["counts"]
+    stored = rate_series([(t, s) for t, s, _ in counts][::10])
+    tput_ax.plot([t - origin for t, _ in stored], [r for _, r in stored], color="tab:green",
+                 label="stored in Postgres")
+    arrived = sorted(timelines["arrived"])
+    if arrived:
+        per_half = _histogram([a - origin for a in arrived], 0.5)
+        tput_ax.plot([t for t, _ in per_half], [c / 0.5 for _, c in per_half],
+                     color="tab:red", label="delivered to the receiver")
+    tput_ax.set(title="Throughput over time", xlabel="seconds since Casewire started",
+                ylabel="per second")
+    tput_ax.legend()
+    for name, samples in timelines["rss"].items():
+        rss_ax.plot([t - origin for t, _ in samples], [k / 1024 for _, k in samples],
+                    label=name)
+    soak = results["casewire"]["soak"]
+    rss_ax.axvspan(soak["started"] - origin, soak["ended"] - origin, color="0.9",
+                   label="soak")
+    rss_ax.set(title="RSS per service", xlabel="seconds since Casewire started",
+               ylabel="MiB")
+    rss_ax.legend()
+    fig.suptitle(f"Casewire benchmark, {results['machine_summary'][:110]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _latency_cdf(ax: Any, series: dict[str, list[float]], title: str) -> None:
+    for label, values in series.items():
+        if not values:
+            continue
+        ordered = sorted(v * 1000 for v in values)
+        n = len(ordered)
+        ax.plot(ordered, [(i + 1) / n for i in range(n)], label=f"{label} (n={n:,})")
+    ax.set_xscale("log")
+    ax.set(title=title, xlabel="ms (log scale)", ylabel="fraction of requests")
+    for q in (0.5, 0.95, 0.99):
+        ax.axhline(q, color="0.8", linewidth=0.8)
+    ax.legend()
+
+
+def _histogram(times: list[float], width: float) -> list[tuple[float, int]]:
+    if not times:
+        return []
+    start = min(times)
+    counts: dict[int, int] = {}
+    for t in times:
+        k = int((t - start) / width)
+        counts[k] = counts.get(k, 0) + 1
+    last = max(counts)
+    return [(start + (k + 1) * width, counts.get(k, 0)) for k in range(last + 1)]

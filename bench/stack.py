@@ -1,0 +1,166 @@
+"""Casewire as it runs in production: three service processes, isolated from any other run.
+
+Like `casewire run` (services/cli.py) the services are `python -m services.<name>` children
+configured through `CASEWIRE_*` variables; like the tests (tests/stack.py) the run has its own
+database `casewire_bench_<id>`, its own exchange/queue prefix `casewire-bench-<id>` and free
+ports, and removes all of them at the end.
+"""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+
+from bench import workload
+from bench.procs import Child, Children, free_port, wait_http
+from services.casestore.migrate import drop_database, migrate
+from shared import broker
+
+SERVICES = ("casestore", "ingest", "dispatcher")
+
+
+@dataclass
+class Forms:
+    """The forms a run uses: one without automations, one with an outgoing webhook."""
+
+    plain: str
+    plain_url: str
+    delivery: str
+    delivery_url: str
+
+
+@dataclass
+class CasewireStack:
+    run_id: str
+    amqp_url: str
+    database_url: str
+    children: Children
+    ports: dict[str, int] = field(default_factory=dict)
+    services: dict[str, Child] = field(default_factory=dict)
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    migrated: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return f"casewire-bench-{self.run_id}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self) -> dict[str, str]:
+        self.ports = self.ports or {name: free_port() for name in SERVICES}
+        return {
+            **os.environ,
+            "CASEWIRE_DATABASE_URL": self.database_url,
+            "CASEWIRE_AMQP_URL": self.amqp_url,
+            "CASEWIRE_NAME_PREFIX": self.prefix,
+            "CASEWIRE_ADMIN_TOKEN": self.admin_token,
+            "CASEWIRE_SIGNING_KEY": secrets.token_urlsafe(24),
+            "CASEWIRE_INGEST_PORT": str(self.ports["ingest"]),
+            "CASEWIRE_CASESTORE_PORT": str(self.ports["casestore"]),
+            "CASEWIRE_DISPATCHER_PORT": str(self.ports["dispatcher"]),
+            "CASEWIRE_PUBLIC_BASE_URL": self.url("ingest"),
+            "CASEWIRE_CASESTORE_URL": self.url("casestore"),
+            "CASEWIRE_DISPATCHER_URL": self.url("dispatcher"),
+            "CASEWIRE_LOG_LEVEL": "WARNING",
+            # The per-webhook token bucket (200/s by default) would be the only thing measured.
+            "CASEWIRE_RATE_LIMIT_PER_SECOND": "100000000",
+            "CASEWIRE_RATE_LIMIT_BURST": "100000000",
+            # The receiver is on loopback, which production refuses.
+            "CASEWIRE_OUTGOING_ALLOW_NETWORKS": '["127.0.0.0/8"]',
+            "CASEWIRE_SHUTDOWN_GRACE_SECONDS": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    async def start(self) -> None:
+        await migrate(self.database_url)
+        self.migrated = True
+        env = self.env()
+        for name in SERVICES:
+            self.services[name] = self.children.start(name, ["-m", f"services.{name}"], env=env)
+        for name in SERVICES:
+            await wait_http(self.services[name], f"{self.url(name)}/readyz", within=60)
+
+    def pids(self) -> dict[str, int]:
+        return {name: child.pid for name, child in self.services.items()}
+
+    def dead(self) -> list[str]:
+        return [name for name, child in self.services.items() if not child.alive()]
+
+    async def create_forms(self, receiver_url: str) -> Forms:
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        api = f"{self.url('casestore')}/api"
+        urls: dict[str, str] = {}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for form_id in ("bench-plain", "bench-delivery"):
+                await _call(http, "POST", f"{api}/forms", workload.form(form_id), 201)
+                hook = await _call(http, "PUT", f"{api}/forms/{form_id}/incoming-webhook",
+                                   {"enabled": True, "authenticate_user": False}, 200)
+                urls[form_id] = str(hook["url"])
+            await _call(http, "POST", f"{api}/forms/bench-delivery/automations",
+                        workload.automation(receiver_url), 201)
+        return Forms("bench-plain", _path(urls["bench-plain"]), "bench-delivery",
+                     _path(urls["bench-delivery"]))
+
+    async def stop(self) -> None:
+        """Stop the services, then remove the run's queues, exchanges and database."""
+        for child in self.services.values():
+            self.children.stop(child)
+        self.services.clear()
+        try:
+            await delete_broker_objects(self.amqp_url, self.prefix)
+        finally:
+            if self.migrated:
+                await drop_database(self.database_url)
+
+
+async def _call(http: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any],
+                expect: int) -> dict[str, Any]:
+    async with http.request(method, url, json=body) as resp:
+        if resp.status != expect:
+            raise RuntimeError(f"{method} {url} answered {resp.status}: {await resp.text()}")
+        answer: dict[str, Any] = await resp.json()
+        return answer
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+async def delete_broker_objects(amqp_url: str, prefix: str) -> None:
+    """Remove every queue and exchange under the prefix (as tests/conftest.py does)."""
+    names = broker.Names(prefix)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
+            await channel.queue_delete(queue)
+        for exchange in (names.events, names.dead_letter):
+            await channel.exchange_delete(exchange)
+
+
+async def queue_depths(amqp_url: str, prefix: str) -> dict[str, int]:
+    """Messages waiting in each of the run's queues (dead letters included)."""
+    names = broker.Names(prefix)
+    depths: dict[str, int] = {}
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
+            channel = await connection.channel()
+            try:
+                declared = await channel.declare_queue(queue, passive=True)
+                depths[queue] = int(declared.declaration_result.message_count or 0)
+            except aio_pika.exceptions.ChannelClosed:
+                depths[queue] = 0
+    return depths
+
+
+async def case_counter(conn: asyncpg.Connection, form_id: str) -> int:
+    """Cases created in a form so far: the gap-free per-form counter, O(1) to read."""
+    value = await conn.fetchval("SELECT last_number FROM case_counters WHERE form_id = $1",
+                                form_id)
+    return int(value or 0)
