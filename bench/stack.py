@@ -112,7 +112,7 @@ class CasewireStack:
             self.children.stop(child)
         self.services.clear()
         try:
-            await delete_broker_objects(self.amqp_url, self.prefix)
+            await broker.delete_topology(self.amqp_url, self.prefix)
         finally:
             if self.migrated:
                 await drop_database(self.database_url)
@@ -129,18 +129,6 @@ async def _call(http: aiohttp.ClientSession, method: str, url: str, body: dict[s
 
 def _path(url: str) -> str:
     return "/" + url.split("/", 3)[3]
-
-
-async def delete_broker_objects(amqp_url: str, prefix: str) -> None:
-    """Remove every queue and exchange under the prefix (as tests/conftest.py does)."""
-    names = broker.Names(prefix)
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
-            await channel.queue_delete(queue)
-        for exchange in (names.events, names.dead_letter):
-            await channel.exchange_delete(exchange)
 
 
 async def queue_depths(amqp_url: str, prefix: str) -> dict[str, int]:

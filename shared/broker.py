@@ -122,6 +122,18 @@ async def declare_topology(channel: AbstractChannel, names: Names, delivery_limi
     return await declare_exchanges(channel, names)
 
 
+async def delete_topology(amqp_url: str, prefix: str) -> None:
+    """Remove every queue and exchange under a prefix (test and benchmark runs clean up)."""
+    names = Names(prefix)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (*map(names.queue, WORK_QUEUES), names.dead_letters):
+            await channel.queue_delete(queue)
+        for exchange in (names.events, names.dead_letter):
+            await channel.exchange_delete(exchange)
+
+
 class Publisher:
     """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm."""
 

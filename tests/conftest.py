@@ -22,15 +22,7 @@ FormFactory = Callable[..., Awaitable[dict[str, Any]]]
 
 
 async def delete_broker_objects(settings: Settings) -> None:
-    """Remove every queue and exchange this run declared under its prefix."""
-    names = broker.Names(settings.name_prefix)
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
-            await channel.queue_delete(queue)
-        for exchange in (names.events, names.dead_letter):
-            await channel.exchange_delete(exchange)
+    await broker.delete_topology(settings.amqp_url, settings.name_prefix)
 
 
 @pytest.fixture(scope="session")
