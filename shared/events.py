@@ -7,7 +7,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.logging import correlation_id
+from shared.logging import bound_correlation_id
 
 CASE_CREATE_REQUESTED = "case.create_requested"
 CASE_CREATED = "case.created"
@@ -53,13 +53,14 @@ def new_event(
     case_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
     causation_id: str | None = None,
+    correlation_id: str | None = None,
 ) -> Envelope:
-    """Build an envelope carrying the correlation id bound to the current context."""
+    """Build an envelope; its correlation id is the given one, else the current context's."""
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     return Envelope(
         id=event_id or uuid.uuid4(),
         type=type_,
-        correlation_id=correlation_id() or str(uuid.uuid4()),
+        correlation_id=correlation_id or bound_correlation_id() or str(uuid.uuid4()),
         causation_id=causation_id,
         form_id=form_id,
         case_id=case_id,

@@ -49,7 +49,7 @@ def bound_context(**values: Any) -> Iterator[None]:
         structlog.contextvars.reset_contextvars(**tokens)
 
 
-def correlation_id() -> str | None:
+def bound_correlation_id() -> str | None:
     """The correlation id bound for the current request or message, if any."""
     value = structlog.contextvars.get_contextvars().get("correlation_id")
     return str(value) if value is not None else None

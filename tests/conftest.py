@@ -116,6 +116,36 @@ async def wait_for_cases(api: aiohttp.ClientSession, form_id: str, count: int,
         await asyncio.sleep(0.1)
 
 
+async def publish_raw(settings: Settings, routing_key: str, bodies: list[bytes]) -> None:
+    """Publish messages onto the run's events exchange as a service would, bypassing it."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(f"{settings.name_prefix}.events")
+        for body in bodies:
+            await exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=routing_key)
+
+
+async def wait_dead_lettered(settings: Settings, marker: bytes, within: float = 10.0) -> None:
+    """Take the dead-lettered message whose body holds `marker`; fail if none arrives in time."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.get_queue(f"{settings.name_prefix}.dead-letters")
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            message = await dead.get(fail=False)
+            if message is not None and marker in message.body:
+                await message.ack()
+                return
+            if message is not None:
+                await message.nack(requeue=True)
+            await asyncio.sleep(0.1)
+    raise AssertionError("the message never reached the dead-letter queue")
+
+
 class EventTap:
     """A private queue on the run's events exchange, to see what the services publish."""
 

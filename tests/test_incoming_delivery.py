@@ -3,14 +3,19 @@
 import asyncio
 import uuid
 
-import aio_pika
 import aiohttp
 import orjson
 
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.logging import bound_context
 from shared.settings import Settings
-from tests.conftest import EventTap, FormFactory, wait_for_cases
+from tests.conftest import (
+    EventTap,
+    FormFactory,
+    publish_raw,
+    wait_dead_lettered,
+    wait_for_cases,
+)
 from tests.stack import Stack, free_port
 
 BODY = {"text-field": "x"}
@@ -40,14 +45,7 @@ async def test_same_create_requested_event_published_twice_makes_one_case(
                                   creator="Addon - Incoming Webhook")
     with bound_context(correlation_id="redelivery-test"):
         event = new_event(CASE_CREATE_REQUESTED, command, form_id=hook["form_id"])
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(f"{settings.name_prefix}.events")
-        for _ in range(2):
-            await exchange.publish(aio_pika.Message(event.to_bytes(),
-                                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                                   routing_key=CASE_CREATE_REQUESTED)
+    await publish_raw(settings, CASE_CREATE_REQUESTED, [event.to_bytes()] * 2)
     await asyncio.sleep(1.0)  # give the second copy time to be (not) applied
     [case] = await wait_for_cases(api, hook["form_id"], 1)
     assert case["id"] == str(event.id)
@@ -85,24 +83,9 @@ async def test_cases_posted_while_casestore_is_down_all_appear_after_restart(
 
 async def test_unparseable_message_is_dead_lettered_not_requeued(
         settings: Settings, stack: Stack) -> None:
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(f"{settings.name_prefix}.events")
-        marker = uuid.uuid4().hex
-        await exchange.publish(aio_pika.Message(f"not json {marker}".encode(),
-                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                               routing_key=CASE_CREATE_REQUESTED)
-        dead = await channel.get_queue(f"{settings.name_prefix}.dead-letters")
-        for _ in range(100):
-            message = await dead.get(fail=False)
-            if message is not None and marker.encode() in message.body:
-                await message.ack()
-                return
-            if message is not None:
-                await message.nack(requeue=True)
-            await asyncio.sleep(0.1)
-    raise AssertionError("the malformed message never reached the dead-letter queue")
+    marker = uuid.uuid4().hex.encode()
+    await publish_raw(settings, CASE_CREATE_REQUESTED, [b"not json " + marker])
+    await wait_dead_lettered(settings, marker)
 
 
 async def test_correlation_id_of_the_request_is_carried_into_the_case_event(

@@ -1,5 +1,7 @@
 """casestore: the admin API, the public file downloads, the consumer and the outbox relay."""
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from services.casestore.api import (
@@ -32,9 +34,18 @@ from shared.service import (
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
 
+COMMANDS = web.AppKey("commands", CommandConsumer)
+
+
+async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Outlives the queue consumer (cleanup runs in reverse), so draining messages finish."""
+    app[COMMANDS] = CommandConsumer(app[POOL])
+    async with app[COMMANDS].running():
+        yield
+
 
 def command_consumer(app: web.Application) -> CommandConsumer:
-    return CommandConsumer(app[POOL])
+    return app[COMMANDS]
 
 
 async def relay(app: web.Application) -> None:
@@ -48,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx,
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer),
                             task_ctx("outbox-relay", relay),
                             automation_sends.dispatcher_client_ctx])

@@ -1,6 +1,7 @@
 """Case writes: the row, its history entry and its outbox event commit in one transaction."""
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,8 @@ def case_json(row: asyncpg.Record) -> dict[str, Any]:
 
 def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], author: str,
               *, previous_status: str | None = None, skip_triggers: bool = False,
-              causation_id: str | None = None, automation_depth: int = 0,
+              causation_id: str | None = None, correlation_id: str | None = None,
+              automation_depth: int = 0,
               source_automation_id: uuid.UUID | None = None) -> Envelope:
     payload = CaseChanged(
         case_id=row["id"], case_number=row["case_number"], status=row["status"],
@@ -40,7 +42,7 @@ def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], autho
         changes=changes, author=author, skip_triggers=skip_triggers,
         automation_depth=automation_depth, source_automation_id=source_automation_id)
     return new_event(type_, payload, form_id=row["form_id"], case_id=row["id"],
-                     causation_id=causation_id)
+                     causation_id=causation_id, correlation_id=correlation_id)
 
 
 def _check_status(form: FormDefinition, status: str | None) -> str:
@@ -53,22 +55,45 @@ def _check_status(form: FormDefinition, status: str | None) -> str:
     return status
 
 
-async def create_case(conn: repo.Conn, form: FormDefinition, data: dict[str, Any], *,
-                      creator: str, case_id: uuid.UUID | None = None, status: str | None = None,
-                      skip_triggers: bool = False, causation_id: str | None = None
-                      ) -> asyncpg.Record:
-    """Insert a case with the form's next number; `data` must already be validated."""
-    initial = _check_status(form, status)
-    number = await repo.next_case_number(conn, form.id)
-    row = await repo.insert_case(conn, case_id or uuid.uuid4(), form.id, number, initial, data,
-                                 creator)
-    changes = [FieldChange(field=k, new=v) for k, v in data.items()]
-    await repo.insert_history(conn, row["id"], 1, creator,
-                              [c.model_dump(mode="json") for c in changes])
-    await repo.insert_outbox(conn, [_announce(CASE_CREATED, row, changes, creator,
-                                              skip_triggers=skip_triggers,
-                                              causation_id=causation_id)])
-    return row
+@dataclass(frozen=True)
+class NewCase:
+    """A case to insert; `data` must already be validated against the form."""
+
+    data: dict[str, Any]
+    creator: str
+    case_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    status: str | None = None
+    skip_triggers: bool = False
+    causation_id: str | None = None
+    # Given when the case is written outside its request's context (in a batch).
+    correlation_id: str | None = None
+
+
+async def create_cases(conn: repo.Conn, form: FormDefinition,
+                       new: list[NewCase]) -> list[asyncpg.Record]:
+    """Insert cases with the form's next numbers, in order.
+
+    One counter update numbers them all: the counter row is each form's point of contention,
+    and a batch holds its lock once instead of once per case.
+    """
+    statuses = [_check_status(form, c.status) for c in new]
+    first = await repo.reserve_case_numbers(conn, form.id, len(new))
+    rows = await repo.insert_cases(conn, [
+        (c.case_id, form.id, first + i, status, c.data, c.creator)
+        for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
+    changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
+    await repo.insert_history(conn, [
+        (row["id"], 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
+        for row, c, case_changes in zip(rows, new, changes, strict=True)])
+    await repo.insert_outbox(conn, [
+        _announce(CASE_CREATED, row, case_changes, c.creator, skip_triggers=c.skip_triggers,
+                  causation_id=c.causation_id, correlation_id=c.correlation_id)
+        for row, c, case_changes in zip(rows, new, changes, strict=True)])
+    return rows
+
+
+async def create_case(conn: repo.Conn, form: FormDefinition, case: NewCase) -> asyncpg.Record:
+    return (await create_cases(conn, form, [case]))[0]
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
@@ -105,8 +130,8 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     if not changes:
         return current
     row = await repo.update_case(conn, case_id, new_status, data)
-    await repo.insert_history(conn, case_id, row["version"], author,
-                              [c.model_dump(mode="json") for c in changes])
+    await repo.insert_history(conn, [(case_id, row["version"], author,
+                                      [c.model_dump(mode="json") for c in changes])])
     await repo.insert_outbox(conn, [_announce(
         CASE_UPDATED, row, changes, author, previous_status=current["status"],
         causation_id=causation_id, automation_depth=automation_depth,

@@ -5,12 +5,14 @@ so a redelivered message finds its id taken and changes nothing.
 """
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import structlog
 
 from services.casestore import cases, repo
+from services.casestore.batcher import Batcher
 from services.casestore.responses import write_response_data
 from shared.errors import PermanentMessageError
 from shared.events import (
@@ -26,6 +28,9 @@ from shared.events import (
 log = structlog.get_logger(__name__)
 
 CONSUMER = "casestore"
+# Bounded in practice by the consumer's prefetch: only that many commands are ever in hand.
+CREATE_BATCH = 500
+CreateRequest = tuple[Envelope, CaseCreateRequested]
 
 
 class CommandConsumer:
@@ -33,6 +38,8 @@ class CommandConsumer:
 
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
+        self._creates: Batcher[CreateRequest, int | None] = Batcher(
+            "case-creates", self._create_many, max_size=CREATE_BATCH)
         self._handlers: dict[str, Callable[[Envelope], Awaitable[None]]] = {
             CASE_CREATE_REQUESTED: self.create_requested,
             DELIVERY_RECORDED: self.delivery_recorded,
@@ -55,22 +62,50 @@ class CommandConsumer:
             else:
                 yield conn
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Handle events while the block runs (case creations are written in batches)."""
+        async with self._creates.running():
+            yield
+
     async def create_requested(self, envelope: Envelope) -> None:
         command = CaseCreateRequested.model_validate(envelope.data)
         if envelope.form_id is None:
             raise PermanentMessageError("case.create_requested without form_id")
-        async with self._first_time(envelope) as conn:
-            if conn is None:
-                return
-            form = await repo.get_form(conn, envelope.form_id)
-            if form is None:
-                # Dead-lettered, not dropped: an operator can still recover the case.
-                raise PermanentMessageError(f"form {envelope.form_id} no longer exists")
-            row = await cases.create_case(
-                conn, form, command.data, creator=command.creator, case_id=envelope.id,
-                skip_triggers=command.skip_triggers, causation_id=str(envelope.id))
-        log.info("case_created", case_id=str(row["id"]), case_number=row["case_number"],
-                 form_id=form.id)
+        created = await self._creates.submit((envelope, command))
+        if created is None:
+            log.info("duplicate_event_skipped")
+        else:
+            log.info("case_created", case_id=str(envelope.id), case_number=created,
+                     form_id=envelope.form_id)
+
+    async def _create_many(self, requests: list[CreateRequest]) -> list[int | Exception | None]:
+        """Create the cases of many commands in one transaction; a case's id is its command's.
+
+        Outcomes: the case number, None for a command already applied (a redelivery), or the
+        error for a command whose form is gone (dead-lettered, so an operator can recover it).
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
+            forms = await repo.get_forms(conn, form_ids)
+            live = [(e, c) for e, c in requests if e.form_id in forms]
+            fresh = await repo.mark_processed_many(conn, CONSUMER, [e.id for e, _ in live])
+            by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
+            for envelope, command in live:
+                if envelope.id in fresh and envelope.form_id is not None:
+                    by_form.setdefault(envelope.form_id, {})[envelope.id] = cases.NewCase(
+                        command.data, creator=command.creator, case_id=envelope.id,
+                        skip_triggers=command.skip_triggers, causation_id=str(envelope.id),
+                        correlation_id=envelope.correlation_id)
+            numbers: dict[uuid.UUID, int] = {}
+            # Counter rows are locked in one order, so concurrent writers cannot deadlock.
+            for form_id in sorted(by_form):
+                new = list(by_form[form_id].values())
+                rows = await cases.create_cases(conn, forms[form_id], new)
+                numbers.update((r["id"], r["case_number"]) for r in rows)
+        return [numbers.get(e.id) if e.form_id in forms
+                else PermanentMessageError(f"form {e.form_id} no longer exists")
+                for e, _ in requests]
 
     async def delivery_recorded(self, envelope: Envelope) -> None:
         record = DeliveryRecorded.model_validate(envelope.data)

@@ -54,6 +54,11 @@ async def get_form(conn: Conn, form_id: str, *, lock: bool = False) -> FormDefin
     return FormDefinition.from_record(row) if row else None
 
 
+async def get_forms(conn: Conn, form_ids: list[str]) -> dict[str, FormDefinition]:
+    rows = await conn.fetch("SELECT * FROM forms WHERE id = ANY($1::text[])", form_ids)
+    return {r["id"]: FormDefinition.from_record(r) for r in rows}
+
+
 async def list_forms(conn: Conn) -> list[FormDefinition]:
     rows = await conn.fetch("SELECT * FROM forms ORDER BY id")
     return [FormDefinition.from_record(r) for r in rows]
@@ -61,21 +66,25 @@ async def list_forms(conn: Conn) -> list[FormDefinition]:
 
 # Cases
 
-async def next_case_number(conn: Conn, form_id: str) -> int:
-    number = await conn.fetchval(
-        "UPDATE case_counters SET last_number = last_number + 1 WHERE form_id = $1"
-        " RETURNING last_number", form_id)
-    return int(number)
+async def reserve_case_numbers(conn: Conn, form_id: str, count: int) -> int:
+    """The first of `count` consecutive numbers; the counter row stays locked until commit."""
+    last = await conn.fetchval(
+        "UPDATE case_counters SET last_number = last_number + $2 WHERE form_id = $1"
+        " RETURNING last_number", form_id, count)
+    return int(last) - count + 1
 
 
-async def insert_case(conn: Conn, case_id: uuid.UUID, form_id: str, number: int, status: str,
-                      data: dict[str, Any], creator: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        f"INSERT INTO cases (id, form_id, case_number, status, data, creator)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CASE_COLUMNS}",
-        case_id, form_id, number, status, data, creator)
-    assert row is not None
-    return row
+NewCaseRow = tuple[uuid.UUID, str, int, str, dict[str, Any], str]
+
+
+async def insert_cases(conn: Conn, rows: list[NewCaseRow]) -> list[asyncpg.Record]:
+    """Insert (id, form_id, case_number, status, data, creator) rows, returned in input order."""
+    inserted = await conn.fetch(
+        "INSERT INTO cases (id, form_id, case_number, status, data, creator)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[],"
+        f" $6::text[]) RETURNING {CASE_COLUMNS}", *map(list, zip(*rows, strict=True)))
+    by_id = {r["id"]: r for r in inserted}
+    return [by_id[row[0]] for row in rows]
 
 
 async def get_case(conn: Conn, case_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
@@ -112,11 +121,14 @@ async def delete_case(conn: Conn, case_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM cases WHERE id = $1", case_id)
 
 
-async def insert_history(conn: Conn, case_id: uuid.UUID, version: int, author: str,
-                         changes: list[dict[str, Any]]) -> None:
-    await conn.execute(
+HistoryEntry = tuple[uuid.UUID, int, str, list[dict[str, Any]]]
+
+
+async def insert_history(conn: Conn, entries: list[HistoryEntry]) -> None:
+    """(case_id, version, author, changes) entries."""
+    await conn.executemany(
         "INSERT INTO case_history (case_id, version, author, changes) VALUES ($1, $2, $3, $4)",
-        case_id, version, author, changes)
+        entries)
 
 
 async def case_history(conn: Conn, case_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -377,6 +389,15 @@ async def claim_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
 
 async def delete_outbox(conn: Conn, ids: list[int]) -> None:
     await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+
+
+async def mark_processed_many(conn: Conn, consumer: str,
+                              event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Record events as applied; returns those that were not already (the rest are redeliveries)."""
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id", consumer, event_ids)
+    return {r["event_id"] for r in rows}
 
 
 async def mark_processed(conn: Conn, consumer: str, event_id: uuid.UUID) -> bool:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from services.casestore import repo
 from services.casestore.api.automations import automation_id
 from services.casestore.errors import RecordNotFound
-from shared.logging import correlation_id
+from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
 from shared.web import CORRELATION_HEADER, error_body, json_response, read_model
 
@@ -57,7 +57,7 @@ async def test_send(request: web.Request) -> web.Response:
     try:
         async with request.app[DISPATCHER].post(
                 url, json=body.model_dump(mode="json", exclude_none=True),
-                headers={CORRELATION_HEADER: correlation_id() or str(uuid.uuid4())}) as resp:
+                headers={CORRELATION_HEADER: bound_correlation_id() or str(uuid.uuid4())}) as resp:
             status, raw = resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("dispatcher_unreachable", error=repr(exc))

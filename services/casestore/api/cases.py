@@ -61,8 +61,8 @@ async def create_case(request: web.Request) -> web.Response:
         clean, errors = validate_case_data(form, body.data, check_mandatory=True)
         if errors:
             raise ValidationFailed(errors)
-        row = await cases.create_case(conn, form, clean, creator=body.creator,
-                                      status=body.status)
+        row = await cases.create_case(conn, form, cases.NewCase(
+            clean, creator=body.creator, status=body.status))
     return json_response(cases.case_json(row), status=201)
 
 
