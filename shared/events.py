@@ -102,6 +102,8 @@ class CaseChanged(BaseModel):
     # How many automations deep this change is; bounds automation chains.
     automation_depth: int = 0
     source_automation_id: uuid.UUID | None = None
+    # The form's revision when the case changed: its automations as of then (or later) apply.
+    form_revision: int = 0
 
 
 FormChangeKind = Literal["created", "updated", "deleted", "webhook"]

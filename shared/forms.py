@@ -6,7 +6,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Protocol, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -82,6 +90,13 @@ class FormDefinition(BaseModel):
     sections: list[Section] = Field(default_factory=lambda: [Section(name="Main")], min_length=1)
     fields: list[FormField] = Field(default_factory=list)
     statuses: list[Label] = Field(default_factory=lambda: ["registered"], min_length=1)
+    # The stored form's revision (see migration 003); neither accepted from nor shown to clients.
+    _revision: int = PrivateAttr(default=0)
+    _by_id: dict[str, "FormField"] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        # Field lookups run for every key of every incoming webhook.
+        self._by_id = {f.id: f for f in self.fields}
 
     @field_validator("statuses")
     @classmethod
@@ -105,15 +120,21 @@ class FormDefinition(BaseModel):
     @classmethod
     def from_record(cls, row: "Row") -> Self:
         """From a `forms` table row (jsonb sections and fields, text[] statuses)."""
-        return cls(id=row["id"], name=row["name"], sections=row["sections"],
+        form = cls(id=row["id"], name=row["name"], sections=row["sections"],
                    fields=row["fields"], statuses=list(row["statuses"]))
+        form._revision = row["revision"]
+        return form
+
+    @property
+    def revision(self) -> int:
+        return self._revision
 
     @property
     def initial_status(self) -> str:
         return self.statuses[0]
 
     def field(self, field_id: str) -> FormField | None:
-        return next((f for f in self.fields if f.id == field_id), None)
+        return self._by_id.get(field_id)
 
 
 class FieldError(BaseModel):

@@ -31,16 +31,17 @@ def case_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], author: str,
-              *, previous_status: str | None = None, skip_triggers: bool = False,
-              causation_id: str | None = None, correlation_id: str | None = None,
-              automation_depth: int = 0,
+              *, form_revision: int = 0, previous_status: str | None = None,
+              skip_triggers: bool = False, causation_id: str | None = None,
+              correlation_id: str | None = None, automation_depth: int = 0,
               source_automation_id: uuid.UUID | None = None) -> Envelope:
     payload = CaseChanged(
         case_id=row["id"], case_number=row["case_number"], status=row["status"],
         previous_status=previous_status, data=row["data"], creator=row["creator"],
         created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
         changes=changes, author=author, skip_triggers=skip_triggers,
-        automation_depth=automation_depth, source_automation_id=source_automation_id)
+        automation_depth=automation_depth, source_automation_id=source_automation_id,
+        form_revision=form_revision)
     return new_event(type_, payload, form_id=row["form_id"], case_id=row["id"],
                      causation_id=causation_id, correlation_id=correlation_id)
 
@@ -86,7 +87,8 @@ async def create_cases(conn: repo.Conn, form: FormDefinition,
         (row["id"], 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
     await repo.insert_outbox(conn, [
-        _announce(CASE_CREATED, row, case_changes, c.creator, skip_triggers=c.skip_triggers,
+        _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,
+                  skip_triggers=c.skip_triggers,
                   causation_id=c.causation_id, correlation_id=c.correlation_id)
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
     return rows
@@ -133,7 +135,8 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     await repo.insert_history(conn, [(case_id, row["version"], author,
                                       [c.model_dump(mode="json") for c in changes])])
     await repo.insert_outbox(conn, [_announce(
-        CASE_UPDATED, row, changes, author, previous_status=current["status"],
+        CASE_UPDATED, row, changes, author, form_revision=form.revision,
+        previous_status=current["status"],
         causation_id=causation_id, automation_depth=automation_depth,
         source_automation_id=source_automation_id)])
     return row

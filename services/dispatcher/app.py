@@ -8,6 +8,7 @@ from services.dispatcher import api
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
 from services.dispatcher.deliveries import Dispatch
+from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
 from shared.service import (
@@ -31,7 +32,8 @@ from shared.web import add_ops_routes, admin_token_middleware, correlation_middl
 async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     sender = Sender(app[SETTINGS])
     app[DISPATCH] = Dispatch(settings=app[SETTINGS], pool=app[POOL], publisher=app[PUBLISHER],
-                             sender=sender, casestore=app[CASESTORE])
+                             sender=sender, casestore=app[CASESTORE],
+                             rules=RulesCache(app[POOL]))
     yield
     await sender.close()
 

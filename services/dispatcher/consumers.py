@@ -70,16 +70,14 @@ async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
         log.warning("automation_chain_bounded", case_id=str(case.case_id),
                     depth=case.automation_depth, limit=dispatch.settings.automation_max_depth)
         return
-    candidates = [a for a in await repo.enabled_automations(dispatch.pool, envelope.form_id)
+    rules = await dispatch.rules.get(envelope.form_id, case.form_revision)
+    if rules is None:
+        return  # the form was deleted after the event
+    candidates = [a for a in rules.automations
                   # A write made from an automation's answer never fires that automation again.
                   if a.id != case.source_automation_id
                   and fires(a.definition, envelope.type, case, envelope.form_id)]
-    if not candidates:
-        return
-    form = await repo.form(dispatch.pool, envelope.form_id)
-    if form is None:
-        return  # the form was deleted after the event
-    await _all([_fire(dispatch, a, envelope, case, form) for a in candidates])
+    await _all([_fire(dispatch, a, envelope, case, rules.form) for a in candidates])
 
 
 async def on_replay(dispatch: Dispatch, envelope: Envelope) -> None:

@@ -11,6 +11,7 @@ import structlog
 from services.dispatcher.content import Target, build_content
 from services.dispatcher.repo import Automation
 from services.dispatcher.request import build_request
+from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import DeliveryOutcome, Sender
 from shared import broker
 from shared.automations import response_values
@@ -47,6 +48,7 @@ class Dispatch:
     publisher: broker.Publisher
     sender: Sender
     casestore: aiohttp.ClientSession
+    rules: RulesCache
 
 
 async def claim_once(dispatch: Dispatch, automation_id: uuid.UUID, case_id: uuid.UUID,

@@ -24,10 +24,27 @@ def _automation(row: asyncpg.Record) -> Automation:
                       definition=AutomationDefinition.model_validate(row["definition"]))
 
 
-async def enabled_automations(pool: asyncpg.Pool, form_id: str) -> list[Automation]:
-    rows = await pool.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
-                            " ORDER BY created_at", form_id)
-    return [_automation(r) for r in rows]
+@dataclass(frozen=True)
+class FormRules:
+    """A form and its enabled automations (in creation order) at one revision."""
+
+    form: FormDefinition
+    automations: list[Automation]
+
+    @property
+    def revision(self) -> int:
+        return self.form.revision
+
+
+async def form_rules(pool: asyncpg.Pool, form_id: str) -> FormRules | None:
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                        readonly=True):
+        form_row = await conn.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
+        if form_row is None:
+            return None
+        rows = await conn.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
+                                " ORDER BY created_at, id", form_id)
+    return FormRules(FormDefinition.from_record(form_row), [_automation(r) for r in rows])
 
 
 async def automation(pool: asyncpg.Pool, automation_id: uuid.UUID) -> Automation | None:

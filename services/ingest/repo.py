@@ -10,7 +10,7 @@ from shared.forms import FormDefinition
 
 HOOK_QUERY = (
     "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user,"
-    " f.id, f.name, f.sections, f.fields, f.statuses"
+    " f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
 
