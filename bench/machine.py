@@ -10,6 +10,8 @@ from typing import Any
 import aio_pika
 import asyncpg
 
+from services.casestore.migrate import maintenance_dsn
+
 
 def cpu_model() -> str:
     try:
@@ -50,7 +52,8 @@ async def describe(amqp_url: str, database_url: str) -> dict[str, Any]:
                      ("aiohttp", "aio-pika", "asyncpg", "uvloop", "orjson", "pydantic")},
     }
     try:
-        conn = await asyncpg.connect(database_url, timeout=5)
+        # The server, not a database, is described: Casewire's own may not exist yet.
+        conn = await asyncpg.connect(maintenance_dsn(database_url)[0], timeout=5)
         try:
             info["postgres"] = await conn.fetchval("SHOW server_version")
             info["postgres_settings"] = {

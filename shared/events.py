@@ -4,7 +4,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.logging import bound_correlation_id
@@ -38,7 +37,7 @@ class Envelope(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def from_bytes(cls, body: bytes) -> "Envelope":

@@ -25,7 +25,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def _maintenance_dsn(dsn: str) -> tuple[str, str]:
+def maintenance_dsn(dsn: str) -> tuple[str, str]:
     parts = urlsplit(dsn)
     database = parts.path.lstrip("/")
     # template1 always exists; we only connect to it to issue CREATE DATABASE.
@@ -34,7 +34,7 @@ def _maintenance_dsn(dsn: str) -> tuple[str, str]:
 
 async def create_database(dsn: str) -> bool:
     """Create the target database if it does not exist; True if it was created."""
-    admin_dsn, database = _maintenance_dsn(dsn)
+    admin_dsn, database = maintenance_dsn(dsn)
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
@@ -51,7 +51,7 @@ async def create_database(dsn: str) -> bool:
 
 async def drop_database(dsn: str) -> None:
     """Drop a database (tests use this on their own throwaway databases only)."""
-    admin_dsn, database = _maintenance_dsn(dsn)
+    admin_dsn, database = maintenance_dsn(dsn)
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -16,7 +16,6 @@ import structlog
 from services.casestore import repo
 from shared.broker import Publisher
 from shared.errors import Unroutable
-from shared.events import Envelope
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -39,18 +38,18 @@ class OutboxRelay:
             rows = await repo.claim_outbox(conn, self._batch)
             if not rows:
                 return 0
-            envelopes = [Envelope.model_validate(r["envelope"]) for r in rows]
-            await asyncio.gather(*(self._publish(e) for e in envelopes))
+            await asyncio.gather(*(self._publish(r) for r in rows))
             await repo.delete_outbox(conn, [r["id"] for r in rows])
         return len(rows)
 
-    async def _publish(self, envelope: Envelope) -> None:
+    async def _publish(self, row: asyncpg.Record) -> None:
         try:
-            await self._publisher.publish(envelope)
+            await self._publisher.publish_json(row["body"].encode(), row["routing_key"],
+                                               str(row["event_id"]), row["correlation_id"])
         except Unroutable:
             # Expected, not alarming: durable consumers' queues always exist (see above).
-            log.info("outbox_event_without_subscriber", routing_key=envelope.type,
-                     event_id=str(envelope.id))
+            log.info("outbox_event_without_subscriber", routing_key=row["routing_key"],
+                     event_id=str(row["event_id"]))
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

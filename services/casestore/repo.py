@@ -382,9 +382,14 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
 
 
 async def claim_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Lock a batch of unsent events; SKIP LOCKED lets several relays share the table."""
+    """Lock a batch of unsent events; SKIP LOCKED lets several relays share the table.
+
+    Each comes as the JSON text to publish, so relaying never parses an envelope.
+    """
     return list(await conn.fetch(
-        "SELECT id, envelope FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit))
+        "SELECT id, event_id, routing_key, envelope::text AS body,"
+        " envelope->>'correlation_id' AS correlation_id"
+        " FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit))
 
 
 async def delete_outbox(conn: Conn, ids: list[int]) -> None:
