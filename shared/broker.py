@@ -19,6 +19,7 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 from pydantic import ValidationError
 
+from shared.acks import Acks, ChannelAcks
 from shared.errors import DependencyUnavailable, PermanentMessageError, Unroutable
 from shared.events import (
     CASE_CREATE_REQUESTED,
@@ -200,13 +201,14 @@ async def _retry_outages(handler: Handler, envelope: Envelope) -> None:
             await asyncio.sleep(delay)
 
 
-async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
+async def _settle(message: AbstractIncomingMessage, handler: Handler, acks: ChannelAcks) -> None:
     """Classify the outcome: ack on success, dead-letter on a permanent error, requeue otherwise."""
     try:
         envelope = Envelope.from_bytes(message.body)
     except ValidationError as exc:
         log.error("message_unparseable", error=str(exc), routing_key=message.routing_key)
         await message.reject(requeue=False)
+        acks.settled(message)
         return
     ctx: dict[str, Any] = {
         "correlation_id": envelope.correlation_id,
@@ -219,12 +221,14 @@ async def _settle(message: AbstractIncomingMessage, handler: Handler) -> None:
         except (PermanentMessageError, ValidationError) as exc:
             log.error("message_dead_lettered", reason=str(exc))
             await message.reject(requeue=False)
+            acks.settled(message)
         except Exception:
             # Transient until proven otherwise; the queue's delivery limit dead-letters poison.
             log.exception("message_failed_requeued")
             await message.nack(requeue=True)
+            acks.settled(message)
         else:
-            await message.ack()
+            await acks.finished(message)
 
 
 class Consumer:
@@ -239,6 +243,7 @@ class Consumer:
         self._handler = handler
         self._tag: str | None = None
         self._in_hand: set[asyncio.Task[Any]] = set()
+        self._acks = Acks()
 
     async def start(self) -> None:
         self._tag = await self._queue.consume(self._on_message)
@@ -247,8 +252,10 @@ class Consumer:
         task = asyncio.current_task()
         if task is not None:
             self._in_hand.add(task)
+        acks = self._acks.of(message)
+        acks.received(message)
         try:
-            await _settle(message, self._handler)
+            await _settle(message, self._handler, acks)
         except aio_pika.exceptions.ChannelInvalidStateError:
             # The channel this delivery came on is gone: the broker redelivers it.
             log.warning("settle_on_closed_channel", message_id=message.message_id)
