@@ -62,6 +62,12 @@ async def _fire(dispatch: Dispatch, automation: Automation, envelope: Envelope,
 async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
     if envelope.type == CASE_DELETED or envelope.form_id is None:
         return  # deletion never fires an automation
+    # The rules first: most events are of forms without automations, and need no more parsing.
+    revision = envelope.data.get("form_revision")
+    rules = await dispatch.rules.get(envelope.form_id,
+                                     revision if isinstance(revision, int) else 0)
+    if rules is None or not rules.automations:
+        return  # no automation, or the form was deleted after the event
     case = CaseChanged.model_validate(envelope.data)
     if case.skip_triggers:
         log.info("automations_skipped", reason="skiptriggers", case_id=str(case.case_id))
@@ -70,9 +76,6 @@ async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
         log.warning("automation_chain_bounded", case_id=str(case.case_id),
                     depth=case.automation_depth, limit=dispatch.settings.automation_max_depth)
         return
-    rules = await dispatch.rules.get(envelope.form_id, case.form_revision)
-    if rules is None:
-        return  # the form was deleted after the event
     candidates = [a for a in rules.automations
                   # A write made from an automation's answer never fires that automation again.
                   if a.id != case.source_automation_id
