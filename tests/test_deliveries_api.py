@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aio_pika
 import aiohttp
 import asyncpg
 import pytest
@@ -22,7 +21,7 @@ from shared.events import (
 )
 from shared.logging import bound_context
 from shared.settings import Settings
-from tests.conftest import EventTap
+from tests.conftest import EventTap, publish_raw
 from tests.stack import Stack
 from tests.test_admin_api import call, new_case, new_form
 from tests.test_automations_api import create
@@ -32,14 +31,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 async def publish(settings: Settings, event: Envelope, times: int = 1) -> None:
     """Straight onto the events exchange, as the dispatcher (or a redelivery) would."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(f"{settings.name_prefix}.events")
-        for _ in range(times):
-            await exchange.publish(aio_pika.Message(
-                event.to_bytes(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=event.type)
+    await publish_raw(settings, event.type, [event.to_bytes()] * times)
 
 
 async def processed(settings: Settings, event_id: uuid.UUID, within: float = 10.0) -> None:

@@ -29,8 +29,9 @@ log = structlog.get_logger(__name__)
 
 CONSUMER = "casestore"
 # Bounded in practice by the consumer's prefetch: only that many commands are ever in hand.
-CREATE_BATCH = 500
+BATCH_LIMIT = 500
 CreateRequest = tuple[Envelope, CaseCreateRequested]
+Record = tuple[Envelope, DeliveryRecorded]
 
 
 class CommandConsumer:
@@ -39,7 +40,9 @@ class CommandConsumer:
     def __init__(self, pool: asyncpg.Pool):
         self._pool = pool
         self._creates: Batcher[CreateRequest, int | None] = Batcher(
-            "case-creates", self._create_many, max_size=CREATE_BATCH)
+            "case-creates", self._create_many, max_size=BATCH_LIMIT)
+        self._records: Batcher[Record, bool | None] = Batcher(
+            "delivery-records", self._record_many, max_size=BATCH_LIMIT)
         self._handlers: dict[str, Callable[[Envelope], Awaitable[None]]] = {
             CASE_CREATE_REQUESTED: self.create_requested,
             DELIVERY_RECORDED: self.delivery_recorded,
@@ -65,7 +68,7 @@ class CommandConsumer:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Handle events while the block runs (case creations are written in batches)."""
-        async with self._creates.running():
+        async with self._creates.running(), self._records.running():
             yield
 
     async def create_requested(self, envelope: Envelope) -> None:
@@ -109,15 +112,28 @@ class CommandConsumer:
 
     async def delivery_recorded(self, envelope: Envelope) -> None:
         record = DeliveryRecorded.model_validate(envelope.data)
-        async with self._first_time(envelope) as conn:
-            if conn is None:
-                return
-            kept = await repo.record_delivery(conn, record)
-        if not kept:
+        kept = await self._records.submit((envelope, record))
+        if kept is None:
+            log.info("duplicate_event_skipped")
+        elif not kept:
             # Deleting an automation deletes its log; a late record has nowhere to go.
             log.info("delivery_of_deleted_automation_dropped",
                      automation_id=str(record.automation_id),
                      delivery_id=str(record.delivery_id))
+
+    async def _record_many(self, records: list[Record]) -> list[bool | Exception | None]:
+        """Record many deliveries in one transaction (one commit instead of one each).
+
+        Outcomes: whether the record was kept (False: its automation is gone), None for a
+        record already applied (a redelivery).
+        """
+        kept: dict[uuid.UUID, bool] = {}
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await repo.mark_processed_many(conn, CONSUMER, [e.id for e, _ in records])
+            for envelope, record in records:
+                if envelope.id in fresh and envelope.id not in kept:
+                    kept[envelope.id] = await repo.record_delivery(conn, record)
+        return [kept.get(e.id) for e, _ in records]
 
     async def response_data(self, envelope: Envelope) -> None:
         answer = CaseResponseData.model_validate(envelope.data)
