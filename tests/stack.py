@@ -1,6 +1,10 @@
 """The three services running in-process on free ports, against the real Postgres and RabbitMQ."""
 
+import asyncio
+import contextlib
 import socket
+import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -19,6 +23,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.asynccontextmanager
+async def _stacks_if_stuck(what: str, within: float) -> AsyncIterator[None]:
+    """A start or stop that hangs fails with every task's stack, not a bare test timeout."""
+    try:
+        async with asyncio.timeout(within):
+            yield
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise AssertionError(f"{what} within {within} s") from None
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -30,14 +46,16 @@ class Stack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port(service)}"
 
-    async def start(self, service: str) -> None:
+    async def start(self, service: str, within: float = 60.0) -> None:
         runner = web.AppRunner(FACTORIES[service](self.settings), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port(service)).start()
+        async with _stacks_if_stuck(f"{service} did not start", within):
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port(service)).start()
         self.runners[service] = runner
 
-    async def stop(self, service: str) -> None:
-        await self.runners.pop(service).cleanup()
+    async def stop(self, service: str, within: float = 60.0) -> None:
+        async with _stacks_if_stuck(f"{service} did not stop", within):
+            await self.runners.pop(service).cleanup()
 
     async def start_all(self) -> None:
         for service in ("casestore", "ingest", "dispatcher"):
