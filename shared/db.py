@@ -21,6 +21,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Before a connection goes back to the pool.
+
+    asyncpg's default reset costs a round trip on every release (about 5% of casestore's CPU
+    at 200 cases/s); pooled connections never carry session state (no SET, LISTEN, advisory
+    lock or cursor: the outbox listener and migrations use connections of their own), so only
+    a transaction left open by a cancelled task needs undoing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
     """Open the process's one pool; raises DependencyUnavailable with the setting to change."""
     target = dsn or settings.database_url
@@ -32,6 +44,7 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             init=_init_connection,
+            reset=_reset,
             timeout=settings.connect_timeout,
         )
         assert pool is not None

@@ -1,4 +1,4 @@
-"""The outbox relay: publishes committed events with confirms, then deletes them.
+"""The outbox relay: publishes committed events with confirms, and deletes them if confirmed.
 
 Duplicates are possible (a crash between confirm and delete), loss is not; consumers dedupe.
 An event no queue is bound to is logged and dropped: the broker would refuse it on every retry
@@ -35,11 +35,9 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; returns how many events left."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await repo.claim_outbox(conn, self._batch)
-            if not rows:
-                return 0
+            # Deleted in this transaction, which commits only after every publish confirmed.
+            rows = await repo.take_outbox(conn, self._batch)
             await asyncio.gather(*(self._publish(r) for r in rows))
-            await repo.delete_outbox(conn, [r["id"] for r in rows])
         return len(rows)
 
     async def _publish(self, row: asyncpg.Record) -> None:

@@ -303,29 +303,41 @@ def _storable(value: Any) -> Any:
     return value
 
 
+RECORD_DELIVERY = (
+    # One statement, one round trip: the delivery and its new attempts, if the automation is
+    # still there (deleting an automation deletes its log, and a late record is dropped).
+    "WITH automation AS (SELECT 1 FROM automations WHERE id = $2 FOR KEY SHARE),"
+    " delivery AS (INSERT INTO deliveries"
+    "   (id, automation_id, case_id, form_id, event_id, webhook_id, state)"
+    "   SELECT $1, $2, $3, $4, $5, $6, $7 FROM automation"
+    "   ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
+    # A record that arrives after a newer one (of a replay) must not turn the state back.
+    "   WHERE $8::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM delivery_attempts a"
+    "     WHERE a.delivery_id = EXCLUDED.id AND a.started_at > $8)),"
+    " attempts AS (INSERT INTO delivery_attempts (id, delivery_id, number, started_at,"
+    "   duration_ms, request, response_status, response_headers, response_body, error)"
+    "   SELECT a.id, $1, a.number, a.started_at, a.duration_ms, a.request, a.response_status,"
+    "     a.response_headers, a.response_body, a.error"
+    "   FROM unnest($9::uuid[], $10::int[], $11::timestamptz[], $12::float8[], $13::jsonb[],"
+    "     $14::int[], $15::jsonb[], $16::text[], $17::text[])"
+    "     AS a(id, number, started_at, duration_ms, request, response_status,"
+    "          response_headers, response_body, error)"
+    "   WHERE EXISTS (SELECT 1 FROM automation)"
+    "   ON CONFLICT (id) DO NOTHING)"
+    " SELECT EXISTS (SELECT 1 FROM automation)")
+
+
 async def record_delivery(conn: Conn, record: DeliveryRecorded) -> bool:
     """Upsert the delivery and add its new attempts; False if its automation no longer exists."""
     newest = max((a.started_at for a in record.attempts), default=None)
-    await conn.execute(
-        "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM automations WHERE id = $2)"
-        " ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
-        # A record that arrives after a newer one (of a replay) must not turn the state back.
-        " WHERE $8::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM delivery_attempts a"
-        "   WHERE a.delivery_id = EXCLUDED.id AND a.started_at > $8)",
-        record.delivery_id, record.automation_id, record.case_id, record.form_id,
-        record.event_id, record.webhook_id, record.state, newest)
-    if await conn.fetchval("SELECT 1 FROM deliveries WHERE id = $1", record.delivery_id) is None:
-        return False
-    await conn.executemany(
-        "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
-        " request, response_status, response_headers, response_body, error)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        [(a.id, record.delivery_id, a.number, a.started_at, a.duration_ms,
-          _storable(a.request.model_dump(mode="json")), a.response_status,
-          _storable(a.response_headers), _storable(a.response_body), _storable(a.error))
-         for a in record.attempts])
-    return True
+    attempts = [(a.id, a.number, a.started_at, a.duration_ms,
+                 _storable(a.request.model_dump(mode="json")), a.response_status,
+                 _storable(a.response_headers), _storable(a.response_body), _storable(a.error))
+                for a in record.attempts]
+    columns = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 9
+    return bool(await conn.fetchval(
+        RECORD_DELIVERY, record.delivery_id, record.automation_id, record.case_id,
+        record.form_id, record.event_id, record.webhook_id, record.state, newest, *columns))
 
 
 async def list_deliveries(conn: Conn, *, automation_id: uuid.UUID | None,
@@ -381,19 +393,18 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
         [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
 
 
-async def claim_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Lock a batch of unsent events; SKIP LOCKED lets several relays share the table.
+async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    """Delete and return a batch of unsent events, oldest first; run it in a transaction and
+    roll back if they could not be published. SKIP LOCKED lets several relays share the table.
 
     Each comes as the JSON text to publish, so relaying never parses an envelope.
     """
-    return list(await conn.fetch(
-        "SELECT id, event_id, routing_key, envelope::text AS body,"
-        " envelope->>'correlation_id' AS correlation_id"
-        " FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", limit))
-
-
-async def delete_outbox(conn: Conn, ids: list[int]) -> None:
-    await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+    rows = await conn.fetch(
+        "DELETE FROM outbox WHERE id IN"
+        " (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, event_id, routing_key, envelope::text AS body,"
+        " envelope->>'correlation_id' AS correlation_id", limit)
+    return sorted(rows, key=lambda r: int(r["id"]))
 
 
 async def mark_processed_many(conn: Conn, consumer: str,
