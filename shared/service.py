@@ -17,6 +17,7 @@ from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -82,9 +83,7 @@ def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any,
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(factory(app), name=name)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     return ctx
 

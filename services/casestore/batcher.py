@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 import structlog
 
 from shared.broker import OUTAGES
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +43,7 @@ class Batcher(Generic[T, R]):
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -8,7 +8,6 @@ while no ingest (whose queue lives only while it runs) is up.
 """
 
 import asyncio
-import contextlib
 
 import asyncpg
 import structlog
@@ -17,6 +16,7 @@ from services.casestore import repo
 from shared.broker import Publisher
 from shared.errors import Unroutable
 from shared.settings import Settings
+from shared.tasks import wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -67,8 +67,7 @@ class OutboxRelay:
                     await asyncio.sleep(self._poll)
                 if sent >= self._batch:
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+                await wait_event(self._wakeup, self._poll)
         finally:
             if listener is not None:
                 await listener.close()

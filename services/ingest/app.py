@@ -1,7 +1,6 @@
 """ingest: the public incoming-webhook endpoint, as one aiohttp app."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +27,7 @@ from shared.service import (
     task_ctx,
 )
 from shared.settings import Settings
+from shared.tasks import wait_event
 from shared.web import add_ops_routes, correlation_middleware
 
 log = structlog.get_logger(__name__)
@@ -60,8 +60,7 @@ RELOAD = web.AppKey("reload", asyncio.Event)
 async def periodic_reload(app: web.Application) -> None:
     """A safety net for missed form.changed events: reload on reconnect and every so often."""
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(app[RELOAD].wait(), app[SETTINGS].form_reload_seconds)
+        await wait_event(app[RELOAD], app[SETTINGS].form_reload_seconds)
         app[RELOAD].clear()
         try:
             await app[CACHE].reload()
