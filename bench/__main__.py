@@ -80,11 +80,12 @@ async def measure_casewire(children: Children, gen: LoadGenerator, settings: Set
     await wait_http(receiver, f"{receiver_url}/stats")
     stack = CasewireStack(run_id, settings.amqp_url,
                           database_url(settings.database_url, f"casewire_bench_{run_id}"),
-                          children)
+                          children, ingest_workers=profile.ingest_workers)
     try:
         await stack.start()
-        say(f"Casewire started: ingest :{stack.ports['ingest']}, casestore "
-            f":{stack.ports['casestore']}, dispatcher :{stack.ports['dispatcher']}")
+        ports = stack.ports
+        say(f"Casewire started: ingest :{ports['ingest']} (x{profile.ingest_workers}), "
+            f"casestore :{ports['casestore']}, dispatcher :{ports['dispatcher']}")
         forms = await stack.create_forms(f"{receiver_url}/deliver")
         db = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=3)
         monitor = Monitor(db, receiver_url, [forms.plain, forms.delivery], stack.pids())
@@ -182,6 +183,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the short run (under 1 minute)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--workers", type=int, help="load generator processes")
+    parser.add_argument("--ingest-workers", type=int,
+                        help="ingest processes sharing its port (default 2, one per core here)")
     parser.add_argument("--soak", type=float, help="soak seconds (default 100, quick 6)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the services with py-spy during the bursts (the figures "
@@ -190,6 +193,8 @@ def main() -> None:
     profile = PROFILES["quick" if args.quick else "default"]
     if args.workers:
         profile = replace(profile, workers=args.workers)
+    if args.ingest_workers:
+        profile = replace(profile, ingest_workers=args.ingest_workers)
     if args.soak:
         profile = replace(profile, soak_seconds=args.soak)
 

@@ -2,7 +2,8 @@
 
 1. ingest at saturation (closed loop, plain form), then until every case is stored:
    accepted webhooks per second, and end to end to storage;
-2. ingest latency at 50% of the saturated rate (open loop);
+2. ingest latency at 50% of the saturated rate (open loop); then saturation again with casestore
+   and the dispatcher paused: ingest with the cores to itself and the broker;
 3. a burst on the form with an outgoing webhook, until every delivery arrived: end to end to
    delivery;
 4. a soak at a fixed moderate rate on that form: POST-to-arrival latency, RSS over time.
@@ -14,10 +15,12 @@ case of the delivery form exactly one delivery.
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,8 +151,7 @@ class CasewireBench:
                                                  forms.delivery: array("q")}
         self.answers: dict[str, Counter[str]] = {forms.plain: Counter(),
                                                   forms.delivery: Counter()}
-        pids = {name: [pid] for name, pid in stack.pids().items()}
-        self.meter_pids = {**pids, "loadgen": loadgen_pids, **extra_pids}
+        self.meter_pids = {**stack.pids_by_service(), "loadgen": loadgen_pids, **extra_pids}
         self.outcome = Outcome()
         self.started = time.monotonic()
         self.settled = 0.0
@@ -203,6 +205,17 @@ class CasewireBench:
         await asyncio.sleep(0.3)  # what consumers hold unacknowledged is not in the depths
         self.settled += time.monotonic() - started
 
+    @contextlib.contextmanager
+    def _paused(self, *services: str) -> Iterator[None]:
+        pids = [self.stack.services[name].pid for name in services]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
     def _stored(self, form: str) -> Callable[[], int]:
         return lambda: self.monitor.stored.get(form, 0)
 
@@ -242,6 +255,18 @@ class CasewireBench:
         lat = figures["ingest_latency"]["latency_ms"]
         self.say(f"ingest at {half:,.0f}/s: p50 {lat.get('p50', 0):.1f} ms, "
                  f"p99 {lat.get('p99', 0):.1f} ms")
+        await self._drain("storage drain", self._stored(forms.plain),
+                          len(self.accepted[forms.plain]))
+
+        # The same saturation with the consumers paused (SIGSTOP): what ingest does with the
+        # cores to itself and the broker, apart from the rest of the pipeline.
+        await self._settle()
+        with self._paused("casestore", "dispatcher"):
+            alone = await self._load("ingest alone", forms.plain,
+                                     self._job(forms.plain, duration=p.ingest_seconds))
+        figures["ingest_alone"] = _load_summary(alone)
+        self.say(f"ingest alone (casestore, dispatcher paused): {alone.ok_per_second:,.0f} "
+                 "accepted/s; waiting for storage")
         await self._drain("storage drain", self._stored(forms.plain),
                           len(self.accepted[forms.plain]))
 

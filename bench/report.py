@@ -44,6 +44,9 @@ def rows(results: dict[str, Any]) -> list[Row]:
         f"bare broker ({brk['best']['concurrency']} in flight)"
     out.append(Row("ingest: accepted webhooks/s (saturation)", cw["ingest"]["rate"],
                    ingest_limit, "req/s", ingest_by))
+    if "ingest_alone" in cw:
+        out.append(Row("ingest alone (consumers paused)", cw["ingest_alone"]["rate"],
+                       ingest_limit, "req/s", ingest_by))
     bare_lat = limits.get("aiohttp_latency", {}).get("latency_ms", {})
     rate = cw["ingest_latency"]["target_rate"]
     for p in ("p50", "p95", "p99"):

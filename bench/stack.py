@@ -43,6 +43,7 @@ class CasewireStack:
     services: dict[str, Child] = field(default_factory=dict)
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     migrated: bool = False
+    ingest_workers: int = 1  # ingest processes sharing its port, as CASEWIRE_INGEST_WORKERS
 
     @property
     def prefix(self) -> str:
@@ -61,6 +62,7 @@ class CasewireStack:
             "CASEWIRE_ADMIN_TOKEN": self.admin_token,
             "CASEWIRE_SIGNING_KEY": secrets.token_urlsafe(24),
             "CASEWIRE_INGEST_PORT": str(self.ports["ingest"]),
+            "CASEWIRE_INGEST_WORKERS": str(self.ingest_workers),
             "CASEWIRE_CASESTORE_PORT": str(self.ports["casestore"]),
             "CASEWIRE_DISPATCHER_PORT": str(self.ports["dispatcher"]),
             "CASEWIRE_PUBLIC_BASE_URL": self.url("ingest"),
@@ -80,13 +82,23 @@ class CasewireStack:
         await migrate(self.database_url)
         self.migrated = True
         env = self.env()
-        for name in SERVICES:
-            self.services[name] = self.children.start(name, ["-m", f"services.{name}"], env=env)
-        for name in SERVICES:
-            await wait_http(self.services[name], f"{self.url(name)}/readyz", within=60)
+        for service in SERVICES:
+            for n in range(self.ingest_workers if service == "ingest" else 1):
+                name = f"{service}-{n + 1}" if n else service
+                self.services[name] = self.children.start(name, ["-m", f"services.{service}"],
+                                                          env=env)
+        for name, child in self.services.items():
+            await wait_http(child, f"{self.url(_service(name))}/readyz", within=60)
 
     def pids(self) -> dict[str, int]:
+        """Every process by name: `ingest`, `ingest-2`, ... when ingest has several."""
         return {name: child.pid for name, child in self.services.items()}
+
+    def pids_by_service(self) -> dict[str, list[int]]:
+        grouped: dict[str, list[int]] = {}
+        for name, pid in self.pids().items():
+            grouped.setdefault(_service(name), []).append(pid)
+        return grouped
 
     def dead(self) -> list[str]:
         return [name for name, child in self.services.items() if not child.alive()]
@@ -116,6 +128,10 @@ class CasewireStack:
         finally:
             if self.migrated:
                 await drop_database(self.database_url)
+
+
+def _service(process_name: str) -> str:
+    return process_name.split("-")[0]
 
 
 async def _call(http: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any],

@@ -106,11 +106,15 @@ DEMO_AUTOMATION = {
 }
 
 
+def _workers(settings: Settings) -> str:
+    return f" ({settings.ingest_workers} processes)" if settings.ingest_workers > 1 else ""
+
+
 def _banner(settings: Settings, token: str, url: str) -> str:
     api = f"http://127.0.0.1:{settings.casestore_port}/api"
     return f"""
 Casewire is running (Ctrl-C stops it).
-  ingest      http://127.0.0.1:{settings.ingest_port}
+  ingest      http://127.0.0.1:{settings.ingest_port}{_workers(settings)}
   casestore   {api}
   dispatcher  http://127.0.0.1:{settings.dispatcher_port}/readyz
 Admin token:  {token}
@@ -153,9 +157,11 @@ async def run(settings: Settings) -> int:
     env.setdefault("CASEWIRE_OUTGOING_ALLOW_NETWORKS", '["127.0.0.0/8", "::1/128"]')
     # Own sessions: a terminal's Ctrl-C reaches only us, and each child gets exactly one SIGTERM
     # (a second signal would cut its graceful shutdown short).
+    processes = [name for name in SERVICES
+                 for _ in range(settings.ingest_workers if name == "ingest" else 1)]
     children = [await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",
                                                      env=env, start_new_session=True)
-                for name in SERVICES]
+                for name in processes]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -127,7 +127,8 @@ def require_secrets(settings: Settings) -> None:
 
 
 def serve(service: str, create_app: Callable[[Settings], web.Application], port_of: Callable[
-        [Settings], int]) -> None:
+        [Settings], int], *, reuse_port: Callable[[Settings], bool] = lambda _: False
+          ) -> None:
     """The whole of a service's `__main__`: settings, logging, event loop, run until signalled."""
     settings = Settings()
     configure_logging(service, settings.log_level, settings.log_json)
@@ -137,7 +138,8 @@ def serve(service: str, create_app: Callable[[Settings], web.Application], port_
         uvloop.install()
     try:
         web.run_app(create_app(settings), host=settings.host, port=port_of(settings),
-                    print=None, access_log=None, shutdown_timeout=10)
+                    print=None, access_log=None, shutdown_timeout=10,
+                    reuse_port=reuse_port(settings))
     except (DependencyUnavailable, ConfigurationError) as exc:
         print(f"{service}: {exc}", file=sys.stderr)
         sys.exit(2)

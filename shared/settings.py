@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     public_files_url: str = ""
     host: str = "127.0.0.1"
     ingest_port: int = 8081
+    # How many ingest processes `casewire run` starts on ingest_port (one per core is the most
+    # that helps); in Kubernetes, scale the ingest Deployment instead.
+    ingest_workers: int = Field(default=1, ge=1, le=64)
     casestore_port: int = 8082
     dispatcher_port: int = 8083
     log_level: str = "INFO"

@@ -1,6 +1,7 @@
 """`casewire run` (what `make run` starts) and `casewire migrate`, as a newcomer would run them."""
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -53,15 +54,25 @@ async def read_until(stream: asyncio.StreamReader, pattern: str, within: float) 
     return seen
 
 
-async def test_run_starts_everything_and_its_printed_curl_lines_work(
-        run_env: dict[str, str], receiver: Receiver) -> None:
-    """The banner's lines, run as printed: add the demo automation, create a case, see both."""
-    proc = await asyncio.create_subprocess_exec(*CASEWIRE, "run", env=run_env,
+@contextlib.asynccontextmanager
+async def casewire_run(env: dict[str, str]
+                       ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """`casewire run` until its banner is out; Ctrl-C afterwards must end it cleanly (exit 0)."""
+    proc = await asyncio.create_subprocess_exec(*CASEWIRE, "run", env=env,
                                                 stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
-        banner = await read_until(proc.stdout, r"Its deliveries.*\n.*\n", within=60)
+        yield proc, await read_until(proc.stdout, r"Its deliveries.*\n.*\n", within=60)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_run_starts_everything_and_its_printed_curl_lines_work(
+        run_env: dict[str, str], receiver: Receiver) -> None:
+    """The banner's lines, run as printed: add the demo automation, create a case, see both."""
+    async with casewire_run(run_env) as (_, banner):
         token = re.search(r"Admin token:\s+(\S+)", banner)
         assert token is not None
         assert token.group(1) == run_env["CASEWIRE_ADMIN_TOKEN"]
@@ -90,9 +101,47 @@ async def test_run_starts_everything_and_its_printed_curl_lines_work(
         [sent] = await receiver.wait_for(target, 1)
         assert sent.json() == {"caseNumber": cases[0]["case_number"],
                                "text": cases[0]["data"]["text-field"]}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+def children_running(parent: int, module: str) -> list[int]:
+    """Pids of `parent`'s child processes running `python -m <module>`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and module.encode() in argv:
+            found.append(int(entry))
+    return found
+
+
+async def test_run_with_two_ingest_workers_serves_the_webhook_from_both(
+        run_env: dict[str, str]) -> None:
+    async with casewire_run({**run_env, "CASEWIRE_INGEST_WORKERS": "2"}) as (proc, banner):
+        assert len(children_running(proc.pid, "services.ingest")) == 2
+        url = re.search(r"incoming webhook URL:\s+(\S+)", banner)
+        assert url is not None
+        # A new connection each time, so the kernel spreads them over both processes.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for i in range(40):
+                async with http.post(url.group(1), json={"text-field": f"worker {i}"}) as resp:
+                    assert resp.status == 200, await resp.text()
+        api = f"http://127.0.0.1:{run_env['CASEWIRE_CASESTORE_PORT']}/api/forms/demo/cases"
+        headers = {"Authorization": f"Bearer {run_env['CASEWIRE_ADMIN_TOKEN']}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for _ in range(100):
+                async with http.get(api) as resp:
+                    total = (await resp.json())["total"]
+                if total >= 40:
+                    break
+                await asyncio.sleep(0.1)
+        assert total == 40
 
 
 @pytest.mark.parametrize(("setting", "value", "sentence"), [

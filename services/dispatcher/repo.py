@@ -30,10 +30,7 @@ class FormRules:
 
     form: FormDefinition
     automations: list[Automation]
-
-    @property
-    def revision(self) -> int:
-        return self.form.revision
+    revision: int  # the form's, read once: pydantic private attributes are slow to read
 
 
 async def form_rules(pool: asyncpg.Pool, form_id: str) -> FormRules | None:
@@ -44,7 +41,8 @@ async def form_rules(pool: asyncpg.Pool, form_id: str) -> FormRules | None:
             return None
         rows = await conn.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
                                 " ORDER BY created_at, id", form_id)
-    return FormRules(FormDefinition.from_record(form_row), [_automation(r) for r in rows])
+    form = FormDefinition.from_record(form_row)
+    return FormRules(form, [_automation(r) for r in rows], form.revision)
 
 
 async def automation(pool: asyncpg.Pool, automation_id: uuid.UUID) -> Automation | None:
