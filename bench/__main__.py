@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--ingest-workers", type=int,
-                        help="ingest processes sharing its port (default 2, one per core here)")
+                        help="ingest processes sharing its port (default 1)")
     parser.add_argument("--soak", type=float, help="soak seconds (default 100, quick 6)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the services with py-spy during the bursts (the figures "

@@ -8,8 +8,8 @@ class Profile:
     name: str
     # Load generator
     workers: int = 1              # load generator processes (on 2 cores one is plenty)
-    # Ingest processes on one port (CASEWIRE_INGEST_WORKERS): one per core, as recommended.
-    ingest_workers: int = 2
+    # Ingest processes on one port (CASEWIRE_INGEST_WORKERS); 1, as `make run` starts by default.
+    ingest_workers: int = 1
     connections: int = 128        # keep-alive connections per worker at saturation
     open_loop_connections: int = 64
     # Limits
