@@ -13,6 +13,7 @@ never holds back the acks of the rest (nor, through the prefetch window, new del
 import asyncio
 import bisect
 import weakref
+from collections import deque
 from enum import Enum
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -33,8 +34,9 @@ class ChannelAcks:
     """The delivery tags of one channel in hand or waiting for an ack, and what became of each."""
 
     def __init__(self) -> None:
-        # Sorted, not merely in arrival order: `multiple` covers every lower tag.
-        self._order: list[int] = []
+        # Ascending (`multiple` covers every lower tag). A deque: behind one slow message
+        # thousands of others may pass, and they leave from the front all at once.
+        self._order: deque[int] = deque()
         self._state: dict[int, _State] = {}
         self._finished: dict[int, AbstractIncomingMessage] = {}
         # One flush pending at a time; every message finishing before it goes with it.
@@ -46,7 +48,10 @@ class ChannelAcks:
         """Called first thing in a message's task. Those tasks start in delivery order, so no
         lower tag can still be unknown here when a higher one finishes."""
         tag = _tag(message)
-        bisect.insort(self._order, tag)
+        if not self._order or tag > self._order[-1]:
+            self._order.append(tag)
+        else:  # not seen in practice; kept correct rather than assumed away
+            self._order.insert(bisect.bisect(self._order, tag), tag)
         self._state[tag] = _State.IN_HAND
 
     def settled(self, message: AbstractIncomingMessage) -> None:
@@ -80,7 +85,7 @@ class ChannelAcks:
         # Decided before the first await: messages finishing meanwhile wait for the next flush.
         last: AbstractIncomingMessage | None = None
         while self._order and self._state[self._order[0]] is not _State.IN_HAND:
-            tag = self._order.pop(0)
+            tag = self._order.popleft()
             if self._state.pop(tag) is _State.FINISHED:
                 last = self._finished.pop(tag)
         # Whatever finished now is behind a message still in hand: ack it alone.
