@@ -31,7 +31,7 @@ CONSUMER = "casestore"
 # Bounded in practice by the consumer's prefetch: only that many commands are ever in hand.
 BATCH_LIMIT = 500
 CreateRequest = tuple[Envelope, CaseCreateRequested]
-Record = tuple[Envelope, DeliveryRecorded]
+DeliveryRecord = tuple[Envelope, DeliveryRecorded]
 
 
 class CommandConsumer:
@@ -41,7 +41,7 @@ class CommandConsumer:
         self._pool = pool
         self._creates: Batcher[CreateRequest, int | None] = Batcher(
             "case-creates", self._create_many, max_size=BATCH_LIMIT)
-        self._records: Batcher[Record, bool | None] = Batcher(
+        self._records: Batcher[DeliveryRecord, bool | None] = Batcher(
             "delivery-records", self._record_many, max_size=BATCH_LIMIT)
         self._handlers: dict[str, Callable[[Envelope], Awaitable[None]]] = {
             CASE_CREATE_REQUESTED: self.create_requested,
@@ -59,7 +59,7 @@ class CommandConsumer:
     async def _first_time(self, envelope: Envelope) -> AsyncIterator[repo.Conn | None]:
         """A connection in a transaction that has claimed the event id; None for a duplicate."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await repo.mark_processed(conn, CONSUMER, envelope.id):
+            if not await repo.mark_processed(conn, CONSUMER, [envelope.id]):
                 log.info("duplicate_event_skipped")
                 yield None
             else:
@@ -92,7 +92,7 @@ class CommandConsumer:
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
             forms = await repo.get_forms(conn, form_ids)
             live = [(e, c) for e, c in requests if e.form_id in forms]
-            fresh = await repo.mark_processed_many(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
                 if envelope.id in fresh and envelope.form_id is not None:
@@ -121,7 +121,7 @@ class CommandConsumer:
                      automation_id=str(record.automation_id),
                      delivery_id=str(record.delivery_id))
 
-    async def _record_many(self, records: list[Record]) -> list[bool | Exception | None]:
+    async def _record_many(self, records: list[DeliveryRecord]) -> list[bool | Exception | None]:
         """Record many deliveries in one transaction (one commit instead of one each).
 
         Outcomes: whether the record was kept (False: its automation is gone), None for a
@@ -129,7 +129,7 @@ class CommandConsumer:
         """
         kept: dict[uuid.UUID, bool] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await repo.mark_processed_many(conn, CONSUMER, [e.id for e, _ in records])
+            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
             for envelope, record in records:
                 if envelope.id in fresh and envelope.id not in kept:
                     kept[envelope.id] = await repo.record_delivery(conn, record)

@@ -407,18 +407,9 @@ async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
     return sorted(rows, key=lambda r: int(r["id"]))
 
 
-async def mark_processed_many(conn: Conn, consumer: str,
-                              event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+async def mark_processed(conn: Conn, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Record events as applied; returns those that were not already (the rest are redeliveries)."""
     rows = await conn.fetch(
         "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])"
         " ON CONFLICT DO NOTHING RETURNING event_id", consumer, event_ids)
     return {r["event_id"] for r in rows}
-
-
-async def mark_processed(conn: Conn, consumer: str, event_id: uuid.UUID) -> bool:
-    """Record an event as applied; False if it already was (a redelivery)."""
-    result = await conn.execute(
-        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING", consumer, event_id)
-    return bool(result == "INSERT 0 1")
