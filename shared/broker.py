@@ -1,26 +1,19 @@
-"""RabbitMQ plumbing: robust connection, topology, confirmed publishing and safe consuming."""
+"""RabbitMQ plumbing: robust connection, topology, confirmed publishing (consuming: consumer.py)."""
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aio_pika
-import asyncpg
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 from pamqp.commands import Basic
-from pydantic import ValidationError
 
-from shared.acks import Acks, ChannelAcks
-from shared.errors import DependencyUnavailable, PermanentMessageError, Unroutable
+from shared.errors import DependencyUnavailable, Unroutable
 from shared.events import (
     CASE_CREATE_REQUESTED,
     CASE_CREATED,
@@ -31,14 +24,12 @@ from shared.events import (
     DELIVERY_REPLAY_REQUESTED,
     Envelope,
 )
-from shared.logging import bound_context
 from shared.retry import startup_retry
 from shared.secrets import redacted_url
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Envelope], Awaitable[None]]
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
@@ -179,105 +170,6 @@ class Publisher:
 
     async def close(self) -> None:
         await self._channel.close()
-
-
-# A database or service that is briefly down is no reason to spend a delivery: the message is
-# held and retried in place (bounded), so the delivery limit only ever counts real failures.
-OUTAGES = (DependencyUnavailable, OSError, TimeoutError, asyncpg.PostgresConnectionError,
-           asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
-OUTAGE_RETRIES = 8
-
-
-async def _retry_outages(handler: Handler, envelope: Envelope) -> None:
-    for attempt in range(OUTAGE_RETRIES):
-        try:
-            await handler(envelope)
-            return
-        except OUTAGES as exc:
-            if attempt == OUTAGE_RETRIES - 1:
-                raise
-            delay = min(0.5 * 2**attempt, 30.0)
-            log.warning("dependency_outage_retrying", error=repr(exc), retry_in=delay)
-            await asyncio.sleep(delay)
-
-
-async def _settle(message: AbstractIncomingMessage, handler: Handler, acks: ChannelAcks) -> None:
-    """Classify the outcome: ack on success, dead-letter on a permanent error, requeue otherwise."""
-    try:
-        envelope = Envelope.from_bytes(message.body)
-    except ValidationError as exc:
-        log.error("message_unparseable", error=str(exc), routing_key=message.routing_key)
-        await message.reject(requeue=False)
-        acks.settled(message)
-        return
-    ctx: dict[str, Any] = {
-        "correlation_id": envelope.correlation_id,
-        "event_id": str(envelope.id),
-        "event_type": envelope.type,
-    }
-    with bound_context(**ctx):
-        try:
-            await _retry_outages(handler, envelope)
-        except (PermanentMessageError, ValidationError) as exc:
-            log.error("message_dead_lettered", reason=str(exc))
-            await message.reject(requeue=False)
-            acks.settled(message)
-        except Exception:
-            # Transient until proven otherwise; the queue's delivery limit dead-letters poison.
-            log.exception("message_failed_requeued")
-            await message.nack(requeue=True)
-            acks.settled(message)
-        else:
-            await acks.finished(message)
-
-
-class Consumer:
-    """Consumes a queue; on shutdown takes no new messages and lets the ones in hand finish.
-
-    A delivery cut short by shutdown is no loss (the broker redelivers it), but draining keeps
-    a rolling deploy from sending every in-flight webhook twice.
-    """
-
-    def __init__(self, queue: AbstractQueue, handler: Handler):
-        self._queue = queue
-        self._handler = handler
-        self._tag: str | None = None
-        self._in_hand: set[asyncio.Task[Any]] = set()
-        self._acks = Acks()
-
-    async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message)
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_hand.add(task)
-        acks = self._acks.of(message)
-        acks.received(message)
-        try:
-            await _settle(message, self._handler, acks)
-        except aio_pika.exceptions.ChannelInvalidStateError:
-            # The channel this delivery came on is gone: the broker redelivers it.
-            log.warning("settle_on_closed_channel", message_id=message.message_id)
-        finally:
-            if task is not None:
-                self._in_hand.discard(task)
-
-    async def stop(self, grace_seconds: float) -> None:
-        """With the broker down there is nothing to cancel; still wait for work in hand."""
-        try:
-            if self._tag is not None:
-                await self._queue.cancel(self._tag)
-        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
-            log.warning("stop_consuming_on_dead_connection", queue=self._queue.name,
-                        error=repr(exc))
-        if self._in_hand:
-            _, unfinished = await asyncio.wait(set(self._in_hand), timeout=grace_seconds)
-            if unfinished:
-                log.warning("shutdown_with_messages_in_hand", count=len(unfinished),
-                            note="they will be redelivered")
-        with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
-            await self._queue.channel.close()  # unless it went with the connection already
 
 
 async def consumer_count(channel: AbstractChannel, queue_name: str) -> int:

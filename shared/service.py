@@ -13,9 +13,11 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from shared import broker
+from shared.consumer import Consumer, Handler
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
+from shared.outages import OutageGate, Probe
 from shared.settings import Settings
 from shared.tasks import cancel_and_wait
 
@@ -48,9 +50,13 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[PUBLISHER].close()
 
 
-def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], broker.Handler]
-                 ) -> CleanupCtx:
-    """Consume the service's quorum work queue for as long as the app runs."""
+def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler],
+                 probe_for: Callable[[web.Application], Probe]) -> CleanupCtx:
+    """Consume the service's quorum work queue for as long as the app runs.
+
+    `probe_for` tells whether the service's dependencies are up: while they are not, messages
+    are held instead of requeued (shared.outages).
+    """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
@@ -58,7 +64,9 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], broker.
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
                                                 consumer, settings.delivery_limit)
-        running = broker.Consumer(queue, handler_for(app))
+        gate = OutageGate(probe_for(app), retry_seconds=settings.outage_retry_seconds,
+                          hold_seconds=settings.outage_hold_seconds)
+        running = Consumer(queue, handler_for(app), gate)
         await running.start()
         yield
         await running.stop(settings.shutdown_grace_seconds)
@@ -88,11 +96,24 @@ def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any,
     return ctx
 
 
+def db_probe(app: web.Application) -> Probe:
+    return lambda: db_ready(app)
+
+
 async def db_ready(app: web.Application) -> bool:
     try:
         async with app[POOL].acquire(timeout=2) as conn:
             return bool(await conn.fetchval("SELECT 1") == 1)
     except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+
+
+async def casestore_up(app: web.Application) -> bool:
+    """casestore answers (the dispatcher needs it for once-claims)."""
+    try:
+        async with app[CASESTORE].get("/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return resp.status == 200
+    except (aiohttp.ClientError, TimeoutError):
         return False
 
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # On shutdown, how long consumers wait for messages in hand (e.g. a delivery being sent).
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)
+    # Through a database (or peer) outage a consumer holds its messages and probes the
+    # dependency at most this far apart; a message held this long is handed back uncounted,
+    # before RabbitMQ's consumer timeout (30 minutes by default) would close the channel.
+    outage_retry_seconds: float = Field(default=30.0, gt=0)
+    outage_hold_seconds: float = Field(default=900.0, gt=0)
 
     max_body_bytes: int = 1024 * 1024
     # Token bucket per incoming webhook, per ingest process.

@@ -1,6 +1,7 @@
 """Fixtures: one isolated Casewire stack per test session, and helpers that clean up after it."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -166,15 +167,21 @@ class EventTap:
         raise AssertionError("no matching event arrived")
 
 
-@pytest.fixture
-async def events(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
+@contextlib.asynccontextmanager
+async def tap_events(settings: Settings, routing_key: str = "#") -> AsyncIterator[EventTap]:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         exchange = await broker.declare_exchanges(channel, broker.Names(settings.name_prefix))
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange, routing_key="#")
+        await queue.bind(exchange, routing_key=routing_key)
         yield EventTap(queue)
+
+
+@pytest.fixture
+async def events(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
+    async with tap_events(settings) as tap:
+        yield tap
 
 
 @pytest.fixture(scope="session")

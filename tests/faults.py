@@ -2,8 +2,24 @@
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
-from tests.stack import free_port
+from tests.stack import Stack, free_port
+
+
+@contextlib.asynccontextmanager
+async def replaced(stack: Stack, service: str, **overrides: Any) -> AsyncIterator[Stack]:
+    """Run `service` with other settings (e.g. through a proxy) in place of the stack's own."""
+    await stack.stop(service)
+    other = Stack(stack.settings.model_copy(update={
+        f"{service}_port": free_port(), **overrides}))
+    await other.start(service)
+    try:
+        yield other
+    finally:
+        await other.stop(service)
+        await stack.start(service)
 
 
 class CuttableProxy:
@@ -15,6 +31,8 @@ class CuttableProxy:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
+        if self._server is not None:
+            return  # already accepting
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def cut(self) -> None:

@@ -5,7 +5,7 @@ import uuid
 
 import aio_pika
 
-from shared.broker import Consumer
+from shared.consumer import Consumer
 from shared.events import CASE_CREATED, Envelope, new_event
 from shared.settings import Settings
 

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from shared.broker import OUTAGES
+from shared.outages import OUTAGES
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)

@@ -11,6 +11,7 @@ from services.dispatcher.deliveries import Dispatch
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
+from shared.outages import Probe
 from shared.service import (
     CASESTORE,
     POOL,
@@ -18,6 +19,7 @@ from shared.service import (
     SETTINGS,
     amqp_ctx,
     casestore_client_ctx,
+    casestore_up,
     consumer_ctx,
     consumer_ready,
     db_ready,
@@ -38,14 +40,21 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     await sender.close()
 
 
+def dependencies_probe(app: web.Application) -> Probe:
+    async def probe() -> bool:
+        return await db_ready(app) and await casestore_up(app)
+
+    return probe
+
+
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, dispatch_ctx,
-                            consumer_ctx(CONSUMER,
-                                         lambda app: handler_for(app[DISPATCH]))])
+                            consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
+                                         dependencies_probe)])
     app.router.add_routes(api.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 

@@ -12,6 +12,7 @@ from services.ingest.forms_cache import FormCache
 from services.ingest.keys import CACHE, LIMITER
 from services.ingest.ratelimit import RateLimiter
 from shared import broker
+from shared.consumer import Consumer
 from shared.events import FORM_CHANGED
 from shared.service import (
     AMQP,
@@ -41,7 +42,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange, routing_key=FORM_CHANGED)
-    following = broker.Consumer(queue, cache.on_event)
+    following = Consumer(queue, cache.on_event)
     await following.start()
 
     def on_reconnect(*_: Any) -> None:
