@@ -1,5 +1,6 @@
 """casestore: the admin API, the public file downloads, the consumer and the outbox relay."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -25,13 +26,14 @@ from shared.service import (
     amqp_ctx,
     consumer_ctx,
     consumer_ready,
+    db_probe,
     db_ready,
     pool_ctx,
     publisher_ctx,
     require_secrets,
-    task_ctx,
 )
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
@@ -48,8 +50,14 @@ def command_consumer(app: web.Application) -> CommandConsumer:
     return app[COMMANDS]
 
 
-async def relay(app: web.Application) -> None:
-    await OutboxRelay(app[POOL], app[PUBLISHER], app[SETTINGS]).run()
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """On shutdown the relay finishes its batch in hand before the publisher and pool close."""
+    relay = OutboxRelay(app[POOL], app[PUBLISHER], app[SETTINGS])
+    task = asyncio.create_task(relay.run(), name="outbox-relay")
+    yield
+    relay.stop()
+    await asyncio.wait({task}, timeout=app[SETTINGS].publish_timeout + 5)
+    await cancel_and_wait(task)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -60,8 +68,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
-                            consumer_ctx(CONSUMER, command_consumer),
-                            task_ctx("outbox-relay", relay),
+                            consumer_ctx(CONSUMER, command_consumer, db_probe),
+                            relay_ctx,
                             automation_sends.dispatcher_client_ctx])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
                    files):

@@ -1,26 +1,47 @@
 """The outbox relay: publishes committed events with confirms, and deletes them if confirmed.
 
-Duplicates are possible (a crash between confirm and delete), loss is not; consumers dedupe.
-An event no queue is bound to is logged and dropped: the broker would refuse it on every retry
-and hold up every event behind it. Durable work queues are declared by every publisher
-(`broker.WORK_QUEUES`), so this only happens to events nobody durably consumes, e.g. form.changed
-while no ingest (whose queue lives only while it runs) is up.
+Duplicates are possible (a crash between confirm and commit), loss is not; consumers dedupe.
+Each row of a batch settles on its own: confirmed rows are deleted, rows the broker could not
+take now (an outage) stay for the next round, and a row that can never be published (a property
+the broker refuses) is parked in `outbox_parked` with its error, so it can neither hold up the
+rows behind it nor make them go out again on every retry.
+
+An event no queue is bound to is logged and dropped: durable work queues are declared by every
+publisher (`broker.WORK_QUEUES`), so this only happens to events nobody durably consumes, e.g.
+form.changed while no ingest (whose queue lives only while it runs) is up.
 """
 
 import asyncio
+from dataclasses import dataclass
+from enum import Enum
 
 import asyncpg
 import structlog
+from prometheus_client import Counter
 
 from services.casestore import repo
 from shared.broker import Publisher
-from shared.errors import Unroutable
+from shared.errors import DependencyUnavailable, Unroutable
 from shared.settings import Settings
 from shared.tasks import wait_event
 
 log = structlog.get_logger(__name__)
 
 NOTIFY_CHANNEL = "casewire_outbox"
+OUTBOX_PARKED = Counter("casewire_outbox_parked_total",
+                        "Outbox events the broker refused for good, parked in outbox_parked")
+
+
+class Outcome(Enum):
+    SENT = 1  # confirmed, or dropped as unroutable: delete the row
+    LATER = 2  # the broker is unavailable: keep the row
+
+
+@dataclass(frozen=True)
+class Parked:
+    """The row can never be published: it is moved aside with this error."""
+
+    error: str
 
 
 class OutboxRelay:
@@ -31,16 +52,24 @@ class OutboxRelay:
         self._poll = settings.outbox_poll_seconds
         self._dsn = settings.database_url
         self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
 
-    async def relay_once(self) -> int:
-        """Publish one batch; returns how many events left."""
+    async def relay_once(self) -> tuple[int, bool]:
+        """Publish one batch; returns how many rows it held and whether the broker was there."""
         async with self._pool.acquire() as conn, conn.transaction():
-            # Deleted in this transaction, which commits only after every publish confirmed.
+            # Deleted in this transaction, which commits only after every publish settled.
             rows = await repo.take_outbox(conn, self._batch)
-            await asyncio.gather(*(self._publish(r) for r in rows))
-        return len(rows)
+            outcomes = await asyncio.gather(*(self._publish(r) for r in rows))
+            later = [r for r, o in zip(rows, outcomes, strict=True) if o is Outcome.LATER]
+            parked = [(r, o.error) for r, o in zip(rows, outcomes, strict=True)
+                      if isinstance(o, Parked)]
+            if later:
+                await repo.restore_outbox(conn, later)
+            if parked:
+                await repo.park_outbox(conn, parked)
+        return len(rows), not later
 
-    async def _publish(self, row: asyncpg.Record) -> None:
+    async def _publish(self, row: asyncpg.Record) -> Outcome | Parked:
         try:
             await self._publisher.publish_json(row["body"].encode(), row["routing_key"],
                                                str(row["event_id"]), row["correlation_id"])
@@ -48,26 +77,41 @@ class OutboxRelay:
             # Expected, not alarming: durable consumers' queues always exist (see above).
             log.info("outbox_event_without_subscriber", routing_key=row["routing_key"],
                      event_id=str(row["event_id"]))
+        except DependencyUnavailable:
+            return Outcome.LATER
+        except Exception as exc:
+            OUTBOX_PARKED.inc()
+            log.warning("outbox_event_parked", event_id=str(row["event_id"]),
+                        routing_key=row["routing_key"], error=repr(exc))
+            return Parked(repr(exc))
+        return Outcome.SENT
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()
 
+    def stop(self) -> None:
+        """End after the batch in hand: a batch cut short would be published, then rolled back
+        and published again after the restart."""
+        self._stopping.set()
+        self._wakeup.set()
+
     async def run(self) -> None:
-        """Relay until cancelled; NOTIFY wakes it early, polling covers lost notifications."""
+        """Relay until stopped; NOTIFY wakes it early, polling covers lost notifications."""
         listener = await self._listen()
         try:
-            while True:
+            while not self._stopping.is_set():
                 # Cleared before reading, so a NOTIFY that lands mid-batch still wakes us.
                 self._wakeup.clear()
                 try:
-                    sent = await self.relay_once()
+                    taken, broker_up = await self.relay_once()
                 except Exception:
                     log.exception("outbox_relay_failed")
-                    sent = 0
-                    await asyncio.sleep(self._poll)
-                if sent >= self._batch:
-                    continue
-                await wait_event(self._wakeup, self._poll)
+                    taken, broker_up = 0, False
+                if not broker_up:
+                    # Not wait_event: putting rows back NOTIFYs, which would wake us at once.
+                    await wait_event(self._stopping, self._poll)
+                elif taken < self._batch:
+                    await wait_event(self._wakeup, self._poll)
         finally:
             if listener is not None:
                 await listener.close()

@@ -395,7 +395,8 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
 
 async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
     """Delete and return a batch of unsent events, oldest first; run it in a transaction and
-    roll back if they could not be published. SKIP LOCKED lets several relays share the table.
+    roll back (or restore_outbox) what could not be published. SKIP LOCKED lets several relays
+    share the table.
 
     Each comes as the JSON text to publish, so relaying never parses an envelope.
     """
@@ -403,8 +404,31 @@ async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
         "DELETE FROM outbox WHERE id IN"
         " (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, event_id, routing_key, envelope::text AS body,"
-        " envelope->>'correlation_id' AS correlation_id", limit)
+        " envelope->>'correlation_id' AS correlation_id, created_at", limit)
     return sorted(rows, key=lambda r: int(r["id"]))
+
+
+def _outbox_columns(rows: list[asyncpg.Record]) -> list[list[Any]]:
+    return [[r[name] for r in rows] for name in ("id", "event_id", "routing_key", "body",
+                                                  "created_at")]
+
+
+async def restore_outbox(conn: Conn, rows: list[asyncpg.Record]) -> None:
+    """Put taken rows back unchanged (same id, so the same place in line)."""
+    await conn.execute(
+        "INSERT INTO outbox (id, event_id, routing_key, envelope, created_at)"
+        " SELECT i, e, r, b::jsonb, c FROM unnest($1::bigint[], $2::uuid[], $3::text[],"
+        " $4::text[], $5::timestamptz[]) AS t(i, e, r, b, c)", *_outbox_columns(rows))
+
+
+async def park_outbox(conn: Conn, parked: list[tuple[asyncpg.Record, str]]) -> None:
+    """Move taken rows the broker refuses for good aside, each with its error."""
+    rows = [row for row, _ in parked]
+    await conn.execute(
+        "INSERT INTO outbox_parked (id, event_id, routing_key, envelope, created_at, error)"
+        " SELECT i, e, r, b::jsonb, c, err FROM unnest($1::bigint[], $2::uuid[], $3::text[],"
+        " $4::text[], $5::timestamptz[], $6::text[]) AS t(i, e, r, b, c, err)",
+        *_outbox_columns(rows), [error for _, error in parked])
 
 
 async def mark_processed(conn: Conn, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
