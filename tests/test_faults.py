@@ -4,11 +4,19 @@ import asyncio
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import aio_pika
 import aiohttp
+import orjson
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import AutomationFactory, FormFactory, wait_for_cases
+from tests.conftest import (
+    AutomationFactory,
+    EventTap,
+    FormFactory,
+    publish_raw,
+    wait_for_cases,
+)
 from tests.faults import CuttableProxy
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack, free_port
@@ -118,3 +126,51 @@ async def test_stopping_the_dispatcher_lets_the_delivery_in_hand_finish(
     assert [(d["state"], d["attempt_count"]) for d in found] == [("succeeded", 1)]
     await asyncio.sleep(1)
     assert len(receiver.at(url)) == 1
+
+
+async def test_an_event_coming_back_after_its_delivery_succeeded_sends_nothing_again(
+        settings: Settings, stack: Stack, make_form: FormFactory,
+        make_automation: AutomationFactory, api: aiohttp.ClientSession, receiver: Receiver,
+        events: EventTap) -> None:
+    """A dispatcher that crashed after recording a delivery, before acking its event."""
+    hook = await make_form()
+    url = receiver.endpoint(Reply())
+    automation = await make_automation(hook["form_id"], url)
+    async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                        json={"data": {"text-field": "x"}}) as resp:
+        case_id = (await resp.json())["id"]
+    created = await events.next(lambda e: e["type"] == "case.created" and e["case_id"] == case_id)
+    await receiver.wait_for(url, 1)
+    await wait_for_delivery(api, automation["id"], "succeeded")
+    await stack.stop("dispatcher")
+    try:
+        await publish_raw(settings, "case.created", [orjson.dumps(created)])
+        await return_once(settings, "dispatcher")  # now marked redelivered, as after a crash
+    finally:
+        await stack.start("dispatcher")
+    await asyncio.sleep(1.5)
+    assert len(receiver.at(url)) == 1
+
+
+async def wait_for_delivery(api: aiohttp.ClientSession, automation_id: str, state: str) -> None:
+    for _ in range(100):
+        async with api.get("/api/deliveries", params={"automation": automation_id}) as resp:
+            if [d["state"] for d in (await resp.json())["deliveries"]] == [state]:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {state} delivery recorded")
+
+
+async def return_once(settings: Settings, consumer: str) -> None:
+    """Take the message at the head of a work queue and give it back, as a crash would."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(f"{settings.name_prefix}.{consumer}")
+        for _ in range(50):
+            message = await queue.get(fail=False)
+            if message is not None:
+                await message.nack(requeue=True)
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError("the work queue stayed empty")

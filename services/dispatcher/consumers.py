@@ -16,6 +16,7 @@ from services.dispatcher.deliveries import (
 )
 from services.dispatcher.repo import Automation
 from services.dispatcher.rules import fires
+from shared.consumer import is_redelivery
 from shared.events import (
     CASE_DELETED,
     DELIVERY_REPLAY_REQUESTED,
@@ -49,6 +50,11 @@ async def _all(jobs: list[Awaitable[None]]) -> None:
 async def _fire(dispatch: Dispatch, automation: Automation, envelope: Envelope,
                 case: CaseChanged, form: FormDefinition) -> None:
     delivery_id = delivery_id_for(envelope.id, automation.id)
+    # An event that comes back after a crash may have been delivered before: don't resend that.
+    if is_redelivery() and await repo.delivery_succeeded(dispatch.pool, delivery_id):
+        log.info("delivery_already_succeeded", automation_id=str(automation.id),
+                 delivery_id=str(delivery_id))
+        return
     if automation.definition.once and not await claim_once(dispatch, automation.id,
                                                            case.case_id, delivery_id):
         log.info("automation_once_already_fired", automation_id=str(automation.id),

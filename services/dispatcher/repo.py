@@ -61,3 +61,8 @@ async def case(pool: asyncpg.Pool, case_id: uuid.UUID) -> asyncpg.Record | None:
 
 async def delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+
+
+async def delivery_succeeded(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT state = 'succeeded' FROM deliveries WHERE id = $1", delivery_id))
