@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.logging import bound_correlation_id
+from shared.logging import bound_correlation_id, correlation_id_or_new
 
 CASE_CREATE_REQUESTED = "case.create_requested"
 CASE_CREATED = "case.created"
@@ -59,7 +59,7 @@ def new_event(
     return Envelope(
         id=event_id or uuid.uuid4(),
         type=type_,
-        correlation_id=correlation_id or bound_correlation_id() or str(uuid.uuid4()),
+        correlation_id=correlation_id_or_new(correlation_id or bound_correlation_id()),
         causation_id=causation_id,
         form_id=form_id,
         case_id=case_id,
@@ -75,6 +75,8 @@ class CaseCreateRequested(BaseModel):
     creator: str
     skip_triggers: bool = False
     skip_validate: bool = False
+    # The revision of the form `data` was validated against (casestore checks it again).
+    form_revision: int | None = None
 
 
 class FieldChange(BaseModel):

@@ -163,6 +163,9 @@ def _check_number(value: Any) -> tuple[Any, str | None]:
     if isinstance(value, str):
         text = value.strip()
         if INTEGER.match(text):
+            if len(text.lstrip("+-0")) > len(str(2**63)):
+                # Python refuses to parse over 4,300 digits; nothing that long is in range.
+                return value, "expected an integer within 64 bits"
             value = int(text)
         else:
             try:

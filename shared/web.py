@@ -1,7 +1,7 @@
 """aiohttp pieces every service mounts: health, readiness, metrics, correlation ids, JSON."""
 
 import hmac
-import uuid
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from shared.logging import bound_context
+from shared.logging import bound_context, correlation_id_or_new
 
 CORRELATION_HEADER = "X-Correlation-ID"
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -41,7 +41,7 @@ def correlation_middleware(service: str) -> Any:
     async def middleware(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                          ) -> web.StreamResponse:
-        cid = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        cid = correlation_id_or_new(request.headers.get(CORRELATION_HEADER))
         route = request.match_info.route.resource.canonical if request.match_info.route.resource \
             else "unmatched"
         with bound_context(correlation_id=cid), HTTP_LATENCY.labels(service, route).time():
@@ -52,7 +52,7 @@ def correlation_middleware(service: str) -> Any:
                 HTTP_REQUESTS.labels(service, route, exc.status).inc()
                 raise
             except Exception:
-                log.exception("request_failed", path=request.path)
+                log.exception("request_failed", route=route)  # a path may hold a token
                 HTTP_REQUESTS.labels(service, route, 500).inc()
                 return json_response({"errors": [{"code": "internal_error",
                                                   "message": "internal error"}]},
@@ -98,19 +98,59 @@ def bad_request(errors: list[dict[str, Any]]) -> web.HTTPBadRequest:
                               content_type="application/json")
 
 
+INT64 = range(-(2**63), 2**63)
+
+
+def _maybe_big_int(value: Any) -> bool:
+    """orjson reads an integer beyond 64 bits as a float: is there a float that could be one?"""
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) >= 2**63
+    if isinstance(value, dict):
+        return any(_maybe_big_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_maybe_big_int(v) for v in value)
+    return False
+
+
+def _parse(raw: bytes) -> Any:
+    parsed = orjson.loads(raw)
+    if _maybe_big_int(parsed):
+        # Read again, exactly: 123456789012345678901234567890 must not become 1.23e+29.
+        return json.loads(raw)
+    return parsed
+
+
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400 `invalid_json` that says why."""
+    """The request body as JSON (integers exact, whatever their size), or a 400 `invalid_json`."""
     raw = await request.read()
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return _parse(raw)
+    except (orjson.JSONDecodeError, ValueError) as exc:
         raise bad_request([{"field": None, "code": "invalid_json",
                             "message": f"body is not valid JSON: {exc}"}]) from exc
+
+
+def big_ints(value: Any, path: str = "") -> list[str]:
+    """Where `value` holds integers beyond 64 bits, which nothing downstream can keep."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [] if value in INT64 else [path]
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    return [p for key, item in items for p in big_ints(item, f"{path}.{key}".lstrip("."))]
+
+
+def refuse_big_ints(payload: Any) -> None:
+    """A 400 `value_not_numeric` for every integer beyond 64 bits in a request body."""
+    paths = big_ints(payload)
+    if paths:
+        raise bad_request([{"field": p or None, "code": "value_not_numeric",
+                            "message": "expected an integer within 64 bits"} for p in paths])
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:
     """Parse and validate a JSON body into `model`; every problem becomes one 400 error entry."""
     payload = await read_json(request)
+    refuse_big_ints(payload)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ so a redelivered message finds its id taken and changes nothing.
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import structlog
@@ -24,6 +25,7 @@ from shared.events import (
     DeliveryRecorded,
     Envelope,
 )
+from shared.forms import FormDefinition, validate_case_data
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +34,29 @@ CONSUMER = "casestore"
 BATCH_LIMIT = 500
 CreateRequest = tuple[Envelope, CaseCreateRequested]
 DeliveryRecord = tuple[Envelope, DeliveryRecorded]
+
+
+def _checked(envelope: Envelope, command: CaseCreateRequested,
+             forms: dict[str, FormDefinition]) -> dict[str, Any] | PermanentMessageError:
+    """The data to store, or why the command can never be applied.
+
+    casestore owns the forms, so it checks what it stores. Against the form revision ingest
+    validated with, any problem is the command's own. A form changed since then (the command
+    waited in the queue) must not cost a case its sender was told was accepted: what still
+    fits is stored, the rest is logged, and mandatory fields are not asked again.
+    """
+    form = forms.get(envelope.form_id or "")
+    if form is None:
+        return PermanentMessageError(f"form {envelope.form_id} no longer exists")
+    same_form = command.form_revision == form.revision
+    data, errors = validate_case_data(
+        form, command.data, first_section_only=True,
+        check_mandatory=same_form and not command.skip_validate)
+    if errors and same_form:
+        return PermanentMessageError("; ".join(f"{e.field}: {e.code}" for e in errors))
+    for error in errors:
+        log.warning("command_value_dropped_form_changed", field=error.field, code=error.code)
+    return data
 
 
 class CommandConsumer:
@@ -86,18 +111,21 @@ class CommandConsumer:
         """Create the cases of many commands in one transaction; a case's id is its command's.
 
         Outcomes: the case number, None for a command already applied (a redelivery), or the
-        error for a command whose form is gone (dead-lettered, so an operator can recover it).
+        error for a command that cannot be applied (dead-lettered, so an operator can recover
+        it): its form is gone, or its data breaks the very form it was checked against.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
             forms = await repo.get_forms(conn, form_ids)
-            live = [(e, c) for e, c in requests if e.form_id in forms]
+            checked = {e.id: _checked(e, c, forms) for e, c in requests}
+            live = [(e, c) for e, c in requests if isinstance(checked[e.id], dict)]
             fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
-                if envelope.id in fresh and envelope.form_id is not None:
+                data = checked[envelope.id]
+                if envelope.id in fresh and envelope.form_id is not None and isinstance(data, dict):
                     by_form.setdefault(envelope.form_id, {})[envelope.id] = cases.NewCase(
-                        command.data, creator=command.creator, case_id=envelope.id,
+                        data, creator=command.creator, case_id=envelope.id,
                         skip_triggers=command.skip_triggers, causation_id=str(envelope.id),
                         correlation_id=envelope.correlation_id)
             numbers: dict[uuid.UUID, int] = {}
@@ -106,8 +134,7 @@ class CommandConsumer:
                 new = list(by_form[form_id].values())
                 rows = await cases.create_cases(conn, forms[form_id], new)
                 numbers.update((r["id"], r["case_number"]) for r in rows)
-        return [numbers.get(e.id) if e.form_id in forms
-                else PermanentMessageError(f"form {e.form_id} no longer exists")
+        return [outcome if isinstance(outcome := checked[e.id], Exception) else numbers.get(e.id)
                 for e, _ in requests]
 
     async def delivery_recorded(self, envelope: Envelope) -> None:

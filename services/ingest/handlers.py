@@ -118,7 +118,8 @@ async def create_case(request: web.Request) -> web.Response:
         return event_id
     command = CaseCreateRequested(webhook_id=hook.webhook_id, data=data, creator=CREATOR,
                                   skip_triggers=options.skip_triggers,
-                                  skip_validate=options.skip_validate)
+                                  skip_validate=options.skip_validate,
+                                  form_revision=hook.form.revision)
     event = new_event(CASE_CREATE_REQUESTED, command, form_id=hook.form.id, case_id=event_id,
                       event_id=event_id)
     try:
