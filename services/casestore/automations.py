@@ -2,12 +2,14 @@
 
 import uuid
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import asyncpg
 from pydantic import ValidationError
 
 from services.casestore import repo
 from services.casestore.errors import ValidationFailed
+from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition
 from shared.events import new_event
 from shared.forms import FieldError
@@ -18,6 +20,8 @@ AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled
 # What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
 MASK = "***"
 PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
+URL_FIELD = "action.settings.url"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
 # back as it is. The secret changes only through rotate-secret, `enabled` is read separately.
 READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at")
@@ -59,20 +63,59 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
     return definition, enabled
 
 
-def stored_definition(definition: AutomationDefinition,
-                      previous: dict[str, Any] | None) -> dict[str, Any]:
-    """What to store: the definition, with a masked password replaced by the stored one."""
-    stored = definition.public()
-    auth = _basic_auth(stored)
-    if auth is None or auth["password"] != MASK:
-        return stored
+def url_problems(definition: AutomationDefinition, policy: AddressPolicy) -> list[FieldError]:
+    """What is wrong with the target URL before anything is sent to it.
+
+    Credentials in the URL would be stored and shown in clear (the auth settings keep a
+    password write-only). An internal IP literal is refused now rather than at every send;
+    host names are checked by the dispatcher on the addresses they resolve to.
+    """
+    url = definition.action.settings.url
+    problems = []
+    if url.username or url.password:
+        problems.append(FieldError(
+            field=URL_FIELD, code="invalid",
+            message="credentials in the URL would be shown in clear; put them in "
+                    "action.settings.auth ({\"type\": \"basic\", ...}) instead"))
+    try:
+        policy.check_literal(url.host or "")
+    except TargetRefused as exc:
+        problems.append(FieldError(field=URL_FIELD, code="invalid", message=str(exc)))
+    return problems
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(
+        parts.scheme)
+
+
+def _kept_password(stored: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    """The stored password a masked one stands for, if it may go where the new URL points."""
     kept = _basic_auth(previous) if previous is not None else None
     if kept is None:
         raise ValidationFailed([FieldError(
             field=PASSWORD_FIELD, code="invalid",
             message=f"'{MASK}' keeps the stored password, but no password is stored; "
                     "send the password itself")])
-    auth["password"] = kept["password"]
+    assert previous is not None
+    # Whoever may change the URL must not be able to send the stored password elsewhere.
+    if _origin(stored["action"]["settings"]["url"]) != _origin(
+            previous["action"]["settings"]["url"]):
+        raise ValidationFailed([FieldError(
+            field=PASSWORD_FIELD, code="invalid",
+            message=f"the URL now points to another scheme, host or port, so '{MASK}' cannot "
+                    "keep the stored password: send the password again")])
+    return str(kept["password"])
+
+
+def stored_definition(definition: AutomationDefinition,
+                      previous: dict[str, Any] | None) -> dict[str, Any]:
+    """What to store: the definition, with a masked password replaced by the stored one."""
+    stored = definition.public()
+    auth = _basic_auth(stored)
+    if auth is not None and auth["password"] == MASK:
+        auth["password"] = _kept_password(stored, previous)
     return stored
 
 

@@ -13,10 +13,12 @@ from services.casestore.automations import (
     automation_json,
     parse_body,
     stored_definition,
+    url_problems,
 )
 from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition, check_against_form
-from shared.service import POOL
+from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
@@ -33,8 +35,11 @@ def _found(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-async def _check(conn: repo.Conn, form_id: str, definition: AutomationDefinition) -> None:
-    errors = check_against_form(definition, await load_form(conn, form_id))
+async def _check(request: web.Request, conn: repo.Conn, form_id: str,
+                 definition: AutomationDefinition) -> None:
+    policy = AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
+    errors = [*check_against_form(definition, await load_form(conn, form_id)),
+              *url_problems(definition, policy)]
     if errors:
         raise ValidationFailed(errors)
 
@@ -45,7 +50,7 @@ async def create_automation(request: web.Request) -> web.Response:
     stored = stored_definition(definition, None)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form_id = request.match_info["form_id"]
-        await _check(conn, form_id, definition)
+        await _check(request, conn, form_id, definition)
         row = await repo.insert_automation(conn, uuid.uuid4(), form_id, stored,
                                            True if enabled is None else enabled,
                                            new_webhook_secret())
@@ -74,7 +79,7 @@ async def replace_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current = _found(await repo.get_automation(conn, automation_id(request), lock=True))
-        await _check(conn, current["form_id"], definition)
+        await _check(request, conn, current["form_id"], definition)
         row = _found(await repo.update_automation(
             conn, current["id"], definition=stored_definition(definition, current["definition"]),
             enabled=enabled))
