@@ -29,6 +29,9 @@ UNARY = ("empty", "not_empty")
 # `{case_number}` or `{field:text-field}` inside a template.
 PLACEHOLDER = re.compile(r"\{(field:)?([a-z0-9][a-z0-9_-]*)\}")
 RESPONSE_KEY = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+# How deep `all` / `any` groups may nest in `if`. Far beyond what a person writes, and far below
+# what the validator's recursion and the JSON encoder (255 levels) can take.
+MAX_RULE_DEPTH = 20
 
 
 class _Strict(BaseModel):
@@ -167,6 +170,29 @@ class OutgoingWebhook(_Strict):
         return self
 
 
+def rule_depth(raw: Any) -> int:
+    """How deep `all` / `any` groups nest in a raw, unvalidated `if`; walked without recursion."""
+    deepest, pending = 0, [(raw, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        for group in ("all", "any"):
+            children = node.get(group)
+            if isinstance(children, list):
+                deepest = max(deepest, depth)
+                pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def too_deep(raw: Any) -> str | None:
+    """Why a raw `if` is refused before it is validated, or None."""
+    depth = rule_depth(raw)
+    if depth <= MAX_RULE_DEPTH:
+        return None
+    return f"'if' groups are nested {depth} deep; at most {MAX_RULE_DEPTH} levels are allowed"
+
+
 class AutomationDefinition(_Strict):
     """What an administrator writes; the API's POST/PUT body."""
 
@@ -177,6 +203,15 @@ class AutomationDefinition(_Strict):
     if_: Rule | None = Field(default=None, alias="if")
     once: bool = False
     action: OutgoingWebhook
+
+    @model_validator(mode="before")
+    @classmethod
+    def if_not_too_deep(cls, data: Any) -> Any:
+        # Before the fields: validating a deep `if` is itself the recursion to avoid.
+        problem = too_deep(data.get("if", data.get("if_"))) if isinstance(data, dict) else None
+        if problem:
+            raise ValueError(problem)
+        return data
 
     def public(self) -> dict[str, Any]:
         """As JSON, with `if` spelled as the API spells it."""

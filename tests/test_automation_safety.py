@@ -92,3 +92,44 @@ async def test_keeping_the_password_on_the_same_origin_still_works(
     same_origin = with_settings(definition(), url="https://CRM.example:443/other?x=1",
                                 auth=basic("***"))
     await call(api, "PUT", f"/api/automations/{created['id']}", 200, same_origin)
+
+
+# `if` groups nest at most MAX_RULE_DEPTH deep: deeper would outgrow the JSON encoder's limits.
+
+def nested_if(groups: int) -> dict[str, Any]:
+    rule: dict[str, Any] = {"field": "status", "op": "eq", "value": "closed"}
+    for i in range(groups):
+        rule = {"all" if i % 2 else "any": [rule]}
+    return rule
+
+
+@pytest.mark.parametrize("groups", [21, 200, 400])
+async def test_an_if_nested_too_deep_is_a_400_naming_if(
+        groups: int, api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    answer = await call(api, "POST", f"/api/forms/{form_id}/automations", 400,
+                        definition(**{"if": nested_if(groups)}))
+    [error] = answer["errors"]
+    assert error["field"] == "if"
+    assert "at most 20" in error["message"]
+    created = await call(api, "POST", f"/api/forms/{form_id}/automations", 201, definition())
+    answer = await call(api, "PUT", f"/api/automations/{created['id']}", 400,
+                        definition(**{"if": nested_if(groups)}))
+    assert answer["errors"][0]["field"] == "if"
+
+
+async def test_an_if_nested_to_the_limit_is_stored_and_shown(api: aiohttp.ClientSession) -> None:
+    form_id = await new_form(api)
+    created = await call(api, "POST", f"/api/forms/{form_id}/automations", 201,
+                         definition(**{"if": nested_if(20)}))
+    assert created["if"] == nested_if(20)
+
+
+def test_the_model_itself_refuses_a_deep_if_before_recursing() -> None:
+    """The dispatcher and ingest parse stored definitions with the same model."""
+    from pydantic import ValidationError
+
+    from shared.automations import AutomationDefinition
+
+    with pytest.raises(ValidationError, match="at most 20"):
+        AutomationDefinition.model_validate(definition(**{"if": nested_if(5000)}))

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from services.casestore import repo
 from services.casestore.errors import ValidationFailed
 from shared.addresses import AddressPolicy, TargetRefused
-from shared.automations import AutomationDefinition
+from shared.automations import AutomationDefinition, too_deep
 from shared.events import new_event
 from shared.forms import FieldError
 
@@ -49,6 +49,9 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
         raise ValidationFailed([FieldError(field=None, code="invalid",
                                            message="expected a JSON object")])
     body = {k: v for k, v in payload.items() if k not in READ_ONLY}
+    problem = too_deep(body.get("if"))
+    if problem:
+        raise ValidationFailed([FieldError(field="if", code="invalid", message=problem)])
     enabled = body.pop("enabled", None)
     errors = []
     if enabled is not None and not isinstance(enabled, bool):
