@@ -196,6 +196,25 @@ async def user_may_register(conn: Conn, username: str, form_id: str) -> bool:
         "SELECT 1 FROM user_forms WHERE username = $1 AND form_id = $2", username, form_id))
 
 
+async def lock_user(conn: Conn, username: str) -> bool:
+    """Lock the user row until commit; False if there is no such user."""
+    return bool(await conn.fetchval("SELECT 1 FROM users WHERE username = $1 FOR UPDATE",
+                                    username))
+
+
+async def set_user_forms(conn: Conn, username: str, forms: list[str]) -> None:
+    """Exactly these forms from now on (auth keys are checked against them on every use)."""
+    await conn.execute("DELETE FROM user_forms WHERE username = $1 AND form_id <> ALL($2::text[])",
+                       username, forms)
+    await conn.execute(
+        "INSERT INTO user_forms (username, form_id) SELECT $1, unnest($2::text[])"
+        " ON CONFLICT DO NOTHING", username, forms)
+
+
+async def delete_all_auth_keys(conn: Conn, username: str) -> None:
+    await conn.execute("DELETE FROM auth_keys WHERE username = $1", username)
+
+
 async def delete_user(conn: Conn, username: str) -> bool:
     return bool(await conn.execute("DELETE FROM users WHERE username = $1", username) != "DELETE 0")
 

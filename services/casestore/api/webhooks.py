@@ -69,7 +69,9 @@ async def rotate_token(request: web.Request) -> web.Response:
 
 async def _credentials_ok(conn: repo.Conn, creds: Credentials, form_id: str) -> bool:
     """True if the password matches and the user may register cases in this form."""
-    stored = await repo.get_password_hash(conn, creds.username)
+    # No username holds a NUL (Postgres text cannot), and the query would fail on it.
+    stored = (None if "\x00" in creds.username
+              else await repo.get_password_hash(conn, creds.username))
     if stored is None:
         # Hash anyway so an unknown username takes as long as a wrong password.
         await asyncio.to_thread(hasher.hash, creds.password)
