@@ -11,6 +11,8 @@ from collections.abc import Iterable
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Set by ingest on the calls it forwards to casestore: the address of the webhook's client.
+CLIENT_HEADER = "X-Casewire-Client"
 # The standard library leaves CGNAT out of is_private (it is "shared", not private).
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 # Well-known NAT64 prefix: the IPv4 address inside is what a DNS64 network really reaches.

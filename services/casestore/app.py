@@ -14,6 +14,7 @@ from services.casestore.api import (
     users,
     webhooks,
 )
+from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[LOGINS] = LoginGuard(settings)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer),
                             task_ctx("outbox-relay", relay),

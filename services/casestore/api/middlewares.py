@@ -4,6 +4,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from services.casestore.api.logins import HashingBusy, TooManyFailures
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from shared.web import error_body, json_response
 
@@ -39,3 +40,10 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return json_response(error_body("conflict", str(exc)), status=409)
     except ValidationFailed as exc:
         return json_response({"errors": [e.model_dump() for e in exc.errors]}, status=400)
+    except TooManyFailures as exc:
+        return json_response(error_body("rate_limited", "too many failed logins for this user "
+                                        "or client address; wait and try again"),
+                             status=429, headers={"Retry-After": str(exc.retry_after)})
+    except HashingBusy:
+        return json_response(error_body("unavailable", "too many password checks at once; "
+                                        "try again"), status=503, headers={"Retry-After": "1"})

@@ -1,6 +1,5 @@
 """Users who may obtain auth keys for authenticated incoming webhooks."""
 
-import asyncio
 from typing import Annotated
 
 import asyncpg
@@ -8,6 +7,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import repo
+from services.casestore.api.logins import LOGINS
 from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from shared.forms import SLUG, FieldError, Label
@@ -42,7 +42,7 @@ def _forms_must_exist() -> ValidationFailed:
 @routes.post("/api/users")
 async def create_user(request: web.Request) -> web.Response:
     user = await read_model(request, NewUser)
-    password_hash = await asyncio.to_thread(hasher.hash, user.password)
+    password_hash = await request.app[LOGINS].hash(hasher.hash, user.password)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         try:
             await repo.insert_user(conn, user.username, password_hash, sorted(set(user.forms)))
@@ -63,7 +63,7 @@ async def change_user(request: web.Request) -> web.Response:
     """
     username = request.match_info["username"]
     change = await read_model(request, UserChange)
-    password_hash = (await asyncio.to_thread(hasher.hash, change.password)
+    password_hash = (await request.app[LOGINS].hash(hasher.hash, change.password)
                      if change.password is not None else None)
     forms = sorted(set(change.forms))
     async with request.app[POOL].acquire() as conn, conn.transaction():
