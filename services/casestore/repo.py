@@ -398,6 +398,14 @@ async def insert_file(conn: Conn, file_id: uuid.UUID, case_id: uuid.UUID, field_
     return row
 
 
+async def delete_files_except(conn: Conn, case_id: uuid.UUID, field_id: str,
+                              kept: list[uuid.UUID]) -> None:
+    """Delete the field's files of the case that are not in `kept` (their bytes go with them)."""
+    await conn.execute(
+        "DELETE FROM files WHERE case_id = $1 AND field_id = $2 AND id <> ALL($3::uuid[])",
+        case_id, field_id, kept)
+
+
 async def get_file(conn: Conn, file_id: uuid.UUID, *,
                    content: bool = False) -> asyncpg.Record | None:
     columns = FILE_COLUMNS + (", content" if content else "")
