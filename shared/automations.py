@@ -5,6 +5,7 @@ response mapping for returnDataURL answers.
 """
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -262,6 +263,21 @@ def check_against_form(definition: AutomationDefinition, form: FormDefinition) -
         need(target is not None and target.type != FieldType.FILE, f"response.{mapping.field}",
              f"form '{form.id}' has no field '{mapping.field}' that response data can fill")
     return errors
+
+
+def with_password(definition: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of a stored definition whose basic-auth password went through `change`.
+
+    Stored passwords are encrypted (shared/crypto.py): sealing, revealing and re-encrypting
+    one all come down to this.
+    """
+    action = definition.get("action") or {}
+    settings = action.get("settings") or {}
+    auth = settings.get("auth") or {}
+    if auth.get("type") != "basic" or not isinstance(auth.get("password"), str):
+        return definition
+    auth = {**auth, "password": change(auth["password"])}
+    return {**definition, "action": {**action, "settings": {**settings, "auth": auth}}}
 
 
 def response_values(definition: AutomationDefinition, answer: Any) -> dict[str, Any]:

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     admin_token: str = Field(default="", repr=False)
     # Signs expiring URLs (file downloads, returnDataURL); no default, like the admin token.
     signing_key: str = Field(default="", repr=False)
+    # Fernet keys, comma-separated, that encrypt stored passwords and signing secrets: the
+    # first encrypts, all decrypt (shared/crypto.py). casestore and the dispatcher need it.
+    encryption_key: str = Field(default="", repr=False)
     public_base_url: str = "http://127.0.0.1:8081"
     casestore_url: str = "http://127.0.0.1:8082"
     dispatcher_url: str = "http://127.0.0.1:8083"

@@ -16,9 +16,11 @@ from services.casestore.api import (
 )
 from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
+from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from shared import broker
+from shared.crypto import SecretBox
 from shared.service import (
     POOL,
     PUBLISHER,
@@ -61,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[LOGINS] = LoginGuard(settings)
+    app[SECRET_BOX] = SecretBox(settings.encryption_key)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer),
                             task_ctx("outbox-relay", relay),

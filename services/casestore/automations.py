@@ -1,16 +1,22 @@
-"""Automations as casestore stores and shows them: write-only passwords, change events, authors."""
+"""Automations as casestore stores and shows them: write-only passwords, change events, authors.
+
+Basic-auth passwords and signing secrets are stored encrypted (shared/crypto.py): sealed here
+on every write, the secret revealed in API answers, the password never.
+"""
 
 import uuid
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import asyncpg
+from aiohttp import web
 from pydantic import ValidationError
 
 from services.casestore import repo
 from services.casestore.errors import ValidationFailed
 from shared.addresses import AddressPolicy, TargetRefused
-from shared.automations import AutomationDefinition, too_deep
+from shared.automations import AutomationDefinition, too_deep, with_password
+from shared.crypto import SecretBox
 from shared.events import new_event
 from shared.forms import FieldError
 
@@ -25,6 +31,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
 # back as it is. The secret changes only through rotate-secret, `enabled` is read separately.
 READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at")
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
 
 def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -32,14 +39,14 @@ def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
     return auth if auth["type"] == "basic" else None
 
 
-def automation_json(row: asyncpg.Record) -> dict[str, Any]:
+def automation_json(row: asyncpg.Record, box: SecretBox) -> dict[str, Any]:
     """An automation as the API shows it: the definition's keys beside id, state and secret."""
     definition = AutomationDefinition.model_validate(row["definition"]).public()
     auth = _basic_auth(definition)
     if auth is not None:
         auth["password"] = MASK
     return {"id": str(row["id"]), "form_id": row["form_id"], "enabled": row["enabled"],
-            "secret": row["secret"], "created_at": row["created_at"].isoformat(),
+            "secret": box.decrypt(row["secret"]), "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat(), **definition}
 
 
@@ -112,14 +119,31 @@ def _kept_password(stored: dict[str, Any], previous: dict[str, Any] | None) -> s
     return str(kept["password"])
 
 
-def stored_definition(definition: AutomationDefinition,
-                      previous: dict[str, Any] | None) -> dict[str, Any]:
-    """What to store: the definition, with a masked password replaced by the stored one."""
+def stored_definition(definition: AutomationDefinition, previous: dict[str, Any] | None,
+                      box: SecretBox) -> dict[str, Any]:
+    """What to store: the definition with its password encrypted (a masked one: the stored
+    password, re-encrypted with the current key)."""
     stored = definition.public()
     auth = _basic_auth(stored)
-    if auth is not None and auth["password"] == MASK:
-        auth["password"] = _kept_password(stored, previous)
+    if auth is not None:
+        masked = auth["password"] == MASK
+        auth["password"] = (box.rotate(_kept_password(stored, previous)) if masked
+                            else box.encrypt(auth["password"]))
     return stored
+
+
+async def reencrypt_secrets(conn: repo.Conn, box: SecretBox) -> int:
+    """Encrypt every stored password and secret with the first key; how many rows changed.
+
+    Legacy plaintext values are encrypted for the first time. Run in a transaction.
+    """
+    changed = 0
+    for row in await repo.automation_secrets(conn, lock=True):
+        await repo.set_automation_secrets(conn, row["id"],
+                                          with_password(row["definition"], box.rotate),
+                                          box.rotate(row["secret"]))
+        changed += 1
+    return changed
 
 
 async def announce_automation(conn: repo.Conn, row: asyncpg.Record,

@@ -273,6 +273,20 @@ async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
         automation_id, definition, enabled, secret)
 
 
+async def automation_secrets(conn: Conn, *, lock: bool = False) -> list[asyncpg.Record]:
+    """Every automation's id, definition and secret, to re-encrypt them."""
+    suffix = " FOR UPDATE" if lock else ""
+    return list(await conn.fetch(
+        f"SELECT id, definition, secret FROM automations ORDER BY id{suffix}"))
+
+
+async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
+                                 definition: dict[str, Any], secret: str) -> None:
+    """Store re-encrypted values; not a change anyone made, so updated_at stays."""
+    await conn.execute("UPDATE automations SET definition = $2, secret = $3 WHERE id = $1",
+                       automation_id, definition, secret)
+
+
 async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"DELETE FROM automations WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id)

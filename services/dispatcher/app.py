@@ -4,13 +4,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher import api
+from services.dispatcher import api, repo
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
 from services.dispatcher.deliveries import Dispatch
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
+from shared.crypto import SecretBox
 from shared.service import (
     CASESTORE,
     POOL,
@@ -40,6 +41,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
+    repo.use_secret_box(SecretBox(settings.encryption_key))
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app[SETTINGS] = settings
