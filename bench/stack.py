@@ -19,6 +19,7 @@ from bench import workload
 from bench.procs import Child, Children, free_port, wait_http
 from services.casestore.migrate import drop_database, migrate
 from shared import broker
+from shared.crypto import new_key
 
 SERVICES = ("casestore", "ingest", "dispatcher")
 
@@ -61,6 +62,7 @@ class CasewireStack:
             "CASEWIRE_NAME_PREFIX": self.prefix,
             "CASEWIRE_ADMIN_TOKEN": self.admin_token,
             "CASEWIRE_SIGNING_KEY": secrets.token_urlsafe(24),
+            "CASEWIRE_ENCRYPTION_KEY": new_key(),
             "CASEWIRE_INGEST_PORT": str(self.ports["ingest"]),
             "CASEWIRE_INGEST_WORKERS": str(self.ingest_workers),
             "CASEWIRE_CASESTORE_PORT": str(self.ports["casestore"]),

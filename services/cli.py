@@ -15,8 +15,11 @@ import aiohttp
 import orjson
 
 from services import cli_deliveries
+from services.casestore.automations import reencrypt_secrets
 from services.casestore.migrate import migrate
 from shared import broker
+from shared.crypto import SecretBox, new_key
+from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.secrets import redacted_url
 from shared.settings import Settings
@@ -39,14 +42,15 @@ DEMO_FORM = {
 }
 
 
-def _dev_secret(configured: str, name: str) -> str:
+def _dev_secret(configured: str, name: str,
+                make: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
     """The configured secret, or one generated once and kept in .casewire/ for dev runs."""
     if configured:
         return configured
     path = STATE_DIR / name
     if not path.exists():
         STATE_DIR.mkdir(exist_ok=True)
-        path.write_text(secrets.token_urlsafe(24))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -150,9 +154,11 @@ async def run(settings: Settings) -> int:
     """Migrate, start the three services, make the demo form, and wait for Ctrl-C."""
     token = _dev_secret(settings.admin_token, "admin-token")
     signing_key = _dev_secret(settings.signing_key, "signing-key")
+    encryption_key = _dev_secret(settings.encryption_key, "encryption-key", new_key)
     await migrate(settings.database_url)
     await _check_broker(settings)
-    env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token, "CASEWIRE_SIGNING_KEY": signing_key}
+    env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token, "CASEWIRE_SIGNING_KEY": signing_key,
+           "CASEWIRE_ENCRYPTION_KEY": encryption_key}
     # A dev run may send outgoing webhooks to a receiver on this machine; production may not.
     env.setdefault("CASEWIRE_OUTGOING_ALLOW_NETWORKS", '["127.0.0.0/8", "::1/128"]')
     # Own sessions: a terminal's Ctrl-C reaches only us, and each child gets exactly one SIGTERM
@@ -198,6 +204,20 @@ async def queues(settings: Settings) -> int:
     return 0
 
 
+async def rotate_encryption_key(settings: Settings) -> int:
+    """Re-encrypt every stored password and signing secret with the first key."""
+    box = SecretBox(settings.encryption_key)
+    pool = await create_pool(settings)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            changed = await reencrypt_secrets(conn, box)
+    finally:
+        await pool.close()
+    print(f"{changed} automation(s) re-encrypted with the first key of CASEWIRE_ENCRYPTION_KEY;"
+          " the other keys may now be removed")
+    return 0
+
+
 async def _migrate(settings: Settings) -> int:
     applied = await migrate(settings.database_url)
     print(f"database up to date ({len(applied)} migration(s) applied)")
@@ -210,12 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="create the database if needed and apply migrations")
     sub.add_parser("run", help="run ingest, casestore and dispatcher with a demo form (dev)")
     sub.add_parser("queues", help="show queue depths (dead letters too) and consumers")
+    sub.add_parser("rotate-encryption-key",
+                   help="re-encrypt stored secrets with the first key of CASEWIRE_ENCRYPTION_KEY")
     cli_deliveries.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings()
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "migrate": lambda: _migrate(settings), "run": lambda: run(settings),
         "queues": lambda: queues(settings),
+        "rotate-encryption-key": lambda: rotate_encryption_key(settings),
         "deliveries": lambda: cli_deliveries.deliveries(settings, args),
         "replay": lambda: cli_deliveries.replay(settings, args)}
     try:

@@ -5,6 +5,7 @@ response mapping for returnDataURL answers.
 """
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -29,6 +30,9 @@ UNARY = ("empty", "not_empty")
 # `{case_number}` or `{field:text-field}` inside a template.
 PLACEHOLDER = re.compile(r"\{(field:)?([a-z0-9][a-z0-9_-]*)\}")
 RESPONSE_KEY = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+# How deep `all` / `any` groups may nest in `if`. Far beyond what a person writes, and far below
+# what the validator's recursion and the JSON encoder (255 levels) can take.
+MAX_RULE_DEPTH = 20
 
 
 class _Strict(BaseModel):
@@ -167,6 +171,29 @@ class OutgoingWebhook(_Strict):
         return self
 
 
+def rule_depth(raw: Any) -> int:
+    """How deep `all` / `any` groups nest in a raw, unvalidated `if`; walked without recursion."""
+    deepest, pending = 0, [(raw, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        for group in ("all", "any"):
+            children = node.get(group)
+            if isinstance(children, list):
+                deepest = max(deepest, depth)
+                pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def too_deep(raw: Any) -> str | None:
+    """Why a raw `if` is refused before it is validated, or None."""
+    depth = rule_depth(raw)
+    if depth <= MAX_RULE_DEPTH:
+        return None
+    return f"'if' groups are nested {depth} deep; at most {MAX_RULE_DEPTH} levels are allowed"
+
+
 class AutomationDefinition(_Strict):
     """What an administrator writes; the API's POST/PUT body."""
 
@@ -177,6 +204,15 @@ class AutomationDefinition(_Strict):
     if_: Rule | None = Field(default=None, alias="if")
     once: bool = False
     action: OutgoingWebhook
+
+    @model_validator(mode="before")
+    @classmethod
+    def if_not_too_deep(cls, data: Any) -> Any:
+        # Before the fields: validating a deep `if` is itself the recursion to avoid.
+        problem = too_deep(data.get("if", data.get("if_"))) if isinstance(data, dict) else None
+        if problem:
+            raise ValueError(problem)
+        return data
 
     def public(self) -> dict[str, Any]:
         """As JSON, with `if` spelled as the API spells it."""
@@ -227,6 +263,21 @@ def check_against_form(definition: AutomationDefinition, form: FormDefinition) -
         need(target is not None and target.type != FieldType.FILE, f"response.{mapping.field}",
              f"form '{form.id}' has no field '{mapping.field}' that response data can fill")
     return errors
+
+
+def with_password(definition: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of a stored definition whose basic-auth password went through `change`.
+
+    Stored passwords are encrypted (shared/crypto.py): sealing, revealing and re-encrypting
+    one all come down to this.
+    """
+    action = definition.get("action") or {}
+    settings = action.get("settings") or {}
+    auth = settings.get("auth") or {}
+    if auth.get("type") != "basic" or not isinstance(auth.get("password"), str):
+        return definition
+    auth = {**auth, "password": change(auth["password"])}
+    return {**definition, "action": {**action, "settings": {**settings, "auth": auth}}}
 
 
 def response_values(definition: AutomationDefinition, answer: Any) -> dict[str, Any]:

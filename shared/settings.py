@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     admin_token: str = Field(default="", repr=False)
     # Signs expiring URLs (file downloads, returnDataURL); no default, like the admin token.
     signing_key: str = Field(default="", repr=False)
+    # Fernet keys, comma-separated, that encrypt stored passwords and signing secrets: the
+    # first encrypts, all decrypt (shared/crypto.py). casestore and the dispatcher need it.
+    encryption_key: str = Field(default="", repr=False)
     public_base_url: str = "http://127.0.0.1:8081"
     casestore_url: str = "http://127.0.0.1:8082"
     dispatcher_url: str = "http://127.0.0.1:8083"
@@ -56,6 +59,13 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     # Ingest re-reads every form this often in case a form.changed event was missed.
     form_reload_seconds: float = 30.0
+    # Auth-key requests: wrong passwords allowed per minute per username and per client
+    # address before 429; argon2 hashes at once (64 MiB each), and how long a request waits
+    # for one before 503.
+    login_failures_per_user_per_minute: int = Field(default=5, ge=1)
+    login_failures_per_address_per_minute: int = Field(default=20, ge=1)
+    password_hash_concurrency: int = Field(default=2, ge=1)
+    password_hash_wait_seconds: float = Field(default=5.0, gt=0)
 
     # Outgoing webhooks.
     # Private, loopback and link-local targets are refused unless inside one of these networks.

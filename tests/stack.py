@@ -12,6 +12,7 @@ from aiohttp import web
 from services.casestore.app import create_app as casestore_app
 from services.dispatcher.app import create_app as dispatcher_app
 from services.ingest.app import create_app as ingest_app
+from shared.crypto import new_key
 from shared.settings import Settings
 
 FACTORIES = {"casestore": casestore_app, "ingest": ingest_app, "dispatcher": dispatcher_app}
@@ -66,6 +67,11 @@ class Stack:
             await self.stop(service)
 
 
+# Every stack of a run: the first key encrypts. The second is listed too, as during a key
+# rotation, so a test can rotate to it (`casewire rotate-encryption-key`) under a running stack.
+ENCRYPTION_KEYS = (new_key(), new_key())
+
+
 def isolated_settings(run_id: str, **overrides: object) -> Settings:
     """Own database, own exchange/queue prefix and own ports for one test run."""
     ports = {name: free_port() for name in ("ingest_port", "casestore_port", "dispatcher_port")}
@@ -74,6 +80,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         "name_prefix": f"casewire-test-{run_id}",
         "admin_token": f"test-token-{run_id}",
         "signing_key": f"test-signing-key-{run_id}",
+        "encryption_key": ",".join(ENCRYPTION_KEYS),
         "dispatcher_url": f"http://127.0.0.1:{ports['dispatcher_port']}",
         # Receivers in tests are aiohttp servers on loopback; production refuses loopback.
         "outgoing_allow_networks": ["127.0.0.0/8"],

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from aiohttp import web
 
+from shared.automations import with_password
+from shared.crypto import SecretBox
 from shared.settings import Settings
 from tests.conftest import EventTap
 from tests.stack import Stack
@@ -69,7 +71,8 @@ async def create(api: aiohttp.ClientSession, form_id: str, body: dict[str, Any] 
 
 
 async def stored_definition(settings: Settings, automation_id: str) -> dict[str, Any]:
-    """What the dispatcher reads: the row itself."""
+    """What the dispatcher reads: the row itself, its password decrypted as the dispatcher does
+    (tests/test_secrets_at_rest.py shows the row holds no plaintext)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         raw = await conn.fetchval("SELECT definition::text FROM automations WHERE id = $1",
@@ -77,7 +80,7 @@ async def stored_definition(settings: Settings, automation_id: str) -> dict[str,
     finally:
         await conn.close()
     stored: dict[str, Any] = orjson.loads(raw)
-    return stored
+    return with_password(stored, SecretBox(settings.encryption_key).decrypt)
 
 
 # Create, read, list

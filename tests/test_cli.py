@@ -32,6 +32,7 @@ async def run_env() -> AsyncIterator[dict[str, str]]:
     settings = isolated_settings(f"cli{uuid.uuid4().hex[:8]}")
     env = cli_env(database_url=settings.database_url, name_prefix=settings.name_prefix,
                   admin_token=settings.admin_token, signing_key=settings.signing_key,
+                  encryption_key=settings.encryption_key,
                   public_base_url=settings.public_base_url,
                   casestore_url=settings.casestore_url, ingest_port=str(settings.ingest_port),
                   casestore_port=str(settings.casestore_port),

@@ -10,7 +10,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from shared.events import new_event
+from shared.events import Envelope
 from shared.settings import Settings
 from tests.conftest import EventTap, sample_form, tap_events
 from tests.faults import CuttableProxy, replaced
@@ -27,8 +27,12 @@ async def tap(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
 
 
 async def insert_outbox(settings: Settings, correlation_ids: list[str]) -> list[str]:
-    """Rows as casestore would write them, in one transaction; returns their event ids."""
-    events = [new_event(TEST_KEY, {"n": n}, correlation_id=cid)
+    """Rows as casestore writes them, in one transaction; returns their event ids.
+
+    The envelopes are built by hand: `new_event` would replace an unusable correlation id, and
+    the relay must cope with rows that older code (or a bug) wrote all the same.
+    """
+    events = [Envelope(type=TEST_KEY, data={"n": n}, correlation_id=cid)
               for n, cid in enumerate(correlation_ids)]
     conn = await asyncpg.connect(settings.database_url)
     try:

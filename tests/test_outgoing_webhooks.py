@@ -5,9 +5,11 @@ Each test names the seed statement (or SPEC line) it holds Casewire to.
 
 import asyncio
 import base64
+import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -469,15 +471,30 @@ async def test_replay_sends_again_with_the_same_webhook_id(
 @pytest.mark.parametrize("target", ["http://10.1.2.3/hook", "http://169.254.169.254/latest",
                                     "http://[::1]:9/hook", "http://192.168.0.1/"])
 async def test_private_targets_are_refused(
-        target: str, make_form: FormFactory, make_automation: AutomationFactory,
-        api: aiohttp.ClientSession) -> None:
+        target: str, settings: Settings, make_form: FormFactory,
+        make_automation: AutomationFactory, api: aiohttp.ClientSession) -> None:
+    """Refused when saved; a row stored before that check existed is refused at every send."""
     hook = await make_form()
-    automation = await make_automation(hook["form_id"], target,
-                                       action=webhook_action(target, attempts=3))
+    action = webhook_action(target, attempts=3)
+    body = {"name": "internal", "when": [{"event": "case_created"}], "action": action}
+    async with api.post(f"/api/forms/{hook['form_id']}/automations", json=body) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["errors"][0]["field"] == "action.settings.url"
+    automation = await make_automation(hook["form_id"], "http://127.0.0.1:9/",
+                                       action=webhook_action("http://127.0.0.1:9/", attempts=3))
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "UPDATE automations SET definition = jsonb_set(definition,"
+            " '{action,settings,url}', to_jsonb($2::text)) WHERE id = $1",
+            uuid.UUID(automation["id"]), target)
+    finally:
+        await conn.close()
     await new_case(api, hook["form_id"])
     [logged] = await deliveries(api, 1, automation=automation["id"])
     attempts = (await delivery(api, logged["id"]))["attempts"]
     assert (logged["state"], len(attempts)) == ("failed", 1)
+    assert attempts[0]["request"]["url"].startswith(target.rstrip("/"))
     assert "refused" in attempts[0]["error"]
 
 

@@ -15,10 +15,13 @@ from services.casestore.api import (
     users,
     webhooks,
 )
+from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
+from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from shared import broker
+from shared.crypto import SecretBox
 from shared.service import (
     POOL,
     PUBLISHER,
@@ -67,6 +70,8 @@ def create_app(settings: Settings) -> web.Application:
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[LOGINS] = LoginGuard(settings)
+    app[SECRET_BOX] = SecretBox(settings.encryption_key)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer, db_probe),
                             relay_ctx,

@@ -1,14 +1,22 @@
-"""Automations as casestore stores and shows them: write-only passwords, change events, authors."""
+"""Automations as casestore stores and shows them: write-only passwords, change events, authors.
+
+Basic-auth passwords and signing secrets are stored encrypted (shared/crypto.py): sealed here
+on every write, the secret revealed in API answers, the password never.
+"""
 
 import uuid
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import asyncpg
+from aiohttp import web
 from pydantic import ValidationError
 
 from services.casestore import repo
 from services.casestore.errors import ValidationFailed
-from shared.automations import AutomationDefinition
+from shared.addresses import AddressPolicy, TargetRefused
+from shared.automations import AutomationDefinition, too_deep, with_password
+from shared.crypto import SecretBox
 from shared.events import new_event
 from shared.forms import FieldError
 
@@ -18,9 +26,12 @@ AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled
 # What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
 MASK = "***"
 PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
+URL_FIELD = "action.settings.url"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
 # back as it is. The secret changes only through rotate-secret, `enabled` is read separately.
 READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at")
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
 
 def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -28,14 +39,14 @@ def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
     return auth if auth["type"] == "basic" else None
 
 
-def automation_json(row: asyncpg.Record) -> dict[str, Any]:
+def automation_json(row: asyncpg.Record, box: SecretBox) -> dict[str, Any]:
     """An automation as the API shows it: the definition's keys beside id, state and secret."""
     definition = AutomationDefinition.model_validate(row["definition"]).public()
     auth = _basic_auth(definition)
     if auth is not None:
         auth["password"] = MASK
     return {"id": str(row["id"]), "form_id": row["form_id"], "enabled": row["enabled"],
-            "secret": row["secret"], "created_at": row["created_at"].isoformat(),
+            "secret": box.decrypt(row["secret"]), "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat(), **definition}
 
 
@@ -45,6 +56,9 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
         raise ValidationFailed([FieldError(field=None, code="invalid",
                                            message="expected a JSON object")])
     body = {k: v for k, v in payload.items() if k not in READ_ONLY}
+    problem = too_deep(body.get("if"))
+    if problem:
+        raise ValidationFailed([FieldError(field="if", code="invalid", message=problem)])
     enabled = body.pop("enabled", None)
     errors = []
     if enabled is not None and not isinstance(enabled, bool):
@@ -59,21 +73,77 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
     return definition, enabled
 
 
-def stored_definition(definition: AutomationDefinition,
-                      previous: dict[str, Any] | None) -> dict[str, Any]:
-    """What to store: the definition, with a masked password replaced by the stored one."""
-    stored = definition.public()
-    auth = _basic_auth(stored)
-    if auth is None or auth["password"] != MASK:
-        return stored
+def url_problems(definition: AutomationDefinition, policy: AddressPolicy) -> list[FieldError]:
+    """What is wrong with the target URL before anything is sent to it.
+
+    Credentials in the URL would be stored and shown in clear (the auth settings keep a
+    password write-only). An internal IP literal is refused now rather than at every send;
+    host names are checked by the dispatcher on the addresses they resolve to.
+    """
+    url = definition.action.settings.url
+    problems = []
+    if url.username or url.password:
+        problems.append(FieldError(
+            field=URL_FIELD, code="invalid",
+            message="credentials in the URL would be shown in clear; put them in "
+                    "action.settings.auth ({\"type\": \"basic\", ...}) instead"))
+    try:
+        policy.check_literal(url.host or "")
+    except TargetRefused as exc:
+        problems.append(FieldError(field=URL_FIELD, code="invalid", message=str(exc)))
+    return problems
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(
+        parts.scheme)
+
+
+def _kept_password(stored: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    """The stored password a masked one stands for, if it may go where the new URL points."""
     kept = _basic_auth(previous) if previous is not None else None
     if kept is None:
         raise ValidationFailed([FieldError(
             field=PASSWORD_FIELD, code="invalid",
             message=f"'{MASK}' keeps the stored password, but no password is stored; "
                     "send the password itself")])
-    auth["password"] = kept["password"]
+    assert previous is not None
+    # Whoever may change the URL must not be able to send the stored password elsewhere.
+    if _origin(stored["action"]["settings"]["url"]) != _origin(
+            previous["action"]["settings"]["url"]):
+        raise ValidationFailed([FieldError(
+            field=PASSWORD_FIELD, code="invalid",
+            message=f"the URL now points to another scheme, host or port, so '{MASK}' cannot "
+                    "keep the stored password: send the password again")])
+    return str(kept["password"])
+
+
+def stored_definition(definition: AutomationDefinition, previous: dict[str, Any] | None,
+                      box: SecretBox) -> dict[str, Any]:
+    """What to store: the definition with its password encrypted (a masked one: the stored
+    password, re-encrypted with the current key)."""
+    stored = definition.public()
+    auth = _basic_auth(stored)
+    if auth is not None:
+        masked = auth["password"] == MASK
+        auth["password"] = (box.rotate(_kept_password(stored, previous)) if masked
+                            else box.encrypt(auth["password"]))
     return stored
+
+
+async def reencrypt_secrets(conn: repo.Conn, box: SecretBox) -> int:
+    """Encrypt every stored password and secret with the first key; how many rows changed.
+
+    Legacy plaintext values are encrypted for the first time. Run in a transaction.
+    """
+    changed = 0
+    for row in await repo.automation_secrets(conn, lock=True):
+        await repo.set_automation_secrets(conn, row["id"],
+                                          with_password(row["definition"], box.rotate),
+                                          box.rotate(row["secret"]))
+        changed += 1
+    return changed
 
 
 async def announce_automation(conn: repo.Conn, row: asyncpg.Record,

@@ -17,7 +17,7 @@ from shared.events import (
     FieldChange,
     new_event,
 )
-from shared.forms import FieldError, FormDefinition, validate_case_data
+from shared.forms import FieldError, FieldType, FormDefinition, validate_case_data
 
 
 def case_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -104,6 +104,52 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
             for k in keys if old.get(k) != new.get(k)]
 
 
+# Files taken out of a case. A file field may be patched to null or to the part of its list to
+# keep (entries or their ids); a file no longer listed is deleted with its bytes in the same
+# transaction, so its signed URLs and GET /api/files/{id} answer 404 from the commit on.
+
+def _kept_files(form: FormDefinition, current: dict[str, Any], patch: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, Any], list[FieldError]]:
+    """(file fields patched to a sublist of their files, the rest of the patch, errors)."""
+    kept: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for key, value in patch.items():
+        f = form.field(key)
+        if f is None or f.type != FieldType.FILE or not isinstance(value, list) or not value:
+            rest[key] = value
+            continue
+        held = {item["id"]: item for item in current.get(key) or [] if isinstance(item, dict)}
+        ids = [item.get("id") if isinstance(item, dict) else item for item in value]
+        if all(isinstance(i, str) and i in held for i in ids):
+            kept[key] = [held[i] for i in dict.fromkeys(ids)]
+        else:
+            errors.append(FieldError(
+                field=key, code="wrong_type",
+                message="a file field takes null or a list of files it already holds (the rest "
+                        "are deleted); upload files with POST /api/cases/{id}/files/{field}"))
+    return kept, rest, errors
+
+
+async def _delete_removed_files(conn: repo.Conn, form: FormDefinition, case_id: uuid.UUID,
+                                changes: list[FieldChange]) -> None:
+    for change in changes:
+        f = form.field(change.field)
+        if f is not None and f.type == FieldType.FILE:
+            listed = [uuid.UUID(item["id"]) for item in change.new or []
+                      if isinstance(item, dict)]
+            await repo.delete_files_except(conn, case_id, f.id, listed)
+
+
+def _validated_patch(form: FormDefinition, current: dict[str, Any],
+                     patch: dict[str, Any]) -> dict[str, Any]:
+    kept, rest, file_errors = _kept_files(form, current, patch)
+    clean, errors = validate_case_data(form, rest, check_mandatory=True, partial=True)
+    if file_errors or errors:
+        raise ValidationFailed([*file_errors, *errors])
+    return {**clean, **kept}
+
+
 async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
                       status: str | None, author: str, validated: bool = False,
                       automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
@@ -119,11 +165,7 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
         raise RecordNotFound(f"case {case_id} not found")
     form = await repo.get_form(conn, current["form_id"])
     assert form is not None  # cases are deleted with their form
-    clean = patch
-    if not validated:
-        clean, errors = validate_case_data(form, patch, check_mandatory=True, partial=True)
-        if errors:
-            raise ValidationFailed(errors)
+    clean = patch if validated else _validated_patch(form, current["data"], patch)
     new_status = _check_status(form, status) if status is not None else current["status"]
     data = {k: v for k, v in {**current["data"], **clean}.items() if v is not None}
     changes = _diff(current["data"], data)
@@ -132,6 +174,7 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     if not changes:
         return current
     row = await repo.update_case(conn, case_id, new_status, data)
+    await _delete_removed_files(conn, form, case_id, changes)
     await repo.insert_history(conn, [(case_id, row["version"], author,
                                       [c.model_dump(mode="json") for c in changes])])
     await repo.insert_outbox(conn, [_announce(

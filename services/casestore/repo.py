@@ -196,6 +196,25 @@ async def user_may_register(conn: Conn, username: str, form_id: str) -> bool:
         "SELECT 1 FROM user_forms WHERE username = $1 AND form_id = $2", username, form_id))
 
 
+async def lock_user(conn: Conn, username: str) -> bool:
+    """Lock the user row until commit; False if there is no such user."""
+    return bool(await conn.fetchval("SELECT 1 FROM users WHERE username = $1 FOR UPDATE",
+                                    username))
+
+
+async def set_user_forms(conn: Conn, username: str, forms: list[str]) -> None:
+    """Exactly these forms from now on (auth keys are checked against them on every use)."""
+    await conn.execute("DELETE FROM user_forms WHERE username = $1 AND form_id <> ALL($2::text[])",
+                       username, forms)
+    await conn.execute(
+        "INSERT INTO user_forms (username, form_id) SELECT $1, unnest($2::text[])"
+        " ON CONFLICT DO NOTHING", username, forms)
+
+
+async def delete_all_auth_keys(conn: Conn, username: str) -> None:
+    await conn.execute("DELETE FROM auth_keys WHERE username = $1", username)
+
+
 async def delete_user(conn: Conn, username: str) -> bool:
     return bool(await conn.execute("DELETE FROM users WHERE username = $1", username) != "DELETE 0")
 
@@ -252,6 +271,20 @@ async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
         " enabled = coalesce($3, enabled), secret = coalesce($4, secret), updated_at = now()"
         f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}",
         automation_id, definition, enabled, secret)
+
+
+async def automation_secrets(conn: Conn, *, lock: bool = False) -> list[asyncpg.Record]:
+    """Every automation's id, definition and secret, to re-encrypt them."""
+    suffix = " FOR UPDATE" if lock else ""
+    return list(await conn.fetch(
+        f"SELECT id, definition, secret FROM automations ORDER BY id{suffix}"))
+
+
+async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
+                                 definition: dict[str, Any], secret: str) -> None:
+    """Store re-encrypted values; not a change anyone made, so updated_at stays."""
+    await conn.execute("UPDATE automations SET definition = $2, secret = $3 WHERE id = $1",
+                       automation_id, definition, secret)
 
 
 async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
@@ -377,6 +410,14 @@ async def insert_file(conn: Conn, file_id: uuid.UUID, case_id: uuid.UUID, field_
         file_id, case_id, field_id, name, content_type, len(content), content)
     assert row is not None
     return row
+
+
+async def delete_files_except(conn: Conn, case_id: uuid.UUID, field_id: str,
+                              kept: list[uuid.UUID]) -> None:
+    """Delete the field's files of the case that are not in `kept` (their bytes go with them)."""
+    await conn.execute(
+        "DELETE FROM files WHERE case_id = $1 AND field_id = $2 AND id <> ALL($3::uuid[])",
+        case_id, field_id, kept)
 
 
 async def get_file(conn: Conn, file_id: uuid.UUID, *,

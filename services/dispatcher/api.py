@@ -37,7 +37,10 @@ def _not_found(message: str) -> web.Response:
 
 @routes.post("/internal/automations/{automation_id}/test")
 async def test_send(request: web.Request) -> web.Response:
-    """One attempt to the real receiver; nothing is recorded and no answer is written back."""
+    """One attempt to the real receiver; nothing is recorded and no answer is written back.
+
+    Not later either: the returnDataURL names a fresh case id, not the real case's.
+    """
     dispatch = request.app[DISPATCH]
     body = await read_model(request, TestRequest)
     try:
@@ -55,7 +58,8 @@ async def test_send(request: web.Request) -> web.Response:
         if row is None or row["form_id"] != form.id:
             return _not_found(f"form '{form.id}' has no case {body.case_id}")
         case = case_snapshot(row, TEST_AUTHOR)
-    target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form)
+    target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form,
+                    return_case_id=uuid.uuid4())
     outcome = await send(dispatch, automation, target, attempts=1)
     attempt = outcome.attempts[0]
     return json_response({

@@ -4,13 +4,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher import api
+from services.dispatcher import api, repo
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
 from services.dispatcher.deliveries import Dispatch
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
+from shared.crypto import SecretBox
 from shared.outages import Probe
 from shared.service import (
     CASESTORE,
@@ -49,6 +50,7 @@ def dependencies_probe(app: web.Application) -> Probe:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
+    repo.use_secret_box(SecretBox(settings.encryption_key))
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app[SETTINGS] = settings

@@ -21,6 +21,9 @@ class Target:
     case: CaseChanged
     form: FormDefinition
     automation_depth: int = 0
+    # A test send signs its returnDataURL for this case id instead, one that no case has: a
+    # receiver answering a test is accepted, and its answer written nowhere.
+    return_case_id: uuid.UUID | None = None
 
 
 def _field_value(target: Target, field_id: str, settings: Settings) -> Any:
@@ -61,7 +64,7 @@ def build_content(definition: AutomationDefinition, target: Target, settings: Se
                for item in definition.action.content}
     if definition.action.response:
         content["returnDataURL"] = return_url(
-            settings, str(target.automation_id), str(target.case.case_id),
+            settings, str(target.automation_id), str(target.return_case_id or target.case.case_id),
             str(target.delivery_id), target.automation_depth)
     return content
 

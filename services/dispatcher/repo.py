@@ -5,8 +5,26 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.automations import AutomationDefinition
+from shared.automations import AutomationDefinition, with_password
+from shared.crypto import SecretBox
+from shared.errors import ConfigurationError
 from shared.forms import FormDefinition
+
+# The keys that decrypt stored secrets: one set per process, given by the app factory
+# (use_secret_box) before any automation is read.
+_secrets: SecretBox | None = None
+
+
+def use_secret_box(box: SecretBox) -> None:
+    global _secrets  # set once at start-up, read by every automation load
+    _secrets = box
+
+
+def _box() -> SecretBox:
+    if _secrets is None:
+        raise ConfigurationError("the dispatcher reads automations before its encryption keys "
+                                 "are set (use_secret_box)")
+    return _secrets
 
 
 @dataclass(frozen=True)
@@ -19,9 +37,12 @@ class Automation:
 
 
 def _automation(row: asyncpg.Record) -> Automation:
+    """Secrets decrypted: the sender signs with the secret and sends the password."""
+    box = _box()
     return Automation(id=row["id"], form_id=row["form_id"], enabled=row["enabled"],
-                      secret=row["secret"],
-                      definition=AutomationDefinition.model_validate(row["definition"]))
+                      secret=box.decrypt(row["secret"]),
+                      definition=AutomationDefinition.model_validate(
+                          with_password(row["definition"], box.decrypt)))
 
 
 @dataclass(frozen=True)

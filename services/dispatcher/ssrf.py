@@ -5,112 +5,23 @@ call the cloud metadata service, the database or anything else on its own networ
 runs on the addresses actually connected to: the resolver hands aiohttp only checked addresses
 (so a second, rebinding DNS answer is never used), and the socket factory checks every address
 again right before `connect()`, which also covers IP literals that aiohttp never resolves.
+Which addresses pass is `shared.addresses` (casestore checks IP literals with it on save).
 """
 
-import errno
-import ipaddress
 import socket
-from collections.abc import Iterable
 
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from shared import addresses
+from shared.addresses import TargetRefused, not_public, parse_address
 
-# The standard library leaves CGNAT out of is_private (it is "shared", not private).
-CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-# Well-known NAT64 prefix: the IPv4 address inside is what a DNS64 network really reaches.
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+__all__ = ["AddressPolicy", "GuardedResolver", "TargetRefused", "not_public", "parse_address"]
 
 
-class TargetRefused(OSError):
-    """The target resolves to an address outgoing webhooks may not reach."""
-
-    def __init__(self, host: str, address: str, reason: str) -> None:
-        self.host, self.address, self.reason = host, address, reason
-        where = address if host == address else f"{host} ({address})"
-        # An errno and strerror, so aiohttp's ClientConnectorError can show the message.
-        super().__init__(errno.EACCES, f"target refused: {where} is {reason}; outgoing "
-                                       "webhooks only reach public addresses")
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address really leads to (mapped, 6to4, NAT64), if any."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def not_public(ip: IPAddress) -> str | None:
-    """Why `ip` is not a public unicast address, or None if it is."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        inner = _embedded_ipv4(ip)
-        if inner is not None:
-            why = not_public(inner)
-            return f"an IPv6 form of {inner}, which is {why}" if why else None
-    checks = (
-        (ip.is_unspecified, "unspecified"),
-        (ip.is_loopback, "loopback"),
-        (ip.is_link_local, "link-local (cloud metadata lives there)"),
-        (ip in CGNAT, "shared address space (CGNAT)"),
-        (ip.is_multicast, "multicast"),
-        (ip.is_private, "private"),
-        (ip.is_reserved, "reserved"),
-        (not ip.is_global, "not globally routable"),
-    )
-    return next((reason for failed, reason in checks if failed), None)
-
-
-def parse_address(text: str) -> IPAddress | None:
-    """An IP address (brackets and IPv6 zone allowed), or None for a host name."""
-    try:
-        return ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
-    except ValueError:
-        return None
-
-
-class AddressPolicy:
-    """Public addresses pass; others only inside an explicitly allowed network."""
-
-    def __init__(self, allow_networks: Iterable[str]) -> None:
-        self.allowed: tuple[IPNetwork, ...] = tuple(
-            ipaddress.ip_network(cidr, strict=False) for cidr in allow_networks)
-
-    def _allowed(self, ip: IPAddress) -> bool:
-        candidates: list[IPAddress] = [ip]
-        if isinstance(ip, ipaddress.IPv6Address):
-            inner = _embedded_ipv4(ip)
-            if inner is not None:
-                candidates.append(inner)
-        # Membership ignores an IPv6 zone (%eth0); a version mismatch is simply False.
-        return any(c in net for c in candidates for net in self.allowed)
-
-    def check(self, host: str, address: str) -> None:
-        """Raise TargetRefused unless connecting to `address` (for `host`) is allowed."""
-        ip = parse_address(address)
-        if ip is None:
-            raise TargetRefused(host, address, "not an IP address")
-        if self._allowed(ip):
-            return
-        reason = not_public(ip)
-        if reason is not None:
-            raise TargetRefused(host, address, reason)
-
-    def check_literal(self, host: str) -> None:
-        """Check a URL host now if it is an IP literal (aiohttp never resolves those)."""
-        # "127.0.0.1." is still the loopback address to a resolver.
-        address = host.removesuffix(".")
-        if parse_address(address) is not None:
-            self.check(host, address)
+class AddressPolicy(addresses.AddressPolicy):
+    """The shared policy, plus the socket factory aiohttp calls for every connection."""
 
     def socket_factory(self, addr_info: AddrInfoType) -> socket.socket:
         """The last check, on the exact address about to be connected to."""
@@ -127,7 +38,8 @@ class GuardedResolver(AbstractResolver):
     addresses is exactly what a rebinding or split-horizon attack looks like.
     """
 
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+    def __init__(self, policy: addresses.AddressPolicy,
+                 inner: AbstractResolver | None = None) -> None:
         self.policy = policy
         self.inner = inner if inner is not None else DefaultResolver()
 

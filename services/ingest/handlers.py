@@ -12,6 +12,7 @@ from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_allows
+from shared.addresses import CLIENT_HEADER
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
@@ -65,16 +66,21 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
                                body: dict[str, Any]) -> web.Response:
     """Auth keys live in casestore (the only writer); ingest forwards the seed's calls there."""
     url = f"/api/forms/{hook.form.id}/incoming-webhook/auth-keys"
+    # casestore throttles failed logins per client address, so it must learn who the client is.
+    client = {CLIENT_HEADER: request.remote} if request.remote else {}
     try:
-        async with request.app[CASESTORE].request(method, url, json=body) as resp:
+        async with request.app[CASESTORE].request(method, url, json=body,
+                                                  headers=client) as resp:
             payload = await resp.read()
             status = resp.status
+            retry_after = resp.headers.get("Retry-After")
     except (aiohttp.ClientError, TimeoutError):
         return unavailable("auth keys cannot be handled right now; try again")
     if status >= 500 or status in (401, 404):
         log.warning("auth_key_forward_failed", status=status)
         return unavailable("auth keys cannot be handled right now; try again")
-    return web.Response(body=payload, status=status, content_type="application/json")
+    return web.Response(body=payload, status=status, content_type="application/json",
+                        headers={"Retry-After": retry_after} if retry_after else None)
 
 
 async def _authorised(request: web.Request, hook: Hook) -> bool:

@@ -1,6 +1,7 @@
 """Automations of a form: create, read, replace, delete, enable/disable and rotate the secret."""
 
 import uuid
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -9,14 +10,17 @@ from services.casestore import repo
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid
 from services.casestore.automations import (
+    SECRET_BOX,
     announce_automation,
     automation_json,
     parse_body,
     stored_definition,
+    url_problems,
 )
 from services.casestore.errors import RecordNotFound, ValidationFailed
+from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition, check_against_form
-from shared.service import POOL
+from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
@@ -33,8 +37,19 @@ def _found(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-async def _check(conn: repo.Conn, form_id: str, definition: AutomationDefinition) -> None:
-    errors = check_against_form(definition, await load_form(conn, form_id))
+def _shown(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
+    return automation_json(row, request.app[SECRET_BOX])
+
+
+def _new_secret(request: web.Request) -> str:
+    return request.app[SECRET_BOX].encrypt(new_webhook_secret())
+
+
+async def _check(request: web.Request, conn: repo.Conn, form_id: str,
+                 definition: AutomationDefinition) -> None:
+    policy = AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
+    errors = [*check_against_form(definition, await load_form(conn, form_id)),
+              *url_problems(definition, policy)]
     if errors:
         raise ValidationFailed(errors)
 
@@ -42,15 +57,15 @@ async def _check(conn: repo.Conn, form_id: str, definition: AutomationDefinition
 @routes.post("/api/forms/{form_id}/automations")
 async def create_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
-    stored = stored_definition(definition, None)
+    stored = stored_definition(definition, None, request.app[SECRET_BOX])
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form_id = request.match_info["form_id"]
-        await _check(conn, form_id, definition)
+        await _check(request, conn, form_id, definition)
         row = await repo.insert_automation(conn, uuid.uuid4(), form_id, stored,
                                            True if enabled is None else enabled,
-                                           new_webhook_secret())
+                                           _new_secret(request))
         await announce_automation(conn, row, "created")
-    return json_response(automation_json(row), status=201)
+    return json_response(_shown(request, row), status=201)
 
 
 @routes.get("/api/forms/{form_id}/automations")
@@ -58,14 +73,14 @@ async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
         rows = await repo.list_automations(conn, form.id)
-    return json_response({"automations": [automation_json(r) for r in rows]})
+    return json_response({"automations": [_shown(request, r) for r in rows]})
 
 
 @routes.get("/api/automations/{automation_id}")
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = _found(await repo.get_automation(conn, automation_id(request)))
-    return json_response(automation_json(row))
+    return json_response(_shown(request, row))
 
 
 @routes.put("/api/automations/{automation_id}")
@@ -74,12 +89,15 @@ async def replace_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current = _found(await repo.get_automation(conn, automation_id(request), lock=True))
-        await _check(conn, current["form_id"], definition)
+        await _check(request, conn, current["form_id"], definition)
+        box = request.app[SECRET_BOX]
+        # Every write re-encrypts with the current key (and encrypts a legacy plaintext row).
         row = _found(await repo.update_automation(
-            conn, current["id"], definition=stored_definition(definition, current["definition"]),
-            enabled=enabled))
+            conn, current["id"], definition=stored_definition(definition, current["definition"],
+                                                              box),
+            enabled=enabled, secret=box.rotate(current["secret"])))
         await announce_automation(conn, row, "updated")
-    return json_response(automation_json(row))
+    return json_response(_shown(request, row))
 
 
 @routes.delete("/api/automations/{automation_id}")
@@ -95,7 +113,7 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = _found(await repo.update_automation(conn, automation_id(request), enabled=enabled))
         await announce_automation(conn, row, "enabled" if enabled else "disabled")
-    return json_response(automation_json(row))
+    return json_response(_shown(request, row))
 
 
 @routes.post("/api/automations/{automation_id}/enable")
@@ -113,6 +131,6 @@ async def rotate_secret(request: web.Request) -> web.Response:
     """Receivers verifying signatures need the new secret from the answer before the next send."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = _found(await repo.update_automation(conn, automation_id(request),
-                                                  secret=new_webhook_secret()))
+                                                  secret=_new_secret(request)))
         await announce_automation(conn, row, "secret_rotated")
-    return json_response(automation_json(row))
+    return json_response(_shown(request, row))

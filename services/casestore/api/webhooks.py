@@ -1,15 +1,14 @@
 """The form's incoming webhook: enable, rotate its token, and auth keys for authenticated users."""
 
-import asyncio
-
 import asyncpg
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import repo
 from services.casestore.api.forms import announce_form, load_form
+from services.casestore.api.logins import LOGINS, client_address
 from services.casestore.errors import RecordNotFound
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
@@ -27,8 +26,8 @@ class WebhookSettings(BaseModel):
 
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str
-    password: str
+    username: str = Field(max_length=1024)
+    password: str = Field(max_length=1024)
 
 
 def webhook_json(request: web.Request, row: asyncpg.Record) -> dict[str, object]:
@@ -67,21 +66,41 @@ async def rotate_token(request: web.Request) -> web.Response:
     return json_response(webhook_json(request, row))
 
 
-async def _credentials_ok(conn: repo.Conn, creds: Credentials, form_id: str) -> bool:
-    """True if the password matches and the user may register cases in this form."""
-    stored = await repo.get_password_hash(conn, creds.username)
+async def _password_ok(request: web.Request, creds: Credentials) -> bool:
+    """Hashing happens with no database connection held: a flood must not drain the pool."""
+    pool, guard = request.app[POOL], request.app[LOGINS]
+    # No username holds a NUL (Postgres text cannot), and the query would fail on it.
+    if "\x00" in creds.username:
+        stored = None
+    else:
+        async with pool.acquire() as conn:
+            stored = await repo.get_password_hash(conn, creds.username)
     if stored is None:
         # Hash anyway so an unknown username takes as long as a wrong password.
-        await asyncio.to_thread(hasher.hash, creds.password)
+        await guard.hash(hasher.hash, creds.password)
         return False
     try:
-        await asyncio.to_thread(hasher.verify, stored, creds.password)
+        await guard.hash(hasher.verify, stored, creds.password)
     except (VerificationError, InvalidHashError):
         return False
     if hasher.check_needs_rehash(stored):
-        await repo.set_password_hash(conn, creds.username,
-                                     await asyncio.to_thread(hasher.hash, creds.password))
-    return await repo.user_may_register(conn, creds.username, form_id)
+        rehashed = await guard.hash(hasher.hash, creds.password)
+        async with pool.acquire() as conn:
+            await repo.set_password_hash(conn, creds.username, rehashed)
+    return True
+
+
+async def _credentials_ok(request: web.Request, creds: Credentials, form_id: str) -> bool:
+    """True if the password matches and the user may register cases in this form.
+
+    Raises TooManyFailures (429) while this username or client address is over its limit.
+    """
+    with request.app[LOGINS].attempt(creds.username, client_address(request)) as attempt:
+        attempt.failed = not await _password_ok(request, creds)
+    if attempt.failed:
+        return False
+    async with request.app[POOL].acquire() as conn:
+        return await repo.user_may_register(conn, creds.username, form_id)
 
 
 def access_denied() -> web.Response:
@@ -89,29 +108,36 @@ def access_denied() -> web.Response:
                                     "may not register cases in this form"), status=400)
 
 
+async def _hook(request: web.Request) -> asyncpg.Record:
+    async with request.app[POOL].acquire() as conn:
+        hook = await repo.get_webhook(conn, request.match_info["form_id"])
+    if hook is None:
+        raise RecordNotFound("this form has no incoming webhook")
+    return hook
+
+
 @routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
 async def issue_auth_key(request: web.Request) -> web.Response:
     """What `POST /hooks/{token}` with username and password is forwarded to."""
     creds = await read_model(request, Credentials)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        hook = await repo.get_webhook(conn, request.match_info["form_id"])
-        if hook is None:
-            raise RecordNotFound("this form has no incoming webhook")
-        if not await _credentials_ok(conn, creds, hook["form_id"]):
-            return access_denied()
-        key = new_token(32)
-        await repo.insert_auth_key(conn, digest(key), creds.username, hook["id"])
+    hook = await _hook(request)
+    if not await _credentials_ok(request, creds, hook["form_id"]):
+        return access_denied()
+    key = new_token(32)
+    async with request.app[POOL].acquire() as conn:
+        try:
+            await repo.insert_auth_key(conn, digest(key), creds.username, hook["id"])
+        except asyncpg.ForeignKeyViolationError:
+            return access_denied()  # the user or the webhook was deleted meanwhile
     return json_response({"auth_key": key})
 
 
 @routes.delete("/api/forms/{form_id}/incoming-webhook/auth-keys")
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     creds = await read_model(request, Credentials)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        hook = await repo.get_webhook(conn, request.match_info["form_id"])
-        if hook is None:
-            raise RecordNotFound("this form has no incoming webhook")
-        if not await _credentials_ok(conn, creds, hook["form_id"]):
-            return access_denied()
+    hook = await _hook(request)
+    if not await _credentials_ok(request, creds, hook["form_id"]):
+        return access_denied()
+    async with request.app[POOL].acquire() as conn:
         await repo.delete_auth_keys(conn, creds.username, hook["id"])
     return json_response({})
