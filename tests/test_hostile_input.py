@@ -17,7 +17,9 @@ from tests.conftest import (
     publish_raw,
     wait_dead_lettered,
     wait_for_cases,
+    webhook_action,
 )
+from tests.receiver import Receiver
 from tests.stack import Stack
 
 BIG = 123456789012345678901234567890
@@ -153,3 +155,16 @@ async def test_a_command_that_waited_through_a_form_change_keeps_what_still_fits
         command(hook["form_id"], {"text-field": "kept", "gone-field": "dropped"}, stale)])
     [case] = await wait_for_cases(api, hook["form_id"], 1)
     assert case["data"] == {"text-field": "kept"}
+
+
+async def test_an_automation_with_an_integer_beyond_64_bits_is_a_400(
+        make_form: FormFactory, api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    hook = await make_form()
+    body = orjson.dumps({"name": "big", "when": [{"event": "case_created"}],
+                         "if": {"field": "amount", "op": "gt", "value": 0},
+                         "action": webhook_action(receiver.endpoint())})
+    body = body.replace(b'"value":0', b'"value":' + str(BIG).encode())
+    async with api.post(f"/api/forms/{hook['form_id']}/automations", data=body) as resp:
+        assert resp.status == 400
+        errors = (await resp.json())["errors"]
+    assert [(e["field"], e["code"]) for e in errors] == [("if.value", "value_not_numeric")]

@@ -19,6 +19,7 @@ from shared.automations import AutomationDefinition, too_deep, with_password
 from shared.crypto import SecretBox
 from shared.events import new_event
 from shared.forms import FieldError
+from shared.web import refuse_big_ints
 
 AUTOMATION_CHANGED = "automation.changed"
 AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled",
@@ -56,6 +57,7 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
         raise ValidationFailed([FieldError(field=None, code="invalid",
                                            message="expected a JSON object")])
     body = {k: v for k, v in payload.items() if k not in READ_ONLY}
+    refuse_big_ints(body)
     problem = too_deep(body.get("if"))
     if problem:
         raise ValidationFailed([FieldError(field="if", code="invalid", message=problem)])
