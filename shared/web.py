@@ -2,7 +2,7 @@
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -101,15 +101,21 @@ def bad_request(errors: list[dict[str, Any]]) -> web.HTTPBadRequest:
 INT64 = range(-(2**63), 2**63)
 
 
+def _walk(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (path, value) inside a JSON document, without recursion (bodies nest deep)."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        items = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        stack.extend((f"{path}.{key}".lstrip("."), item) for key, item in items)
+
+
 def _maybe_big_int(value: Any) -> bool:
     """orjson reads an integer beyond 64 bits as a float: is there a float that could be one?"""
-    if isinstance(value, float):
-        return value.is_integer() and abs(value) >= 2**63
-    if isinstance(value, dict):
-        return any(_maybe_big_int(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_maybe_big_int(v) for v in value)
-    return False
+    return any(isinstance(v, float) and v.is_integer() and abs(v) >= 2**63
+               for _, v in _walk(value))
 
 
 def _parse(raw: bytes) -> Any:
@@ -130,13 +136,10 @@ async def read_json(request: web.Request) -> Any:
                             "message": f"body is not valid JSON: {exc}"}]) from exc
 
 
-def big_ints(value: Any, path: str = "") -> list[str]:
+def big_ints(value: Any) -> list[str]:
     """Where `value` holds integers beyond 64 bits, which nothing downstream can keep."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [] if value in INT64 else [path]
-    items = value.items() if isinstance(value, dict) else enumerate(value) \
-        if isinstance(value, list) else ()
-    return [p for key, item in items for p in big_ints(item, f"{path}.{key}".lstrip("."))]
+    return sorted(path for path, v in _walk(value)
+                  if isinstance(v, int) and not isinstance(v, bool) and v not in INT64)
 
 
 def refuse_big_ints(payload: Any) -> None:
