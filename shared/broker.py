@@ -20,8 +20,9 @@ from shared.events import (
     CASE_DELETED,
     CASE_RESPONSE_DATA,
     CASE_UPDATED,
-    DELIVERY_RECORDED,
-    DELIVERY_REPLAY_REQUESTED,
+    DELIVERY_ATTEMPTED,
+    DELIVERY_DUE,
+    DELIVERY_REQUESTED,
     Envelope,
 )
 from shared.retry import startup_retry
@@ -86,8 +87,9 @@ async def declare_exchanges(channel: AbstractChannel, names: Names) -> AbstractE
 # Every durable work queue and the events it receives. Each publisher declares all of them, so
 # an event is never unroutable (and lost) because its consumer has not started yet.
 WORK_QUEUES: dict[str, tuple[str, ...]] = {
-    "casestore": (CASE_CREATE_REQUESTED, DELIVERY_RECORDED, CASE_RESPONSE_DATA),
-    "dispatcher": (CASE_CREATED, CASE_UPDATED, CASE_DELETED, DELIVERY_REPLAY_REQUESTED),
+    "casestore": (CASE_CREATE_REQUESTED, DELIVERY_REQUESTED, DELIVERY_ATTEMPTED,
+                  CASE_RESPONSE_DATA),
+    "dispatcher": (CASE_CREATED, CASE_UPDATED, CASE_DELETED, DELIVERY_DUE),
 }
 
 

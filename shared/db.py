@@ -1,14 +1,18 @@
 """asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable."""
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 
 from shared.errors import DependencyUnavailable
 from shared.retry import startup_retry
 from shared.secrets import redacted_url
 from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def _dumps(value: Any) -> str:
@@ -57,3 +61,16 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
             f"Cannot reach Postgres at {redacted_url(target)} ({exc!r}); "
             "start it, run `make migrate`, or set CASEWIRE_DATABASE_URL."
         ) from exc
+
+
+async def listen(dsn: str, channel: str,
+                 callback: Callable[..., None]) -> asyncpg.Connection | None:
+    """A connection of its own LISTENing on `channel` (a wake-up hint: the caller also polls);
+    None if it cannot be had now, and the caller polls only."""
+    try:
+        conn = await asyncpg.connect(dsn)
+        await conn.add_listener(channel, callback)
+        return conn
+    except (OSError, asyncpg.PostgresError):
+        log.warning("listen_unavailable_polling_only", channel=channel)
+        return None

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.forms import Row
 from shared.logging import bound_correlation_id, correlation_id_or_new
 
 CASE_CREATE_REQUESTED = "case.create_requested"
@@ -14,8 +15,10 @@ CASE_UPDATED = "case.updated"
 CASE_DELETED = "case.deleted"
 FORM_CHANGED = "form.changed"
 CASE_RESPONSE_DATA = "case.response_data"
-DELIVERY_RECORDED = "delivery.recorded"
-DELIVERY_REPLAY_REQUESTED = "delivery.replay_requested"
+DELIVERY_REQUESTED = "delivery.requested"
+DELIVERY_DUE = "delivery.due"
+DELIVERY_ATTEMPTED = "delivery.attempted"
+AUTOMATION_DISABLED = "automation.disabled"
 
 
 def utcnow() -> datetime:
@@ -106,6 +109,14 @@ class CaseChanged(BaseModel):
     # The form's revision when the case changed: its automations as of then (or later) apply.
     form_revision: int = 0
 
+    @classmethod
+    def from_row(cls, row: Row, author: str, **change: Any) -> "CaseChanged":
+        """A stored case (a `cases` row) as this payload; `change` describes what changed."""
+        return cls(case_id=row["id"], case_number=row["case_number"], status=row["status"],
+                   data=row["data"], creator=row["creator"], created_at=row["created_at"],
+                   updated_at=row["updated_at"], version=row["version"], author=author,
+                   **change)
+
 
 FormChangeKind = Literal["created", "updated", "deleted", "webhook"]
 
@@ -146,25 +157,56 @@ class Attempt(BaseModel):
     error: str | None = None
 
 
-DeliveryState = Literal["succeeded", "failed"]
+# pending: not tried yet; sending: an attempt is out; retrying: waiting for its next attempt.
+DeliveryState = Literal["pending", "sending", "retrying", "succeeded", "failed"]
+# What one attempt's answer means for the delivery: done, worth another try, never worth one,
+# or the receiver is gone for good (410: the automation is disabled).
+Verdict = Literal["succeeded", "retry", "final", "gone"]
 
 
-class DeliveryRecorded(BaseModel):
-    """dispatcher -> casestore: the outcome of one delivery (all its attempts this time)."""
+class DeliveryRequested(BaseModel):
+    """dispatcher -> casestore: an automation fired for a case; schedule the delivery.
+
+    The case event is acknowledged once this is confirmed: from then on the delivery is
+    casestore's durable work (its attempts, waits and retries), not the dispatcher's memory.
+    """
 
     delivery_id: uuid.UUID
     automation_id: uuid.UUID
-    case_id: uuid.UUID
-    form_id: str
     event_id: uuid.UUID  # the case event that fired it
     webhook_id: str  # Standard Webhooks message id, stable across retries and replays
-    state: DeliveryState
-    attempts: list[Attempt]
+    case: "CaseChanged"
+    once: bool = False  # casestore grants it only if it is the automation's first for the case
 
 
-class DeliveryReplayRequested(BaseModel):
-    """casestore -> dispatcher: send a recorded delivery again, with the same webhook id."""
+class DeliveryDue(BaseModel):
+    """casestore -> dispatcher: send attempt `number` of a delivery now."""
 
     delivery_id: uuid.UUID
     automation_id: uuid.UUID
-    case_id: uuid.UUID
+    form_id: str
+    form_revision: int  # the automation as of this revision (or newer) applies
+    webhook_id: str
+    number: int
+    case: "CaseChanged"
+    # casestore sends it again after this; a copy that arrives later is not sent.
+    lease_until: datetime
+
+
+class DeliveryAttempted(BaseModel):
+    """dispatcher -> casestore: how one attempt went; casestore decides what comes next."""
+
+    delivery_id: uuid.UUID
+    automation_id: uuid.UUID
+    attempt: Attempt
+    verdict: Verdict
+    retry_after: float | None = None  # seconds the receiver asked for, capped
+    # Response data of a 2xx answer, by case field, written in the same transaction.
+    values: dict[str, Any] = Field(default_factory=dict)
+    automation_depth: int = 0
+
+
+class AutomationDisabled(BaseModel):
+    automation_id: uuid.UUID
+    form_id: str
+    reason: str

@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
@@ -98,6 +98,29 @@ def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any,
 
 def db_probe(app: web.Application) -> Probe:
     return lambda: db_ready(app)
+
+
+class Loop(Protocol):
+    """A background loop that can be asked to end after the work in hand."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def loop_ctx(name: str, make: Callable[[web.Application], Loop]) -> CleanupCtx:
+    """Run a loop as long as the app; on shutdown let it finish the batch in hand (a batch cut
+    short is rolled back and done again after the restart), within the publish timeout."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        loop = make(app)
+        task = asyncio.create_task(loop.run(), name=name)
+        yield
+        loop.stop()
+        await asyncio.wait({task}, timeout=app[SETTINGS].publish_timeout + 5)
+        await cancel_and_wait(task)
+
+    return ctx
 
 
 async def db_ready(app: web.Application) -> bool:

@@ -72,6 +72,24 @@ class Settings(BaseSettings):
     outgoing_allow_networks: list[str] = Field(default_factory=list)
     # A change caused by automations this many levels deep fires nothing more.
     automation_max_depth: int = 3
+    # Delivery engine. Every wait of the delivery schedule (backoff, the extended schedule,
+    # circuit cool-downs, disabling after days of failures) is multiplied by this; tests make
+    # 27 hours pass in seconds.
+    retry_time_scale: float = Field(default=1.0, gt=0)
+    # Requests in flight per automation (endpoint), across every dispatcher.
+    endpoint_concurrency: int = Field(default=4, ge=1)
+    # Consecutive failed attempts that pause an endpoint, and the first pause's length.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
+    # An automation whose deliveries have all failed for this long is disabled.
+    disable_after_days: float = Field(default=5.0, gt=0)
+    # casestore hands an attempt out again if no outcome came this long after its timeout.
+    delivery_lease_margin_seconds: float = Field(default=60.0, gt=0)
+    # How often casestore's delivery scheduler looks for due attempts (it also wakes on NOTIFY).
+    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long a rotated signing secret keeps signing beside the new one, by default.
+    secret_overlap_hours: float = Field(default=24.0, ge=0)
+
     retry_backoff_seconds: float = Field(default=2.0, gt=0)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
     # A receiver's Retry-After is honoured up to this many seconds.

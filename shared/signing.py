@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -22,14 +23,22 @@ def new_webhook_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def webhook_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None
-                    ) -> dict[str, str]:
-    """The three Standard Webhooks headers for exactly these body bytes."""
-    ts = int(time.time()) if timestamp is None else timestamp
+def _signature(secret: str, signed: bytes) -> str:
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def webhook_headers(secrets: Sequence[str], msg_id: str, payload: bytes,
+                    timestamp: int | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers for exactly these payload bytes.
+
+    One signature per secret, space separated, as the spec has it for a secret being rotated:
+    a receiver holding either secret verifies.
+    """
+    ts = int(time.time()) if timestamp is None else timestamp
+    signed = f"{msg_id}.{ts}.".encode() + payload
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
-            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+            "webhook-signature": " ".join(_signature(s, signed) for s in secrets)}
 
 
 @dataclass(frozen=True)

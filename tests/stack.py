@@ -90,6 +90,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         "public_base_url": f"http://127.0.0.1:{ports['ingest_port']}",
         "casestore_url": f"http://127.0.0.1:{ports['casestore_port']}",
         "outbox_poll_seconds": 0.5,
+        "delivery_poll_seconds": 0.2,
         "log_json": False,
         **ports,
         **overrides,

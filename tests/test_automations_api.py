@@ -41,7 +41,8 @@ def definition(**overrides: Any) -> dict[str, Any]:
                 {"key": "source", "value": "casewire"},
             ],
             "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
-                         "attempts": 3, "timeout": 30, "protocol": "json"},
+                         "attempts": 3, "timeout": 30, "protocol": "json",
+                         "retry": "standard", "max_per_second": None},
             "response": [{"field": "email", "key": "contact.email"}],
         },
     }
@@ -58,9 +59,13 @@ def basic(password: str) -> dict[str, str]:
     return {"type": "basic", "username": "crm", "password": password}
 
 
+# What an answer shows beside the definition: the automation's identity, state and health.
+STATE_KEYS = ("id", "form_id", "enabled", "disabled_reason", "disabled_at", "secret",
+              "previous_secret_until", "health", "created_at", "updated_at")
+
+
 def definition_of(answer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answer.items()
-            if k not in ("id", "form_id", "enabled", "secret", "created_at", "updated_at")}
+    return {k: v for k, v in answer.items() if k not in STATE_KEYS}
 
 
 async def create(api: aiohttp.ClientSession, form_id: str, body: dict[str, Any] | None = None
@@ -111,7 +116,8 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
     assert created["once"] is False
     assert created["action"]["settings"] == {"method": "POST", "url": NOWHERE,
                                              "auth": {"type": "none"}, "attempts": 1,
-                                             "timeout": 10, "protocol": "json"}
+                                             "timeout": 10, "protocol": "json",
+                                             "retry": "standard", "max_per_second": None}
     assert created["action"]["content"] == created["action"]["response"] == []
 
 
@@ -279,11 +285,14 @@ async def test_disable_and_enable(api: aiohttp.ClientSession) -> None:
     created = await create(api, form_id)
     path = f"/api/automations/{created['id']}"
     disabled = await call(api, "POST", path + "/disable", 200)
-    assert disabled["enabled"] is False
+    assert (disabled["enabled"], disabled["disabled_reason"]) == (False,
+                                                                  "disabled through the API")
+    assert disabled["disabled_at"] is not None
     assert (await call(api, "GET", path, 200))["enabled"] is False
     assert definition_of(disabled) == definition_of(created)
     enabled = await call(api, "POST", path + "/enable", 200)
-    assert enabled["enabled"] is True
+    assert (enabled["enabled"], enabled["disabled_reason"], enabled["disabled_at"]) == \
+        (True, None, None)
     assert (await call(api, "GET", path, 200))["enabled"] is True
 
 

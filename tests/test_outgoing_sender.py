@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.dispatcher.request import OutgoingRequest, build_request, recorded
-from services.dispatcher.sender import DeliveryOutcome, Sender, retry_after_seconds
+from services.dispatcher.sender import Sender, Sent, retry_after_seconds
 from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefused
 from shared.automations import RequestSettings
 from shared.settings import Settings
@@ -57,17 +57,18 @@ async def sender(make_sender: SenderFactory) -> Sender:
 SECRET = new_webhook_secret()
 
 
-async def send(sender: Sender, url: str, *, attempts: int = 1, per_try: float = 5.0,
-               webhook_id: str = "msg_test", **settings: Any) -> DeliveryOutcome:
+async def send(sender: Sender, url: str, *, per_try: float = 5.0, number: int = 1,
+               webhook_id: str = "msg_test", secrets: tuple[str, ...] = (SECRET,),
+               **settings: Any) -> Sent:
     request = build_request(RequestSettings(url=url, **settings), CONTENT)
-    return await sender.deliver(request, secret=SECRET, webhook_id=webhook_id,
-                                attempts=attempts, timeout=per_try)
+    return await sender.send(request, secrets=secrets, webhook_id=webhook_id, number=number,
+                             timeout=per_try)
 
 
-async def send_raw(sender: Sender, url: str, attempts: int = 3) -> DeliveryOutcome:
+async def send_raw(sender: Sender, url: str) -> Sent:
     request = OutgoingRequest("POST", url, {"Content-Type": "application/json"}, b"{}")
-    return await sender.deliver(request, secret=SECRET, webhook_id="msg_raw",
-                                attempts=attempts, timeout=2.0)
+    return await sender.send(request, secrets=[SECRET], webhook_id="msg_raw", number=1,
+                             timeout=2.0)
 
 
 # Seed: "HTTP method POST, GET, PUT" x "protocol JSON, JSON ARRAY, FORM"; GET sends query params.
@@ -95,16 +96,18 @@ async def test_method_and_protocol_on_the_wire(
         method: str, protocol: str, content_type: str | None, body: bytes, receiver: Receiver,
         sender: Sender) -> None:
     url = receiver.endpoint()
-    outcome = await send(sender, url, method=method, protocol=protocol)
-    assert outcome.state == "succeeded"
+    sent = await send(sender, url, method=method, protocol=protocol)
+    assert sent.verdict == "succeeded"
     [seen] = receiver.at(url)
     assert (seen.method, seen.body, seen.headers.get("Content-Type")) == (method, body,
                                                                           content_type)
     assert seen.query_string == (FORM_BODY if method == "GET" else "")
     assert seen.headers["User-Agent"] == "Casewire-Webhooks/1.0"
-    # Signed over exactly the bytes that arrived, whatever the encoding.
-    Webhook(SECRET).verify(seen.body, seen.headers, json_parse=False)
-    assert outcome.attempts[0].request.body == body.decode()
+    # Signed over exactly the bytes that arrived, whatever the encoding; for GET, which carries
+    # the content in its URL, over the raw query string.
+    signed = seen.query_string.encode() if method == "GET" else seen.body
+    Webhook(SECRET).verify(signed, seen.headers, json_parse=False)
+    assert sent.attempt.request.body == body.decode()
 
 
 async def test_get_keeps_the_query_already_in_the_url(receiver: Receiver, sender: Sender) -> None:
@@ -130,12 +133,12 @@ async def test_signature_verifies_with_standardwebhooks(receiver: Receiver, send
 
 async def test_basic_auth_is_sent_and_masked_in_the_log(receiver: Receiver, sender: Sender) -> None:
     url = receiver.endpoint()
-    outcome = await send(sender, url, auth={"type": "basic", "username": "crm",
-                                            "password": "s3cret"})
+    sent = await send(sender, url, auth={"type": "basic", "username": "crm",
+                                         "password": "s3cret"})
     [seen] = receiver.at(url)
     token = base64.b64encode(b"crm:s3cret").decode()
     assert seen.headers["Authorization"] == f"Basic {token}"
-    logged = outcome.attempts[0].request
+    logged = sent.attempt.request
     assert logged.headers["Authorization"] == "Basic ***"
     assert "s3cret" not in logged.model_dump_json()
     assert token not in logged.model_dump_json()
@@ -144,10 +147,10 @@ async def test_basic_auth_is_sent_and_masked_in_the_log(receiver: Receiver, send
 async def test_credentials_in_the_url_become_a_masked_header(receiver: Receiver,
                                                              sender: Sender) -> None:
     url = receiver.endpoint().replace("http://", "http://crm:pa%40ss@")
-    outcome = await send(sender, url)
+    sent = await send(sender, url)
     [seen] = receiver.at(url)
     assert seen.headers["Authorization"] == "Basic " + base64.b64encode(b"crm:pa@ss").decode()
-    logged = outcome.attempts[0].request
+    logged = sent.attempt.request
     assert "pa%40ss" not in logged.url
     assert "crm" not in logged.url
     assert logged.headers["Authorization"] == "Basic ***"
@@ -160,102 +163,76 @@ def test_recorded_masks_a_bare_authorization_value() -> None:
     assert logged.body == "\ufffd{}"
 
 
-# Seed: "attempts 1 | 2 | 3"; webhook-id stays the same so receivers can deduplicate.
+# What an answer means for the delivery (casestore schedules what comes next): the seed's
+# retried statuses, final ones, and 410 Gone, which disables the automation.
 
-@pytest.mark.parametrize(("attempts", "failures", "state"), [
-    (1, 0, "succeeded"), (1, 1, "failed"), (2, 1, "succeeded"), (2, 2, "failed"),
-    (3, 2, "succeeded"), (3, 3, "failed"), (3, 7, "failed"),
+@pytest.mark.parametrize(("status", "verdict"), [
+    (200, "succeeded"), (201, "succeeded"), (204, "succeeded"),
+    (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"),
+    (504, "retry"), (400, "final"), (401, "final"), (403, "final"), (404, "final"),
+    (422, "final"), (301, "final"), (302, "final"), (304, "final"), (410, "gone"),
 ])
-async def test_attempts_until_success_or_exhausted(
-        attempts: int, failures: int, state: str, receiver: Receiver, sender: Sender) -> None:
-    url = receiver.endpoint(*[Reply(status=503, body=b"busy")] * failures,
-                         Reply(body=b'{"ok":true}'))
-    outcome = await send(sender, url, attempts=attempts, webhook_id="msg_stable")
-    expected = min(attempts, failures + 1)
-    assert outcome.state == state
-    assert [a.number for a in outcome.attempts] == list(range(1, expected + 1))
-    seen = receiver.at(url)
-    assert len(seen) == expected
-    assert {s.headers["webhook-id"] for s in seen} == {"msg_stable"}
-    for s in seen:
-        Webhook(SECRET).verify(s.body, s.headers)
-    assert len({a.id for a in outcome.attempts}) == expected
-    statuses = [a.response_status for a in outcome.attempts]
-    assert statuses == [503] * min(failures, expected) + [200] * (expected - failures)
-    assert outcome.response_json == ({"ok": True} if state == "succeeded" else None)
-    first = outcome.attempts[0]
-    assert first.started_at.tzinfo is not None
-    assert first.duration_ms > 0
-    assert first.request.method == "POST"
-    assert first.request.headers["webhook-id"] == "msg_stable"
+async def test_each_answer_gets_its_verdict(status: int, verdict: str, receiver: Receiver,
+                                            sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=status, body=b'{"ok":true}'))
+    sent = await send(sender, url, number=2, webhook_id="msg_stable")
+    assert sent.verdict == verdict
+    assert sent.response_json == ({"ok": True} if verdict == "succeeded" and status != 204
+                                  else None)  # a 204 has no body
+    [seen] = receiver.at(url)
+    assert seen.headers["webhook-id"] == "msg_stable"
+    Webhook(SECRET).verify(seen.body, seen.headers)
+    attempt = sent.attempt
+    assert (attempt.number, attempt.response_status) == (2, status)
+    assert attempt.started_at.tzinfo is not None
+    assert attempt.duration_ms > 0
+    assert attempt.request.headers["webhook-id"] == "msg_stable"
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-async def test_retryable_statuses_are_retried(status: int, receiver: Receiver,
-                                              sender: Sender) -> None:
-    url = receiver.endpoint(Reply(status=status), Reply())
-    outcome = await send(sender, url, attempts=3)
-    assert outcome.state == "succeeded"
-    assert [a.response_status for a in outcome.attempts] == [status, 200]
-    assert len(receiver.at(url)) == 2
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422, 301, 302, 304])
-async def test_other_4xx_and_3xx_are_final(status: int, receiver: Receiver, sender: Sender) -> None:
-    url = receiver.endpoint(Reply(status=status, body=b'{"error":"no"}'), Reply())
-    outcome = await send(sender, url, attempts=3)
-    assert outcome.state == "failed"
-    assert [a.response_status for a in outcome.attempts] == [status]
-    assert outcome.response_json is None
-    assert len(receiver.at(url)) == 1
+async def test_two_secrets_sign_twice_and_either_verifies(receiver: Receiver,
+                                                          sender: Sender) -> None:
+    """Standard Webhooks' rotation: space-separated signatures while an old secret overlaps."""
+    old = new_webhook_secret()
+    url = receiver.endpoint()
+    await send(sender, url, secrets=(SECRET, old))
+    [seen] = receiver.at(url)
+    assert len(seen.headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(SECRET).verify(seen.body, seen.headers) == CONTENT
+    assert Webhook(old).verify(seen.body, seen.headers) == CONTENT
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(seen.body, seen.headers)
 
 
 async def test_redirects_are_not_followed(receiver: Receiver, sender: Sender) -> None:
     elsewhere = receiver.endpoint()
     url = receiver.endpoint(Reply(status=302, headers={"Location": elsewhere}))
-    outcome = await send(sender, url, attempts=3)
-    assert outcome.state == "failed"
-    [attempt] = outcome.attempts
-    assert (attempt.response_status, attempt.response_headers["Location"]) == (302, elsewhere)
+    sent = await send(sender, url)
+    assert sent.verdict == "final"
+    assert (sent.attempt.response_status, sent.attempt.response_headers["Location"]) == \
+        (302, elsewhere)
     assert receiver.at(elsewhere) == []
 
 
 # Retry-After: honoured on 429 and 503, within retry_after_cap_seconds.
 
-async def test_retry_after_seconds_are_honoured(receiver: Receiver, sender: Sender) -> None:
-    url = receiver.endpoint(Reply(status=429, headers={"Retry-After": "1"}), Reply())
-    outcome = await send(sender, url, attempts=2)
-    assert outcome.state == "succeeded"
-    first, second = receiver.at(url)
-    # The backoff alone would wait at most 0.2 s.
-    assert second.arrived_at - first.arrived_at >= 0.95
+@pytest.mark.parametrize(("status", "header", "expected"), [
+    (429, "7", 7.0), (503, "2", 2.0), (429, "3600", 60.0), (500, "3600", None),
+    (429, "soon", None)])
+async def test_retry_after_is_read_capped_and_only_where_it_means_something(
+        status: int, header: str, expected: float | None, receiver: Receiver,
+        sender: Sender) -> None:
+    url = receiver.endpoint(Reply(status=status, headers={"Retry-After": header}))
+    sent = await send(sender, url)
+    assert (sent.verdict, sent.retry_after) == ("retry", expected)
 
 
-async def test_retry_after_http_date_is_honoured(receiver: Receiver, sender: Sender) -> None:
-    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
-    url = receiver.endpoint(Reply(status=503, headers={"Retry-After": format_datetime(when, True)}),
-                         Reply())
-    outcome = await send(sender, url, attempts=2)
-    assert outcome.state == "succeeded"
-    first, second = receiver.at(url)
-    assert second.arrived_at - first.arrived_at >= 0.9
-
-
-async def test_retry_after_is_capped(receiver: Receiver, make_sender: SenderFactory) -> None:
-    sender = make_sender(retry_after_cap_seconds=0.5)
-    url = receiver.endpoint(Reply(status=429, headers={"Retry-After": "3600"}), Reply())
-    # Guards the test run: without the cap this would wait an hour.
-    outcome = await asyncio.wait_for(send(sender, url, attempts=2), 30)
-    assert outcome.state == "succeeded"
-    first, second = receiver.at(url)
-    # The capped header, not the <= 0.2 s backoff.
-    assert second.arrived_at - first.arrived_at >= 0.45
-
-
-async def test_retry_after_on_other_statuses_is_ignored(receiver: Receiver, sender: Sender) -> None:
-    url = receiver.endpoint(Reply(status=500, headers={"Retry-After": "3600"}), Reply())
-    outcome = await asyncio.wait_for(send(sender, url, attempts=2), 30)
-    assert outcome.state == "succeeded"
+async def test_retry_after_http_date_is_read(receiver: Receiver, sender: Sender) -> None:
+    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    url = receiver.endpoint(Reply(status=503,
+                                  headers={"Retry-After": format_datetime(when, True)}))
+    sent = await send(sender, url)
+    assert sent.retry_after is not None
+    assert 25 <= sent.retry_after <= 30
 
 
 def test_retry_after_parsing() -> None:
@@ -269,25 +246,21 @@ def test_retry_after_parsing() -> None:
         assert retry_after_seconds(unusable, now) is None
 
 
-# Failures without an answer: timeouts and refused connections are retried and logged.
+# Failures without an answer: timeouts and refused connections are worth another try.
 
-async def test_timeout_is_recorded_and_retried(receiver: Receiver, sender: Sender) -> None:
+async def test_timeout_is_recorded_and_worth_a_retry(receiver: Receiver, sender: Sender) -> None:
     url = receiver.endpoint(Reply(hang=True))
-    outcome = await send(sender, url, attempts=2, per_try=0.5)
-    assert outcome.state == "failed"
-    assert [(a.response_status, a.error) for a in outcome.attempts] == \
-        [(None, "timeout after 0.5s")] * 2
-    assert len(receiver.at(url)) == 2
+    sent = await send(sender, url, per_try=0.5)
+    assert sent.verdict == "retry"
+    assert (sent.attempt.response_status, sent.attempt.error) == (None, "timeout after 0.5s")
 
 
-async def test_connection_refused_is_recorded_and_retried(sender: Sender) -> None:
+async def test_connection_refused_is_recorded_and_worth_a_retry(sender: Sender) -> None:
     port = free_port()  # nothing listens there
-    outcome = await send(sender, f"http://127.0.0.1:{port}/hook", attempts=3)
-    assert outcome.state == "failed"
-    assert len(outcome.attempts) == 3
-    for attempt in outcome.attempts:
-        assert attempt.response_status is None
-        assert attempt.error == f"connection refused by 127.0.0.1:{port}"
+    sent = await send(sender, f"http://127.0.0.1:{port}/hook")
+    assert sent.verdict == "retry"
+    assert sent.attempt.response_status is None
+    assert sent.attempt.error == f"connection refused by 127.0.0.1:{port}"
 
 
 async def test_a_hanging_receiver_does_not_block_others(receiver: Receiver, sender: Sender) -> None:
@@ -296,7 +269,7 @@ async def test_a_hanging_receiver_does_not_block_others(receiver: Receiver, send
     # The hanging request is in flight, holding its connection.
     await receiver.wait_for(stuck, 1, within=5)
     fast = await asyncio.wait_for(send(sender, receiver.endpoint()), 8)
-    assert fast.state == "succeeded"
+    assert fast.verdict == "succeeded"
     assert not hanging.done()
     hanging.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -310,20 +283,15 @@ async def test_connections_are_reused(receiver: Receiver, sender: Sender) -> Non
     assert receiver.at(first)[0].peer_port == receiver.at(second)[0].peer_port
 
 
-async def test_zero_attempts_is_a_programming_error(sender: Sender) -> None:
-    with pytest.raises(ValueError, match="attempts"):
-        await send(sender, "http://127.0.0.1:1/", attempts=0)
-
-
 # Response data: the whole JSON is parsed, the log keeps only an excerpt.
 
 async def test_excerpt_is_truncated_but_json_is_parsed_whole(
         receiver: Receiver, make_sender: SenderFactory) -> None:
     answer = {"id": "x" * 100, "nested": {"status": "open"}}
     url = receiver.endpoint(Reply(body=orjson.dumps(answer), headers={"X-Trace": "t1"}))
-    outcome = await send(make_sender(response_excerpt_bytes=16), url)
-    assert outcome.response_json == answer
-    [attempt] = outcome.attempts
+    sent = await send(make_sender(response_excerpt_bytes=16), url)
+    assert sent.response_json == answer
+    attempt = sent.attempt
     assert attempt.response_body == orjson.dumps(answer)[:16].decode()
     assert attempt.response_headers["X-Trace"] == "t1"
 
@@ -331,10 +299,10 @@ async def test_excerpt_is_truncated_but_json_is_parsed_whole(
 @pytest.mark.parametrize("body", [b"thanks", b"", b"{broken"])
 async def test_non_json_success_has_no_response_json(body: bytes, receiver: Receiver,
                                                      sender: Sender) -> None:
-    outcome = await send(sender, receiver.endpoint(Reply(body=body)))
-    assert outcome.state == "succeeded"
-    assert outcome.response_json is None
-    assert outcome.attempts[0].response_body == body.decode()
+    sent = await send(sender, receiver.endpoint(Reply(body=body)))
+    assert sent.verdict == "succeeded"
+    assert sent.response_json is None
+    assert sent.attempt.response_body == body.decode()
 
 
 # SSRF: nothing internal is reachable unless allowed, and not even a connection is opened.
@@ -359,9 +327,9 @@ async def listener() -> AsyncIterator[tuple[int, list[int]]]:
 async def test_loopback_is_refused_without_a_connection(
         host: str, listener: tuple[int, list[int]], make_sender: SenderFactory) -> None:
     port, accepted = listener
-    outcome = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}:{port}/")
-    assert outcome.state == "failed"
-    [attempt] = outcome.attempts
+    sent = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}:{port}/")
+    assert sent.verdict == "final"
+    attempt = sent.attempt
     assert attempt.error is not None
     assert attempt.error.startswith("target refused:")
     assert "loopback" in attempt.error
@@ -374,9 +342,9 @@ async def test_loopback_is_refused_without_a_connection(
 async def test_obfuscated_loopback_never_connects(
         host: str, listener: tuple[int, list[int]], make_sender: SenderFactory) -> None:
     port, accepted = listener
-    outcome = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}:{port}/")
-    assert outcome.state == "failed"
-    [attempt] = outcome.attempts
+    sent = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}:{port}/")
+    assert sent.verdict == "final"
+    attempt = sent.attempt
     assert attempt.error is not None
     assert attempt.error.startswith(("target refused:", "invalid URL:"))
     assert accepted == []
@@ -390,9 +358,9 @@ async def test_obfuscated_loopback_never_connects(
 ])
 async def test_internal_targets_are_refused(host: str, reason: str,
                                             make_sender: SenderFactory) -> None:
-    outcome = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}/x")
-    assert outcome.state == "failed"
-    [attempt] = outcome.attempts
+    sent = await send_raw(make_sender(outgoing_allow_networks=[]), f"http://{host}/x")
+    assert sent.verdict == "final"
+    attempt = sent.attempt
     assert attempt.error is not None
     assert attempt.error.startswith("target refused:")
     assert reason in attempt.error
@@ -403,15 +371,15 @@ async def test_allowed_networks_open_loopback(receiver: Receiver,
                                               make_sender: SenderFactory) -> None:
     url = receiver.endpoint()
     refused = await send_raw(make_sender(outgoing_allow_networks=[]), url)
-    assert refused.state == "failed"
+    assert refused.verdict == "final"
     assert receiver.at(url) == []
     allowed = await send_raw(make_sender(outgoing_allow_networks=LOOPBACK), url)
-    assert allowed.state == "succeeded"
+    assert allowed.verdict == "succeeded"
     assert len(receiver.at(url)) == 1
     # A host name goes through the guarded resolver rather than the literal check.
     by_name = url.replace("127.0.0.1", "localhost")
     named = await send_raw(make_sender(outgoing_allow_networks=[*LOOPBACK, "::1/128"]), by_name)
-    assert named.state == "succeeded"
+    assert named.verdict == "succeeded"
 
 
 @pytest.mark.parametrize(("address", "allowed"), [

@@ -31,15 +31,19 @@ async def patch_case(api: aiohttp.ClientSession, case_id: str, **body: Any) -> N
         assert resp.status == 200, await resp.text()
 
 
+FINISHED = ("succeeded", "failed")
+
+
 async def deliveries(api: aiohttp.ClientSession, count: int, within: float = 15.0,
                      **params: str) -> list[dict[str, Any]]:
-    """Poll the delivery log until `count` deliveries match the filters."""
+    """Poll the delivery log until `count` deliveries match the filters, all finished."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         async with api.get("/api/deliveries", params=params) as resp:
             assert resp.status == 200, await resp.text()
             found: list[dict[str, Any]] = (await resp.json())["deliveries"]
-        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+        done = all(d["state"] in FINISHED for d in found)
+        if (len(found) >= count and done) or asyncio.get_running_loop().time() > deadline:
             assert len(found) == count, found
             return found
         await asyncio.sleep(0.1)

@@ -1,6 +1,5 @@
 """casestore: the admin API, the public file downloads, the consumer and the outbox relay."""
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -20,6 +19,7 @@ from services.casestore.api.middlewares import domain_errors
 from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
+from services.casestore.scheduler import DeliveryScheduler
 from shared import broker
 from shared.crypto import SecretBox
 from shared.service import (
@@ -31,12 +31,12 @@ from shared.service import (
     consumer_ready,
     db_probe,
     db_ready,
+    loop_ctx,
     pool_ctx,
     publisher_ctx,
     require_secrets,
 )
 from shared.settings import Settings
-from shared.tasks import cancel_and_wait
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
@@ -44,23 +44,13 @@ COMMANDS = web.AppKey("commands", CommandConsumer)
 
 async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
     """Outlives the queue consumer (cleanup runs in reverse), so draining messages finish."""
-    app[COMMANDS] = CommandConsumer(app[POOL])
+    app[COMMANDS] = CommandConsumer(app[POOL], app[SETTINGS])
     async with app[COMMANDS].running():
         yield
 
 
 def command_consumer(app: web.Application) -> CommandConsumer:
     return app[COMMANDS]
-
-
-async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    """On shutdown the relay finishes its batch in hand before the publisher and pool close."""
-    relay = OutboxRelay(app[POOL], app[PUBLISHER], app[SETTINGS])
-    task = asyncio.create_task(relay.run(), name="outbox-relay")
-    yield
-    relay.stop()
-    await asyncio.wait({task}, timeout=app[SETTINGS].publish_timeout + 5)
-    await cancel_and_wait(task)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -74,7 +64,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer, db_probe),
-                            relay_ctx,
+                            loop_ctx("outbox-relay", lambda app: OutboxRelay(
+                                app[POOL], app[PUBLISHER], app[SETTINGS])),
+                            loop_ctx("delivery-scheduler", lambda app: DeliveryScheduler(
+                                app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
                    files):

@@ -5,6 +5,7 @@ on every write, the secret revealed in API answers, the password never.
 """
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,7 +32,8 @@ URL_FIELD = "action.settings.url"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
 # back as it is. The secret changes only through rotate-secret, `enabled` is read separately.
-READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at")
+READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at", "disabled_reason",
+             "disabled_at", "previous_secret_until", "health")
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
 
@@ -40,14 +42,33 @@ def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
     return auth if auth["type"] == "basic" else None
 
 
-def automation_json(row: asyncpg.Record, box: SecretBox) -> dict[str, Any]:
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def health_json(row: asyncpg.Record | None) -> dict[str, Any]:
+    """The endpoint's health: `closed` (healthy), `open` (paused until `open_until`) or
+    `half_open` (one probe decides)."""
+    if row is None:
+        return {"state": "closed", "consecutive_failures": 0, "open_until": None,
+                "failing_since": None, "last_success_at": None, "last_failure_at": None}
+    return {"state": row["state"], "consecutive_failures": row["consecutive_failures"],
+            **{key: _time(row[key]) for key in ("open_until", "failing_since",
+                                                 "last_success_at", "last_failure_at")}}
+
+
+def automation_json(row: asyncpg.Record, box: SecretBox,
+                    health: asyncpg.Record | None = None) -> dict[str, Any]:
     """An automation as the API shows it: the definition's keys beside id, state and secret."""
     definition = AutomationDefinition.model_validate(row["definition"]).public()
     auth = _basic_auth(definition)
     if auth is not None:
         auth["password"] = MASK
     return {"id": str(row["id"]), "form_id": row["form_id"], "enabled": row["enabled"],
-            "secret": box.decrypt(row["secret"]), "created_at": row["created_at"].isoformat(),
+            "disabled_reason": row["disabled_reason"], "disabled_at": _time(row["disabled_at"]),
+            "secret": box.decrypt(row["secret"]),
+            "previous_secret_until": _time(row["previous_secret_until"]),
+            "health": health_json(health), "created_at": row["created_at"].isoformat(),
             "updated_at": row["updated_at"].isoformat(), **definition}
 
 
@@ -141,9 +162,11 @@ async def reencrypt_secrets(conn: repo.Conn, box: SecretBox) -> int:
     """
     changed = 0
     for row in await repo.automation_secrets(conn, lock=True):
+        previous = row["previous_secret"]
         await repo.set_automation_secrets(conn, row["id"],
                                           with_password(row["definition"], box.rotate),
-                                          box.rotate(row["secret"]))
+                                          box.rotate(row["secret"]),
+                                          box.rotate(previous) if previous else None)
         changed += 1
     return changed
 

@@ -12,20 +12,23 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.casestore import cases, repo
+from services.casestore import cases, delivery_work, repo
 from services.casestore.batcher import Batcher
 from services.casestore.responses import write_response_data
 from shared.errors import PermanentMessageError
 from shared.events import (
     CASE_CREATE_REQUESTED,
     CASE_RESPONSE_DATA,
-    DELIVERY_RECORDED,
+    DELIVERY_ATTEMPTED,
+    DELIVERY_REQUESTED,
     CaseCreateRequested,
     CaseResponseData,
-    DeliveryRecorded,
+    DeliveryAttempted,
+    DeliveryRequested,
     Envelope,
 )
 from shared.forms import FormDefinition, validate_case_data
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +36,6 @@ CONSUMER = "casestore"
 # Bounded in practice by the consumer's prefetch: only that many commands are ever in hand.
 BATCH_LIMIT = 500
 CreateRequest = tuple[Envelope, CaseCreateRequested]
-DeliveryRecord = tuple[Envelope, DeliveryRecorded]
 
 
 def _checked(envelope: Envelope, command: CaseCreateRequested,
@@ -62,15 +64,17 @@ def _checked(envelope: Envelope, command: CaseCreateRequested,
 class CommandConsumer:
     """Applies each event once: the processed-event row commits with its effect."""
 
-    def __init__(self, pool: asyncpg.Pool):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self._pool = pool
+        self._settings = settings
         self._creates: Batcher[CreateRequest, int | None] = Batcher(
             "case-creates", self._create_many, max_size=BATCH_LIMIT)
-        self._records: Batcher[DeliveryRecord, bool | None] = Batcher(
-            "delivery-records", self._record_many, max_size=BATCH_LIMIT)
+        self._deliveries: Batcher[Envelope, bool] = Batcher(
+            "delivery-work", self._deliveries_many, max_size=BATCH_LIMIT)
         self._handlers: dict[str, Callable[[Envelope], Awaitable[None]]] = {
             CASE_CREATE_REQUESTED: self.create_requested,
-            DELIVERY_RECORDED: self.delivery_recorded,
+            DELIVERY_REQUESTED: self.delivery_work,
+            DELIVERY_ATTEMPTED: self.delivery_work,
             CASE_RESPONSE_DATA: self.response_data,
         }
 
@@ -93,7 +97,7 @@ class CommandConsumer:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Handle events while the block runs (case creations are written in batches)."""
-        async with self._creates.running(), self._records.running():
+        async with self._creates.running(), self._deliveries.running():
             yield
 
     async def create_requested(self, envelope: Envelope) -> None:
@@ -137,30 +141,31 @@ class CommandConsumer:
         return [outcome if isinstance(outcome := checked[e.id], Exception) else numbers.get(e.id)
                 for e, _ in requests]
 
-    async def delivery_recorded(self, envelope: Envelope) -> None:
-        record = DeliveryRecorded.model_validate(envelope.data)
-        kept = await self._records.submit((envelope, record))
-        if kept is None:
+    async def delivery_work(self, envelope: Envelope) -> None:
+        if not await self._deliveries.submit(envelope):
             log.info("duplicate_event_skipped")
-        elif not kept:
-            # Deleting an automation deletes its log; a late record has nowhere to go.
-            log.info("delivery_of_deleted_automation_dropped",
-                     automation_id=str(record.automation_id),
-                     delivery_id=str(record.delivery_id))
 
-    async def _record_many(self, records: list[DeliveryRecord]) -> list[bool | Exception | None]:
-        """Record many deliveries in one transaction (one commit instead of one each).
+    async def _deliveries_many(self, envelopes: list[Envelope]) -> list[bool | Exception]:
+        """Take on requested deliveries and settle attempts, many in one transaction.
 
-        Outcomes: whether the record was kept (False: its automation is gone), None for a
-        record already applied (a redelivery).
+        Outcomes: True once applied, False for an event applied before (a redelivery).
         """
-        kept: dict[uuid.UUID, bool] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
-            for envelope, record in records:
-                if envelope.id in fresh and envelope.id not in kept:
-                    kept[envelope.id] = await repo.record_delivery(conn, record)
-        return [kept.get(e.id) for e, _ in records]
+            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
+            applied: set[uuid.UUID] = set()
+            for envelope in envelopes:
+                if envelope.id not in fresh or envelope.id in applied:
+                    continue
+                applied.add(envelope.id)  # the same message twice in one batch: once
+                if envelope.type == DELIVERY_REQUESTED:
+                    await delivery_work.take_on(
+                        conn, DeliveryRequested.model_validate(envelope.data),
+                        envelope.form_id or "")
+                else:
+                    await delivery_work.settle(
+                        conn, DeliveryAttempted.model_validate(envelope.data), self._settings,
+                        causation_id=str(envelope.id))
+        return [e.id in fresh for e in envelopes]
 
     async def response_data(self, envelope: Envelope) -> None:
         answer = CaseResponseData.model_validate(envelope.data)

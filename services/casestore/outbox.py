@@ -21,6 +21,7 @@ from prometheus_client import Counter
 
 from services.casestore import repo
 from shared.broker import Publisher
+from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
 from shared.settings import Settings
 from shared.tasks import wait_event
@@ -97,7 +98,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until stopped; NOTIFY wakes it early, polling covers lost notifications."""
-        listener = await self._listen()
+        listener = await listen(self._dsn, NOTIFY_CHANNEL, self._notified)
         try:
             while not self._stopping.is_set():
                 # Cleared before reading, so a NOTIFY that lands mid-batch still wakes us.
@@ -115,12 +116,3 @@ class OutboxRelay:
         finally:
             if listener is not None:
                 await listener.close()
-
-    async def _listen(self) -> asyncpg.Connection | None:
-        try:
-            conn = await asyncpg.connect(self._dsn)
-            await conn.add_listener(NOTIFY_CHANNEL, self._notified)
-            return conn
-        except (OSError, asyncpg.PostgresError):
-            log.warning("outbox_listen_unavailable_polling_only")
-            return None

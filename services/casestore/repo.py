@@ -1,12 +1,15 @@
 """Every SQL statement casestore runs; callers pass the connection and own the transaction."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from shared.events import DeliveryRecorded, Envelope
+from shared.events import Attempt, Envelope
 from shared.forms import FormDefinition
+from shared.schedule import EXTENDED_ATTEMPTS
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -234,7 +237,8 @@ async def delete_auth_keys(conn: Conn, username: str, webhook_id: uuid.UUID) -> 
 
 # Automations and their `once` claims
 
-AUTOMATION_COLUMNS = "id, form_id, definition, enabled, secret, created_at, updated_at"
+AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, created_at, updated_at,"
+                      " disabled_reason, disabled_at, previous_secret_until")
 
 
 async def insert_automation(conn: Conn, automation_id: uuid.UUID, form_id: str,
@@ -273,18 +277,61 @@ async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
         automation_id, definition, enabled, secret)
 
 
+async def set_enabled(conn: Conn, automation_id: uuid.UUID, enabled: bool,
+                      reason: str | None = None) -> asyncpg.Record | None:
+    """Enable (its endpoint starts healthy again) or disable it, saying why."""
+    row = await conn.fetchrow(
+        "UPDATE automations SET enabled = $2, updated_at = now(),"
+        " disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,"
+        " disabled_at = CASE WHEN $2 THEN NULL ELSE now() END"
+        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id, enabled, reason)
+    if row is not None and enabled:
+        await conn.execute(
+            "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
+            " times_opened = 0, open_until = NULL, failing_since = NULL"
+            " WHERE automation_id = $1", automation_id)
+    return row
+
+
+async def rotate_secret(conn: Conn, automation_id: uuid.UUID, secret: str,
+                        overlap_seconds: float) -> asyncpg.Record | None:
+    """The new secret signs from now on; the old one beside it for `overlap_seconds`."""
+    return await conn.fetchrow(
+        "UPDATE automations SET previous_secret = secret, secret = $2, updated_at = now(),"
+        " previous_secret_until = now() + make_interval(secs => $3)"
+        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id, secret, overlap_seconds)
+
+
+async def automation_health(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT automation_id, state, consecutive_failures, open_until, failing_since,"
+        " last_success_at, last_failure_at FROM endpoint_health"
+        " WHERE automation_id = ANY($1::uuid[])", ids)
+    return {r["automation_id"]: r for r in rows}
+
+
 async def automation_secrets(conn: Conn, *, lock: bool = False) -> list[asyncpg.Record]:
-    """Every automation's id, definition and secret, to re-encrypt them."""
+    """Every automation's id, definition and secrets, to re-encrypt them."""
     suffix = " FOR UPDATE" if lock else ""
     return list(await conn.fetch(
-        f"SELECT id, definition, secret FROM automations ORDER BY id{suffix}"))
+        f"SELECT id, definition, secret, previous_secret FROM automations ORDER BY id{suffix}"))
 
 
 async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
-                                 definition: dict[str, Any], secret: str) -> None:
+                                 definition: dict[str, Any], secret: str,
+                                 previous_secret: str | None) -> None:
     """Store re-encrypted values; not a change anyone made, so updated_at stays."""
-    await conn.execute("UPDATE automations SET definition = $2, secret = $3 WHERE id = $1",
-                       automation_id, definition, secret)
+    await conn.execute("UPDATE automations SET definition = $2, secret = $3,"
+                       " previous_secret = $4 WHERE id = $1",
+                       automation_id, definition, secret, previous_secret)
+
+
+async def fail_waiting_deliveries(conn: Conn, automation_id: uuid.UUID) -> None:
+    """Its automation is gone: what still waited will never be sent."""
+    await conn.execute(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_until = NULL,"
+        " updated_at = now() WHERE automation_id = $1"
+        " AND state IN ('pending', 'sending', 'retrying')", automation_id)
 
 
 async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
@@ -315,8 +362,10 @@ async def claim_once(conn: Conn, automation_id: uuid.UUID, case_id: uuid.UUID,
 # Deliveries and their attempts
 
 DELIVERY_SUMMARY = (
-    "SELECT d.id, d.automation_id, d.case_id, d.form_id, d.event_id, d.webhook_id, d.state,"
-    " d.created_at, d.updated_at, coalesce(s.attempt_count, 0) AS attempt_count,"
+    "SELECT d.id, d.automation_id, d.automation_name, d.case_id, d.form_id, d.event_id,"
+    " d.webhook_id, d.state, d.schedule, d.attempts_made, d.attempts_allowed,"
+    " d.next_attempt_at, d.created_at, d.updated_at,"
+    " coalesce(s.attempt_count, 0) AS attempt_count,"
     " last.response_status AS last_response_status, last.error AS last_error"
     " FROM deliveries d"
     " LEFT JOIN LATERAL (SELECT count(*) AS attempt_count FROM delivery_attempts"
@@ -336,54 +385,64 @@ def _storable(value: Any) -> Any:
     return value
 
 
-RECORD_DELIVERY = (
-    # One statement, one round trip: the delivery and its new attempts, if the automation is
-    # still there (deleting an automation deletes its log, and a late record is dropped).
-    "WITH automation AS (SELECT 1 FROM automations WHERE id = $2 FOR KEY SHARE),"
-    " delivery AS (INSERT INTO deliveries"
-    "   (id, automation_id, case_id, form_id, event_id, webhook_id, state)"
-    "   SELECT $1, $2, $3, $4, $5, $6, $7 FROM automation"
-    "   ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
-    # A record that arrives after a newer one (of a replay) must not turn the state back.
-    "   WHERE $8::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM delivery_attempts a"
-    "     WHERE a.delivery_id = EXCLUDED.id AND a.started_at > $8)),"
-    " attempts AS (INSERT INTO delivery_attempts (id, delivery_id, number, started_at,"
-    "   duration_ms, request, response_status, response_headers, response_body, error)"
-    "   SELECT a.id, $1, a.number, a.started_at, a.duration_ms, a.request, a.response_status,"
-    "     a.response_headers, a.response_body, a.error"
-    "   FROM unnest($9::uuid[], $10::int[], $11::timestamptz[], $12::float8[], $13::jsonb[],"
-    "     $14::int[], $15::jsonb[], $16::text[], $17::text[])"
-    "     AS a(id, number, started_at, duration_ms, request, response_status,"
-    "          response_headers, response_body, error)"
-    "   WHERE EXISTS (SELECT 1 FROM automation)"
-    "   ON CONFLICT (id) DO NOTHING)"
-    " SELECT EXISTS (SELECT 1 FROM automation)")
-
-
-async def record_delivery(conn: Conn, record: DeliveryRecorded) -> bool:
-    """Upsert the delivery and add its new attempts; False if its automation no longer exists."""
-    newest = max((a.started_at for a in record.attempts), default=None)
-    attempts = [(a.id, a.number, a.started_at, a.duration_ms,
-                 _storable(a.request.model_dump(mode="json")), a.response_status,
-                 _storable(a.response_headers), _storable(a.response_body), _storable(a.error))
-                for a in record.attempts]
-    columns = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 9
+async def insert_attempt(conn: Conn, delivery_id: uuid.UUID, attempt: Attempt) -> bool:
+    """Add one attempt to a delivery's log; False if it is there already."""
     return bool(await conn.fetchval(
-        RECORD_DELIVERY, record.delivery_id, record.automation_id, record.case_id,
-        record.form_id, record.event_id, record.webhook_id, record.state, newest, *columns))
+        "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
+        " request, response_status, response_headers, response_body, error)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
+        " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)"
+        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        attempt.id, delivery_id, attempt.number, attempt.started_at, attempt.duration_ms,
+        _storable(attempt.request.model_dump(mode="json")), attempt.response_status,
+        _storable(attempt.response_headers), _storable(attempt.response_body),
+        _storable(attempt.error)))
 
 
-async def list_deliveries(conn: Conn, *, automation_id: uuid.UUID | None,
-                          case_id: uuid.UUID | None, state: str | None, limit: int,
+@dataclass(frozen=True)
+class DeliveryFilter:
+    delivery_id: uuid.UUID | None = None
+    automation_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+    states: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.automation_id, self.case_id,
+                list(self.states) if self.states else None, self.since, self.until,
+                self.delivery_id)
+
+
+FILTER = ("($1::uuid IS NULL OR d.automation_id = $1) AND ($2::uuid IS NULL OR d.case_id = $2)"
+          " AND ($3::text[] IS NULL OR d.state = ANY($3))"
+          " AND ($4::timestamptz IS NULL OR d.created_at >= $4)"
+          " AND ($5::timestamptz IS NULL OR d.created_at < $5)"
+          " AND ($6::uuid IS NULL OR d.id = $6)")
+
+
+async def list_deliveries(conn: Conn, where: DeliveryFilter, *, limit: int,
                           before: tuple[Any, uuid.UUID] | None) -> list[asyncpg.Record]:
     """Newest first; `before` is the (created_at, id) of the previous page's last delivery."""
     created, last_id = before if before else (None, None)
     return list(await conn.fetch(
-        f"{DELIVERY_SUMMARY} WHERE ($1::uuid IS NULL OR d.automation_id = $1)"
-        " AND ($2::uuid IS NULL OR d.case_id = $2) AND ($3::text IS NULL OR d.state = $3)"
-        " AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5::uuid))"
-        " ORDER BY d.created_at DESC, d.id DESC LIMIT $6",
-        automation_id, case_id, state, created, last_id, limit))
+        f"{DELIVERY_SUMMARY} WHERE {FILTER}"
+        " AND ($7::timestamptz IS NULL OR (d.created_at, d.id) < ($7, $8::uuid))"
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT $9",
+        *where.args(), created, last_id, limit))
+
+
+async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
+    """Finished deliveries due again now, as they were first sent, each with its configured
+    attempts once more (the numbering continues); waiting ones are on their way already."""
+    result = await conn.execute(
+        "UPDATE deliveries d SET state = 'pending', next_attempt_at = now(), lease_until = NULL,"
+        " updated_at = now(),"
+        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $7::int"
+        "   ELSE coalesce((a.definition->'action'->'settings'->>'attempts')::int, 1) END"
+        f" FROM automations a WHERE a.id = d.automation_id AND {FILTER}"
+        " AND d.state IN ('succeeded', 'failed')", *where.args(), EXTENDED_ATTEMPTS)
+    return int(result.split()[-1])
 
 
 async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> asyncpg.Record | None:

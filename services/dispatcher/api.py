@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from services.dispatcher import repo
-from services.dispatcher.consumers import case_snapshot
 from services.dispatcher.content import Target
 from services.dispatcher.deliveries import Dispatch, send
 from shared.events import CaseChanged
@@ -47,23 +45,23 @@ async def test_send(request: web.Request) -> web.Response:
         automation_id = uuid.UUID(request.match_info["automation_id"])
     except ValueError:
         return _not_found("no such automation")
-    automation = await repo.automation(dispatch.pool, automation_id)
-    form = await repo.form(dispatch.pool, automation.form_id) if automation else None
+    automation = await dispatch.reader.automation(automation_id)
+    form = await dispatch.reader.form(automation.form_id) if automation else None
     if automation is None or form is None:
         return _not_found("no such automation")
     if body.case_id is None:
         case = sample_case(form)
     else:
-        row = await repo.case(dispatch.pool, body.case_id)
+        row = await dispatch.reader.case(body.case_id)
         if row is None or row["form_id"] != form.id:
             return _not_found(f"form '{form.id}' has no case {body.case_id}")
-        case = case_snapshot(row, TEST_AUTHOR)
+        case = CaseChanged.from_row(row, TEST_AUTHOR)
     target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form,
                     return_case_id=uuid.uuid4())
-    outcome = await send(dispatch, automation, target, attempts=1)
-    attempt = outcome.attempts[0]
+    sent = await send(dispatch, automation, target, number=1)
+    attempt = sent.attempt
     return json_response({
-        "succeeded": outcome.state == "succeeded",
+        "succeeded": sent.verdict == "succeeded",
         "request": attempt.request.model_dump(mode="json"),
         "status": attempt.response_status, "headers": attempt.response_headers,
         "body": attempt.response_body, "error": attempt.error,

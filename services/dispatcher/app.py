@@ -4,25 +4,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher import api, repo
+from services.dispatcher import api
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
-from services.dispatcher.deliveries import Dispatch
+from services.dispatcher.deliveries import Dispatch, InFlight
+from services.dispatcher.repo import Reader
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
 from shared.crypto import SecretBox
-from shared.outages import Probe
 from shared.service import (
-    CASESTORE,
     POOL,
     PUBLISHER,
     SETTINGS,
     amqp_ctx,
-    casestore_client_ctx,
-    casestore_up,
     consumer_ctx,
     consumer_ready,
+    db_probe,
     db_ready,
     pool_ctx,
     publisher_ctx,
@@ -31,32 +29,30 @@ from shared.service import (
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
 
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
+
 
 async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
-    sender = Sender(app[SETTINGS])
-    app[DISPATCH] = Dispatch(settings=app[SETTINGS], pool=app[POOL], publisher=app[PUBLISHER],
-                             sender=sender, casestore=app[CASESTORE],
-                             rules=RulesCache(app[POOL]))
+    """Outlives the consumer (cleanup runs in reverse): attempts in flight finish first."""
+    settings = app[SETTINGS]
+    sender = Sender(settings)
+    reader = Reader(app[POOL], app[SECRET_BOX])
+    app[DISPATCH] = Dispatch(settings=settings, reader=reader, publisher=app[PUBLISHER],
+                             sender=sender, rules=RulesCache(reader), in_flight=InFlight())
     yield
+    await app[DISPATCH].in_flight.drain(settings.shutdown_grace_seconds)
     await sender.close()
-
-
-def dependencies_probe(app: web.Application) -> Probe:
-    async def probe() -> bool:
-        return await db_ready(app) and await casestore_up(app)
-
-    return probe
 
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    repo.use_secret_box(SecretBox(settings.encryption_key))
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, dispatch_ctx,
+    app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
-                                         dependencies_probe)])
+                                         db_probe)])
     app.router.add_routes(api.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 

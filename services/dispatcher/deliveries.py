@@ -1,26 +1,40 @@
-"""One delivery: build the request, send it with retries, record it, hand back the answer."""
+"""Deliveries on the dispatcher's side: request them when automations fire, send each attempt
+casestore hands out, and report how it went.
+
+The dispatcher keeps no delivery state: casestore schedules every attempt (its waits, its
+retries, the cap per endpoint, the circuit breaker) and decides what an answer means for the
+delivery. An attempt message is acknowledged on arrival, so a slow receiver holds no broker
+slot; if this process dies mid-attempt, casestore hands the attempt out again when its lease
+runs out.
+"""
 
 import asyncio
+import contextlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import aiohttp
-import asyncpg
 import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from services.dispatcher.content import Target, build_content
-from services.dispatcher.repo import Automation
+from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
 from services.dispatcher.rules_cache import RulesCache
-from services.dispatcher.sender import DeliveryOutcome, Sender
+from services.dispatcher.sender import Sender, Sent
 from shared import broker
 from shared.automations import response_values
 from shared.errors import DependencyUnavailable
 from shared.events import (
-    CASE_RESPONSE_DATA,
-    DELIVERY_RECORDED,
-    CaseResponseData,
-    DeliveryRecorded,
+    DELIVERY_ATTEMPTED,
+    DELIVERY_REQUESTED,
+    CaseChanged,
+    DeliveryAttempted,
+    DeliveryDue,
+    DeliveryRequested,
+    Envelope,
     new_event,
 )
 from shared.settings import Settings
@@ -39,73 +53,115 @@ def webhook_id_for(delivery_id: uuid.UUID) -> str:
     return f"msg_{delivery_id.hex}"
 
 
+@dataclass
+class InFlight:
+    """The attempts this process is sending; on shutdown they may finish within the grace."""
+
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self, grace_seconds: float) -> None:
+        if not self.tasks:
+            return
+        _, unfinished = await asyncio.wait(set(self.tasks), timeout=grace_seconds)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            log.warning("shutdown_with_attempts_in_flight", count=len(unfinished),
+                        note="casestore hands them out again when their lease runs out")
+            await asyncio.wait(unfinished)
+
+
 @dataclass(frozen=True)
 class Dispatch:
-    """What a delivery needs from the running dispatcher."""
+    """What the dispatcher's handlers need from the running process."""
 
     settings: Settings
-    pool: asyncpg.Pool
+    reader: Reader
     publisher: broker.Publisher
     sender: Sender
-    casestore: aiohttp.ClientSession
     rules: RulesCache
+    in_flight: InFlight
 
 
-async def claim_once(dispatch: Dispatch, automation_id: uuid.UUID, case_id: uuid.UUID,
-                     delivery_id: uuid.UUID) -> bool:
-    """Ask casestore (the only writer) whether this delivery owns the automation's one firing."""
-    try:
-        async with dispatch.casestore.post(
-                f"/api/automations/{automation_id}/claims",
-                json={"case_id": str(case_id), "delivery_id": str(delivery_id)}) as resp:
-            if resp.status == 404:
-                return False  # the automation was deleted meanwhile
-            if resp.status != 200:
-                raise DependencyUnavailable(f"claim answered {resp.status}: {await resp.text()}")
-            return bool((await resp.json())["granted"])
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise DependencyUnavailable(f"casestore unreachable for a once-claim: {exc!r}") from exc
+async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseChanged,
+                             automations: list[Automation]) -> None:
+    """Hand the deliveries these automations cause to casestore; returns once confirmed."""
+    requests = []
+    for automation in automations:
+        delivery_id = delivery_id_for(envelope.id, automation.id)
+        requests.append(new_event(DELIVERY_REQUESTED, DeliveryRequested(
+            delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
+            webhook_id=webhook_id_for(delivery_id), case=case,
+            once=automation.definition.once), form_id=envelope.form_id, case_id=case.case_id,
+            causation_id=str(envelope.id)))
+    await asyncio.gather(*(dispatch.publisher.publish(r) for r in requests))
 
 
-async def send(dispatch: Dispatch, automation: Automation, target: Target,
-               attempts: int | None = None) -> DeliveryOutcome:
-    """Build and send; `attempts` overrides the configured number (a test send uses 1)."""
+async def send(dispatch: Dispatch, automation: Automation, target: Target, number: int) -> Sent:
+    """Build the request from the case and the automation as it is now, and send it once."""
     definition = automation.definition
     request = build_request(definition.action.settings,
                             build_content(definition, target, dispatch.settings))
-    settings = definition.action.settings
-    return await dispatch.sender.deliver(
-        request, secret=automation.secret, webhook_id=webhook_id_for(target.delivery_id),
-        attempts=attempts or settings.attempts, timeout=settings.timeout)
+    return await dispatch.sender.send(
+        request, secrets=automation.signing_secrets(datetime.now(UTC)),
+        webhook_id=webhook_id_for(target.delivery_id), number=number,
+        timeout=definition.action.settings.timeout)
 
 
-async def deliver_and_record(dispatch: Dispatch, automation: Automation, target: Target,
-                             event_id: uuid.UUID) -> None:
-    """Send, then publish the record (and any response data) with confirms before returning.
+def on_due(dispatch: Dispatch, due: DeliveryDue) -> None:
+    """Start the attempt and return: the message is acknowledged while the request runs."""
+    dispatch.in_flight.start(attempt(dispatch, due))
 
-    The caller acknowledges its event only after this returns, so a crash anywhere in here
-    means the event comes back and the same delivery (same webhook-id) is sent again.
-    """
-    outcome = await send(dispatch, automation, target)
-    case, form_id = target.case, target.form.id
-    record = DeliveryRecorded(
-        delivery_id=target.delivery_id, automation_id=automation.id, case_id=case.case_id,
-        form_id=form_id, event_id=event_id, webhook_id=webhook_id_for(target.delivery_id),
-        state=outcome.state, attempts=outcome.attempts)
-    events = [new_event(DELIVERY_RECORDED, record, form_id=form_id, case_id=case.case_id,
-                        causation_id=str(event_id))]
-    values = {}
-    if outcome.state == "succeeded" and outcome.response_json is not None:
-        values = response_values(automation.definition, outcome.response_json)
-    if values:
-        answer = CaseResponseData(case_id=case.case_id, automation_id=automation.id,
-                                  delivery_id=target.delivery_id, values=values,
-                                  automation_depth=target.automation_depth)
-        events.append(new_event(CASE_RESPONSE_DATA, answer, form_id=form_id,
-                                case_id=case.case_id, causation_id=str(event_id)))
-    await asyncio.gather(*(dispatch.publisher.publish(e) for e in events))
-    last = outcome.attempts[-1] if outcome.attempts else None
-    log.info("delivery_recorded", automation_id=str(automation.id), case_id=str(case.case_id),
-             delivery_id=str(target.delivery_id), state=outcome.state,
-             attempts=len(outcome.attempts), status=last.response_status if last else None,
-             response_fields=sorted(values))
+
+async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
+    rules = await dispatch.rules.get(due.form_id, due.form_revision)
+    automation = rules.automation(due.automation_id) if rules is not None else None
+    if rules is None or automation is None:
+        # Disabled or deleted since casestore handed it out: it hands it out again if the
+        # automation comes back.
+        log.info("attempt_of_inactive_automation", delivery_id=str(due.delivery_id))
+        return
+    timeout = timedelta(seconds=automation.definition.action.settings.timeout)
+    if datetime.now(UTC) + timeout > due.lease_until:
+        log.info("attempt_arrived_too_late", delivery_id=str(due.delivery_id), number=due.number,
+                 note="casestore hands it out again")
+        return
+    target = Target(automation_id=automation.id, delivery_id=due.delivery_id, case=due.case,
+                    form=rules.form, automation_depth=due.case.automation_depth)
+    sent = await send(dispatch, automation, target, due.number)
+    values = (response_values(automation.definition, sent.response_json)
+              if sent.response_json is not None else {})
+    report = DeliveryAttempted(
+        delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
+        verdict=sent.verdict, retry_after=sent.retry_after, values=values,
+        automation_depth=due.case.automation_depth)
+    await _report(dispatch, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
+                                      case_id=due.case.case_id), due.lease_until)
+    _log(due, sent, values)
+
+
+async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) -> None:
+    """Publish the outcome, through a broker outage as long as the lease lasts; after that
+    casestore sends the attempt again anyway."""
+    seconds = max(1.0, (lease_until - datetime.now(UTC)).total_seconds())
+    with contextlib.suppress(DependencyUnavailable):
+        async for trying in AsyncRetrying(
+                retry=retry_if_exception_type(DependencyUnavailable), reraise=True,
+                stop=stop_before_delay(seconds), wait=wait_exponential(0.5, max=10)):
+            with trying:
+                await dispatch.publisher.publish(event)
+            return
+    log.warning("attempt_outcome_not_reported", event_id=str(event.id))
+
+
+def _log(due: DeliveryDue, sent: Sent, values: dict[str, Any]) -> None:
+    level = log.info if sent.verdict == "succeeded" else log.warning
+    level("delivery_attempted", automation_id=str(due.automation_id),
+          delivery_id=str(due.delivery_id), case_id=str(due.case.case_id), number=due.number,
+          verdict=sent.verdict, status=sent.attempt.response_status, error=sent.attempt.error,
+          response_fields=sorted(values))

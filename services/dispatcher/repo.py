@@ -2,29 +2,18 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
 from shared.automations import AutomationDefinition, with_password
 from shared.crypto import SecretBox
-from shared.errors import ConfigurationError
 from shared.forms import FormDefinition
 
-# The keys that decrypt stored secrets: one set per process, given by the app factory
-# (use_secret_box) before any automation is read.
-_secrets: SecretBox | None = None
-
-
-def use_secret_box(box: SecretBox) -> None:
-    global _secrets  # set once at start-up, read by every automation load
-    _secrets = box
-
-
-def _box() -> SecretBox:
-    if _secrets is None:
-        raise ConfigurationError("the dispatcher reads automations before its encryption keys "
-                                 "are set (use_secret_box)")
-    return _secrets
+FORM_COLUMNS = "id, name, sections, fields, statuses, revision"
+AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, previous_secret,"
+                      " previous_secret_until")
+CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
 
 
 @dataclass(frozen=True)
@@ -34,15 +23,15 @@ class Automation:
     enabled: bool
     secret: str
     definition: AutomationDefinition
+    # The secret a rotation replaced, still signing beside the new one until then.
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
 
-
-def _automation(row: asyncpg.Record) -> Automation:
-    """Secrets decrypted: the sender signs with the secret and sends the password."""
-    box = _box()
-    return Automation(id=row["id"], form_id=row["form_id"], enabled=row["enabled"],
-                      secret=box.decrypt(row["secret"]),
-                      definition=AutomationDefinition.model_validate(
-                          with_password(row["definition"], box.decrypt)))
+    def signing_secrets(self, now: datetime) -> list[str]:
+        if (self.previous_secret is not None and self.previous_secret_until is not None
+                and now < self.previous_secret_until):
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 @dataclass(frozen=True)
@@ -53,37 +42,49 @@ class FormRules:
     automations: list[Automation]
     revision: int  # the form's, read once: pydantic private attributes are slow to read
 
-
-async def form_rules(pool: asyncpg.Pool, form_id: str) -> FormRules | None:
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                        readonly=True):
-        form_row = await conn.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
-        if form_row is None:
-            return None
-        rows = await conn.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
-                                " ORDER BY created_at, id", form_id)
-    form = FormDefinition.from_record(form_row)
-    return FormRules(form, [_automation(r) for r in rows], form.revision)
+    def automation(self, automation_id: uuid.UUID) -> Automation | None:
+        return next((a for a in self.automations if a.id == automation_id), None)
 
 
-async def automation(pool: asyncpg.Pool, automation_id: uuid.UUID) -> Automation | None:
-    row = await pool.fetchrow("SELECT * FROM automations WHERE id = $1", automation_id)
-    return _automation(row) if row else None
+class Reader:
+    """Reads forms, automations (secrets decrypted) and cases."""
 
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox):
+        self.pool = pool
+        self._box = box
 
-async def form(pool: asyncpg.Pool, form_id: str) -> FormDefinition | None:
-    row = await pool.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
-    return FormDefinition.from_record(row) if row else None
+    def _automation(self, row: asyncpg.Record) -> Automation:
+        """Secrets decrypted: the sender signs with the secret and sends the password."""
+        previous = row["previous_secret"]
+        return Automation(id=row["id"], form_id=row["form_id"], enabled=row["enabled"],
+                          secret=self._box.decrypt(row["secret"]),
+                          definition=AutomationDefinition.model_validate(
+                              with_password(row["definition"], self._box.decrypt)),
+                          previous_secret=self._box.decrypt(previous) if previous else None,
+                          previous_secret_until=row["previous_secret_until"])
 
+    async def form_rules(self, form_id: str) -> FormRules | None:
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                                 readonly=True):
+            form_row = await conn.fetchrow(f"SELECT {FORM_COLUMNS} FROM forms WHERE id = $1",
+                                           form_id)
+            if form_row is None:
+                return None
+            rows = await conn.fetch(f"SELECT {AUTOMATION_COLUMNS} FROM automations"
+                                    " WHERE form_id = $1 AND enabled ORDER BY created_at, id",
+                                    form_id)
+        form = FormDefinition.from_record(form_row)
+        return FormRules(form, [self._automation(r) for r in rows], form.revision)
 
-async def case(pool: asyncpg.Pool, case_id: uuid.UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+    async def automation(self, automation_id: uuid.UUID) -> Automation | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1", automation_id)
+        return self._automation(row) if row else None
 
+    async def form(self, form_id: str) -> FormDefinition | None:
+        row = await self.pool.fetchrow(f"SELECT {FORM_COLUMNS} FROM forms WHERE id = $1", form_id)
+        return FormDefinition.from_record(row) if row else None
 
-async def delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
-
-
-async def delivery_succeeded(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> bool:
-    return bool(await pool.fetchval(
-        "SELECT state = 'succeeded' FROM deliveries WHERE id = $1", delivery_id))
+    async def case(self, case_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1",
+                                        case_id)

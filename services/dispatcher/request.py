@@ -80,6 +80,14 @@ def build_request(settings: RequestSettings, content: dict[str, Any]) -> Outgoin
     return OutgoingRequest(method=settings.method, url=url, headers=headers, body=body)
 
 
+def signed_payload(request: OutgoingRequest) -> bytes:
+    """What the Standard Webhooks signature covers: the body, or for GET (which has none and
+    carries the content in its URL) the raw query string exactly as sent, without the `?`."""
+    if request.method == "GET":
+        return urlsplit(request.url).query.encode()
+    return request.body
+
+
 def _mask(value: str) -> str:
     scheme, space, _ = value.partition(" ")
     # Without a space the whole value may be the secret.

@@ -9,15 +9,12 @@ as if it were read per event, without the two queries per event that would cost.
 
 import asyncio
 
-import asyncpg
-
-from services.dispatcher import repo
-from services.dispatcher.repo import FormRules
+from services.dispatcher.repo import FormRules, Reader
 
 
 class RulesCache:
-    def __init__(self, pool: asyncpg.Pool):
-        self._pool = pool
+    def __init__(self, reader: Reader):
+        self._reader = reader
         self._rules: dict[str, FormRules] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
@@ -31,7 +28,7 @@ class RulesCache:
             cached = self._rules.get(form_id)
             if cached is not None and cached.revision >= revision:
                 return cached
-            loaded = await repo.form_rules(self._pool, form_id)
+            loaded = await self._reader.form_rules(form_id)
             if loaded is None:
                 self._rules.pop(form_id, None)
                 self._loading.pop(form_id, None)

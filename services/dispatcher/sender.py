@@ -1,28 +1,24 @@
-"""Sends outgoing webhooks: signed, guarded against SSRF, retried within limits, all logged."""
+"""Sends one attempt of an outgoing webhook: signed, guarded against SSRF, all of it logged.
+
+Whether and when to try again is casestore's decision (its delivery schedule); the verdict on
+each attempt says what the answer means.
+"""
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import orjson
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 from yarl import URL
 
-from services.dispatcher.request import OutgoingRequest, recorded
+from services.dispatcher.request import OutgoingRequest, recorded, signed_payload
 from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefused
-from shared.events import Attempt, DeliveryState
+from shared.events import Attempt, Verdict
 from shared.settings import Settings
 from shared.signing import webhook_headers
 
@@ -32,22 +28,14 @@ RETRY_STATUSES = frozenset({408, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-@dataclass
-class DeliveryOutcome:
-    state: DeliveryState
-    attempts: list[Attempt]
-    response_json: Any | None = None  # the final 2xx body, if it is JSON
-
-
-@dataclass
-class _Try:
-    """One attempt and what it means for the next one."""
+@dataclass(frozen=True)
+class Sent:
+    """One attempt and what its answer means for the delivery."""
 
     attempt: Attempt
-    success: bool
-    retry: bool
-    retry_after: float | None = None
-    body: bytes = b""
+    verdict: Verdict
+    retry_after: float | None = None  # what the receiver asked for, within the cap
+    response_json: Any | None = None  # a 2xx body, if it is JSON
 
 
 @dataclass
@@ -78,8 +66,12 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _retryable_status(status: int) -> bool:
-    return status in RETRY_STATUSES or status >= 500
+def _verdict(status: int) -> Verdict:
+    if 200 <= status < 300:
+        return "succeeded"
+    if status == 410:
+        return "gone"
+    return "retry" if status in RETRY_STATUSES or status >= 500 else "final"
 
 
 def _refusal(exc: BaseException) -> TargetRefused | None:
@@ -135,10 +127,6 @@ class Sender:
         self._cap = max(MAX_RESPONSE_BYTES, settings.response_excerpt_bytes)
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
-        # Full jitter, with a floor so a retry never comes right on the heels of a failure.
-        base, ceiling = settings.retry_backoff_seconds, settings.retry_backoff_max_seconds
-        self._backoff = wait_random_exponential(multiplier=base, max=ceiling,
-                                                min=min(base / 2, ceiling))
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds the session to the running event loop.
@@ -146,9 +134,9 @@ class Sender:
             self._resolver = GuardedResolver(self.policy)
             connector = aiohttp.TCPConnector(
                 resolver=self._resolver, socket_factory=self.policy.socket_factory,
-                # The broker's prefetch already bounds deliveries in flight; the per-host limit
-                # keeps one receiver from being flooded, and a hanging one from holding others.
-                limit=0, limit_per_host=64)
+                # casestore caps the attempts in flight per endpoint; a per-host cap here would
+                # let one slow host's waiting requests hold up another automation's on it.
+                limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                 # Never pick up HTTP(S)_PROXY from the environment: a proxy would do the
@@ -164,53 +152,15 @@ class Sender:
             await self._resolver.close()
             self._resolver = None
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    # `timeout` bounds each attempt, not the call (backoff waits come on top), so a caller's
-    # asyncio.timeout could not express it.
-    async def deliver(self, request: OutgoingRequest, *, secret: str, webhook_id: str,
-                      attempts: int, timeout: float) -> DeliveryOutcome:  # noqa: ASYNC109
-        """Send with up to `attempts` tries (1 for a test send); every try is in the outcome."""
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
-        tries: list[_Try] = []
-
-        async def one() -> _Try:
-            done = await self._try(request, secret, webhook_id, len(tries) + 1, limit=timeout)
-            tries.append(done)
-            return done
-
-        def last(_: RetryCallState) -> _Try:
-            return tries[-1]  # attempts used up: the outcome is the last one, not an error
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(attempts), wait=self._wait,
-            retry=retry_if_result(lambda done: done.retry), retry_error_callback=last)
-        final: _Try = await retrying(one)
-        return DeliveryOutcome(
-            state="succeeded" if final.success else "failed",
-            attempts=[t.attempt for t in tries],
-            response_json=_json(final.body, self._cap) if final.success else None)
-
-    def _wait(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        done = outcome.result() if outcome is not None and not outcome.failed else None
-        if isinstance(done, _Try) and done.retry_after is not None:
-            return min(done.retry_after, self.settings.retry_after_cap_seconds)
-        return float(self._backoff(state))
-
-    async def _try(self, request: OutgoingRequest, secret: str, webhook_id: str, number: int,
-                   *, limit: float) -> _Try:
+    # `timeout` bounds the one attempt; a caller's asyncio.timeout would also cut the recording.
+    async def send(self, request: OutgoingRequest, *, secrets: Sequence[str], webhook_id: str,
+                   number: int, timeout: float) -> Sent:  # noqa: ASYNC109
+        """One attempt, signed with every secret given (two while a rotated one overlaps)."""
         # A fresh timestamp per attempt: receivers reject signatures older than ~5 minutes.
-        signed = replace(request, headers={**request.headers,
-                                           **webhook_headers(secret, webhook_id, request.body)})
+        signed = replace(request, headers={**request.headers, **webhook_headers(
+            secrets, webhook_id, signed_payload(request))})
         started_at, started = datetime.now(UTC), time.perf_counter()
-        answer = await self._exchange(signed, limit)
+        answer = await self._exchange(signed, timeout)
         excerpt = bytes(answer.body[:self.settings.response_excerpt_bytes])
         attempt = Attempt(
             id=uuid.uuid4(), number=number, started_at=started_at,
@@ -221,12 +171,15 @@ class Sender:
                            else excerpt.decode("utf-8", errors="replace")))
         if answer.status is None:
             # No answer at all: worth another try, unless the target itself is forbidden.
-            return _Try(attempt, success=False, retry=not answer.final)
+            return Sent(attempt, "final" if answer.final else "retry")
+        verdict = _verdict(answer.status)
         # A status means the receiver answered; a body cut short does not change its verdict,
         # but is no document to take response data from.
-        return _Try(attempt, success=200 <= answer.status < 300,
-                    retry=_retryable_status(answer.status), retry_after=answer.retry_after,
-                    body=bytes(answer.body) if answer.error is None else b"")
+        response = (_json(bytes(answer.body), self._cap)
+                    if verdict == "succeeded" and answer.error is None else None)
+        retry_after = (min(answer.retry_after, self.settings.retry_after_cap_seconds)
+                       if answer.retry_after is not None and verdict == "retry" else None)
+        return Sent(attempt, verdict, retry_after, response)
 
     async def _exchange(self, signed: OutgoingRequest, limit: float) -> _Answer:
         answer = _Answer()

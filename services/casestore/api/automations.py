@@ -6,9 +6,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.casestore import repo
+from services.casestore import repo, schedule_rows
 from services.casestore.api.forms import load_form
-from services.casestore.api.params import path_uuid
+from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automations import (
     SECRET_BOX,
     announce_automation,
@@ -19,7 +19,8 @@ from services.casestore.automations import (
 )
 from services.casestore.errors import RecordNotFound, ValidationFailed
 from shared.addresses import AddressPolicy
-from shared.automations import AutomationDefinition, check_against_form
+from shared.automation_checks import check_against_form
+from shared.automations import AutomationDefinition
 from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
@@ -37,8 +38,9 @@ def _found(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-def _shown(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
-    return automation_json(row, request.app[SECRET_BOX])
+def _shown(request: web.Request, row: asyncpg.Record,
+           health: asyncpg.Record | None = None) -> dict[str, Any]:
+    return automation_json(row, request.app[SECRET_BOX], health)
 
 
 def _new_secret(request: web.Request) -> str:
@@ -73,14 +75,17 @@ async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
         rows = await repo.list_automations(conn, form.id)
-    return json_response({"automations": [_shown(request, r) for r in rows]})
+        health = await repo.automation_health(conn, [r["id"] for r in rows])
+    return json_response({"automations": [_shown(request, r, health.get(r["id"]))
+                                          for r in rows]})
 
 
 @routes.get("/api/automations/{automation_id}")
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = _found(await repo.get_automation(conn, automation_id(request)))
-    return json_response(_shown(request, row))
+        health = await repo.automation_health(conn, [row["id"]])
+    return json_response(_shown(request, row, health.get(row["id"])))
 
 
 @routes.put("/api/automations/{automation_id}")
@@ -102,17 +107,21 @@ async def replace_automation(request: web.Request) -> web.Response:
 
 @routes.delete("/api/automations/{automation_id}")
 async def delete_automation(request: web.Request) -> web.Response:
-    """Its delivery log and once-claims go with it."""
+    """Its once-claims go with it; its delivery log stays (what still waited is failed)."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = _found(await repo.delete_automation(conn, automation_id(request)))
+        await repo.fail_waiting_deliveries(conn, row["id"])
         await announce_automation(conn, row, "deleted")
     return json_response({})
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    """Enabling sends what waited meanwhile, starting with a healthy endpoint."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.update_automation(conn, automation_id(request), enabled=enabled))
+        row = _found(await repo.set_enabled(conn, automation_id(request), enabled,
+                                            "disabled through the API"))
         await announce_automation(conn, row, "enabled" if enabled else "disabled")
+        await schedule_rows.wake_scheduler(conn)
     return json_response(_shown(request, row))
 
 
@@ -128,9 +137,12 @@ async def disable_automation(request: web.Request) -> web.Response:
 
 @routes.post("/api/automations/{automation_id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
-    """Receivers verifying signatures need the new secret from the answer before the next send."""
+    """The old secret keeps signing beside the new one for `?overlap_hours=` (default
+    CASEWIRE_SECRET_OVERLAP_HOURS, 24), so receivers can switch at their pace."""
+    hours = query_float(request, "overlap_hours", request.app[SETTINGS].secret_overlap_hours,
+                        high=24 * 30)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.update_automation(conn, automation_id(request),
-                                                  secret=_new_secret(request)))
+        row = _found(await repo.rotate_secret(conn, automation_id(request), _new_secret(request),
+                                              hours * 3600))
         await announce_automation(conn, row, "secret_rotated")
     return json_response(_shown(request, row))

@@ -1,6 +1,8 @@
 """Reading path and query values: a malformed one is a 400 (or a 404 for a path id), never a 500."""
 
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -29,6 +31,19 @@ def query_int(request: web.Request, name: str, default: int | None, high: int) -
     return int(raw)
 
 
+def query_float(request: web.Request, name: str, default: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= high:  # NaN fails this too
+        raise invalid(name, f"expected a number from 0 to {high:g}")
+    return value
+
+
 def query_uuid(request: web.Request, name: str) -> uuid.UUID | None:
     raw = request.query.get(name)
     if raw is None:
@@ -44,3 +59,15 @@ def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> s
     if raw is not None and raw not in choices:
         raise invalid(name, f"expected one of: {', '.join(choices)}")
     return raw
+
+
+def query_time(query: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 time with its offset (UTC if none is given)."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise invalid(name, "expected an ISO 8601 time, e.g. 2026-12-01T08:00:00Z") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

@@ -1,0 +1,120 @@
+"""Deliveries as casestore's durable work: taken on when an automation fires, settled attempt
+by attempt as the dispatcher reports how each went.
+
+What an answer means: a 2xx ends the delivery (its response data is written in the same
+transaction); a retryable failure waits for the next attempt on the automation's schedule, if
+any is left; any other failure ends it; a 410 Gone also disables the automation. Every failure
+counts against the endpoint's health: enough in a row open its circuit for a cool-down, and
+an automation whose deliveries have all failed for days is disabled.
+"""
+
+import uuid
+
+import structlog
+
+from services.casestore import repo, schedule_rows
+from services.casestore.responses import write_response_data
+from shared.automations import AutomationDefinition
+from shared.events import (
+    AUTOMATION_DISABLED,
+    AutomationDisabled,
+    CaseResponseData,
+    DeliveryAttempted,
+    DeliveryRequested,
+    new_event,
+)
+from shared.schedule import attempts_allowed, cooldown, disable_after, retry_delay
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def take_on(conn: repo.Conn, request: DeliveryRequested, form_id: str) -> bool:
+    """Record a requested delivery as due now; False if there is nothing to do (a repeat, a
+    deleted automation, or a `once` automation that already fired for the case)."""
+    automation = await repo.get_automation(conn, request.automation_id)
+    if automation is None:
+        log.info("delivery_of_deleted_automation_dropped", delivery_id=str(request.delivery_id))
+        return False
+    if request.once:
+        owner = await repo.claim_once(conn, request.automation_id, request.case.case_id,
+                                      request.delivery_id)
+        if owner != request.delivery_id:
+            log.info("automation_once_already_fired", automation_id=str(request.automation_id),
+                     case_id=str(request.case.case_id))
+            return False
+    definition = AutomationDefinition.model_validate(automation["definition"])
+    settings = definition.action.settings
+    taken = await schedule_rows.insert_requested(
+        conn, request, form_id, definition.name, settings.retry,
+        attempts_allowed(settings.retry, settings.attempts))
+    if taken:
+        await schedule_rows.wake_scheduler(conn)
+    return taken
+
+
+async def settle(conn: repo.Conn, report: DeliveryAttempted, settings: Settings,
+                 causation_id: str) -> None:
+    """Record one attempt and decide what comes next for its delivery and its endpoint."""
+    if not await repo.insert_attempt(conn, report.delivery_id, report.attempt):
+        return  # this report was applied before
+    delivery = await schedule_rows.delivery_for_outcome(conn, report.delivery_id)
+    if (delivery is None or delivery["state"] != "sending"
+            or delivery["attempts_made"] != report.attempt.number):
+        return  # a late report of an attempt handed out again since: logged, nothing more
+    state, wait = "succeeded", None
+    if report.verdict == "retry" and delivery["attempts_made"] < delivery["attempts_allowed"]:
+        state, wait = "retrying", retry_delay(delivery["schedule"], delivery["attempts_made"],
+                                              report.retry_after, settings)
+    elif report.verdict != "succeeded":
+        state = "failed"
+    await schedule_rows.settle(conn, report.delivery_id, state, wait)
+    await schedule_rows.wake_scheduler(conn)  # an endpoint slot came free
+    if report.verdict == "succeeded":
+        await schedule_rows.record_success(conn, report.automation_id)
+        await _write_answer(conn, report, delivery["case_id"], causation_id)
+    else:
+        await _count_failure(conn, report, settings)
+
+
+async def _write_answer(conn: repo.Conn, report: DeliveryAttempted, case_id: uuid.UUID,
+                        causation_id: str) -> None:
+    if not report.values:
+        return
+    await write_response_data(conn, CaseResponseData(
+        case_id=case_id, automation_id=report.automation_id, delivery_id=report.delivery_id,
+        values=report.values, automation_depth=report.automation_depth),
+        causation_id=causation_id)
+
+
+async def _count_failure(conn: repo.Conn, report: DeliveryAttempted, settings: Settings) -> None:
+    if report.verdict == "gone":
+        await disable(conn, report.automation_id, "the receiver answered 410 Gone")
+        return
+    before = await schedule_rows.health(conn, report.automation_id)
+    failures = int(before["consecutive_failures"]) + 1 if before else 1
+    # A failed probe opens it again at once; otherwise enough failures in a row do.
+    trips = (before is not None and before["state"] == "half_open") \
+        or failures >= settings.breaker_failures
+    times_opened = int(before["times_opened"]) + 1 if before else 1
+    after = await schedule_rows.record_failure(
+        conn, report.automation_id, cooldown(times_opened, settings) if trips else None)
+    if trips:
+        log.warning("endpoint_paused", automation_id=str(report.automation_id),
+                    consecutive_failures=after["consecutive_failures"])
+    failing_for = after["failing_for"]
+    if failing_for is not None and failing_for.total_seconds() >= disable_after(settings):
+        await disable(conn, report.automation_id, f"every delivery failed for "
+                      f"{settings.disable_after_days:g} days")
+
+
+async def disable(conn: repo.Conn, automation_id: uuid.UUID, reason: str) -> None:
+    """Disable the automation, say so on the bus and in the log; its deliveries wait."""
+    row = await schedule_rows.disable_automation(conn, automation_id, reason)
+    if row is None:
+        return  # disabled already
+    await repo.insert_outbox(conn, [new_event(
+        AUTOMATION_DISABLED, AutomationDisabled(automation_id=automation_id,
+                                                form_id=row["form_id"], reason=reason),
+        form_id=row["form_id"])])
+    log.warning("automation_disabled", automation_id=str(automation_id), reason=reason)

@@ -1,0 +1,142 @@
+"""SQL of the delivery schedule: deliveries waiting, attempts handed out, endpoint health."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared.events import DeliveryRequested
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+NOTIFY_CHANNEL = "casewire_deliveries"
+# Work that is due: waiting for its (next) attempt, or handed out and never answered.
+DUE = ("((d.state IN ('pending', 'retrying') AND d.next_attempt_at <= now())"
+       " OR (d.state = 'sending' AND d.lease_until <= now()))")
+
+
+async def wake_scheduler(conn: Conn) -> None:
+    """Sent when the transaction commits: something may be due now."""
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
+                           automation_name: str, schedule: str, attempts: int) -> bool:
+    """A new delivery, due at once; False if it exists already (a repeated request)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
+        " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, now())"
+        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        request.delivery_id, request.automation_id, request.case.case_id, form_id,
+        request.event_id, request.webhook_id, automation_name, schedule,
+        request.case.model_dump(mode="json"), attempts)
+    await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
+                       " ON CONFLICT DO NOTHING", request.automation_id)
+    return bool(inserted)
+
+
+async def lock_due_endpoints(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    """Endpoints of enabled automations with due work whose circuit lets an attempt through,
+    locked for this scheduler (SKIP LOCKED: several casestore replicas share the work)."""
+    return list(await conn.fetch(
+        "SELECT h.automation_id, h.state, h.open_until, h.window_start, h.window_count,"
+        " a.form_id, a.definition->'action'->'settings' AS settings, f.revision AS form_revision,"
+        " (SELECT count(*) FROM deliveries s WHERE s.automation_id = h.automation_id"
+        "   AND s.state = 'sending' AND s.lease_until > now()) AS in_flight,"
+        " now() AS now"
+        " FROM endpoint_health h JOIN automations a ON a.id = h.automation_id AND a.enabled"
+        " JOIN forms f ON f.id = a.form_id"
+        " WHERE (h.state <> 'open' OR h.open_until <= now())"
+        " AND EXISTS (SELECT 1 FROM deliveries d"
+        f"   WHERE d.automation_id = h.automation_id AND {DUE})"
+        " ORDER BY h.automation_id LIMIT $1 FOR UPDATE OF h SKIP LOCKED", limit))
+
+
+async def hand_out(conn: Conn, automation_id: uuid.UUID, room: int,
+                   lease_seconds: float) -> list[asyncpg.Record]:
+    """Up to `room` due deliveries of one automation, oldest due first, marked `sending`.
+
+    A lost attempt (its lease ran out) goes out again under the same number; a new one counts.
+    """
+    return list(await conn.fetch(
+        "UPDATE deliveries d SET state = 'sending', updated_at = now(),"
+        " lease_until = now() + make_interval(secs => $3),"
+        " attempts_made = d.attempts_made + (d.state <> 'sending')::int"
+        " FROM (SELECT id FROM deliveries d WHERE d.automation_id = $1 AND " + DUE +
+        "   ORDER BY coalesce(d.next_attempt_at, d.lease_until), d.id LIMIT $2"
+        "   FOR UPDATE SKIP LOCKED) due"
+        " WHERE d.id = due.id"
+        " RETURNING d.id, d.automation_id, d.form_id, d.webhook_id, d.attempts_made,"
+        " d.case_snapshot, d.lease_until", automation_id, room, lease_seconds))
+
+
+async def count_in_window(conn: Conn, automation_id: uuid.UUID, window_start: datetime,
+                          count: int) -> None:
+    await conn.execute("UPDATE endpoint_health SET window_start = $2, window_count = $3"
+                       " WHERE automation_id = $1", automation_id, window_start, count)
+
+
+async def half_open(conn: Conn, automation_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE endpoint_health SET state = 'half_open'"
+                       " WHERE automation_id = $1 AND state = 'open'", automation_id)
+
+
+async def delivery_for_outcome(conn: Conn, delivery_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
+        " d.attempts_allowed FROM deliveries d WHERE d.id = $1 FOR UPDATE", delivery_id)
+
+
+async def settle(conn: Conn, delivery_id: uuid.UUID, state: str,
+                 next_in_seconds: float | None) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET state = $2, lease_until = NULL, updated_at = now(),"
+        " next_attempt_at = CASE WHEN $3::float8 IS NULL THEN NULL"
+        "   ELSE now() + make_interval(secs => $3) END WHERE id = $1",
+        delivery_id, state, next_in_seconds)
+
+
+async def health(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT state, consecutive_failures, times_opened, open_until, failing_since,"
+        " last_success_at, last_failure_at FROM endpoint_health WHERE automation_id = $1",
+        automation_id)
+
+
+async def record_success(conn: Conn, automation_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
+        " times_opened = 0, open_until = NULL, failing_since = NULL, last_success_at = now()"
+        " WHERE automation_id = $1", automation_id)
+
+
+async def record_failure(conn: Conn, automation_id: uuid.UUID,
+                         open_for: float | None) -> asyncpg.Record:
+    """Count a failure; `open_for` seconds opens the circuit. Returns the health after."""
+    row = await conn.fetchrow(
+        "UPDATE endpoint_health SET consecutive_failures = consecutive_failures + 1,"
+        " last_failure_at = now(), failing_since = coalesce(failing_since, now()),"
+        " state = CASE WHEN $2::float8 IS NULL THEN state ELSE 'open' END,"
+        " times_opened = times_opened + ($2::float8 IS NOT NULL)::int,"
+        " open_until = CASE WHEN $2::float8 IS NULL THEN open_until"
+        "   ELSE now() + make_interval(secs => $2) END"
+        " WHERE automation_id = $1 RETURNING state, consecutive_failures, times_opened,"
+        " failing_since, now() - failing_since AS failing_for", automation_id, open_for)
+    assert row is not None
+    return row
+
+
+async def disable_automation(conn: Conn, automation_id: uuid.UUID,
+                             reason: str) -> asyncpg.Record | None:
+    """Disable it with the reason (None if it was not enabled)."""
+    return await conn.fetchrow(
+        "UPDATE automations SET enabled = false, disabled_reason = $2, disabled_at = now(),"
+        " updated_at = now() WHERE id = $1 AND enabled RETURNING id, form_id",
+        automation_id, reason)
+
+
+def attempt_args(delivery_id: uuid.UUID, attempt: Any) -> tuple[Any, ...]:
+    return (attempt.id, delivery_id, attempt.number, attempt.started_at, attempt.duration_ms,
+            attempt.request.model_dump(mode="json"), attempt.response_status,
+            attempt.response_headers, attempt.response_body, attempt.error)

@@ -1,0 +1,109 @@
+"""The delivery scheduler: hands due attempts to the dispatcher, never more than an endpoint
+may have in flight.
+
+Each round locks the endpoints with due work (FOR UPDATE SKIP LOCKED, so any number of casestore
+replicas share them without handing out twice) and, per endpoint, hands out as many attempts as
+it has room for: its concurrency cap minus what is in flight, one probe while its circuit is
+half open, and no more than its `max_per_second` in the current second. Handed-out attempts
+leave through the outbox, in the same transaction that marks them `sending`.
+"""
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from services.casestore import repo, schedule_rows
+from shared.db import listen
+from shared.events import DELIVERY_DUE, CaseChanged, DeliveryDue, new_event
+from shared.settings import Settings
+from shared.tasks import wait_event
+
+log = structlog.get_logger(__name__)
+
+ENDPOINTS_PER_ROUND = 100
+
+
+def room(endpoint: asyncpg.Record, settings: Settings) -> tuple[int, int]:
+    """(attempts this endpoint may get now, attempts already counted in this second)."""
+    request: dict[str, Any] = endpoint["settings"]
+    cap = 1 if endpoint["state"] in ("open", "half_open") else settings.endpoint_concurrency
+    free = cap - int(endpoint["in_flight"])
+    per_second = request.get("max_per_second")
+    counted = 0
+    if per_second:
+        start = endpoint["window_start"]
+        if start is not None and endpoint["now"] - start < timedelta(seconds=1):
+            counted = int(endpoint["window_count"])
+        free = min(free, int(per_second) - counted)
+    return max(0, free), counted
+
+
+class DeliveryScheduler:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+        self._pool = pool
+        self._settings = settings
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    async def hand_out_once(self) -> int:
+        """One round; returns how many attempts it handed out."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            endpoints = await schedule_rows.lock_due_endpoints(conn, ENDPOINTS_PER_ROUND)
+            handed = 0
+            for endpoint in endpoints:
+                handed += await self._hand_out(conn, endpoint)
+        return handed
+
+    async def _hand_out(self, conn: schedule_rows.Conn, endpoint: asyncpg.Record) -> int:
+        free, counted = room(endpoint, self._settings)
+        if free == 0:
+            return 0
+        automation_id = endpoint["automation_id"]
+        if endpoint["state"] == "open":  # its cool-down is over: one probe decides
+            await schedule_rows.half_open(conn, automation_id)
+        timeout = float(endpoint["settings"].get("timeout", 60))
+        due = await schedule_rows.hand_out(conn, automation_id, free,
+                                           timeout + self._settings.delivery_lease_margin_seconds)
+        if endpoint["settings"].get("max_per_second") and due:
+            start = endpoint["window_start"] if counted else endpoint["now"]
+            await schedule_rows.count_in_window(conn, automation_id, start, counted + len(due))
+        await repo.insert_outbox(conn, [self._due_event(row, endpoint) for row in due])
+        return len(due)
+
+    @staticmethod
+    def _due_event(row: asyncpg.Record, endpoint: asyncpg.Record) -> Any:
+        case = CaseChanged.model_validate(row["case_snapshot"])
+        due = DeliveryDue(delivery_id=row["id"], automation_id=row["automation_id"],
+                          form_id=row["form_id"], form_revision=endpoint["form_revision"],
+                          webhook_id=row["webhook_id"], number=row["attempts_made"], case=case,
+                          lease_until=row["lease_until"])
+        return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id)
+
+    def _notified(self, *_: object) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Until stopped; NOTIFY wakes it when work may be due, polling covers the rest (a
+        retry's time coming, a lease running out, a circuit's cool-down ending)."""
+        listener = await listen(self._settings.database_url, schedule_rows.NOTIFY_CHANNEL,
+                                self._notified)
+        try:
+            while not self._stopping.is_set():
+                self._wakeup.clear()
+                try:
+                    handed = await self.hand_out_once()
+                except Exception:
+                    log.exception("delivery_scheduler_failed")
+                    handed = 0
+                if handed == 0:
+                    await wait_event(self._wakeup, self._settings.delivery_poll_seconds)
+        finally:
+            if listener is not None:
+                await listener.close()

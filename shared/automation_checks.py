@@ -1,0 +1,57 @@
+"""Checks of an automation against its form: every name it uses must exist there."""
+
+from shared.automations import (
+    META,
+    PLACEHOLDER,
+    AllOf,
+    AutomationDefinition,
+    Condition,
+    Rule,
+)
+from shared.forms import FieldError, FieldType, FormDefinition
+
+
+def _conditions(rule: Rule | None) -> list[Condition]:
+    if rule is None:
+        return []
+    if isinstance(rule, Condition):
+        return [rule]
+    return [c for r in (rule.all if isinstance(rule, AllOf) else rule.any) for c in _conditions(r)]
+
+
+def check_against_form(definition: AutomationDefinition, form: FormDefinition) -> list[FieldError]:
+    """Every name the automation uses must exist on the form; one error per problem."""
+    fields = {f.id for f in form.fields}
+    errors: list[FieldError] = []
+
+    def need(ok: bool, where: str, message: str) -> None:
+        if not ok:
+            errors.append(FieldError(field=where, code="invalid", message=message))
+
+    for i, trigger in enumerate(definition.when):
+        for name in getattr(trigger, "fields", None) or []:
+            need(name in fields or name == "status", f"when[{i}].fields",
+                 f"form '{form.id}' has no field '{name}'")
+        for status in getattr(trigger, "to", None) or []:
+            need(status in form.statuses, f"when[{i}].to", f"'{status}' is not a status of "
+                 f"form '{form.id}' ({', '.join(form.statuses)})")
+    for condition in _conditions(definition.if_):
+        need(condition.field in fields or condition.field in META, "if",
+             f"'{condition.field}' is neither a field of form '{form.id}' nor case metadata "
+             f"({', '.join(META)})")
+    for item in definition.action.content:
+        if item.meta is not None:
+            need(item.meta in META, f"content.{item.key}",
+                 f"unknown metadata '{item.meta}' (one of {', '.join(META)})")
+        if item.field is not None:
+            need(item.field in fields, f"content.{item.key}",
+                 f"form '{form.id}' has no field '{item.field}'")
+        for is_field, name in PLACEHOLDER.findall(item.template or ""):
+            known = name in fields if is_field else name in META
+            need(known, f"content.{item.key}", f"template names unknown "
+                 f"{'field' if is_field else 'metadata'} '{name}'")
+    for mapping in definition.action.response:
+        target = form.field(mapping.field)
+        need(target is not None and target.type != FieldType.FILE, f"response.{mapping.field}",
+             f"form '{form.id}' has no field '{mapping.field}' that response data can fill")
+    return errors
