@@ -16,6 +16,7 @@ from shared import broker
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.receiver import Receiver
+from tests.scheduling import PlayedDispatcher, playing
 from tests.stack import Stack, isolated_settings
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -117,18 +118,6 @@ async def wait_for_cases(api: aiohttp.ClientSession, form_id: str, count: int,
         await asyncio.sleep(0.1)
 
 
-async def publish_raw(settings: Settings, routing_key: str, bodies: list[bytes]) -> None:
-    """Publish messages onto the run's events exchange as a service would, bypassing it."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.get_exchange(f"{settings.name_prefix}.events")
-        for body in bodies:
-            await exchange.publish(
-                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=routing_key)
-
-
 async def wait_dead_lettered(settings: Settings, marker: bytes, within: float = 10.0) -> None:
     """Take the dead-lettered message whose body holds `marker`; fail if none arrives in time."""
     connection = await aio_pika.connect(settings.amqp_url)
@@ -218,3 +207,10 @@ async def make_automation(api: aiohttp.ClientSession) -> AutomationFactory:
         return created
 
     return factory
+
+
+@pytest.fixture
+async def played(settings: Settings, stack: Stack) -> AsyncIterator[PlayedDispatcher]:
+    """The test plays the dispatcher (tests/scheduling.py)."""
+    async with contextlib.asynccontextmanager(playing)(settings, stack) as dispatcher:
+        yield dispatcher

@@ -1,0 +1,329 @@
+"""casestore's delivery schedule, with the test playing the dispatcher (tests/scheduling.py):
+every attempt handed out in turn, retries waiting in Postgres, at most so many in flight per
+endpoint, circuits that pause failing endpoints, automations disabled for good reasons."""
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from shared.settings import Settings
+from tests.conftest import EventTap
+from tests.faults import replaced
+from tests.helpers import until
+from tests.scheduling import PlayedDispatcher, shown
+from tests.stack import Stack
+from tests.test_admin_api import call, new_case, new_form
+from tests.test_automations_api import create, definition, with_settings
+
+
+async def health_when(api: aiohttp.ClientSession, automation: dict[str, Any],
+                      state: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
+        return shown["health"] if shown["health"]["state"] == state else None  # type: ignore[no-any-return]
+
+    found: dict[str, Any] = await until(probe)
+    return found
+
+
+async def health_is(api: aiohttp.ClientSession, automation: dict[str, Any],
+                    expected: tuple[str, int]) -> bool:
+    health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    return (health["state"], health["consecutive_failures"]) == expected
+
+
+async def disabled(api: aiohttp.ClientSession, automation: dict[str, Any]) -> Any:
+    shown_automation = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
+    return None if shown_automation["enabled"] else shown_automation
+
+
+async def setup(api: aiohttp.ClientSession, **settings: Any) -> tuple[dict[str, Any],
+                                                                       dict[str, Any]]:
+    """A form with one (never firing by itself) automation and one case."""
+    form_id = await new_form(api)
+    automation = await create(api, form_id, with_settings(definition(), **settings))
+    return automation, await new_case(api, form_id)
+
+
+async def test_a_delivery_waits_in_postgres_between_attempts_and_ends_on_success(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, attempts=3)
+    delivery_id = await played.request(automation, case)
+    first = await played.due()
+    assert (first.delivery_id, first.number, first.case.case_id) == (delivery_id, 1,
+                                                                   uuid.UUID(case["id"]))
+    assert first.webhook_id == f"msg_{delivery_id.hex}"
+    await played.report(first, 503, retry_after=1.0)
+    waiting = await shown(api, delivery_id, "retrying")
+    assert waiting["next_attempt_at"] is not None
+    await played.none_due(0.7)  # the receiver asked for a second
+    second = await played.due()
+    assert second.number == 2
+    await played.report(second, 200)
+    done = await shown(api, delivery_id, "succeeded")
+    assert [(a["number"], a["response_status"]) for a in done["attempts"]] == [(1, 503),
+                                                                            (2, 200)]
+    assert (done["attempt_count"], done["attempts_allowed"], done["next_attempt_at"]) == \
+        (2, 3, None)
+    assert done["automation_name"] == automation["name"]
+
+
+@pytest.mark.parametrize(("attempts", "statuses", "count"), [
+    (3, [500, 500, 500], 3), (3, [400], 1), (1, [None], 1), (2, [404], 1)])
+async def test_a_delivery_fails_when_its_attempts_run_out_or_the_answer_is_final(
+        attempts: int, statuses: list[int | None], count: int, api: aiohttp.ClientSession,
+        played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, attempts=attempts)
+    delivery_id = await played.request(automation, case)
+    for status in statuses:
+        await played.report(await played.due(), status)
+    failed = await shown(api, delivery_id, "failed")
+    assert failed["attempt_count"] == count
+    await played.none_due(0.5)
+
+
+async def test_repeated_requests_and_reports_change_nothing(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api)
+    delivery_id = await played.request(automation, case, times=3)
+    due = await played.due()
+    await played.none_due(0.5)
+    await played.report(due, 200, times=3)
+    done = await shown(api, delivery_id, "succeeded")
+    assert done["attempt_count"] == 1
+    listed = await call(api, "GET", "/api/deliveries", 200,
+                        params={"automation": automation["id"]})
+    assert len(listed["deliveries"]) == 1
+
+
+async def test_nul_characters_in_a_receivers_answer_are_stored_replaced(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, attempts=1)
+    delivery_id = await played.request(automation, case)
+    await played.report(await played.due(), 500, body="bin\x00ary")
+    failed = await shown(api, delivery_id, "failed")
+    assert failed["attempts"][0]["response_body"] == "bin\ufffdary"
+
+
+async def test_at_most_four_attempts_of_one_endpoint_are_out_and_others_go_by(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    slow, case = await setup(api)
+    other, other_case = await setup(api)
+    for _ in range(10):
+        await played.request(slow, case)
+    out = await played.dues(4)
+    assert {d.automation_id for d in out} == {uuid.UUID(slow["id"])}
+    await played.request(other, other_case)
+    assert (await played.due()).automation_id == uuid.UUID(other["id"])  # not held back
+    await played.none_due(0.5)  # the slow endpoint's five others wait for a free slot
+    await played.report(out[0], 200)
+    assert (await played.due()).automation_id == uuid.UUID(slow["id"])
+
+
+@pytest.fixture
+async def tripping(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    """A casestore whose circuits open after 2 failures in a row, for a second."""
+    async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=1.0,
+                        endpoint_concurrency=1) as other, aiohttp.ClientSession(
+            base_url=other.url("casestore"),
+            headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
+        yield api
+
+
+async def test_failures_in_a_row_pause_the_endpoint_until_one_probe_succeeds(
+        tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    api = tripping
+    automation, case = await setup(api)
+    ids = [await played.request(automation, case) for _ in range(4)]
+    await played.report(await played.due(), 500)
+    await played.report(await played.due(), 500)
+    health = await health_when(api, automation, "open")
+    assert health["consecutive_failures"] == 2
+    assert health["open_until"] is not None
+    await played.none_due(0.6)  # paused
+    for waiting in ids[2:]:  # waiting deliveries are not charged an attempt meanwhile
+        assert (await shown(api, waiting, "pending"))["attempt_count"] == 0
+    probe = await played.due(within=3)
+    await played.none_due(0.3)  # only the probe while half open
+    await played.report(probe, 200)
+    health = await health_when(api, automation, "closed")
+    assert health["consecutive_failures"] == 0
+    assert health["last_success_at"] is not None
+    await played.report(await played.due(), 200)  # the rest flows again
+
+
+async def test_a_failed_probe_pauses_the_endpoint_again(
+        tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    api = tripping
+    automation, case = await setup(api)
+    for _ in range(3):
+        await played.request(automation, case)
+    await played.report(await played.due(), 500)
+    await played.report(await played.due(), 500)
+    await played.report(await played.due(within=3), 500)  # the probe
+    await until(lambda: health_is(api, automation, ("open", 3)))
+
+
+async def test_410_gone_disables_the_automation_and_enabling_sends_what_waited(
+        api: aiohttp.ClientSession, played: PlayedDispatcher, events: EventTap) -> None:
+    automation, case = await setup(api)
+    gone = await played.request(automation, case)
+    await played.report(await played.due(), 410)
+    await shown(api, gone, "failed")
+    shown_automation = await until(lambda: disabled(api, automation))
+    assert shown_automation["enabled"] is False
+    assert shown_automation["disabled_reason"] == "the receiver answered 410 Gone"
+    assert shown_automation["disabled_at"] is not None
+    event = await events.next(lambda e: e["type"] == "automation.disabled"
+                              and e["data"]["automation_id"] == automation["id"])
+    assert event["data"]["reason"] == "the receiver answered 410 Gone"
+    waited = await played.request(automation, case)
+    await played.none_due(0.6)
+    await call(api, "POST", f"/api/automations/{automation['id']}/enable", 200)
+    due = await played.due()
+    assert due.delivery_id == waited
+
+
+async def test_an_automation_whose_deliveries_all_fail_for_days_is_disabled(
+        settings: Settings, stack: Stack, played: PlayedDispatcher) -> None:
+    # 1.5 seconds stand for the days.
+    async with replaced(stack, "casestore", disable_after_days=1.5 / 86400) as other, \
+            aiohttp.ClientSession(base_url=other.url("casestore"), headers={
+                "Authorization": f"Bearer {settings.admin_token}"}) as api:
+        automation, case = await setup(api)
+        await played.request(automation, case)
+        await played.report(await played.due(), 500)
+        path = f"/api/automations/{automation['id']}"
+        assert (await call(api, "GET", path, 200))["enabled"] is True
+        await asyncio.sleep(1.6)
+        await played.request(automation, case)
+        await played.report(await played.due(), 500)
+        for _ in range(50):
+            shown_automation = await call(api, "GET", path, 200)
+            if not shown_automation["enabled"]:
+                break
+            await asyncio.sleep(0.05)
+        assert shown_automation["disabled_reason"] == "every delivery failed for 1.73611e-05 days"
+
+
+async def test_the_extended_schedule_tries_eight_times_over_its_27_hours(
+        settings: Settings, stack: Stack, played: PlayedDispatcher) -> None:
+    # 27 hours in about 10 seconds, through the same code.
+    async with replaced(stack, "casestore", retry_time_scale=0.0001) as other, \
+            aiohttp.ClientSession(base_url=other.url("casestore"), headers={
+                "Authorization": f"Bearer {settings.admin_token}"}) as api:
+        automation, case = await setup(api, retry="extended")
+        delivery_id = await played.request(automation, case)
+        handed: list[float] = []
+        for number in range(1, 9):
+            due = await played.due(within=10)
+            assert due.number == number
+            handed.append(asyncio.get_running_loop().time())
+            await played.report(due, 503)
+        failed = await shown(api, delivery_id, "failed")
+        assert failed["attempt_count"] == failed["attempts_allowed"] == 8
+        await played.none_due(0.3)
+    waits = [b - a for a, b in itertools.pairwise(handed)]
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h scaled by 1/10,000, +-20%.
+    assert waits[5] > waits[2] > waits[0]
+    assert 2.8 < waits[5] < 4.6
+
+
+async def test_max_per_second_spaces_an_endpoints_attempts(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, max_per_second=2)
+    for _ in range(5):
+        await played.request(automation, case)
+    times = []
+    for _ in range(5):
+        due = await played.due(within=5)
+        times.append(asyncio.get_running_loop().time())
+        await played.report(due, 200)
+    # Five at two a second take two seconds at least (generous for a noisy machine).
+    assert times[-1] - times[0] > 1.5
+
+
+async def test_a_lost_attempt_is_handed_out_again_after_its_lease(
+        settings: Settings, stack: Stack, played: PlayedDispatcher) -> None:
+    """A dispatcher that died mid-attempt never reports: the attempt goes out again."""
+    async with replaced(stack, "casestore", delivery_lease_margin_seconds=0.5) as other, \
+            aiohttp.ClientSession(base_url=other.url("casestore"), headers={
+                "Authorization": f"Bearer {settings.admin_token}"}) as api:
+        automation, case = await setup(api)  # timeout 30: the lease is 30.5 s
+        await call(api, "PUT", f"/api/automations/{automation['id']}", 200,
+                   with_settings(definition(name=automation["name"]), timeout=10))
+        await played.request(automation, case)
+        lost = await played.due()
+        again = await played.due(within=15)  # 10.5 s later
+        assert (again.delivery_id, again.number) == (lost.delivery_id, lost.number)
+        assert again.lease_until > lost.lease_until
+
+
+async def test_replay_sends_again_with_the_numbering_continued(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, attempts=1)
+    delivery_id = await played.request(automation, case)
+    await played.report(await played.due(), 500)
+    await shown(api, delivery_id, "failed")
+    answer = await call(api, "POST", f"/api/deliveries/{delivery_id}/replay", 202)
+    assert answer == {"delivery_id": str(delivery_id), "replay": "requested"}
+    again = await played.due()
+    assert (again.delivery_id, again.number, again.webhook_id) == \
+        (delivery_id, 2, f"msg_{delivery_id.hex}")
+    await call(api, "POST", f"/api/deliveries/{delivery_id}/replay", 409)  # on its way
+    await played.report(again, 200)
+    done = await shown(api, delivery_id, "succeeded")
+    assert [a["number"] for a in done["attempts"]] == [1, 2]
+
+
+async def test_bulk_replay_takes_the_failed_ones_of_a_time_window(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api, attempts=1)
+    ids = []
+    for status in (500, 500, 200, 500):
+        ids.append(await played.request(automation, case))
+        await played.report(await played.due(), status)
+        await shown(api, ids[-1], "succeeded" if status == 200 else "failed")
+    created = [datetime.fromisoformat((await shown(api, i))["created_at"]) for i in ids]
+    path = f"/api/automations/{automation['id']}/replay"
+    answer = await call(api, "POST", path, 202, {"state": "failed",
+                                                 "since": created[1].isoformat()})
+    assert answer == {"automation_id": automation["id"], "replayed": 2}
+    replayed = {d.delivery_id for d in await played.dues(2)}
+    assert replayed == {ids[1], ids[3]}
+    await call(api, "POST", path, 400, {"state": "nope"})
+    await call(api, "POST", path, 400, {"since": "yesterday"})
+    await call(api, "POST", f"/api/automations/{uuid.uuid4()}/replay", 404, {})
+
+
+async def test_deleting_the_automation_keeps_its_log_and_fails_what_waited(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api)
+    sent = await played.request(automation, case)
+    await played.report(await played.due(), 200)
+    await shown(api, sent, "succeeded")
+    await call(api, "POST", f"/api/automations/{automation['id']}/disable", 200)
+    waiting = await played.request(automation, case)
+    await shown(api, waiting, "pending")
+    await call(api, "DELETE", f"/api/automations/{automation['id']}", 200)
+    kept = await shown(api, sent, "succeeded")
+    assert kept["automation_name"] == automation["name"]
+    assert (await shown(api, waiting, "failed"))["attempt_count"] == 0
+    late = await played.request(automation, case)  # fired just before the delete
+    await asyncio.sleep(0.5)
+    await call(api, "GET", f"/api/deliveries/{late}", 404)
+
+
+async def test_once_grants_only_the_first_delivery_for_a_case(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    automation, case = await setup(api)
+    first = await played.request(automation, case, once=True)
+    await played.request(automation, case, once=True)
+    assert (await played.due()).delivery_id == first
+    await played.none_due(0.5)
