@@ -1,6 +1,7 @@
 """ingest: the public incoming-webhook endpoint, as one aiohttp app."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,7 @@ from shared.tasks import wait_event
 from shared.web import add_ops_routes, correlation_middleware
 
 log = structlog.get_logger(__name__)
+STOP_FOLLOWING_WITHIN = 1.0
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,7 +53,11 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AMQP].reconnect_callbacks.add(on_reconnect)
     yield
     app[AMQP].reconnect_callbacks.discard(on_reconnect)
-    await following.stop(grace_seconds=0)  # a form reload is cheap to lose
+    # A form reload is cheap to lose. With the broker down, cancelling the consumer would wait
+    # for a reconnect that may never come; the private queue goes with the connection anyway.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_FOLLOWING_WITHIN):
+            await following.stop(grace_seconds=0)
 
 
 RELOAD = web.AppKey("reload", asyncio.Event)

@@ -4,19 +4,18 @@ import uuid
 from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 
+from services.ingest.answers import Published, bad, failure, not_found, publish, unavailable
 from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_allows
-from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
 from shared.secrets import digest
-from shared.service import CASESTORE, POOL, PUBLISHER
+from shared.service import CASESTORE, POOL
 from shared.web import error_body, json_response, read_json
 
 log = structlog.get_logger(__name__)
@@ -27,21 +26,11 @@ CREDENTIAL_KEYS = {"username", "password"}
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5f1c0d7e-2b7a-4c39-9a57-4f0b8c1e6d21")
 
 
-def _bad(code: str, message: str, field: str | None = None) -> web.Response:
-    return json_response(error_body(code, message, field), status=400)
-
-
-def unavailable(message: str) -> web.Response:
-    return json_response(error_body("unavailable", message), status=503,
-                         headers={"Retry-After": "1"})
-
-
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     options = HookOptions.parse(request.match_info.get("options", ""))
     hook = await request.app[CACHE].lookup(request.match_info["token"])
     if options is None or hook is None:
-        raise web.HTTPNotFound(text=orjson.dumps(error_body("not_found", "unknown webhook URL"))
-                               .decode(), content_type="application/json")
+        raise not_found()
     return hook, options
 
 
@@ -52,7 +41,7 @@ async def read_object(request: web.Request) -> dict[str, Any] | web.Response:
         return json_response(error_body("body_too_large", "the body exceeds the size limit"),
                              status=413)
     if not isinstance(payload, dict):
-        return _bad("invalid_json", "the body must be a JSON object of field id to value")
+        return bad("invalid_json", "the body must be a JSON object of field id to value")
     return payload
 
 
@@ -89,7 +78,7 @@ def _event_id(request: web.Request, hook: Hook) -> uuid.UUID | web.Response:
     if key is None:
         return uuid.uuid4()
     if not 1 <= len(key) <= 255:
-        return _bad("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+        return bad("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
     # Same webhook and key give the same event id, and casestore applies an event id once.
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{hook.webhook_id}:{key}")
 
@@ -108,7 +97,7 @@ async def create_case(request: web.Request) -> web.Response:
     if options == HookOptions() and _is_credentials(request, hook, body):
         return await _forward_credentials(request, hook, "POST", body)
     if hook.authenticate_user and not await _authorised(request, hook):
-        return _bad("access_deny", "a valid Auth-key header is required for this form")
+        return bad("access_deny", "a valid Auth-key header is required for this form")
     data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,
                                       first_section_only=True)
     if errors:
@@ -121,11 +110,9 @@ async def create_case(request: web.Request) -> web.Response:
                                   skip_validate=options.skip_validate)
     event = new_event(CASE_CREATE_REQUESTED, command, form_id=hook.form.id, case_id=event_id,
                       event_id=event_id)
-    try:
-        await request.app[PUBLISHER].publish(event)
-    except DependencyUnavailable as exc:
-        log.warning("case_not_accepted", error=str(exc))
-        return unavailable("the case could not be accepted right now; try again")
+    outcome = await publish(request, event)
+    if outcome is not Published.CONFIRMED:
+        return failure(outcome, "the case")
     log.info("case_accepted", form_id=hook.form.id, event_id=str(event_id))
     return json_response({})
 
@@ -137,6 +124,6 @@ async def revoke_auth_keys(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:
-        return _bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
+        return bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
                     "with user authentication on")
     return await _forward_credentials(request, hook, "DELETE", body)

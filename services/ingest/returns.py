@@ -5,12 +5,12 @@ import uuid
 import structlog
 from aiohttp import web
 
-from services.ingest.handlers import read_object, unavailable
+from services.ingest.answers import Published, failure, publish
+from services.ingest.handlers import read_object
 from services.ingest.repo import automation_definition
 from shared.automations import response_values
-from shared.errors import DependencyUnavailable
 from shared.events import CASE_RESPONSE_DATA, CaseResponseData, new_event
-from shared.service import POOL, PUBLISHER, SETTINGS
+from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner
 from shared.web import error_body, json_response
 
@@ -45,12 +45,10 @@ async def return_data(request: web.Request) -> web.Response:
     answer = CaseResponseData(case_id=uuid.UUID(info["case_id"]), automation_id=automation_id,
                               delivery_id=uuid.UUID(info["delivery_id"]), values=values,
                               automation_depth=int(info["depth"]), source="return_url")
-    try:
-        await request.app[PUBLISHER].publish(new_event(
-            CASE_RESPONSE_DATA, answer, form_id=None, case_id=answer.case_id))
-    except DependencyUnavailable as exc:
-        log.warning("return_data_not_accepted", error=str(exc))
-        return unavailable("the answer could not be accepted right now; try again")
+    outcome = await publish(request, new_event(CASE_RESPONSE_DATA, answer, form_id=None,
+                                               case_id=answer.case_id))
+    if outcome is not Published.CONFIRMED:
+        return failure(outcome, "the answer")
     log.info("return_data_accepted", automation_id=str(automation_id),
              case_id=str(answer.case_id), fields=sorted(values))
     return json_response({})
