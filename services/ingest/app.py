@@ -17,11 +17,10 @@ from shared.events import FORM_CHANGED
 from shared.service import (
     AMQP,
     POOL,
+    PUBLISHER,
     SETTINGS,
     amqp_ctx,
-    broker_ready,
     casestore_client_ctx,
-    db_ready,
     pool_ctx,
     publisher_ctx,
     require_secrets,
@@ -87,8 +86,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(returns.routes)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": broker_ready(app),
-                "forms": app[CACHE].loaded}
+        # Not Postgres: ingest accepts cases from its form cache while the database is down,
+        # and an orchestrator must not take every ingest away during a database outage.
+        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded}
 
     add_ops_routes(app, readiness)
     return app

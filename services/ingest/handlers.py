@@ -11,7 +11,8 @@ from services.ingest.answers import Published, bad, failure, not_found, publish,
 from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
-from services.ingest.repo import auth_key_allows
+from services.ingest.repo import auth_key_user
+from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
 from shared.secrets import digest
@@ -66,11 +67,12 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
     return web.Response(body=payload, status=status, content_type="application/json")
 
 
-async def _authorised(request: web.Request, hook: Hook) -> bool:
+async def _auth_key_user(request: web.Request, hook: Hook) -> str | None:
+    """The user of a valid Auth-key; raises DependencyUnavailable if it cannot be checked."""
     key = request.headers.get("Auth-key")
-    if not key:
-        return False
-    return await auth_key_allows(request.app[POOL], digest(key), hook.webhook_id, hook.form.id)
+    if not key or not key.isascii():  # issued keys are URL-safe ASCII
+        return None
+    return await auth_key_user(request.app[POOL], digest(key), hook.webhook_id, hook.form.id)
 
 
 def _event_id(request: web.Request, hook: Hook) -> uuid.UUID | web.Response:
@@ -96,8 +98,15 @@ async def create_case(request: web.Request) -> web.Response:
         return body
     if options == HookOptions() and _is_credentials(request, hook, body):
         return await _forward_credentials(request, hook, "POST", body)
-    if hook.authenticate_user and not await _authorised(request, hook):
-        return bad("access_deny", "a valid Auth-key header is required for this form")
+    username = None
+    if hook.authenticate_user:
+        try:
+            username = await _auth_key_user(request, hook)
+        except DependencyUnavailable:
+            return unavailable("the Auth-key cannot be checked right now (nothing was created); "
+                               "try again")
+        if username is None:
+            return bad("access_deny", "a valid Auth-key header is required for this form")
     data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,
                                       first_section_only=True)
     if errors:

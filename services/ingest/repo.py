@@ -1,12 +1,32 @@
 """ingest's read-only queries; casestore stays the only writer."""
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 
 from services.ingest.models import Hook
 from shared.automations import AutomationDefinition
+from shared.errors import DependencyUnavailable
 from shared.forms import FormDefinition
+
+# A read on the request path that cannot finish quickly counts as the database being down:
+# ingest then answers from memory or with a 503, and no client waits out a connect timeout.
+READ_WITHIN = 2.0
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+@contextlib.asynccontextmanager
+async def bounded_read() -> AsyncIterator[None]:
+    """Raise DependencyUnavailable if the reads inside fail for want of a database."""
+    try:
+        async with asyncio.timeout(READ_WITHIN):
+            yield
+    except DATABASE_DOWN as exc:  # a timeout is an OSError too
+        raise DependencyUnavailable(f"Postgres unavailable: {exc!r}") from exc
+
 
 HOOK_QUERY = (
     "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user,"
@@ -35,13 +55,16 @@ async def hook_for_token(pool: asyncpg.Pool, token: str) -> Hook | None:
     return _hook(row) if row else None
 
 
-async def auth_key_allows(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,
-                          form_id: str) -> bool:
-    """The key exists for this webhook and its user may still register in the form."""
-    return bool(await pool.fetchval(
-        "SELECT 1 FROM auth_keys k JOIN user_forms uf"
-        " ON uf.username = k.username AND uf.form_id = $3"
-        " WHERE k.key_hash = $1 AND k.webhook_id = $2", key_hash, webhook_id, form_id))
+async def auth_key_user(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,
+                        form_id: str) -> str | None:
+    """The key's user, if the key exists for this webhook and its user may still register in
+    the form."""
+    async with bounded_read():
+        username = await pool.fetchval(
+            "SELECT k.username FROM auth_keys k JOIN user_forms uf"
+            " ON uf.username = k.username AND uf.form_id = $3"
+            " WHERE k.key_hash = $1 AND k.webhook_id = $2", key_hash, webhook_id, form_id)
+    return str(username) if username is not None else None
 
 
 async def automation_definition(pool: asyncpg.Pool, automation_id: uuid.UUID
