@@ -1,5 +1,6 @@
 """The incoming-webhook contract of the seed: create a case, issue and revoke auth keys."""
 
+import re
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_user
+from services.ingest.tokens import well_formed
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
@@ -25,12 +27,16 @@ routes = web.RouteTableDef()
 CREATOR = "Addon - Incoming Webhook"
 CREDENTIAL_KEYS = {"username", "password"}
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5f1c0d7e-2b7a-4c39-9a57-4f0b8c1e6d21")
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     options = HookOptions.parse(request.match_info.get("options", ""))
-    hook = await request.app[CACHE].lookup(request.match_info["token"])
-    if options is None or hook is None:
+    token = request.match_info["token"]
+    if options is None or not well_formed(token):
+        raise not_found()
+    hook = await request.app[CACHE].lookup(token)
+    if hook is None:
         raise not_found()
     return hook, options
 
@@ -79,8 +85,11 @@ def _event_id(request: web.Request, hook: Hook) -> uuid.UUID | web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return uuid.uuid4()
-    if not 1 <= len(key) <= 255:
-        return bad("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
+    # Bytes that are not UTF-8 arrive as surrogate escapes; they, control characters and
+    # non-ASCII text are refused here rather than crash hashing, JSON or a log line later.
+    if IDEMPOTENCY_KEY.fullmatch(key) is None:
+        return bad("invalid_idempotency_key",
+                   "Idempotency-Key must be 1 to 255 printable ASCII characters")
     # Same webhook and key give the same event id, and casestore applies an event id once.
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{hook.webhook_id}:{key}")
 
