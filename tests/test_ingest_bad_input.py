@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import FormFactory
+from tests.conftest import FormFactory, wait_for_cases
 from tests.stack import Stack
 
 BODY = b'{"text-field": "x"}'
@@ -73,3 +73,25 @@ async def test_an_auth_key_that_is_not_utf8_is_access_deny(
     status, body = await raw_post(stack.port("ingest"), b"/hooks/" + hook["token"].encode(),
                                   b"Auth-key: \xff\xfe\r\n")
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
+
+
+@pytest.mark.parametrize("amount", [b"123456789012345678901234567890", b"-9223372036854775809",
+                                    b"1" * 5000])
+async def test_an_integer_beyond_64_bits_is_refused_not_stored_rounded(
+        amount: bytes, stack: Stack, make_form: FormFactory) -> None:
+    hook = await make_form()
+    status, body = await raw_post(stack.port("ingest"), b"/hooks/" + hook["token"].encode(),
+                                  body=b'{"text-field": "x", "amount": ' + amount + b"}")
+    assert status == 400
+    assert body["errors"][0]["code"] in ("value_not_numeric", "invalid_json")
+
+
+async def test_an_integer_within_64_bits_is_kept_exact(
+        stack: Stack, make_form: FormFactory, api: Any) -> None:
+    hook = await make_form()
+    status, _ = await raw_post(stack.port("ingest"), b"/hooks/" + hook["token"].encode(),
+                               body=b'{"text-field": "12345678901234567890", '
+                                    b'"amount": 9223372036854775807}')
+    assert status == 200
+    [case] = await wait_for_cases(api, hook["form_id"], 1)
+    assert case["data"]["amount"] == 9223372036854775807

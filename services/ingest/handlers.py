@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from services.ingest.answers import Published, bad, failure, not_found, publish, unavailable
+from services.ingest.bodies import read_object
 from services.ingest.keys import CACHE, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
@@ -19,7 +20,7 @@ from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.forms import validate_case_data
 from shared.secrets import digest
 from shared.service import CASESTORE, POOL
-from shared.web import error_body, json_response, read_json
+from shared.web import error_body, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -39,17 +40,6 @@ async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     if hook is None:
         raise not_found()
     return hook, options
-
-
-async def read_object(request: web.Request) -> dict[str, Any] | web.Response:
-    try:
-        payload = await read_json(request)
-    except web.HTTPRequestEntityTooLarge:
-        return json_response(error_body("body_too_large", "the body exceeds the size limit"),
-                             status=413)
-    if not isinstance(payload, dict):
-        return bad("invalid_json", "the body must be a JSON object of field id to value")
-    return payload
 
 
 def _is_credentials(request: web.Request, hook: Hook, body: dict[str, Any]) -> bool:

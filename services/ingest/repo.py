@@ -67,8 +67,14 @@ async def auth_key_user(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UU
     return str(username) if username is not None else None
 
 
-async def automation_definition(pool: asyncpg.Pool, automation_id: uuid.UUID
-                                ) -> AutomationDefinition | None:
-    """For returnDataURL answers: which response keys go into which fields."""
-    row = await pool.fetchrow("SELECT definition FROM automations WHERE id = $1", automation_id)
-    return AutomationDefinition.model_validate(row["definition"]) if row else None
+async def automation_with_form(pool: asyncpg.Pool, automation_id: uuid.UUID
+                               ) -> tuple[AutomationDefinition, FormDefinition] | None:
+    """For returnDataURL answers: which response keys go into which fields of which form."""
+    async with bounded_read():
+        row = await pool.fetchrow(
+            "SELECT a.definition, f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
+            " FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
+            automation_id)
+    if row is None:
+        return None
+    return AutomationDefinition.model_validate(row["definition"]), FormDefinition.from_record(row)
