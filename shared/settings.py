@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     # Ingest re-reads every form this often in case a form.changed event was missed.
     form_reload_seconds: float = 30.0
+    # How long an incoming webhook's Idempotency-Key holds; after that it may make a new case.
+    idempotency_ttl_seconds: float = Field(default=24 * 3600, gt=0)
 
     # Outgoing webhooks.
     # Private, loopback and link-local targets are refused unless inside one of these networks.

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from services.ingest import handlers, returns
 from services.ingest.forms_cache import FormCache
-from services.ingest.keys import CACHE, LIMITER
+from services.ingest.idempotency import Idempotency
+from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.ratelimit import RateLimiter
 from shared import broker
 from shared.events import FORM_CHANGED
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
                             task_ctx("forms-reload", periodic_reload)])

@@ -78,3 +78,13 @@ async def automation_with_form(pool: asyncpg.Pool, automation_id: uuid.UUID
     if row is None:
         return None
     return AutomationDefinition.model_validate(row["definition"]), FormDefinition.from_record(row)
+
+
+async def idempotency_body_hash(pool: asyncpg.Pool, scope: str) -> str | None:
+    """The body hash of the unexpired record of a scoped Idempotency-Key (casestore writes it
+    with the key's case), or None."""
+    async with bounded_read():
+        value = await pool.fetchval(
+            "SELECT body_hash FROM idempotency_keys WHERE scope = $1 AND expires_at > now()",
+            scope)
+    return str(value) if value is not None else None
