@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     # Ingest re-reads every form this often in case a form.changed event was missed.
     form_reload_seconds: float = 30.0
+    # Database look-ups per second, per ingest process, of webhook tokens not in its cache (for
+    # webhooks made a moment ago); other unknown tokens are answered 404 from memory.
+    token_lookups_per_second: float = Field(default=5.0, gt=0)
     # How long an incoming webhook's Idempotency-Key holds; after that it may make a new case.
     idempotency_ttl_seconds: float = Field(default=24 * 3600, gt=0)
 

@@ -37,7 +37,7 @@ STOP_FOLLOWING_WITHIN = 1.0
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load every form, then follow form.changed on a private queue (one per ingest process)."""
-    cache = app[CACHE] = FormCache(app[POOL])
+    cache = app[CACHE] = FormCache(app[POOL], app[SETTINGS].token_lookups_per_second)
     await cache.reload()
     channel = await app[AMQP].channel()
     exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
@@ -58,6 +58,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(STOP_FOLLOWING_WITHIN):
             await following.stop(grace_seconds=0)
+    await cache.close()
 
 
 RELOAD = web.AppKey("reload", asyncio.Event)

@@ -29,7 +29,7 @@ async def bounded_read() -> AsyncIterator[None]:
 
 
 HOOK_QUERY = (
-    "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user,"
+    "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user, w.updated_at,"
     " f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
@@ -38,7 +38,8 @@ HOOK_QUERY = (
 def _hook(row: asyncpg.Record) -> Hook:
     form = FormDefinition.from_record(row)
     return Hook(webhook_id=row["webhook_id"], token=row["token"], enabled=row["enabled"],
-                authenticate_user=row["authenticate_user"], form=form)
+                authenticate_user=row["authenticate_user"], form=form,
+                changed_at=row["updated_at"])
 
 
 async def all_hooks(pool: asyncpg.Pool) -> list[Hook]:
@@ -50,9 +51,12 @@ async def hook_for_form(pool: asyncpg.Pool, form_id: str) -> Hook | None:
     return _hook(row) if row else None
 
 
-async def hook_for_token(pool: asyncpg.Pool, token: str) -> Hook | None:
-    row = await pool.fetchrow(HOOK_QUERY + " WHERE w.token = $1", token)
-    return _hook(row) if row else None
+async def recent_hooks(pool: asyncpg.Pool, seconds: float) -> list[Hook]:
+    """Webhooks made, enabled, disabled or rotated in the last `seconds`."""
+    async with bounded_read():
+        rows = await pool.fetch(
+            HOOK_QUERY + " WHERE w.updated_at > now() - make_interval(secs => $1)", seconds)
+    return [_hook(r) for r in rows]
 
 
 async def auth_key_user(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,
