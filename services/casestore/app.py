@@ -29,6 +29,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
     task_ctx,
 )
 from shared.settings import Settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[correlation_middleware("casestore"),
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
                             consumer_ctx(CONSUMER, command_consumer),

@@ -12,6 +12,7 @@ from services.ingest import handlers, returns
 from services.ingest.forms_cache import FormCache
 from services.ingest.idempotency import Idempotency
 from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
+from services.ingest.middlewares import errors_without_tokens
 from services.ingest.ratelimit import RateLimiter
 from shared import broker
 from shared.events import FORM_CHANGED
@@ -25,6 +26,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
     task_ctx,
 )
 from shared.settings import Settings
@@ -77,8 +79,9 @@ async def periodic_reload(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("ingest")],
+    app = web.Application(middlewares=[correlation_middleware("ingest"), errors_without_tokens],
                           client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
