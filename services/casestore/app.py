@@ -34,6 +34,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
 )
 from shared.settings import Settings
 from shared.tasks import cancel_and_wait
@@ -69,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[correlation_middleware("casestore"),
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)

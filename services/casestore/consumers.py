@@ -59,6 +59,24 @@ def _checked(envelope: Envelope, command: CaseCreateRequested,
     return data
 
 
+async def _holding_their_keys(conn: repo.Conn, requests: list[CreateRequest],
+                              fresh: set[uuid.UUID]) -> set[uuid.UUID]:
+    """The fresh commands that may create a case: those without an Idempotency-Key, and per key
+    the first to claim it while no unexpired claim holds it. A retry of a created case (another
+    command, another event id) thus makes nothing, whenever it comes and through any ingest.
+    """
+    claims: dict[str, repo.KeyClaim] = {}
+    for envelope, command in requests:
+        key = command.idempotency_key
+        if key is not None and envelope.id in fresh:
+            claims.setdefault(key.scope, (key.scope, envelope.id, key.body_hash, key.expires_at))
+    if not claims:
+        return fresh
+    holders = await repo.claim_idempotency_keys(conn, [claims[s] for s in sorted(claims)])
+    keyed = {e.id for e, c in requests if c.idempotency_key is not None}
+    return (fresh - keyed) | holders
+
+
 class CommandConsumer:
     """Applies each event once: the processed-event row commits with its effect."""
 
@@ -120,6 +138,7 @@ class CommandConsumer:
             checked = {e.id: _checked(e, c, forms) for e, c in requests}
             live = [(e, c) for e, c in requests if isinstance(checked[e.id], dict)]
             fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await _holding_their_keys(conn, live, fresh)
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
                 data = checked[envelope.id]

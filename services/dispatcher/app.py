@@ -27,6 +27,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
 )
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     repo.use_secret_box(SecretBox(settings.encryption_key))
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
