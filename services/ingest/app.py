@@ -1,7 +1,6 @@
 """ingest: the public incoming-webhook endpoint, as one aiohttp app."""
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +34,6 @@ from shared.tasks import wait_event
 from shared.web import add_ops_routes, correlation_middleware
 
 log = structlog.get_logger(__name__)
-STOP_FOLLOWING_WITHIN = 1.0
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -56,11 +54,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AMQP].reconnect_callbacks.add(on_reconnect)
     yield
     app[AMQP].reconnect_callbacks.discard(on_reconnect)
-    # A form reload is cheap to lose. With the broker down, cancelling the consumer would wait
-    # for a reconnect that may never come; the private queue goes with the connection anyway.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(STOP_FOLLOWING_WITHIN):
-            await following.stop(grace_seconds=0)
+    await following.stop(grace_seconds=0)  # a form reload is cheap to lose
     await cache.close()
 
 
