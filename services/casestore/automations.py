@@ -12,8 +12,10 @@ import asyncpg
 from aiohttp import web
 from pydantic import ValidationError
 
-from services.casestore import repo
 from services.casestore.errors import ValidationFailed
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep, with_password
 from shared.crypto import SecretBox
@@ -134,24 +136,24 @@ def stored_definition(definition: AutomationDefinition, previous: dict[str, Any]
     return stored
 
 
-async def reencrypt_secrets(conn: repo.Conn, box: SecretBox) -> int:
+async def reencrypt_secrets(conn: Conn, box: SecretBox) -> int:
     """Encrypt every stored password and secret with the first key; how many rows changed.
 
     Legacy plaintext values are encrypted for the first time. Run in a transaction.
     """
     changed = 0
-    for row in await repo.automation_secrets(conn, lock=True):
-        await repo.set_automation_secrets(conn, row["id"],
-                                          with_password(row["definition"], box.rotate),
-                                          box.rotate(row["secret"]))
+    for row in await automation_rows.automation_secrets(conn, lock=True):
+        await automation_rows.set_automation_secrets(conn, row["id"],
+                                                     with_password(row["definition"], box.rotate),
+                                                     box.rotate(row["secret"]))
         changed += 1
     return changed
 
 
-async def announce_automation(conn: repo.Conn, row: asyncpg.Record,
+async def announce_automation(conn: Conn, row: asyncpg.Record,
                               change: AutomationChange) -> None:
     """Queue automation.changed in the caller's transaction, for anyone caching automations."""
-    await repo.insert_outbox(conn, [new_event(
+    await outbox_rows.insert_outbox(conn, [new_event(
         AUTOMATION_CHANGED,
         {"automation_id": str(row["id"]), "form_id": row["form_id"], "change": change},
         form_id=row["form_id"])])

@@ -6,8 +6,12 @@ from typing import Any
 
 import asyncpg
 
-from services.casestore import repo
 from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.repo import Conn
+from services.casestore.repo import cases as case_rows
+from services.casestore.repo import files as file_rows
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.events import (
     CASE_CREATED,
     CASE_DELETED,
@@ -70,7 +74,7 @@ class NewCase:
     correlation_id: str | None = None
 
 
-async def create_cases(conn: repo.Conn, form: FormDefinition,
+async def create_cases(conn: Conn, form: FormDefinition,
                        new: list[NewCase]) -> list[asyncpg.Record]:
     """Insert cases with the form's next numbers, in order.
 
@@ -78,15 +82,15 @@ async def create_cases(conn: repo.Conn, form: FormDefinition,
     and a batch holds its lock once instead of once per case.
     """
     statuses = [_check_status(form, c.status) for c in new]
-    first = await repo.reserve_case_numbers(conn, form.id, len(new))
-    rows = await repo.insert_cases(conn, [
+    first = await case_rows.reserve_case_numbers(conn, form.id, len(new))
+    rows = await case_rows.insert_cases(conn, [
         (c.case_id, form.id, first + i, status, c.data, c.creator)
         for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
     changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
-    await repo.insert_history(conn, [
+    await case_rows.insert_history(conn, [
         (row["id"], 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
-    await repo.insert_outbox(conn, [
+    await outbox_rows.insert_outbox(conn, [
         _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,
                   skip_triggers=c.skip_triggers,
                   causation_id=c.causation_id, correlation_id=c.correlation_id)
@@ -94,7 +98,7 @@ async def create_cases(conn: repo.Conn, form: FormDefinition,
     return rows
 
 
-async def create_case(conn: repo.Conn, form: FormDefinition, case: NewCase) -> asyncpg.Record:
+async def create_case(conn: Conn, form: FormDefinition, case: NewCase) -> asyncpg.Record:
     return (await create_cases(conn, form, [case]))[0]
 
 
@@ -131,14 +135,14 @@ def _kept_files(form: FormDefinition, current: dict[str, Any], patch: dict[str, 
     return kept, rest, errors
 
 
-async def _delete_removed_files(conn: repo.Conn, form: FormDefinition, case_id: uuid.UUID,
+async def _delete_removed_files(conn: Conn, form: FormDefinition, case_id: uuid.UUID,
                                 changes: list[FieldChange]) -> None:
     for change in changes:
         f = form.field(change.field)
         if f is not None and f.type == FieldType.FILE:
             listed = [uuid.UUID(item["id"]) for item in change.new or []
                       if isinstance(item, dict)]
-            await repo.delete_files_except(conn, case_id, f.id, listed)
+            await file_rows.delete_files_except(conn, case_id, f.id, listed)
 
 
 def _validated_patch(form: FormDefinition, current: dict[str, Any],
@@ -150,7 +154,7 @@ def _validated_patch(form: FormDefinition, current: dict[str, Any],
     return {**clean, **kept}
 
 
-async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
+async def update_case(conn: Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
                       status: str | None, author: str, validated: bool = False,
                       automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
                       causation_id: str | None = None) -> asyncpg.Record:
@@ -160,10 +164,10 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     casestore itself writes, such as a file field's list). A change made by an automation
     carries its id and depth, so the dispatcher can refuse to loop.
     """
-    current = await repo.get_case(conn, case_id, lock=True)
+    current = await case_rows.get_case(conn, case_id, lock=True)
     if current is None:
         raise RecordNotFound(f"case {case_id} not found")
-    form = await repo.get_form(conn, current["form_id"])
+    form = await form_rows.get_form(conn, current["form_id"])
     assert form is not None  # cases are deleted with their form
     clean = patch if validated else _validated_patch(form, current["data"], patch)
     new_status = _check_status(form, status) if status is not None else current["status"]
@@ -173,11 +177,11 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
         changes.append(FieldChange(field="status", old=current["status"], new=new_status))
     if not changes:
         return current
-    row = await repo.update_case(conn, case_id, new_status, data)
+    row = await case_rows.update_case(conn, case_id, new_status, data)
     await _delete_removed_files(conn, form, case_id, changes)
-    await repo.insert_history(conn, [(case_id, row["version"], author,
-                                      [c.model_dump(mode="json") for c in changes])])
-    await repo.insert_outbox(conn, [_announce(
+    await case_rows.insert_history(conn, [(case_id, row["version"], author,
+                                           [c.model_dump(mode="json") for c in changes])])
+    await outbox_rows.insert_outbox(conn, [_announce(
         CASE_UPDATED, row, changes, author, form_revision=form.revision,
         previous_status=current["status"],
         causation_id=causation_id, automation_depth=automation_depth,
@@ -185,10 +189,10 @@ async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any]
     return row
 
 
-async def delete_case(conn: repo.Conn, case_id: uuid.UUID, *, author: str) -> None:
-    current = await repo.get_case(conn, case_id, lock=True)
+async def delete_case(conn: Conn, case_id: uuid.UUID, *, author: str) -> None:
+    current = await case_rows.get_case(conn, case_id, lock=True)
     if current is None:
         raise RecordNotFound(f"case {case_id} not found")
-    await repo.delete_case(conn, case_id)
-    await repo.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
-                                              previous_status=current["status"])])
+    await case_rows.delete_case(conn, case_id)
+    await outbox_rows.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
+                                                     previous_status=current["status"])])

@@ -12,8 +12,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.casestore import cases, repo
+from services.casestore import cases
 from services.casestore.batcher import Batcher
+from services.casestore.repo import Conn
+from services.casestore.repo import deliveries as delivery_rows
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import outbox as outbox_rows
 from services.casestore.responses import write_response_data
 from shared.errors import PermanentMessageError
 from shared.events import (
@@ -81,10 +85,10 @@ class CommandConsumer:
         await handler(envelope)
 
     @contextlib.asynccontextmanager
-    async def _first_time(self, envelope: Envelope) -> AsyncIterator[repo.Conn | None]:
+    async def _first_time(self, envelope: Envelope) -> AsyncIterator[Conn | None]:
         """A connection in a transaction that has claimed the event id; None for a duplicate."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await repo.mark_processed(conn, CONSUMER, [envelope.id]):
+            if not await outbox_rows.mark_processed(conn, CONSUMER, [envelope.id]):
                 log.info("duplicate_event_skipped")
                 yield None
             else:
@@ -116,10 +120,10 @@ class CommandConsumer:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
-            forms = await repo.get_forms(conn, form_ids)
+            forms = await form_rows.get_forms(conn, form_ids)
             checked = {e.id: _checked(e, c, forms) for e, c in requests}
             live = [(e, c) for e, c in requests if isinstance(checked[e.id], dict)]
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
                 data = checked[envelope.id]
@@ -156,10 +160,10 @@ class CommandConsumer:
         """
         kept: dict[uuid.UUID, bool] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
             for envelope, record in records:
                 if envelope.id in fresh and envelope.id not in kept:
-                    kept[envelope.id] = await repo.record_delivery(conn, record)
+                    kept[envelope.id] = await delivery_rows.record_delivery(conn, record)
         return [kept.get(e.id) for e, _ in records]
 
     async def response_data(self, envelope: Envelope) -> None:

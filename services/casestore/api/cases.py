@@ -6,10 +6,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import cases, repo
+from services.casestore import cases
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_int
 from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.repo import cases as case_rows
 from shared.forms import validate_case_data
 from shared.service import POOL
 from shared.web import json_response, read_model
@@ -45,9 +46,9 @@ async def list_cases(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
         form = await load_form(conn, request.match_info["form_id"])
-        rows = await repo.list_cases(conn, form.id, status=status, limit=limit,
-                                     before_number=before)
-        total = await repo.count_cases(conn, form.id, status)
+        rows = await case_rows.list_cases(conn, form.id, status=status, limit=limit,
+                                          before_number=before)
+        total = await case_rows.count_cases(conn, form.id, status)
     next_before = rows[-1]["case_number"] if len(rows) == limit else None
     return json_response({"cases": [cases.case_json(r) for r in rows], "total": total,
                           "next_before": next_before})
@@ -69,10 +70,10 @@ async def create_case(request: web.Request) -> web.Response:
 @routes.get("/api/cases/{case_id}")
 async def get_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_case(conn, _case_id(request))
+        row = await case_rows.get_case(conn, _case_id(request))
         if row is None:
             raise RecordNotFound("no case has that id")
-        history = await repo.case_history(conn, row["id"])
+        history = await case_rows.case_history(conn, row["id"])
     return json_response({**cases.case_json(row), "history": [
         {"version": h["version"], "author": h["author"], "changed_at": h["changed_at"].isoformat(),
          "changes": h["changes"]} for h in history]})

@@ -5,9 +5,11 @@ from typing import Any, get_args
 import asyncpg
 from aiohttp import web
 
-from services.casestore import repo
 from services.casestore.api.params import invalid, path_uuid, query_choice, query_int, query_uuid
 from services.casestore.errors import RecordNotFound
+from services.casestore.repo import Conn
+from services.casestore.repo import deliveries as delivery_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.events import (
     DELIVERY_REPLAY_REQUESTED,
     DeliveryReplayRequested,
@@ -41,8 +43,8 @@ def attempt_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-async def _found(conn: repo.Conn, request: web.Request) -> asyncpg.Record:
-    row = await repo.get_delivery(conn, path_uuid(request, "delivery_id", "delivery"))
+async def _found(conn: Conn, request: web.Request) -> asyncpg.Record:
+    row = await delivery_rows.get_delivery(conn, path_uuid(request, "delivery_id", "delivery"))
     if row is None:
         raise RecordNotFound("no delivery has that id")
     return row
@@ -62,12 +64,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
             isolation="repeatable_read", readonly=True):
         before = None
         if before_id is not None:
-            last = await repo.get_delivery(conn, before_id)
+            last = await delivery_rows.get_delivery(conn, before_id)
             if last is None:
                 raise invalid("before", "no delivery has that id")
             before = (last["created_at"], last["id"])
-        rows = await repo.list_deliveries(conn, automation_id=automation, case_id=case,
-                                          state=state, limit=limit, before=before)
+        rows = await delivery_rows.list_deliveries(conn, automation_id=automation, case_id=case,
+                                                   state=state, limit=limit, before=before)
     next_before = str(rows[-1]["id"]) if len(rows) == limit else None
     return json_response({"deliveries": [delivery_json(r) for r in rows],
                           "next_before": next_before})
@@ -78,7 +80,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
         row = await _found(conn, request)
-        attempts = await repo.delivery_attempts(conn, row["id"])
+        attempts = await delivery_rows.delivery_attempts(conn, row["id"])
     return json_response({**delivery_json(row), "attempts": [attempt_json(a) for a in attempts]})
 
 
@@ -90,6 +92,6 @@ async def replay(request: web.Request) -> web.Response:
         command = DeliveryReplayRequested(delivery_id=row["id"],
                                           automation_id=row["automation_id"],
                                           case_id=row["case_id"])
-        await repo.insert_outbox(conn, [new_event(DELIVERY_REPLAY_REQUESTED, command,
-                                                  form_id=row["form_id"], case_id=row["case_id"])])
+        await outbox_rows.insert_outbox(conn, [new_event(
+            DELIVERY_REPLAY_REQUESTED, command, form_id=row["form_id"], case_id=row["case_id"])])
     return json_response({"delivery_id": str(row["id"]), "replay": "requested"}, status=202)

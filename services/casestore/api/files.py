@@ -4,7 +4,6 @@ import re
 
 from aiohttp import hdrs, web
 
-from services.casestore import repo
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
 from services.casestore.cases import case_json
@@ -15,6 +14,7 @@ from services.casestore.files import (
     content_disposition,
     file_json,
 )
+from services.casestore.repo import files as file_rows
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner, file_path, file_url
 from shared.web import error_body, json_response
@@ -60,7 +60,7 @@ async def upload(request: web.Request) -> web.Response:
 async def file_info(request: web.Request) -> web.Response:
     """What is stored, and a fresh signed download URL."""
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"))
+        row = await file_rows.get_file(conn, path_uuid(request, "file_id", "file"))
     if row is None:
         raise RecordNotFound("no file has that id")
     return json_response({**file_json(row), "case_id": str(row["case_id"]),
@@ -80,7 +80,7 @@ async def download(request: web.Request) -> web.Response:
         return json_response(error_body("forbidden", "missing or invalid signature"),
                              status=403)
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"), content=True)
+        row = await file_rows.get_file(conn, path_uuid(request, "file_id", "file"), content=True)
     if row is None:
         raise RecordNotFound("no file has that id")
     return web.Response(body=row["content"], headers={
