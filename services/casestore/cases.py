@@ -4,8 +4,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from services.casestore.errors import RecordNotFound, ValidationFailed
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
@@ -24,29 +22,19 @@ from shared.events import (
 from shared.forms import FieldError, FieldType, FormDefinition, validate_case_data
 
 
-def case_json(row: asyncpg.Record) -> dict[str, Any]:
-    """A case row as the API shows it."""
-    return {
-        "id": str(row["id"]), "form_id": row["form_id"], "case_number": row["case_number"],
-        "status": row["status"], "data": row["data"], "creator": row["creator"],
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-        "version": row["version"],
-    }
-
-
-def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], author: str,
+def _announce(type_: str, row: case_rows.CaseRow, changes: list[FieldChange], author: str,
               *, form_revision: int = 0, previous_status: str | None = None,
               skip_triggers: bool = False, causation_id: str | None = None,
               correlation_id: str | None = None, automation_depth: int = 0,
               source_automation_id: uuid.UUID | None = None) -> Envelope:
     payload = CaseChanged(
-        case_id=row["id"], case_number=row["case_number"], status=row["status"],
-        previous_status=previous_status, data=row["data"], creator=row["creator"],
-        created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
+        case_id=row.id, case_number=row.case_number, status=row.status,
+        previous_status=previous_status, data=row.data, creator=row.creator,
+        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
         changes=changes, author=author, skip_triggers=skip_triggers,
         automation_depth=automation_depth, source_automation_id=source_automation_id,
         form_revision=form_revision)
-    return new_event(type_, payload, form_id=row["form_id"], case_id=row["id"],
+    return new_event(type_, payload, form_id=row.form_id, case_id=row.id,
                      causation_id=causation_id, correlation_id=correlation_id)
 
 
@@ -75,7 +63,7 @@ class NewCase:
 
 
 async def create_cases(conn: Conn, form: FormDefinition,
-                       new: list[NewCase]) -> list[asyncpg.Record]:
+                       new: list[NewCase]) -> list[case_rows.CaseRow]:
     """Insert cases with the form's next numbers, in order.
 
     One counter update numbers them all: the counter row is each form's point of contention,
@@ -88,7 +76,7 @@ async def create_cases(conn: Conn, form: FormDefinition,
         for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
     changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
     await case_rows.insert_history(conn, [
-        (row["id"], 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
+        (row.id, 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
     await outbox_rows.insert_outbox(conn, [
         _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,
@@ -98,7 +86,7 @@ async def create_cases(conn: Conn, form: FormDefinition,
     return rows
 
 
-async def create_case(conn: Conn, form: FormDefinition, case: NewCase) -> asyncpg.Record:
+async def create_case(conn: Conn, form: FormDefinition, case: NewCase) -> case_rows.CaseRow:
     return (await create_cases(conn, form, [case]))[0]
 
 
@@ -157,7 +145,7 @@ def _validated_patch(form: FormDefinition, current: dict[str, Any],
 async def update_case(conn: Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
                       status: str | None, author: str, validated: bool = False,
                       automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
-                      causation_id: str | None = None) -> asyncpg.Record:
+                      causation_id: str | None = None) -> case_rows.CaseRow:
     """Apply a partial update; a patch that changes nothing writes nothing and announces nothing.
 
     `validated`: the caller already checked `patch` against the form (and may set what only
@@ -167,23 +155,23 @@ async def update_case(conn: Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
     current = await case_rows.get_case(conn, case_id, lock=True)
     if current is None:
         raise RecordNotFound(f"case {case_id} not found")
-    form = await form_rows.get_form(conn, current["form_id"])
+    form = await form_rows.get_form(conn, current.form_id)
     assert form is not None  # cases are deleted with their form
-    clean = patch if validated else _validated_patch(form, current["data"], patch)
-    new_status = _check_status(form, status) if status is not None else current["status"]
-    data = {k: v for k, v in {**current["data"], **clean}.items() if v is not None}
-    changes = _diff(current["data"], data)
-    if new_status != current["status"]:
-        changes.append(FieldChange(field="status", old=current["status"], new=new_status))
+    clean = patch if validated else _validated_patch(form, current.data, patch)
+    new_status = _check_status(form, status) if status is not None else current.status
+    data = {k: v for k, v in {**current.data, **clean}.items() if v is not None}
+    changes = _diff(current.data, data)
+    if new_status != current.status:
+        changes.append(FieldChange(field="status", old=current.status, new=new_status))
     if not changes:
         return current
     row = await case_rows.update_case(conn, case_id, new_status, data)
     await _delete_removed_files(conn, form, case_id, changes)
-    await case_rows.insert_history(conn, [(case_id, row["version"], author,
+    await case_rows.insert_history(conn, [(case_id, row.version, author,
                                            [c.model_dump(mode="json") for c in changes])])
     await outbox_rows.insert_outbox(conn, [_announce(
         CASE_UPDATED, row, changes, author, form_revision=form.revision,
-        previous_status=current["status"],
+        previous_status=current.status,
         causation_id=causation_id, automation_depth=automation_depth,
         source_automation_id=source_automation_id)])
     return row
@@ -195,4 +183,4 @@ async def delete_case(conn: Conn, case_id: uuid.UUID, *, author: str) -> None:
         raise RecordNotFound(f"case {case_id} not found")
     await case_rows.delete_case(conn, case_id)
     await outbox_rows.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
-                                                     previous_status=current["status"])])
+                                                     previous_status=current.status)])

@@ -137,7 +137,7 @@ class CommandConsumer:
             for form_id in sorted(by_form):
                 new = list(by_form[form_id].values())
                 rows = await cases.create_cases(conn, forms[form_id], new)
-                numbers.update((r["id"], r["case_number"]) for r in rows)
+                numbers.update((r.id, r.case_number) for r in rows)
         return [outcome if isinstance(outcome := checked[e.id], Exception) else numbers.get(e.id)
                 for e, _ in requests]
 

@@ -49,7 +49,7 @@ def file_json(row: asyncpg.Record) -> dict[str, Any]:
 
 async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
                       content_type: str, content: bytes, *,
-                      author: str) -> tuple[asyncpg.Record, asyncpg.Record]:
+                      author: str) -> tuple[asyncpg.Record, case_rows.CaseRow]:
     """Store the file and append it to the field's list as a normal, announced case update.
 
     Returns (file row, case row). The case is locked first, so concurrent uploads to one
@@ -58,7 +58,7 @@ async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
     current = await case_rows.get_case(conn, case_id, lock=True)
     if current is None:
         raise RecordNotFound("no case has that id")
-    form = await form_rows.get_form(conn, current["form_id"])
+    form = await form_rows.get_form(conn, current.form_id)
     assert form is not None  # cases are deleted with their form
     field = form.field(field_id)
     if field is None or field.type != FieldType.FILE:
@@ -67,7 +67,7 @@ async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
             message=f"form '{form.id}' has no file field '{field_id}'")])
     row = await file_rows.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
                                       content)
-    listed = [*(current["data"].get(field_id) or []), file_json(row)]
+    listed = [*(current.data.get(field_id) or []), file_json(row)]
     updated = await cases.update_case(conn, case_id, {field_id: listed}, status=None,
                                       author=author, validated=True)
     return row, updated

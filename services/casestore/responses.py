@@ -1,6 +1,5 @@
 """A receiver's answer (response data or a returnDataURL post) written into its case."""
 
-import asyncpg
 import structlog
 
 from services.casestore import automations, cases
@@ -15,7 +14,7 @@ log = structlog.get_logger(__name__)
 
 
 async def write_response_data(conn: Conn, answer: CaseResponseData,
-                              causation_id: str) -> asyncpg.Record | None:
+                              causation_id: str) -> case_rows.CaseRow | None:
     """Write the values that fit the form; the rest is logged and skipped.
 
     A receiver's bad value must not hold back its good ones, nor make the message poison.
@@ -26,11 +25,11 @@ async def write_response_data(conn: Conn, answer: CaseResponseData,
         log.info("response_data_case_gone", case_id=str(answer.case_id))
         return None
     automation = await automation_rows.get_automation(conn, answer.automation_id)
-    if automation is not None and automation["form_id"] != current["form_id"]:
+    if automation is not None and automation["form_id"] != current.form_id:
         log.warning("response_data_form_mismatch", case_id=str(answer.case_id),
                     automation_id=str(answer.automation_id))
         return None
-    form = await form_rows.get_form(conn, current["form_id"])
+    form = await form_rows.get_form(conn, current.form_id)
     assert form is not None  # cases are deleted with their form
     # check_mandatory: a receiver may fill or change a mandatory field, never empty it.
     clean, errors = validate_case_data(form, answer.values, check_mandatory=True, partial=True)

@@ -49,8 +49,8 @@ async def list_cases(request: web.Request) -> web.Response:
         rows = await case_rows.list_cases(conn, form.id, status=status, limit=limit,
                                           before_number=before)
         total = await case_rows.count_cases(conn, form.id, status)
-    next_before = rows[-1]["case_number"] if len(rows) == limit else None
-    return json_response({"cases": [cases.case_json(r) for r in rows], "total": total,
+    next_before = rows[-1].case_number if len(rows) == limit else None
+    return json_response({"cases": [r.to_api() for r in rows], "total": total,
                           "next_before": next_before})
 
 
@@ -64,7 +64,7 @@ async def create_case(request: web.Request) -> web.Response:
             raise ValidationFailed(errors)
         row = await cases.create_case(conn, form, cases.NewCase(
             clean, creator=body.creator, status=body.status))
-    return json_response(cases.case_json(row), status=201)
+    return json_response(row.to_api(), status=201)
 
 
 @routes.get("/api/cases/{case_id}")
@@ -73,10 +73,8 @@ async def get_case(request: web.Request) -> web.Response:
         row = await case_rows.get_case(conn, _case_id(request))
         if row is None:
             raise RecordNotFound("no case has that id")
-        history = await case_rows.case_history(conn, row["id"])
-    return json_response({**cases.case_json(row), "history": [
-        {"version": h["version"], "author": h["author"], "changed_at": h["changed_at"].isoformat(),
-         "changes": h["changes"]} for h in history]})
+        history = await case_rows.case_history(conn, row.id)
+    return json_response({**row.to_api(), "history": [h.to_api() for h in history]})
 
 
 @routes.patch("/api/cases/{case_id}")
@@ -85,7 +83,7 @@ async def patch_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = await cases.update_case(conn, _case_id(request), body.data, status=body.status,
                                       author=body.author)
-    return json_response(cases.case_json(row))
+    return json_response(row.to_api())
 
 
 @routes.delete("/api/cases/{case_id}")

@@ -6,7 +6,6 @@ from aiohttp import hdrs, web
 
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
-from services.casestore.cases import case_json
 from services.casestore.errors import RecordNotFound
 from services.casestore.files import (
     attach_file,
@@ -53,7 +52,7 @@ async def upload(request: web.Request) -> web.Response:
         row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
                                       content_type, content, author=ADMIN_AUTHOR)
     return json_response({**file_json(row), "url": file_url(request.app[SETTINGS], str(row["id"])),
-                          "case": case_json(case)}, status=201)
+                          "case": case.to_api()}, status=201)
 
 
 @routes.get("/api/files/{file_id}")
