@@ -100,8 +100,7 @@ async def form_structure(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
         hook = await access_rows.get_webhook(conn, form.id)
-    base = request.app[SETTINGS].public_base_url.rstrip("/")
-    url = f"{base}/hooks/{hook['token']}" if hook else None
+    url = hook.url(request.app[SETTINGS].public_base_url) if hook else None
     return json_response({
         "form": {"id": form.id, "name": form.name},
         "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],

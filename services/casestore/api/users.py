@@ -84,9 +84,7 @@ async def change_user(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await access_rows.list_users(conn)
-    return json_response({"users": [
-        {"username": r["username"], "forms": list(r["forms"]),
-         "created_at": r["created_at"].isoformat()} for r in rows]})
+    return json_response({"users": [r.to_api() for r in rows]})
 
 
 @routes.delete("/api/users/{username}")

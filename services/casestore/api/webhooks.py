@@ -30,10 +30,8 @@ class Credentials(BaseModel):
     password: str = Field(max_length=1024)
 
 
-def webhook_json(request: web.Request, row: asyncpg.Record) -> dict[str, object]:
-    base = request.app[SETTINGS].public_base_url.rstrip("/")
-    return {"url": f"{base}/hooks/{row['token']}", "token": row["token"],
-            "enabled": row["enabled"], "authenticate_user": row["authenticate_user"]}
+def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
+    return row.to_api(request.app[SETTINGS].public_base_url)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
@@ -42,7 +40,7 @@ async def get_webhook(request: web.Request) -> web.Response:
         row = await access_rows.get_webhook(conn, request.match_info["form_id"])
     if row is None:
         raise RecordNotFound("this form has no incoming webhook")
-    return json_response(webhook_json(request, row))
+    return json_response(_shown(request, row))
 
 
 @routes.put("/api/forms/{form_id}/incoming-webhook")
@@ -53,7 +51,7 @@ async def put_webhook(request: web.Request) -> web.Response:
         row = await access_rows.upsert_webhook(conn, form.id, new_token(), body.enabled,
                                                body.authenticate_user)
         await announce_form(conn, form.id, "webhook")
-    return json_response(webhook_json(request, row))
+    return json_response(_shown(request, row))
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/rotate")
@@ -63,8 +61,8 @@ async def rotate_token(request: web.Request) -> web.Response:
                                                      new_token())
         if row is None:
             raise RecordNotFound("this form has no incoming webhook")
-        await announce_form(conn, row["form_id"], "webhook")
-    return json_response(webhook_json(request, row))
+        await announce_form(conn, row.form_id, "webhook")
+    return json_response(_shown(request, row))
 
 
 async def _password_ok(request: web.Request, creds: Credentials) -> bool:
@@ -109,7 +107,7 @@ def access_denied() -> web.Response:
                                     "may not register cases in this form"), status=400)
 
 
-async def _hook(request: web.Request) -> asyncpg.Record:
+async def _hook(request: web.Request) -> access_rows.WebhookRow:
     async with request.app[POOL].acquire() as conn:
         hook = await access_rows.get_webhook(conn, request.match_info["form_id"])
     if hook is None:
@@ -122,12 +120,12 @@ async def issue_auth_key(request: web.Request) -> web.Response:
     """What `POST /hooks/{token}` with username and password is forwarded to."""
     creds = await read_model(request, Credentials)
     hook = await _hook(request)
-    if not await _credentials_ok(request, creds, hook["form_id"]):
+    if not await _credentials_ok(request, creds, hook.form_id):
         return access_denied()
     key = new_token(32)
     async with request.app[POOL].acquire() as conn:
         try:
-            await access_rows.insert_auth_key(conn, digest(key), creds.username, hook["id"])
+            await access_rows.insert_auth_key(conn, digest(key), creds.username, hook.id)
         except asyncpg.ForeignKeyViolationError:
             return access_denied()  # the user or the webhook was deleted meanwhile
     return json_response({"auth_key": key})
@@ -137,8 +135,8 @@ async def issue_auth_key(request: web.Request) -> web.Response:
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     creds = await read_model(request, Credentials)
     hook = await _hook(request)
-    if not await _credentials_ok(request, creds, hook["form_id"]):
+    if not await _credentials_ok(request, creds, hook.form_id):
         return access_denied()
     async with request.app[POOL].acquire() as conn:
-        await access_rows.delete_auth_keys(conn, creds.username, hook["id"])
+        await access_rows.delete_auth_keys(conn, creds.username, hook.id)
     return json_response({})

@@ -1,6 +1,9 @@
 """Who may create cases through a form's incoming webhook: the webhook, users, auth keys."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
 
 import asyncpg
 
@@ -9,13 +12,53 @@ from services.casestore.repo import Conn
 WEBHOOK_COLUMNS = "id, form_id, token, enabled, authenticate_user"
 
 
-async def get_webhook(conn: Conn, form_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """A form's incoming webhook (the WEBHOOK_COLUMNS)."""
+
+    id: uuid.UUID
+    form_id: str
+    token: str
+    enabled: bool
+    authenticate_user: bool
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def url(self, public_base_url: str) -> str:
+        return f"{public_base_url.rstrip('/')}/hooks/{self.token}"
+
+    def to_api(self, public_base_url: str) -> dict[str, Any]:
+        return {"url": self.url(public_base_url), "token": self.token, "enabled": self.enabled,
+                "authenticate_user": self.authenticate_user}
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A user and the forms they may create cases in; never their password hash."""
+
+    username: str
+    created_at: datetime
+    forms: list[str]
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"username": self.username, "forms": self.forms,
+                "created_at": self.created_at.isoformat()}
+
+
+async def get_webhook(conn: Conn, form_id: str) -> WebhookRow | None:
+    row = await conn.fetchrow(
         f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks WHERE form_id = $1", form_id)
+    return WebhookRow.from_record(row) if row else None
 
 
 async def upsert_webhook(conn: Conn, form_id: str, token: str, enabled: bool,
-                         authenticate_user: bool) -> asyncpg.Record:
+                         authenticate_user: bool) -> WebhookRow:
     row = await conn.fetchrow(
         "INSERT INTO incoming_webhooks (id, form_id, token, enabled, authenticate_user)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (form_id) DO UPDATE"
@@ -23,13 +66,14 @@ async def upsert_webhook(conn: Conn, form_id: str, token: str, enabled: bool,
         " updated_at = now()"
         f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, token, enabled, authenticate_user)
     assert row is not None
-    return row
+    return WebhookRow.from_record(row)
 
 
-async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> WebhookRow | None:
+    row = await conn.fetchrow(
         "UPDATE incoming_webhooks SET token = $2, updated_at = now() WHERE form_id = $1"
         f" RETURNING {WEBHOOK_COLUMNS}", form_id, token)
+    return WebhookRow.from_record(row) if row else None
 
 
 async def insert_user(conn: Conn, username: str, password_hash: str, forms: list[str]) -> None:
@@ -39,13 +83,14 @@ async def insert_user(conn: Conn, username: str, password_hash: str, forms: list
                            [(username, f) for f in forms])
 
 
-async def list_users(conn: Conn) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
+async def list_users(conn: Conn) -> list[UserRow]:
+    rows = await conn.fetch(
         "SELECT u.username, u.created_at,"
         " coalesce(array_agg(uf.form_id ORDER BY uf.form_id)"
         "   FILTER (WHERE uf.form_id IS NOT NULL), '{}') AS forms"
         " FROM users u LEFT JOIN user_forms uf USING (username)"
-        " GROUP BY u.username, u.created_at ORDER BY u.username"))
+        " GROUP BY u.username, u.created_at ORDER BY u.username")
+    return [UserRow.from_record(r) for r in rows]
 
 
 async def get_password_hash(conn: Conn, username: str) -> str | None:
