@@ -25,7 +25,7 @@ async def write_response_data(conn: Conn, answer: CaseResponseData,
         log.info("response_data_case_gone", case_id=str(answer.case_id))
         return None
     automation = await automation_rows.get_automation(conn, answer.automation_id)
-    if automation is not None and automation["form_id"] != current.form_id:
+    if automation is not None and automation.form_id != current.form_id:
         log.warning("response_data_form_mismatch", case_id=str(answer.case_id),
                     automation_id=str(answer.automation_id))
         return None

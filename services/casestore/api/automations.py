@@ -3,7 +3,6 @@
 import uuid
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from services.casestore.api.forms import load_form
@@ -11,7 +10,6 @@ from services.casestore.api.params import path_uuid
 from services.casestore.automations import (
     SECRET_BOX,
     announce_automation,
-    automation_json,
     parse_body,
     stored_definition,
     url_problems,
@@ -32,14 +30,14 @@ def automation_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "automation_id", "automation")
 
 
-def _found(row: asyncpg.Record | None) -> asyncpg.Record:
+def _found(row: automation_rows.AutomationRow | None) -> automation_rows.AutomationRow:
     if row is None:
         raise RecordNotFound("no automation has that id")
     return row
 
 
-def _shown(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
-    return automation_json(row, request.app[SECRET_BOX])
+def _shown(request: web.Request, row: automation_rows.AutomationRow) -> dict[str, Any]:
+    return row.to_api(request.app[SECRET_BOX])
 
 
 def _new_secret(request: web.Request) -> str:
@@ -91,13 +89,12 @@ async def replace_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current = _found(await automation_rows.get_automation(conn, automation_id(request),
                                                               lock=True))
-        await _check(request, conn, current["form_id"], definition)
+        await _check(request, conn, current.form_id, definition)
         box = request.app[SECRET_BOX]
         # Every write re-encrypts with the current key (and encrypts a legacy plaintext row).
         row = _found(await automation_rows.update_automation(
-            conn, current["id"], definition=stored_definition(definition, current["definition"],
-                                                              box),
-            enabled=enabled, secret=box.rotate(current["secret"])))
+            conn, current.id, definition=stored_definition(definition, current.definition, box),
+            enabled=enabled, secret=box.rotate(current.secret)))
         await announce_automation(conn, row, "updated")
     return json_response(_shown(request, row))
 

@@ -1,56 +1,93 @@
 """Automations and their `once` claims."""
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
 
 import asyncpg
 
 from services.casestore.repo import Conn
+from shared.automations import AutomationDefinition, with_password
+from shared.crypto import SecretBox
 
 AUTOMATION_COLUMNS = "id, form_id, definition, enabled, secret, created_at, updated_at"
+# What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
+MASK = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class AutomationRow:
+    """An automation as stored (the AUTOMATION_COLUMNS): password and secret encrypted."""
+
+    id: uuid.UUID
+    form_id: str
+    definition: dict[str, Any]
+    enabled: bool
+    secret: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self, box: SecretBox) -> dict[str, Any]:
+        """The definition's keys beside id, state and secret: the secret revealed, the
+        password never."""
+        definition = with_password(AutomationDefinition.model_validate(self.definition).public(),
+                                   lambda _: MASK)
+        return {"id": str(self.id), "form_id": self.form_id, "enabled": self.enabled,
+                "secret": box.decrypt(self.secret), "created_at": self.created_at.isoformat(),
+                "updated_at": self.updated_at.isoformat(), **definition}
+
+
+def _row(record: asyncpg.Record | None) -> AutomationRow | None:
+    return AutomationRow.from_record(record) if record else None
 
 
 async def insert_automation(conn: Conn, automation_id: uuid.UUID, form_id: str,
                             definition: dict[str, Any], enabled: bool,
-                            secret: str) -> asyncpg.Record:
+                            secret: str) -> AutomationRow:
     row = await conn.fetchrow(
         "INSERT INTO automations (id, form_id, definition, enabled, secret)"
         f" VALUES ($1, $2, $3, $4, $5) RETURNING {AUTOMATION_COLUMNS}",
         automation_id, form_id, definition, enabled, secret)
     assert row is not None
-    return row
+    return AutomationRow.from_record(row)
 
 
 async def get_automation(conn: Conn, automation_id: uuid.UUID, *,
-                         lock: bool = False) -> asyncpg.Record | None:
+                         lock: bool = False) -> AutomationRow | None:
     suffix = " FOR UPDATE" if lock else ""
-    return await conn.fetchrow(
-        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1{suffix}", automation_id)
+    return _row(await conn.fetchrow(
+        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1{suffix}", automation_id))
 
 
-async def list_automations(conn: Conn, form_id: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
+async def list_automations(conn: Conn, form_id: str) -> list[AutomationRow]:
+    rows = await conn.fetch(
         f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE form_id = $1"
-        " ORDER BY created_at, id", form_id))
+        " ORDER BY created_at, id", form_id)
+    return [AutomationRow.from_record(r) for r in rows]
 
 
 async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
                             definition: dict[str, Any] | None = None,
                             enabled: bool | None = None,
-                            secret: str | None = None) -> asyncpg.Record | None:
+                            secret: str | None = None) -> AutomationRow | None:
     """Change what is given, keep the rest; None if there is no such automation."""
-    return await conn.fetchrow(
+    return _row(await conn.fetchrow(
         "UPDATE automations SET definition = coalesce($2, definition),"
         " enabled = coalesce($3, enabled), secret = coalesce($4, secret), updated_at = now()"
         f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}",
-        automation_id, definition, enabled, secret)
+        automation_id, definition, enabled, secret))
 
 
-async def automation_secrets(conn: Conn, *, lock: bool = False) -> list[asyncpg.Record]:
-    """Every automation's id, definition and secret, to re-encrypt them."""
+async def all_automations(conn: Conn, *, lock: bool = False) -> list[AutomationRow]:
+    """Every automation, e.g. to re-encrypt their secrets."""
     suffix = " FOR UPDATE" if lock else ""
-    return list(await conn.fetch(
-        f"SELECT id, definition, secret FROM automations ORDER BY id{suffix}"))
+    rows = await conn.fetch(f"SELECT {AUTOMATION_COLUMNS} FROM automations ORDER BY id{suffix}")
+    return [AutomationRow.from_record(r) for r in rows]
 
 
 async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
@@ -60,9 +97,9 @@ async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
                        automation_id, definition, secret)
 
 
-async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"DELETE FROM automations WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id)
+async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> AutomationRow | None:
+    return _row(await conn.fetchrow(
+        f"DELETE FROM automations WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id))
 
 
 async def claim_once(conn: Conn, automation_id: uuid.UUID, case_id: uuid.UUID,
