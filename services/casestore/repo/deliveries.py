@@ -1,7 +1,9 @@
 """The delivery log: deliveries of outgoing webhooks and their attempts."""
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
 
 import asyncpg
 
@@ -19,14 +21,78 @@ DELIVERY_SUMMARY = (
     "   WHERE delivery_id = d.id ORDER BY started_at DESC, number DESC LIMIT 1) last ON true")
 
 
-def _storable(value: Any) -> Any:
-    """Postgres text and jsonb cannot hold U+0000; a receiver's binary answer may."""
+ATTEMPT_COLUMNS = ("id, number, started_at, duration_ms, request, response_status,"
+                   " response_headers, response_body, error")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery with a summary of its attempts (the columns of DELIVERY_SUMMARY)."""
+
+    id: uuid.UUID
+    automation_id: uuid.UUID
+    case_id: uuid.UUID
+    form_id: str
+    event_id: uuid.UUID
+    webhook_id: str
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    attempt_count: int
+    last_response_status: int | None
+    last_error: str | None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "automation_id": str(self.automation_id),
+            "case_id": str(self.case_id), "form_id": self.form_id,
+            "event_id": str(self.event_id), "webhook_id": self.webhook_id, "state": self.state,
+            "attempt_count": self.attempt_count,
+            "last_response_status": self.last_response_status, "last_error": self.last_error,
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One attempt of a delivery, as the dispatcher recorded it (the ATTEMPT_COLUMNS)."""
+
+    id: uuid.UUID
+    number: int
+    started_at: datetime
+    duration_ms: float
+    request: dict[str, Any]
+    response_status: int | None
+    response_headers: dict[str, Any]
+    response_body: str | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "number": self.number, "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms, "request": self.request,
+            "response_status": self.response_status, "response_headers": self.response_headers,
+            "response_body": self.response_body, "error": self.error,
+        }
+
+
+def _replace_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold U+0000, but a receiver's binary answer may: each
+    one becomes U+FFFD."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
+        return {_replace_nul(k): _replace_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_storable(v) for v in value]
+        return [_replace_nul(v) for v in value]
     return value
 
 
@@ -58,8 +124,9 @@ async def record_delivery(conn: Conn, record: DeliveryRecorded) -> bool:
     """Upsert the delivery and add its new attempts; False if its automation no longer exists."""
     newest = max((a.started_at for a in record.attempts), default=None)
     attempts = [(a.id, a.number, a.started_at, a.duration_ms,
-                 _storable(a.request.model_dump(mode="json")), a.response_status,
-                 _storable(a.response_headers), _storable(a.response_body), _storable(a.error))
+                 _replace_nul(a.request.model_dump(mode="json")), a.response_status,
+                 _replace_nul(a.response_headers), _replace_nul(a.response_body),
+                 _replace_nul(a.error))
                 for a in record.attempts]
     columns = [list(c) for c in zip(*attempts, strict=True)] if attempts else [[]] * 9
     return bool(await conn.fetchval(
@@ -69,23 +136,25 @@ async def record_delivery(conn: Conn, record: DeliveryRecorded) -> bool:
 
 async def list_deliveries(conn: Conn, *, automation_id: uuid.UUID | None,
                           case_id: uuid.UUID | None, state: str | None, limit: int,
-                          before: tuple[Any, uuid.UUID] | None) -> list[asyncpg.Record]:
-    """Newest first; `before` is the (created_at, id) of the previous page's last delivery."""
-    created, last_id = before if before else (None, None)
-    return list(await conn.fetch(
+                          before: DeliveryRow | None) -> list[DeliveryRow]:
+    """Newest first; `before` is the previous page's last delivery."""
+    created, last_id = (before.created_at, before.id) if before else (None, None)
+    rows = await conn.fetch(
         f"{DELIVERY_SUMMARY} WHERE ($1::uuid IS NULL OR d.automation_id = $1)"
         " AND ($2::uuid IS NULL OR d.case_id = $2) AND ($3::text IS NULL OR d.state = $3)"
         " AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5::uuid))"
         " ORDER BY d.created_at DESC, d.id DESC LIMIT $6",
-        automation_id, case_id, state, created, last_id, limit))
+        automation_id, case_id, state, created, last_id, limit)
+    return [DeliveryRow.from_record(r) for r in rows]
 
 
-async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
+async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> DeliveryRow | None:
+    row = await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
+    return DeliveryRow.from_record(row) if row else None
 
 
-async def delivery_attempts(conn: Conn, delivery_id: uuid.UUID) -> list[asyncpg.Record]:
-    return list(await conn.fetch(
-        "SELECT id, number, started_at, duration_ms, request, response_status,"
-        " response_headers, response_body, error FROM delivery_attempts"
-        " WHERE delivery_id = $1 ORDER BY started_at, number", delivery_id))
+async def delivery_attempts(conn: Conn, delivery_id: uuid.UUID) -> list[AttemptRow]:
+    rows = await conn.fetch(
+        f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
+        " WHERE delivery_id = $1 ORDER BY started_at, number", delivery_id)
+    return [AttemptRow.from_record(r) for r in rows]
