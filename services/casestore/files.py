@@ -2,10 +2,7 @@
 
 import unicodedata
 import uuid
-from typing import Any
 from urllib.parse import quote
-
-import asyncpg
 
 from services.casestore import cases
 from services.casestore.errors import RecordNotFound, ValidationFailed
@@ -41,15 +38,9 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def file_json(row: asyncpg.Record) -> dict[str, Any]:
-    """The entry a file field's list in the case data holds."""
-    return {"id": str(row["id"]), "name": row["name"], "content_type": row["content_type"],
-            "size": row["size"]}
-
-
 async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
                       content_type: str, content: bytes, *,
-                      author: str) -> tuple[asyncpg.Record, case_rows.CaseRow]:
+                      author: str) -> tuple[file_rows.FileRow, case_rows.CaseRow]:
     """Store the file and append it to the field's list as a normal, announced case update.
 
     Returns (file row, case row). The case is locked first, so concurrent uploads to one
@@ -67,7 +58,7 @@ async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
             message=f"form '{form.id}' has no file field '{field_id}'")])
     row = await file_rows.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
                                       content)
-    listed = [*(current.data.get(field_id) or []), file_json(row)]
+    listed = [*(current.data.get(field_id) or []), row.case_entry()]
     updated = await cases.update_case(conn, case_id, {field_id: listed}, status=None,
                                       author=author, validated=True)
     return row, updated

@@ -7,12 +7,7 @@ from aiohttp import hdrs, web
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
 from services.casestore.errors import RecordNotFound
-from services.casestore.files import (
-    attach_file,
-    check_name,
-    content_disposition,
-    file_json,
-)
+from services.casestore.files import attach_file, check_name, content_disposition
 from services.casestore.repo import files as file_rows
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner, file_path, file_url
@@ -51,7 +46,7 @@ async def upload(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
                                       content_type, content, author=ADMIN_AUTHOR)
-    return json_response({**file_json(row), "url": file_url(request.app[SETTINGS], str(row["id"])),
+    return json_response({**row.case_entry(), "url": file_url(request.app[SETTINGS], str(row.id)),
                           "case": case.to_api()}, status=201)
 
 
@@ -62,9 +57,7 @@ async def file_info(request: web.Request) -> web.Response:
         row = await file_rows.get_file(conn, path_uuid(request, "file_id", "file"))
     if row is None:
         raise RecordNotFound("no file has that id")
-    return json_response({**file_json(row), "case_id": str(row["case_id"]),
-                          "field_id": row["field_id"], "created_at": row["created_at"].isoformat(),
-                          "url": file_url(request.app[SETTINGS], str(row["id"]))})
+    return json_response(row.to_api(file_url(request.app[SETTINGS], str(row.id))))
 
 
 @routes.get("/files/{file_id}")
@@ -79,12 +72,12 @@ async def download(request: web.Request) -> web.Response:
         return json_response(error_body("forbidden", "missing or invalid signature"),
                              status=403)
     async with request.app[POOL].acquire() as conn:
-        row = await file_rows.get_file(conn, path_uuid(request, "file_id", "file"), content=True)
+        row = await file_rows.get_file_with_content(conn, path_uuid(request, "file_id", "file"))
     if row is None:
         raise RecordNotFound("no file has that id")
-    return web.Response(body=row["content"], headers={
-        hdrs.CONTENT_TYPE: row["content_type"],
-        hdrs.CONTENT_DISPOSITION: content_disposition(row["name"]),
+    return web.Response(body=row.content, headers={
+        hdrs.CONTENT_TYPE: row.content_type,
+        hdrs.CONTENT_DISPOSITION: content_disposition(row.name),
         # Stored types are whatever the uploader said: never let a browser render or sniff them.
         "X-Content-Type-Options": "nosniff",
         hdrs.CACHE_CONTROL: "private, no-store",
