@@ -69,20 +69,20 @@ class OutboxRelay:
                 await outbox_rows.park_outbox(conn, parked)
         return len(rows), not later
 
-    async def _publish(self, row: asyncpg.Record) -> Outcome | Parked:
+    async def _publish(self, row: outbox_rows.OutboxRow) -> Outcome | Parked:
         try:
-            await self._publisher.publish_json(row["body"].encode(), row["routing_key"],
-                                               str(row["event_id"]), row["correlation_id"])
+            await self._publisher.publish_json(row.body.encode(), row.routing_key,
+                                               str(row.event_id), row.correlation_id)
         except Unroutable:
             # Expected, not alarming: durable consumers' queues always exist (see above).
-            log.info("outbox_event_without_subscriber", routing_key=row["routing_key"],
-                     event_id=str(row["event_id"]))
+            log.info("outbox_event_without_subscriber", routing_key=row.routing_key,
+                     event_id=str(row.event_id))
         except DependencyUnavailable:
             return Outcome.LATER
         except Exception as exc:
             OUTBOX_PARKED.inc()
-            log.warning("outbox_event_parked", event_id=str(row["event_id"]),
-                        routing_key=row["routing_key"], error=repr(exc))
+            log.warning("outbox_event_parked", event_id=str(row.event_id),
+                        routing_key=row.routing_key, error=repr(exc))
             return Parked(repr(exc))
         return Outcome.SENT
 

@@ -1,12 +1,30 @@
 """The transactional outbox, its parked rows, and the events each consumer has applied."""
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
 
 import asyncpg
 
 from services.casestore.repo import Conn
 from shared.events import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event taken from the outbox to publish: its envelope as the JSON text to send."""
+
+    id: int
+    event_id: uuid.UUID
+    routing_key: str
+    body: str
+    correlation_id: str
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
 
 
 async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
@@ -15,7 +33,7 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
         [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
 
 
-async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
+async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
     """Delete and return a batch of unsent events, oldest first; run it in a transaction and
     roll back (or restore_outbox) what could not be published. SKIP LOCKED lets several relays
     share the table.
@@ -27,15 +45,15 @@ async def take_outbox(conn: Conn, limit: int) -> list[asyncpg.Record]:
         " (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, event_id, routing_key, envelope::text AS body,"
         " envelope->>'correlation_id' AS correlation_id, created_at", limit)
-    return sorted(rows, key=lambda r: int(r["id"]))
+    return sorted((OutboxRow.from_record(r) for r in rows), key=lambda r: r.id)
 
 
-def _outbox_columns(rows: list[asyncpg.Record]) -> list[list[Any]]:
-    return [[r[name] for r in rows] for name in ("id", "event_id", "routing_key", "body",
-                                                  "created_at")]
+def _outbox_columns(rows: list[OutboxRow]) -> list[list[Any]]:
+    return [[r.id for r in rows], [r.event_id for r in rows], [r.routing_key for r in rows],
+            [r.body for r in rows], [r.created_at for r in rows]]
 
 
-async def restore_outbox(conn: Conn, rows: list[asyncpg.Record]) -> None:
+async def restore_outbox(conn: Conn, rows: list[OutboxRow]) -> None:
     """Put taken rows back unchanged (same id, so the same place in line)."""
     await conn.execute(
         "INSERT INTO outbox (id, event_id, routing_key, envelope, created_at)"
@@ -43,7 +61,7 @@ async def restore_outbox(conn: Conn, rows: list[asyncpg.Record]) -> None:
         " $4::text[], $5::timestamptz[]) AS t(i, e, r, b, c)", *_outbox_columns(rows))
 
 
-async def park_outbox(conn: Conn, parked: list[tuple[asyncpg.Record, str]]) -> None:
+async def park_outbox(conn: Conn, parked: list[tuple[OutboxRow, str]]) -> None:
     """Move taken rows the broker refuses for good aside, each with its error."""
     rows = [row for row, _ in parked]
     await conn.execute(
