@@ -5,6 +5,8 @@ from typing import Any
 from services.casestore.repo import Conn
 from shared.forms import FormDefinition
 
+FORM_COLUMNS = "id, name, sections, fields, statuses, revision"
+
 
 def _form_args(form: FormDefinition) -> tuple[Any, ...]:
     dumped = form.model_dump(mode="json")
@@ -40,16 +42,17 @@ async def lock_form_for_delete(conn: Conn, form_id: str) -> int | None:
 
 
 async def get_form(conn: Conn, form_id: str, *, lock: bool = False) -> FormDefinition | None:
-    sql = "SELECT * FROM forms WHERE id = $1" + (" FOR SHARE" if lock else "")
+    sql = f"SELECT {FORM_COLUMNS} FROM forms WHERE id = $1" + (" FOR SHARE" if lock else "")
     row = await conn.fetchrow(sql, form_id)
     return FormDefinition.from_record(row) if row else None
 
 
 async def get_forms(conn: Conn, form_ids: list[str]) -> dict[str, FormDefinition]:
-    rows = await conn.fetch("SELECT * FROM forms WHERE id = ANY($1::text[])", form_ids)
+    rows = await conn.fetch(f"SELECT {FORM_COLUMNS} FROM forms WHERE id = ANY($1::text[])",
+                            form_ids)
     return {r["id"]: FormDefinition.from_record(r) for r in rows}
 
 
 async def list_forms(conn: Conn) -> list[FormDefinition]:
-    rows = await conn.fetch("SELECT * FROM forms ORDER BY id")
+    rows = await conn.fetch(f"SELECT {FORM_COLUMNS} FROM forms ORDER BY id")
     return [FormDefinition.from_record(r) for r in rows]
