@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.casestore import cases
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_int
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import cases as case_rows
 from shared.forms import validate_case_data
 from shared.service import POOL
@@ -70,9 +70,7 @@ async def create_case(request: web.Request) -> web.Response:
 @routes.get("/api/cases/{case_id}")
 async def get_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        row = await case_rows.get_case(conn, _case_id(request))
-        if row is None:
-            raise RecordNotFound("no case has that id")
+        row = found(await case_rows.get_case(conn, _case_id(request)), "no case has that id")
         history = await case_rows.case_history(conn, row.id)
     return json_response({**row.to_api(), "history": [h.to_api() for h in history]})
 

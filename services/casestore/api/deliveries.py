@@ -5,7 +5,7 @@ from typing import get_args
 from aiohttp import web
 
 from services.casestore.api.params import invalid, path_uuid, query_choice, query_int, query_uuid
-from services.casestore.errors import RecordNotFound
+from services.casestore.errors import found
 from services.casestore.repo import Conn
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import outbox as outbox_rows
@@ -22,11 +22,9 @@ routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)
 
 
-async def _found(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow:
+async def _delivery(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow:
     row = await delivery_rows.get_delivery(conn, path_uuid(request, "delivery_id", "delivery"))
-    if row is None:
-        raise RecordNotFound("no delivery has that id")
-    return row
+    return found(row, "no delivery has that id")
 
 
 async def _page_after(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow | None:
@@ -62,7 +60,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def get_delivery(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
-        row = await _found(conn, request)
+        row = await _delivery(conn, request)
         attempts = await delivery_rows.delivery_attempts(conn, row.id)
     return json_response({**row.to_api(), "attempts": [a.to_api() for a in attempts]})
 
@@ -71,7 +69,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def replay(request: web.Request) -> web.Response:
     """The dispatcher sends it again with the same webhook-id; the outcome lands in this log."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _found(conn, request)
+        row = await _delivery(conn, request)
         command = DeliveryReplayRequested(delivery_id=row.id, automation_id=row.automation_id,
                                           case_id=row.case_id)
         await outbox_rows.insert_outbox(conn, [new_event(

@@ -6,7 +6,7 @@ from aiohttp import hdrs, web
 
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
-from services.casestore.errors import RecordNotFound
+from services.casestore.errors import found
 from services.casestore.files import attach_file, check_name, content_disposition
 from services.casestore.repo import files as file_rows
 from shared.service import POOL, SETTINGS
@@ -14,6 +14,7 @@ from shared.signing import UrlSigner, file_path, file_url
 from shared.web import error_body, json_response
 
 routes = web.RouteTableDef()
+NO_FILE = "no file has that id"
 DEFAULT_TYPE = "application/octet-stream"
 MEDIA_TYPE = re.compile(r"^[\x21-\x7e]+/[\x21-\x7e]+( *;[\x20-\x7e]*)?$")
 
@@ -54,9 +55,7 @@ async def upload(request: web.Request) -> web.Response:
 async def file_info(request: web.Request) -> web.Response:
     """What is stored, and a fresh signed download URL."""
     async with request.app[POOL].acquire() as conn:
-        row = await file_rows.get_file(conn, path_uuid(request, "file_id", "file"))
-    if row is None:
-        raise RecordNotFound("no file has that id")
+        row = found(await file_rows.get_file(conn, path_uuid(request, "file_id", "file")), NO_FILE)
     return json_response(row.to_api(file_url(request.app[SETTINGS], str(row.id))))
 
 
@@ -72,9 +71,8 @@ async def download(request: web.Request) -> web.Response:
         return json_response(error_body("forbidden", "missing or invalid signature"),
                              status=403)
     async with request.app[POOL].acquire() as conn:
-        row = await file_rows.get_file_with_content(conn, path_uuid(request, "file_id", "file"))
-    if row is None:
-        raise RecordNotFound("no file has that id")
+        row = found(await file_rows.get_file_with_content(
+            conn, path_uuid(request, "file_id", "file")), NO_FILE)
     return web.Response(body=row.content, headers={
         hdrs.CONTENT_TYPE: row.content_type,
         hdrs.CONTENT_DISPOSITION: content_disposition(row.name),

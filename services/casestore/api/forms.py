@@ -6,7 +6,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
 from services.casestore.repo import forms as form_rows
@@ -26,10 +26,7 @@ async def announce_form(conn: Conn, form_id: str, change: FormChangeKind) -> Non
 
 
 async def load_form(conn: Conn, form_id: str) -> FormDefinition:
-    form = await form_rows.get_form(conn, form_id)
-    if form is None:
-        raise RecordNotFound(f"form '{form_id}' not found")
-    return form
+    return found(await form_rows.get_form(conn, form_id), f"form '{form_id}' not found")
 
 
 @routes.post("/api/forms")

@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
-from services.casestore.errors import RecordNotFound
+from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
 from shared.web import error_body, json_response, read_model
 
 routes = web.RouteTableDef()
+NO_WEBHOOK = "this form has no incoming webhook"
 hasher = PasswordHasher()
 
 
@@ -36,11 +37,7 @@ def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, objec
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
 async def get_webhook(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        row = await access_rows.get_webhook(conn, request.match_info["form_id"])
-    if row is None:
-        raise RecordNotFound("this form has no incoming webhook")
-    return json_response(_shown(request, row))
+    return json_response(_shown(request, await _hook(request)))
 
 
 @routes.put("/api/forms/{form_id}/incoming-webhook")
@@ -57,10 +54,8 @@ async def put_webhook(request: web.Request) -> web.Response:
 @routes.post("/api/forms/{form_id}/incoming-webhook/rotate")
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await access_rows.rotate_webhook_token(conn, request.match_info["form_id"],
-                                                     new_token())
-        if row is None:
-            raise RecordNotFound("this form has no incoming webhook")
+        row = found(await access_rows.rotate_webhook_token(
+            conn, request.match_info["form_id"], new_token()), NO_WEBHOOK)
         await announce_form(conn, row.form_id, "webhook")
     return json_response(_shown(request, row))
 
@@ -110,9 +105,7 @@ def access_denied() -> web.Response:
 async def _hook(request: web.Request) -> access_rows.WebhookRow:
     async with request.app[POOL].acquire() as conn:
         hook = await access_rows.get_webhook(conn, request.match_info["form_id"])
-    if hook is None:
-        raise RecordNotFound("this form has no incoming webhook")
-    return hook
+    return found(hook, NO_WEBHOOK)
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
