@@ -1,10 +1,13 @@
-"""Case writes: the row, its history entry and its outbox event commit in one transaction."""
+"""Case writes: the row, its history entry and its outbox event commit in one transaction.
+
+An update is planned first (plan_update: pure, every check) and then applied (apply: writes).
+"""
 
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import files as file_rows
@@ -96,6 +99,20 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
             for k in keys if old.get(k) != new.get(k)]
 
 
+async def load_locked(conn: Conn, case_id: uuid.UUID
+                      ) -> tuple[case_rows.CaseRow, FormDefinition] | None:
+    """The case, locked until commit, and its form; None if there is no such case.
+
+    The lock comes first, so concurrent updates of one case each build on the other's.
+    """
+    current = await case_rows.get_case(conn, case_id, lock=True)
+    if current is None:
+        return None
+    form = await form_rows.get_form(conn, current.form_id)
+    assert form is not None  # cases are deleted with their form
+    return current, form
+
+
 # Files taken out of a case. A file field may be patched to null or to the part of its list to
 # keep (entries or their ids); a file no longer listed is deleted with its bytes in the same
 # transaction, so its signed URLs and GET /api/files/{id} answer 404 from the commit on.
@@ -123,64 +140,84 @@ def _kept_files(form: FormDefinition, current: dict[str, Any], patch: dict[str, 
     return kept, rest, errors
 
 
-async def _delete_removed_files(conn: Conn, form: FormDefinition, case_id: uuid.UUID,
-                                changes: list[FieldChange]) -> None:
-    for change in changes:
-        f = form.field(change.field)
-        if f is not None and f.type == FieldType.FILE:
-            listed = [uuid.UUID(item["id"]) for item in change.new or []
-                      if isinstance(item, dict)]
-            await file_rows.delete_files_except(conn, case_id, f.id, listed)
+def check_patch(form: FormDefinition, current: case_rows.CaseRow,
+                patch: dict[str, Any]) -> dict[str, Any]:
+    """A patch from the admin API, checked against the form: the values to store.
 
-
-def _validated_patch(form: FormDefinition, current: dict[str, Any],
-                     patch: dict[str, Any]) -> dict[str, Any]:
-    kept, rest, file_errors = _kept_files(form, current, patch)
+    Mandatory fields cannot be emptied, and a file field can only keep files it holds.
+    Raises ValidationFailed with every problem.
+    """
+    kept, rest, file_errors = _kept_files(form, current.data, patch)
     clean, errors = validate_case_data(form, rest, check_mandatory=True, partial=True)
     if file_errors or errors:
         raise ValidationFailed([*file_errors, *errors])
     return {**clean, **kept}
 
 
-async def update_case(conn: Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
-                      status: str | None, author: str, validated: bool = False,
-                      automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
-                      causation_id: str | None = None) -> case_rows.CaseRow:
-    """Apply a partial update; a patch that changes nothing writes nothing and announces nothing.
+@dataclass(frozen=True)
+class Change:
+    """A case update worked out before anything is written; `apply` writes it."""
 
-    `validated`: the caller already checked `patch` against the form (and may set what only
-    casestore itself writes, such as a file field's list). A change made by an automation
-    carries its id and depth, so the dispatcher can refuse to loop.
+    case: case_rows.CaseRow  # as it is now
+    data: dict[str, Any]
+    status: str
+    changes: list[FieldChange]  # none: the update changes nothing
+    form_revision: int
+    # The file fields whose list changes, with the files each still lists.
+    file_lists: dict[str, list[uuid.UUID]]
+
+
+def _file_lists(form: FormDefinition, changes: list[FieldChange]) -> dict[str, list[uuid.UUID]]:
+    lists: dict[str, list[uuid.UUID]] = {}
+    for change in changes:
+        f = form.field(change.field)
+        if f is not None and f.type == FieldType.FILE:
+            lists[f.id] = [uuid.UUID(item["id"]) for item in change.new or []
+                           if isinstance(item, dict)]
+    return lists
+
+
+def plan_update(current: case_rows.CaseRow, form: FormDefinition, patch: dict[str, Any],
+                status: str | None) -> Change:
+    """What setting `patch` (a null clears a field) and `status` would change.
+
+    `patch` is already checked, by whichever rules its source follows (check_patch for the
+    admin API). Pure; raises ValidationFailed for a status the form does not have.
     """
-    current = await case_rows.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound(f"case {case_id} not found")
-    form = await form_rows.get_form(conn, current.form_id)
-    assert form is not None  # cases are deleted with their form
-    clean = patch if validated else _validated_patch(form, current.data, patch)
-    new_status = _check_status(form, status) if status is not None else current.status
-    data = {k: v for k, v in {**current.data, **clean}.items() if v is not None}
+    new_status = current.status if status is None else _check_status(form, status)
+    data = {k: v for k, v in {**current.data, **patch}.items() if v is not None}
     changes = _diff(current.data, data)
     if new_status != current.status:
         changes.append(FieldChange(field="status", old=current.status, new=new_status))
-    if not changes:
-        return current
-    row = await case_rows.update_case(conn, case_id, new_status, data)
-    await _delete_removed_files(conn, form, case_id, changes)
-    await case_rows.insert_history(conn, [(case_id, row.version, author,
-                                           [c.model_dump(mode="json") for c in changes])])
+    return Change(case=current, data=data, status=new_status, changes=changes,
+                  form_revision=form.revision, file_lists=_file_lists(form, changes))
+
+
+async def apply(conn: Conn, change: Change, author: str, *, automation_depth: int = 0,
+                source_automation_id: uuid.UUID | None = None,
+                causation_id: str | None = None) -> case_rows.CaseRow:
+    """Write a planned update: the row, its history entry and case.updated; files no longer
+    listed are deleted. A change of nothing writes and announces nothing.
+
+    A change made by an automation carries its id and depth, so the dispatcher can refuse to loop.
+    """
+    if not change.changes:
+        return change.case
+    row = await case_rows.update_case(conn, change.case.id, change.status, change.data)
+    for field_id, listed in change.file_lists.items():
+        await file_rows.delete_files_except(conn, row.id, field_id, listed)
+    await case_rows.insert_history(conn, [(row.id, row.version, author,
+                                           [c.model_dump(mode="json") for c in change.changes])])
     await outbox_rows.insert_outbox(conn, [_announce(
-        CASE_UPDATED, row, changes, author, form_revision=form.revision,
-        previous_status=current.status,
-        causation_id=causation_id, automation_depth=automation_depth,
-        source_automation_id=source_automation_id)])
+        CASE_UPDATED, row, change.changes, author, form_revision=change.form_revision,
+        previous_status=change.case.status, causation_id=causation_id,
+        automation_depth=automation_depth, source_automation_id=source_automation_id)])
     return row
 
 
 async def delete_case(conn: Conn, case_id: uuid.UUID, *, author: str) -> None:
-    current = await case_rows.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound(f"case {case_id} not found")
+    current = found(await case_rows.get_case(conn, case_id, lock=True),
+                    f"case {case_id} not found")
     await case_rows.delete_case(conn, case_id)
     await outbox_rows.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
                                                      previous_status=current.status)])

@@ -5,11 +5,10 @@ import uuid
 from urllib.parse import quote
 
 from services.casestore import cases
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import files as file_rows
-from services.casestore.repo import forms as form_rows
 from shared.forms import FieldError, FieldType
 
 MAX_NAME = 255
@@ -46,11 +45,7 @@ async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
     Returns (file row, case row). The case is locked first, so concurrent uploads to one
     field each see the other's entry instead of overwriting it.
     """
-    current = await case_rows.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound("no case has that id")
-    form = await form_rows.get_form(conn, current.form_id)
-    assert form is not None  # cases are deleted with their form
+    current, form = found(await cases.load_locked(conn, case_id), "no case has that id")
     field = form.field(field_id)
     if field is None or field.type != FieldType.FILE:
         raise ValidationFailed([FieldError(
@@ -59,6 +54,5 @@ async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
     row = await file_rows.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
                                       content)
     listed = [*(current.data.get(field_id) or []), row.case_entry()]
-    updated = await cases.update_case(conn, case_id, {field_id: listed}, status=None,
-                                      author=author, validated=True)
-    return row, updated
+    change = cases.plan_update(current, form, {field_id: listed}, None)
+    return row, await cases.apply(conn, change, author)

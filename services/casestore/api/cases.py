@@ -78,9 +78,12 @@ async def get_case(request: web.Request) -> web.Response:
 @routes.patch("/api/cases/{case_id}")
 async def patch_case(request: web.Request) -> web.Response:
     body = await read_model(request, CasePatch)
+    case_id = _case_id(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await cases.update_case(conn, _case_id(request), body.data, status=body.status,
-                                      author=body.author)
+        current, form = found(await cases.load_locked(conn, case_id), f"case {case_id} not found")
+        change = cases.plan_update(current, form, cases.check_patch(form, current, body.data),
+                                   body.status)
+        row = await cases.apply(conn, change, body.author)
     return json_response(row.to_api())
 
 
