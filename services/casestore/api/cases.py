@@ -19,14 +19,18 @@ routes = web.RouteTableDef()
 ADMIN_AUTHOR = "Admin API"
 
 
-class NewCase(BaseModel):
+class NewCaseBody(BaseModel):
+    """The body of POST /api/forms/{form_id}/cases."""
+
     model_config = ConfigDict(extra="forbid")
     data: dict[str, Any] = Field(default_factory=dict)
     status: str | None = None
     creator: str = ADMIN_AUTHOR
 
 
-class CasePatch(BaseModel):
+class CasePatchBody(BaseModel):
+    """The body of PATCH /api/cases/{case_id}: only what it names changes."""
+
     model_config = ConfigDict(extra="forbid")
     data: dict[str, Any] = Field(default_factory=dict)
     status: str | None = None
@@ -56,7 +60,7 @@ async def list_cases(request: web.Request) -> web.Response:
 
 @routes.post("/api/forms/{form_id}/cases")
 async def create_case(request: web.Request) -> web.Response:
-    body = await read_model(request, NewCase)
+    body = await read_model(request, NewCaseBody)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         clean, errors = validate_case_data(form, body.data, check_mandatory=True)
@@ -77,7 +81,7 @@ async def get_case(request: web.Request) -> web.Response:
 
 @routes.patch("/api/cases/{case_id}")
 async def patch_case(request: web.Request) -> web.Response:
-    body = await read_model(request, CasePatch)
+    body = await read_model(request, CasePatchBody)
     case_id = _case_id(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current, form = found(await cases.load_locked(conn, case_id), f"case {case_id} not found")
