@@ -12,8 +12,13 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.casestore import cases, repo
+from services.casestore import cases
 from services.casestore.batcher import Batcher
+from services.casestore.repo import Conn
+from services.casestore.repo import deliveries as delivery_rows
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import idempotency as idempotency_rows
+from services.casestore.repo import outbox as outbox_rows
 from services.casestore.responses import write_response_data
 from shared.errors import PermanentMessageError
 from shared.events import (
@@ -59,20 +64,21 @@ def _checked(envelope: Envelope, command: CaseCreateRequested,
     return data
 
 
-async def _holding_their_keys(conn: repo.Conn, requests: list[CreateRequest],
+async def _holding_their_keys(conn: Conn, requests: list[CreateRequest],
                               fresh: set[uuid.UUID]) -> set[uuid.UUID]:
     """The fresh commands that may create a case: those without an Idempotency-Key, and per key
     the first to claim it while no unexpired claim holds it. A retry of a created case (another
     command, another event id) thus makes nothing, whenever it comes and through any ingest.
     """
-    claims: dict[str, repo.KeyClaim] = {}
+    claims: dict[str, idempotency_rows.KeyClaim] = {}
     for envelope, command in requests:
         key = command.idempotency_key
         if key is not None and envelope.id in fresh:
             claims.setdefault(key.scope, (key.scope, envelope.id, key.body_hash, key.expires_at))
     if not claims:
         return fresh
-    holders = await repo.claim_idempotency_keys(conn, [claims[s] for s in sorted(claims)])
+    holders = await idempotency_rows.claim(
+        conn, [claims[s] for s in sorted(claims)])
     keyed = {e.id for e, c in requests if c.idempotency_key is not None}
     return (fresh - keyed) | holders
 
@@ -99,10 +105,10 @@ class CommandConsumer:
         await handler(envelope)
 
     @contextlib.asynccontextmanager
-    async def _first_time(self, envelope: Envelope) -> AsyncIterator[repo.Conn | None]:
+    async def _first_time(self, envelope: Envelope) -> AsyncIterator[Conn | None]:
         """A connection in a transaction that has claimed the event id; None for a duplicate."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await repo.mark_processed(conn, CONSUMER, [envelope.id]):
+            if not await outbox_rows.mark_processed(conn, CONSUMER, [envelope.id]):
                 log.info("duplicate_event_skipped")
                 yield None
             else:
@@ -134,10 +140,10 @@ class CommandConsumer:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
-            forms = await repo.get_forms(conn, form_ids)
+            forms = await form_rows.get_forms(conn, form_ids)
             checked = {e.id: _checked(e, c, forms) for e, c in requests}
             live = [(e, c) for e, c in requests if isinstance(checked[e.id], dict)]
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
             fresh = await _holding_their_keys(conn, live, fresh)
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
@@ -152,7 +158,7 @@ class CommandConsumer:
             for form_id in sorted(by_form):
                 new = list(by_form[form_id].values())
                 rows = await cases.create_cases(conn, forms[form_id], new)
-                numbers.update((r["id"], r["case_number"]) for r in rows)
+                numbers.update((r.id, r.case_number) for r in rows)
         return [outcome if isinstance(outcome := checked[e.id], Exception) else numbers.get(e.id)
                 for e, _ in requests]
 
@@ -175,10 +181,10 @@ class CommandConsumer:
         """
         kept: dict[uuid.UUID, bool] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e, _ in records])
             for envelope, record in records:
                 if envelope.id in fresh and envelope.id not in kept:
-                    kept[envelope.id] = await repo.record_delivery(conn, record)
+                    kept[envelope.id] = await delivery_rows.record_delivery(conn, record)
         return [kept.get(e.id) for e, _ in records]
 
     async def response_data(self, envelope: Envelope) -> None:

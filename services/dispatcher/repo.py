@@ -57,31 +57,39 @@ class FormRules:
 async def form_rules(pool: asyncpg.Pool, form_id: str) -> FormRules | None:
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                         readonly=True):
-        form_row = await conn.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
+        form_row = await conn.fetchrow("SELECT id, name, sections, fields, statuses, revision"
+                                       " FROM forms WHERE id = $1", form_id)
         if form_row is None:
             return None
-        rows = await conn.fetch("SELECT * FROM automations WHERE form_id = $1 AND enabled"
+        rows = await conn.fetch("SELECT id, form_id, enabled, secret, definition FROM automations"
+                                " WHERE form_id = $1 AND enabled"
                                 " ORDER BY created_at, id", form_id)
     form = FormDefinition.from_record(form_row)
     return FormRules(form, [_automation(r) for r in rows], form.revision)
 
 
 async def automation(pool: asyncpg.Pool, automation_id: uuid.UUID) -> Automation | None:
-    row = await pool.fetchrow("SELECT * FROM automations WHERE id = $1", automation_id)
+    row = await pool.fetchrow("SELECT id, form_id, enabled, secret, definition FROM automations"
+                              " WHERE id = $1", automation_id)
     return _automation(row) if row else None
 
 
 async def form(pool: asyncpg.Pool, form_id: str) -> FormDefinition | None:
-    row = await pool.fetchrow("SELECT * FROM forms WHERE id = $1", form_id)
+    row = await pool.fetchrow("SELECT id, name, sections, fields, statuses, revision"
+                              " FROM forms WHERE id = $1", form_id)
     return FormDefinition.from_record(row) if row else None
 
 
 async def case(pool: asyncpg.Pool, case_id: uuid.UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT * FROM cases WHERE id = $1", case_id)
+    return await pool.fetchrow(
+        "SELECT id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+        " FROM cases WHERE id = $1", case_id)
 
 
 async def delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT * FROM deliveries WHERE id = $1", delivery_id)
+    return await pool.fetchrow(
+        "SELECT id, automation_id, case_id, form_id, event_id, webhook_id, state, created_at,"
+        " updated_at FROM deliveries WHERE id = $1", delivery_id)
 
 
 async def delivery_succeeded(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> bool:

@@ -3,21 +3,21 @@
 import uuid
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from services.casestore import repo
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid
 from services.casestore.automations import (
     SECRET_BOX,
+    AutomationChange,
     announce_automation,
-    automation_json,
     parse_body,
     stored_definition,
     url_problems,
 )
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition, check_against_form
 from shared.service import POOL, SETTINGS
@@ -25,27 +25,22 @@ from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
 routes = web.RouteTableDef()
+NO_AUTOMATION = "no automation has that id"
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "automation_id", "automation")
 
 
-def _found(row: asyncpg.Record | None) -> asyncpg.Record:
-    if row is None:
-        raise RecordNotFound("no automation has that id")
-    return row
-
-
-def _shown(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
-    return automation_json(row, request.app[SECRET_BOX])
+def _shown(request: web.Request, row: automation_rows.AutomationRow) -> dict[str, Any]:
+    return row.to_api(request.app[SECRET_BOX])
 
 
 def _new_secret(request: web.Request) -> str:
     return request.app[SECRET_BOX].encrypt(new_webhook_secret())
 
 
-async def _check(request: web.Request, conn: repo.Conn, form_id: str,
+async def _check(request: web.Request, conn: Conn, form_id: str,
                  definition: AutomationDefinition) -> None:
     policy = AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
     errors = [*check_against_form(definition, await load_form(conn, form_id)),
@@ -61,9 +56,9 @@ async def create_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form_id = request.match_info["form_id"]
         await _check(request, conn, form_id, definition)
-        row = await repo.insert_automation(conn, uuid.uuid4(), form_id, stored,
-                                           True if enabled is None else enabled,
-                                           _new_secret(request))
+        row = await automation_rows.insert_automation(conn, uuid.uuid4(), form_id, stored,
+                                                      True if enabled is None else enabled,
+                                                      _new_secret(request))
         await announce_automation(conn, row, "created")
     return json_response(_shown(request, row), status=201)
 
@@ -72,15 +67,15 @@ async def create_automation(request: web.Request) -> web.Response:
 async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
-        rows = await repo.list_automations(conn, form.id)
+        rows = await automation_rows.list_automations(conn, form.id)
     return json_response({"automations": [_shown(request, r) for r in rows]})
 
 
 @routes.get("/api/automations/{automation_id}")
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        row = _found(await repo.get_automation(conn, automation_id(request)))
-    return json_response(_shown(request, row))
+        row = await automation_rows.get_automation(conn, automation_id(request))
+    return json_response(_shown(request, found(row, NO_AUTOMATION)))
 
 
 @routes.put("/api/automations/{automation_id}")
@@ -88,14 +83,14 @@ async def replace_automation(request: web.Request) -> web.Response:
     """Replace the definition; `enabled` too if given. A password of "***" keeps the stored one."""
     definition, enabled = parse_body(await read_json(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        current = _found(await repo.get_automation(conn, automation_id(request), lock=True))
-        await _check(request, conn, current["form_id"], definition)
+        current = found(await automation_rows.get_automation(conn, automation_id(request),
+                                                             lock=True), NO_AUTOMATION)
+        await _check(request, conn, current.form_id, definition)
         box = request.app[SECRET_BOX]
         # Every write re-encrypts with the current key (and encrypts a legacy plaintext row).
-        row = _found(await repo.update_automation(
-            conn, current["id"], definition=stored_definition(definition, current["definition"],
-                                                              box),
-            enabled=enabled, secret=box.rotate(current["secret"])))
+        row = found(await automation_rows.update_automation(
+            conn, current.id, definition=stored_definition(definition, current.definition, box),
+            enabled=enabled, secret=box.rotate(current.secret)), NO_AUTOMATION)
         await announce_automation(conn, row, "updated")
     return json_response(_shown(request, row))
 
@@ -104,33 +99,32 @@ async def replace_automation(request: web.Request) -> web.Response:
 async def delete_automation(request: web.Request) -> web.Response:
     """Its delivery log and once-claims go with it."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.delete_automation(conn, automation_id(request)))
-        await announce_automation(conn, row, "deleted")
+        row = await automation_rows.delete_automation(conn, automation_id(request))
+        await announce_automation(conn, found(row, NO_AUTOMATION), "deleted")
     return json_response({})
 
 
-async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+async def _change(request: web.Request, change: AutomationChange, *, enabled: bool | None = None,
+                  secret: str | None = None) -> web.Response:
+    """Set what is given, announce the change, answer with the automation as it now is."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.update_automation(conn, automation_id(request), enabled=enabled))
-        await announce_automation(conn, row, "enabled" if enabled else "disabled")
+        row = found(await automation_rows.update_automation(
+            conn, automation_id(request), enabled=enabled, secret=secret), NO_AUTOMATION)
+        await announce_automation(conn, row, change)
     return json_response(_shown(request, row))
 
 
 @routes.post("/api/automations/{automation_id}/enable")
 async def enable_automation(request: web.Request) -> web.Response:
-    return await _set_enabled(request, True)
+    return await _change(request, "enabled", enabled=True)
 
 
 @routes.post("/api/automations/{automation_id}/disable")
 async def disable_automation(request: web.Request) -> web.Response:
-    return await _set_enabled(request, False)
+    return await _change(request, "disabled", enabled=False)
 
 
 @routes.post("/api/automations/{automation_id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     """Receivers verifying signatures need the new secret from the answer before the next send."""
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.update_automation(conn, automation_id(request),
-                                                  secret=_new_secret(request)))
-        await announce_automation(conn, row, "secret_rotated")
-    return json_response(_shown(request, row))
+    return await _change(request, "secret_rotated", secret=_new_secret(request))
