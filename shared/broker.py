@@ -9,11 +9,12 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from pamqp.commands import Basic
 
-from shared.errors import DependencyUnavailable, Unroutable
+from shared.errors import DependencyUnavailable, OutcomeUnknown, Unroutable
 from shared.events import (
     CASE_CREATE_REQUESTED,
     CASE_CREATED,
@@ -32,6 +33,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+# How long a readiness check waits for the publisher's channel to finish restoring.
+RESTORED_WITHIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,15 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
 
 
 class Publisher:
-    """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm."""
+    """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm.
 
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, timeout: float):
+    A failure raises DependencyUnavailable when the message surely never reached the broker,
+    OutcomeUnknown when it may have (sent, but no confirm in time or the connection died).
+    """
+
+    def __init__(self, connection: AbstractRobustConnection, channel: AbstractRobustChannel,
+                 exchange: AbstractExchange, timeout: float):
+        self._connection = connection
         self._channel = channel
         self._exchange = exchange.name
         self._timeout = timeout
@@ -143,7 +152,23 @@ class Publisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await declare_topology(channel, Names(settings.name_prefix),
                                           settings.delivery_limit)
-        return cls(channel, exchange, settings.publish_timeout)
+        return cls(connection, channel, exchange, settings.publish_timeout)
+
+    def can_publish(self) -> bool:
+        """No I/O: the connection is up and this channel is open (else a publish would wait)."""
+        return self._connection.connected.is_set() and not self._channel.is_closed
+
+    async def ready(self) -> bool:
+        """A publish would go out now: after a reconnect the channel is open some time before it
+        has restored its topology, and publishes queue behind that restore."""
+        if not self.can_publish():
+            return False
+        try:
+            async with asyncio.timeout(RESTORED_WITHIN):
+                await self._channel.ready()
+        except TimeoutError:
+            return False
+        return True
 
     async def publish(self, envelope: Envelope) -> None:
         """Return once the broker has confirmed; raise DependencyUnavailable otherwise."""
@@ -158,17 +183,28 @@ class Publisher:
         properties = Basic.Properties(
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id,
             correlation_id=correlation_id, message_type=routing_key)
+        handed_over = False
         try:
             # A robust connection that is reconnecting makes publish wait: bound it all.
             async with asyncio.timeout(self._timeout):
                 channel = await self._channel.get_underlay_channel()
+                # From here the frames may reach the broker. A wait for the channel lock
+                # (behind another publish's write) counts as sent too: unknown, never a
+                # false "nothing happened".
+                handed_over = True
                 await channel.basic_publish(body, exchange=self._exchange,
                                             routing_key=routing_key, properties=properties,
                                             mandatory=True)
         except aio_pika.exceptions.PublishError as exc:
             raise Unroutable(f"{routing_key} is bound to no queue: {exc!r}") from exc
-        except (TimeoutError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:
-            raise DependencyUnavailable(f"{routing_key} not confirmed: {exc!r}") from exc
+        except (aio_pika.exceptions.DeliveryError,
+                aio_pika.exceptions.ChannelInvalidStateError) as exc:
+            # A nack is the broker refusing the message; a closed channel refuses to send.
+            raise DependencyUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
+        except (OSError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:  # timeouts too
+            if handed_over:
+                raise OutcomeUnknown(f"{routing_key} sent, not confirmed: {exc!r}") from exc
+            raise DependencyUnavailable(f"{routing_key} not sent: {exc!r}") from exc
 
     async def close(self) -> None:
         await self._channel.close()

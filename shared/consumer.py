@@ -33,6 +33,8 @@ OWN_BACKOFF = 0.2
 # Set while a handler runs: whether the broker delivered this message before (a crash, a closed
 # channel), so a handler can look for work already done instead of repeating it.
 _REDELIVERED: ContextVar[bool] = ContextVar("redelivered", default=False)
+# The longest a stopping consumer waits on the broker (it may be down).
+BROKER_CALL_TIMEOUT = 1.0
 # Broker-set headers that must not follow a message handed back as a fresh copy.
 _BROKER_HEADERS = ("x-delivery-count", "x-death")
 
@@ -161,8 +163,10 @@ class Consumer:
         """With the broker down there is nothing to cancel; still wait for work in hand."""
         self._stopping = True
         try:
-            await self._pause()
-        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            # A robust channel would wait for a reconnect that may never come.
+            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                await self._pause()
+        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError, TimeoutError) as exc:
             log.warning("stop_consuming_on_dead_connection", queue=self._queue.name,
                         error=repr(exc))
         if self._gate is not None:
@@ -172,5 +176,7 @@ class Consumer:
             if unfinished:
                 log.warning("shutdown_with_messages_in_hand", count=len(unfinished),
                             note="they will be redelivered")
-        with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
-            await self._queue.channel.close()  # unless it went with the connection already
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError,
+                                 TimeoutError):
+            async with asyncio.timeout(BROKER_CALL_TIMEOUT):
+                await self._queue.channel.close()  # unless it went with the connection already

@@ -5,6 +5,14 @@ class DependencyUnavailable(Exception):
     """Postgres or RabbitMQ cannot be reached or did not confirm in time."""
 
 
+class OutcomeUnknown(DependencyUnavailable):
+    """A message was handed to the broker but its confirm never came: it may have been routed.
+
+    Still an outage to whoever retries anyway; only an answer to a client must not claim that
+    nothing happened.
+    """
+
+
 class Unroutable(DependencyUnavailable):
     """The broker returned a message no queue is bound to (a mandatory publish)."""
 

@@ -70,6 +70,16 @@ def new_event(
     )
 
 
+class IdempotencyKey(BaseModel):
+    """An incoming request's Idempotency-Key: casestore creates one case per key and window."""
+
+    # The key as the client sent it, scoped to its webhook and authenticated user (JSON text).
+    scope: str
+    # sha256 of the validated data and options: the same key with another body is refused.
+    body_hash: str
+    expires_at: datetime
+
+
 class CaseCreateRequested(BaseModel):
     """ingest -> casestore: create one case from a validated incoming webhook request."""
 
@@ -80,6 +90,7 @@ class CaseCreateRequested(BaseModel):
     skip_validate: bool = False
     # The revision of the form `data` was validated against (casestore checks it again).
     form_revision: int | None = None
+    idempotency_key: IdempotencyKey | None = None
 
 
 class FieldChange(BaseModel):

@@ -23,14 +23,14 @@ INTEGER = re.compile(r"^[+-]?[0-9]+$")
 NUL_MESSAGE = "text may not contain NUL (\\u0000) characters"
 
 
-def _storable(value: str) -> str:
+def _refuse_nul(value: str) -> str:
     # Postgres text and jsonb cannot hold U+0000; refusing it here beats a 500 at INSERT time.
     if "\x00" in value:
         raise ValueError(NUL_MESSAGE)
     return value
 
 
-Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_refuse_nul)]
 
 
 class Row(Protocol):

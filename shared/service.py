@@ -161,6 +161,12 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
         return False
 
 
+async def server_header(_: web.Request, response: web.StreamResponse) -> None:
+    """For `app.on_response_prepare`: aiohttp names itself and its version in every answer, which
+    tells a caller which vulnerabilities to try; the product name tells nothing."""
+    response.headers["Server"] = "Casewire"
+
+
 def require_secrets(settings: Settings) -> None:
     if not settings.admin_token:
         raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set; the admin API needs a secret "

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     login_failures_per_address_per_minute: int = Field(default=20, ge=1)
     password_hash_concurrency: int = Field(default=2, ge=1)
     password_hash_wait_seconds: float = Field(default=5.0, gt=0)
+    # Database look-ups per second, per ingest process, of webhook tokens not in its cache (for
+    # webhooks made a moment ago); other unknown tokens are answered 404 from memory.
+    token_lookups_per_second: float = Field(default=5.0, gt=0)
+    # How long an incoming webhook's Idempotency-Key holds; after that it may make a new case.
+    idempotency_ttl_seconds: float = Field(default=24 * 3600, gt=0)
 
     # Outgoing webhooks.
     # Private, loopback and link-local targets are refused unless inside one of these networks.

@@ -1,11 +1,14 @@
 """Helpers the tests share: talking to the run's broker as a service would."""
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import asyncpg
 
+from shared.events import Envelope
 from shared.settings import Settings
 
 
@@ -29,3 +32,22 @@ async def until(probe: Callable[[], Awaitable[Any]], within: float = 10.0) -> An
             return result
         await asyncio.sleep(0.05)
     raise AssertionError("condition never held")
+
+
+async def publish_event(settings: Settings, event: Envelope, times: int = 1) -> None:
+    """Straight onto the events exchange, as the dispatcher (or a redelivery) would."""
+    await publish_raw(settings, event.type, [event.to_bytes()] * times)
+
+
+async def processed(settings: Settings, event_id: uuid.UUID, within: float = 10.0) -> None:
+    """Wait until casestore has applied (or deliberately skipped) the event."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for _ in range(int(within * 20)):
+            if await conn.fetchval("SELECT 1 FROM processed_events WHERE consumer = 'casestore'"
+                                   " AND event_id = $1", event_id):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    raise AssertionError(f"event {event_id} was never processed")

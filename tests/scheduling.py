@@ -30,7 +30,14 @@ from shared.settings import Settings
 from tests.helpers import publish_raw
 from tests.stack import Stack
 
-VERDICTS: dict[int, Verdict] = {200: "succeeded", 410: "gone", 400: "final", 404: "final"}
+
+def verdict_of(status: int | None) -> Verdict:
+    """What the dispatcher's sender makes of an answer (tests/test_outgoing_sender.py)."""
+    if status is None or status in (408, 429) or status >= 500:
+        return "retry"
+    if 200 <= status < 300:
+        return "succeeded"
+    return "gone" if status == 410 else "final"
 
 
 def snapshot(case: dict[str, Any]) -> CaseChanged:
@@ -105,7 +112,7 @@ class PlayedDispatcher:
             delivery_id=due.delivery_id, automation_id=due.automation_id,
             attempt=attempt(due.number, status, body=body,
                             error=None if status else "timeout after 10s"),
-            verdict=verdict or VERDICTS.get(status or 0, "retry"), retry_after=retry_after,
+            verdict=verdict or verdict_of(status), retry_after=retry_after,
             values=values or {})
         event = new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
                           case_id=due.case.case_id)

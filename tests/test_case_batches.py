@@ -13,10 +13,10 @@ from shared.settings import Settings
 from tests.conftest import (
     EventTap,
     FormFactory,
-    publish_raw,
     wait_dead_lettered,
     wait_for_cases,
 )
+from tests.helpers import publish_raw
 
 
 def create_command(form_id: str, text: str, correlation_id: str) -> Envelope:

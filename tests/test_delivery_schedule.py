@@ -26,7 +26,7 @@ async def health_when(api: aiohttp.ClientSession, automation: dict[str, Any],
                       state: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
-        return shown["health"] if shown["health"]["state"] == state else None  # type: ignore[no-any-return]
+        return shown["health"] if shown["health"]["state"] == state else None
 
     found: dict[str, Any] = await until(probe)
     return found

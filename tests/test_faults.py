@@ -14,10 +14,10 @@ from tests.conftest import (
     AutomationFactory,
     EventTap,
     FormFactory,
-    publish_raw,
     wait_for_cases,
 )
 from tests.faults import CuttableProxy
+from tests.helpers import publish_raw
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack, free_port
 
@@ -49,6 +49,13 @@ async def test_broker_outage_gives_503_and_recovery_gives_200_with_nothing_lost(
     async with http.post(url, json={"text-field": "before"}) as resp:
         assert resp.status == 200
     await proxy.cut()
+    # A request racing the cut may have reached the broker (its answer is outcome_unknown);
+    # once ingest has seen the connection drop, it answers `unavailable` at once.
+    for _ in range(100):
+        async with http.get(f"{proxied.url('ingest')}/readyz") as resp:
+            if resp.status == 503:
+                break
+        await asyncio.sleep(0.05)
     async with http.post(url, json={"text-field": "during"}) as resp:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"

@@ -14,11 +14,11 @@ from shared.settings import Settings
 from tests.conftest import (
     EventTap,
     FormFactory,
-    publish_raw,
     wait_dead_lettered,
     wait_for_cases,
     webhook_action,
 )
+from tests.helpers import publish_raw
 from tests.receiver import Receiver
 from tests.stack import Stack
 

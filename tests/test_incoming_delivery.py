@@ -12,10 +12,10 @@ from shared.settings import Settings
 from tests.conftest import (
     EventTap,
     FormFactory,
-    publish_raw,
     wait_dead_lettered,
     wait_for_cases,
 )
+from tests.helpers import publish_raw
 from tests.stack import Stack, free_port
 
 BODY = {"text-field": "x"}

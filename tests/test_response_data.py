@@ -9,9 +9,10 @@ from shared.events import CASE_RESPONSE_DATA, CaseResponseData, Envelope, new_ev
 from shared.logging import bound_context
 from shared.settings import Settings
 from tests.conftest import EventTap
+from tests.helpers import processed
+from tests.helpers import publish_event as publish
 from tests.test_admin_api import call, new_case, new_form
 from tests.test_automations_api import create, definition
-from tests.test_deliveries_api import processed, publish
 
 
 def answer(automation_id: str, case_id: str, values: dict[str, Any], *, depth: int = 0,

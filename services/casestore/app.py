@@ -35,6 +35,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
 )
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[correlation_middleware("casestore"),
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)

@@ -5,16 +5,16 @@ on every write, the secret revealed in API answers, the password never.
 """
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import asyncpg
 from aiohttp import web
 from pydantic import ValidationError
 
-from services.casestore import repo
 from services.casestore.errors import ValidationFailed
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep, with_password
 from shared.crypto import SecretBox
@@ -25,8 +25,6 @@ from shared.web import refuse_big_ints
 AUTOMATION_CHANGED = "automation.changed"
 AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled",
                            "secret_rotated"]
-# What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
-MASK = "***"
 PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
 URL_FIELD = "action.settings.url"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -40,36 +38,6 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
     auth: dict[str, Any] = definition["action"]["settings"]["auth"]
     return auth if auth["type"] == "basic" else None
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def health_json(row: asyncpg.Record | None) -> dict[str, Any]:
-    """The endpoint's health: `closed` (healthy), `open` (paused until `open_until`) or
-    `half_open` (one probe decides)."""
-    if row is None:
-        return {"state": "closed", "consecutive_failures": 0, "open_until": None,
-                "failing_since": None, "last_success_at": None, "last_failure_at": None}
-    return {"state": row["state"], "consecutive_failures": row["consecutive_failures"],
-            **{key: _time(row[key]) for key in ("open_until", "failing_since",
-                                                 "last_success_at", "last_failure_at")}}
-
-
-def automation_json(row: asyncpg.Record, box: SecretBox,
-                    health: asyncpg.Record | None = None) -> dict[str, Any]:
-    """An automation as the API shows it: the definition's keys beside id, state and secret."""
-    definition = AutomationDefinition.model_validate(row["definition"]).public()
-    auth = _basic_auth(definition)
-    if auth is not None:
-        auth["password"] = MASK
-    return {"id": str(row["id"]), "form_id": row["form_id"], "enabled": row["enabled"],
-            "disabled_reason": row["disabled_reason"], "disabled_at": _time(row["disabled_at"]),
-            "secret": box.decrypt(row["secret"]),
-            "previous_secret_until": _time(row["previous_secret_until"]),
-            "health": health_json(health), "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(), **definition}
 
 
 def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
@@ -129,16 +97,17 @@ def _kept_password(stored: dict[str, Any], previous: dict[str, Any] | None) -> s
     if kept is None:
         raise ValidationFailed([FieldError(
             field=PASSWORD_FIELD, code="invalid",
-            message=f"'{MASK}' keeps the stored password, but no password is stored; "
-                    "send the password itself")])
+            message=f"'{automation_rows.MASK}' keeps the stored password, but no password is "
+                    "stored; send the password itself")])
     assert previous is not None
     # Whoever may change the URL must not be able to send the stored password elsewhere.
     if _origin(stored["action"]["settings"]["url"]) != _origin(
             previous["action"]["settings"]["url"]):
         raise ValidationFailed([FieldError(
             field=PASSWORD_FIELD, code="invalid",
-            message=f"the URL now points to another scheme, host or port, so '{MASK}' cannot "
-                    "keep the stored password: send the password again")])
+            message="the URL now points to another scheme, host or port, so "
+                    f"'{automation_rows.MASK}' cannot keep the stored password: send the "
+                    "password again")])
     return str(kept["password"])
 
 
@@ -149,39 +118,38 @@ def stored_definition(definition: AutomationDefinition, previous: dict[str, Any]
     stored = definition.public()
     auth = _basic_auth(stored)
     if auth is not None:
-        masked = auth["password"] == MASK
+        masked = auth["password"] == automation_rows.MASK
         auth["password"] = (box.rotate(_kept_password(stored, previous)) if masked
                             else box.encrypt(auth["password"]))
     return stored
 
 
-async def reencrypt_secrets(conn: repo.Conn, box: SecretBox) -> int:
+async def reencrypt_secrets(conn: Conn, box: SecretBox) -> int:
     """Encrypt every stored password and secret with the first key; how many rows changed.
 
     Legacy plaintext values are encrypted for the first time. Run in a transaction.
     """
     changed = 0
-    for row in await repo.automation_secrets(conn, lock=True):
-        previous = row["previous_secret"]
-        await repo.set_automation_secrets(conn, row["id"],
-                                          with_password(row["definition"], box.rotate),
-                                          box.rotate(row["secret"]),
-                                          box.rotate(previous) if previous else None)
+    for row in await automation_rows.all_automations(conn, lock=True):
+        previous = box.rotate(row.previous_secret) if row.previous_secret else None
+        await automation_rows.set_automation_secrets(conn, row.id,
+                                                     with_password(row.definition, box.rotate),
+                                                     box.rotate(row.secret), previous)
         changed += 1
     return changed
 
 
-async def announce_automation(conn: repo.Conn, row: asyncpg.Record,
+async def announce_automation(conn: Conn, row: automation_rows.AutomationRow,
                               change: AutomationChange) -> None:
     """Queue automation.changed in the caller's transaction, for anyone caching automations."""
-    await repo.insert_outbox(conn, [new_event(
+    await outbox_rows.insert_outbox(conn, [new_event(
         AUTOMATION_CHANGED,
-        {"automation_id": str(row["id"]), "form_id": row["form_id"], "change": change},
-        form_id=row["form_id"])])
+        {"automation_id": str(row.id), "form_id": row.form_id, "change": change},
+        form_id=row.form_id)])
 
 
-def author(row: asyncpg.Record | None, automation_id: uuid.UUID) -> str:
+def author(row: automation_rows.AutomationRow | None, automation_id: uuid.UUID) -> str:
     """How a change written by an automation is signed in the case history."""
     if row is None:
         return f"Automation {automation_id}"  # deleted since it sent the request
-    return f"Automation: {row['definition']['name']}"
+    return f"Automation: {row.definition['name']}"

@@ -1,13 +1,18 @@
-"""Case writes: the row, its history entry and its outbox event commit in one transaction."""
+"""Case writes: the row, its history entry and its outbox event commit in one transaction.
+
+An update is planned first (plan_update: pure, every check) and then applied (apply: writes).
+"""
 
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
-from services.casestore import repo
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import cases as case_rows
+from services.casestore.repo import files as file_rows
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.events import (
     CASE_CREATED,
     CASE_DELETED,
@@ -20,29 +25,19 @@ from shared.events import (
 from shared.forms import FieldError, FieldType, FormDefinition, validate_case_data
 
 
-def case_json(row: asyncpg.Record) -> dict[str, Any]:
-    """A case row as the API shows it."""
-    return {
-        "id": str(row["id"]), "form_id": row["form_id"], "case_number": row["case_number"],
-        "status": row["status"], "data": row["data"], "creator": row["creator"],
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-        "version": row["version"],
-    }
-
-
-def _announce(type_: str, row: asyncpg.Record, changes: list[FieldChange], author: str,
+def _announce(type_: str, row: case_rows.CaseRow, changes: list[FieldChange], author: str,
               *, form_revision: int = 0, previous_status: str | None = None,
               skip_triggers: bool = False, causation_id: str | None = None,
               correlation_id: str | None = None, automation_depth: int = 0,
               source_automation_id: uuid.UUID | None = None) -> Envelope:
     payload = CaseChanged(
-        case_id=row["id"], case_number=row["case_number"], status=row["status"],
-        previous_status=previous_status, data=row["data"], creator=row["creator"],
-        created_at=row["created_at"], updated_at=row["updated_at"], version=row["version"],
+        case_id=row.id, case_number=row.case_number, status=row.status,
+        previous_status=previous_status, data=row.data, creator=row.creator,
+        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
         changes=changes, author=author, skip_triggers=skip_triggers,
         automation_depth=automation_depth, source_automation_id=source_automation_id,
         form_revision=form_revision)
-    return new_event(type_, payload, form_id=row["form_id"], case_id=row["id"],
+    return new_event(type_, payload, form_id=row.form_id, case_id=row.id,
                      causation_id=causation_id, correlation_id=correlation_id)
 
 
@@ -70,23 +65,23 @@ class NewCase:
     correlation_id: str | None = None
 
 
-async def create_cases(conn: repo.Conn, form: FormDefinition,
-                       new: list[NewCase]) -> list[asyncpg.Record]:
+async def create_cases(conn: Conn, form: FormDefinition,
+                       new: list[NewCase]) -> list[case_rows.CaseRow]:
     """Insert cases with the form's next numbers, in order.
 
     One counter update numbers them all: the counter row is each form's point of contention,
     and a batch holds its lock once instead of once per case.
     """
     statuses = [_check_status(form, c.status) for c in new]
-    first = await repo.reserve_case_numbers(conn, form.id, len(new))
-    rows = await repo.insert_cases(conn, [
+    first = await case_rows.reserve_case_numbers(conn, form.id, len(new))
+    rows = await case_rows.insert_cases(conn, [
         (c.case_id, form.id, first + i, status, c.data, c.creator)
         for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
     changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
-    await repo.insert_history(conn, [
-        (row["id"], 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
+    await case_rows.insert_history(conn, [
+        (row.id, 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
-    await repo.insert_outbox(conn, [
+    await outbox_rows.insert_outbox(conn, [
         _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,
                   skip_triggers=c.skip_triggers,
                   causation_id=c.causation_id, correlation_id=c.correlation_id)
@@ -94,7 +89,7 @@ async def create_cases(conn: repo.Conn, form: FormDefinition,
     return rows
 
 
-async def create_case(conn: repo.Conn, form: FormDefinition, case: NewCase) -> asyncpg.Record:
+async def create_case(conn: Conn, form: FormDefinition, case: NewCase) -> case_rows.CaseRow:
     return (await create_cases(conn, form, [case]))[0]
 
 
@@ -102,6 +97,20 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
     keys = sorted(set(old) | set(new))
     return [FieldChange(field=k, old=old.get(k), new=new.get(k))
             for k in keys if old.get(k) != new.get(k)]
+
+
+async def load_locked(conn: Conn, case_id: uuid.UUID
+                      ) -> tuple[case_rows.CaseRow, FormDefinition] | None:
+    """The case, locked until commit, and its form; None if there is no such case.
+
+    The lock comes first, so concurrent updates of one case each build on the other's.
+    """
+    current = await case_rows.get_case(conn, case_id, lock=True)
+    if current is None:
+        return None
+    form = await form_rows.get_form(conn, current.form_id)
+    assert form is not None  # cases are deleted with their form
+    return current, form
 
 
 # Files taken out of a case. A file field may be patched to null or to the part of its list to
@@ -131,64 +140,84 @@ def _kept_files(form: FormDefinition, current: dict[str, Any], patch: dict[str, 
     return kept, rest, errors
 
 
-async def _delete_removed_files(conn: repo.Conn, form: FormDefinition, case_id: uuid.UUID,
-                                changes: list[FieldChange]) -> None:
-    for change in changes:
-        f = form.field(change.field)
-        if f is not None and f.type == FieldType.FILE:
-            listed = [uuid.UUID(item["id"]) for item in change.new or []
-                      if isinstance(item, dict)]
-            await repo.delete_files_except(conn, case_id, f.id, listed)
+def check_patch(form: FormDefinition, current: case_rows.CaseRow,
+                patch: dict[str, Any]) -> dict[str, Any]:
+    """A patch from the admin API, checked against the form: the values to store.
 
-
-def _validated_patch(form: FormDefinition, current: dict[str, Any],
-                     patch: dict[str, Any]) -> dict[str, Any]:
-    kept, rest, file_errors = _kept_files(form, current, patch)
+    Mandatory fields cannot be emptied, and a file field can only keep files it holds.
+    Raises ValidationFailed with every problem.
+    """
+    kept, rest, file_errors = _kept_files(form, current.data, patch)
     clean, errors = validate_case_data(form, rest, check_mandatory=True, partial=True)
     if file_errors or errors:
         raise ValidationFailed([*file_errors, *errors])
     return {**clean, **kept}
 
 
-async def update_case(conn: repo.Conn, case_id: uuid.UUID, patch: dict[str, Any], *,
-                      status: str | None, author: str, validated: bool = False,
-                      automation_depth: int = 0, source_automation_id: uuid.UUID | None = None,
-                      causation_id: str | None = None) -> asyncpg.Record:
-    """Apply a partial update; a patch that changes nothing writes nothing and announces nothing.
+@dataclass(frozen=True)
+class Change:
+    """A case update worked out before anything is written; `apply` writes it."""
 
-    `validated`: the caller already checked `patch` against the form (and may set what only
-    casestore itself writes, such as a file field's list). A change made by an automation
-    carries its id and depth, so the dispatcher can refuse to loop.
+    case: case_rows.CaseRow  # as it is now
+    data: dict[str, Any]
+    status: str
+    changes: list[FieldChange]  # none: the update changes nothing
+    form_revision: int
+    # The file fields whose list changes, with the files each still lists.
+    file_lists: dict[str, list[uuid.UUID]]
+
+
+def _file_lists(form: FormDefinition, changes: list[FieldChange]) -> dict[str, list[uuid.UUID]]:
+    lists: dict[str, list[uuid.UUID]] = {}
+    for change in changes:
+        f = form.field(change.field)
+        if f is not None and f.type == FieldType.FILE:
+            lists[f.id] = [uuid.UUID(item["id"]) for item in change.new or []
+                           if isinstance(item, dict)]
+    return lists
+
+
+def plan_update(current: case_rows.CaseRow, form: FormDefinition, patch: dict[str, Any],
+                status: str | None) -> Change:
+    """What setting `patch` (a null clears a field) and `status` would change.
+
+    `patch` is already checked, by whichever rules its source follows (check_patch for the
+    admin API). Pure; raises ValidationFailed for a status the form does not have.
     """
-    current = await repo.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound(f"case {case_id} not found")
-    form = await repo.get_form(conn, current["form_id"])
-    assert form is not None  # cases are deleted with their form
-    clean = patch if validated else _validated_patch(form, current["data"], patch)
-    new_status = _check_status(form, status) if status is not None else current["status"]
-    data = {k: v for k, v in {**current["data"], **clean}.items() if v is not None}
-    changes = _diff(current["data"], data)
-    if new_status != current["status"]:
-        changes.append(FieldChange(field="status", old=current["status"], new=new_status))
-    if not changes:
-        return current
-    row = await repo.update_case(conn, case_id, new_status, data)
-    await _delete_removed_files(conn, form, case_id, changes)
-    await repo.insert_history(conn, [(case_id, row["version"], author,
-                                      [c.model_dump(mode="json") for c in changes])])
-    await repo.insert_outbox(conn, [_announce(
-        CASE_UPDATED, row, changes, author, form_revision=form.revision,
-        previous_status=current["status"],
-        causation_id=causation_id, automation_depth=automation_depth,
-        source_automation_id=source_automation_id)])
+    new_status = current.status if status is None else _check_status(form, status)
+    data = {k: v for k, v in {**current.data, **patch}.items() if v is not None}
+    changes = _diff(current.data, data)
+    if new_status != current.status:
+        changes.append(FieldChange(field="status", old=current.status, new=new_status))
+    return Change(case=current, data=data, status=new_status, changes=changes,
+                  form_revision=form.revision, file_lists=_file_lists(form, changes))
+
+
+async def apply(conn: Conn, change: Change, author: str, *, automation_depth: int = 0,
+                source_automation_id: uuid.UUID | None = None,
+                causation_id: str | None = None) -> case_rows.CaseRow:
+    """Write a planned update: the row, its history entry and case.updated; files no longer
+    listed are deleted. A change of nothing writes and announces nothing.
+
+    A change made by an automation carries its id and depth, so the dispatcher can refuse to loop.
+    """
+    if not change.changes:
+        return change.case
+    row = await case_rows.update_case(conn, change.case.id, change.status, change.data)
+    for field_id, listed in change.file_lists.items():
+        await file_rows.delete_files_except(conn, row.id, field_id, listed)
+    await case_rows.insert_history(conn, [(row.id, row.version, author,
+                                           [c.model_dump(mode="json") for c in change.changes])])
+    await outbox_rows.insert_outbox(conn, [_announce(
+        CASE_UPDATED, row, change.changes, author, form_revision=change.form_revision,
+        previous_status=change.case.status, causation_id=causation_id,
+        automation_depth=automation_depth, source_automation_id=source_automation_id)])
     return row
 
 
-async def delete_case(conn: repo.Conn, case_id: uuid.UUID, *, author: str) -> None:
-    current = await repo.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound(f"case {case_id} not found")
-    await repo.delete_case(conn, case_id)
-    await repo.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
-                                              previous_status=current["status"])])
+async def delete_case(conn: Conn, case_id: uuid.UUID, *, author: str) -> None:
+    current = found(await case_rows.get_case(conn, case_id, lock=True),
+                    f"case {case_id} not found")
+    await case_rows.delete_case(conn, case_id)
+    await outbox_rows.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
+                                                     previous_status=current.status)])

@@ -12,8 +12,12 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.casestore import cases, delivery_work, repo
+from services.casestore import cases, delivery_work
 from services.casestore.batcher import Batcher
+from services.casestore.repo import Conn
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import idempotency as idempotency_rows
+from services.casestore.repo import outbox as outbox_rows
 from services.casestore.responses import write_response_data
 from shared.errors import PermanentMessageError
 from shared.events import (
@@ -61,6 +65,25 @@ def _checked(envelope: Envelope, command: CaseCreateRequested,
     return data
 
 
+async def _holding_their_keys(conn: Conn, requests: list[CreateRequest],
+                              fresh: set[uuid.UUID]) -> set[uuid.UUID]:
+    """The fresh commands that may create a case: those without an Idempotency-Key, and per key
+    the first to claim it while no unexpired claim holds it. A retry of a created case (another
+    command, another event id) thus makes nothing, whenever it comes and through any ingest.
+    """
+    claims: dict[str, idempotency_rows.KeyClaim] = {}
+    for envelope, command in requests:
+        key = command.idempotency_key
+        if key is not None and envelope.id in fresh:
+            claims.setdefault(key.scope, (key.scope, envelope.id, key.body_hash, key.expires_at))
+    if not claims:
+        return fresh
+    holders = await idempotency_rows.claim(
+        conn, [claims[s] for s in sorted(claims)])
+    keyed = {e.id for e, c in requests if c.idempotency_key is not None}
+    return (fresh - keyed) | holders
+
+
 class CommandConsumer:
     """Applies each event once: the processed-event row commits with its effect."""
 
@@ -85,10 +108,10 @@ class CommandConsumer:
         await handler(envelope)
 
     @contextlib.asynccontextmanager
-    async def _first_time(self, envelope: Envelope) -> AsyncIterator[repo.Conn | None]:
+    async def _first_time(self, envelope: Envelope) -> AsyncIterator[Conn | None]:
         """A connection in a transaction that has claimed the event id; None for a duplicate."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await repo.mark_processed(conn, CONSUMER, [envelope.id]):
+            if not await outbox_rows.mark_processed(conn, CONSUMER, [envelope.id]):
                 log.info("duplicate_event_skipped")
                 yield None
             else:
@@ -120,10 +143,11 @@ class CommandConsumer:
         """
         async with self._pool.acquire() as conn, conn.transaction():
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
-            forms = await repo.get_forms(conn, form_ids)
+            forms = await form_rows.get_forms(conn, form_ids)
             checked = {e.id: _checked(e, c, forms) for e, c in requests}
             live = [(e, c) for e, c in requests if isinstance(checked[e.id], dict)]
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e, _ in live])
+            fresh = await _holding_their_keys(conn, live, fresh)
             by_form: dict[str, dict[uuid.UUID, cases.NewCase]] = {}
             for envelope, command in live:
                 data = checked[envelope.id]
@@ -137,7 +161,7 @@ class CommandConsumer:
             for form_id in sorted(by_form):
                 new = list(by_form[form_id].values())
                 rows = await cases.create_cases(conn, forms[form_id], new)
-                numbers.update((r["id"], r["case_number"]) for r in rows)
+                numbers.update((r.id, r.case_number) for r in rows)
         return [outcome if isinstance(outcome := checked[e.id], Exception) else numbers.get(e.id)
                 for e, _ in requests]
 
@@ -151,7 +175,7 @@ class CommandConsumer:
         Outcomes: True once applied, False for an event applied before (a redelivery).
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await repo.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
+            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
             for envelope in envelopes:
                 if envelope.id not in fresh or envelope.id in applied:

@@ -12,7 +12,11 @@ import uuid
 
 import structlog
 
-from services.casestore import repo, schedule_rows
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import deliveries as delivery_rows
+from services.casestore.repo import outbox as outbox_rows
+from services.casestore.repo import schedule as schedule_rows
 from services.casestore.responses import write_response_data
 from shared.automations import AutomationDefinition
 from shared.events import (
@@ -29,21 +33,21 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-async def take_on(conn: repo.Conn, request: DeliveryRequested, form_id: str) -> bool:
+async def take_on(conn: Conn, request: DeliveryRequested, form_id: str) -> bool:
     """Record a requested delivery as due now; False if there is nothing to do (a repeat, a
     deleted automation, or a `once` automation that already fired for the case)."""
-    automation = await repo.get_automation(conn, request.automation_id)
+    automation = await automation_rows.get_automation(conn, request.automation_id)
     if automation is None:
         log.info("delivery_of_deleted_automation_dropped", delivery_id=str(request.delivery_id))
         return False
     if request.once:
-        owner = await repo.claim_once(conn, request.automation_id, request.case.case_id,
+        owner = await automation_rows.claim_once(conn, request.automation_id, request.case.case_id,
                                       request.delivery_id)
         if owner != request.delivery_id:
             log.info("automation_once_already_fired", automation_id=str(request.automation_id),
                      case_id=str(request.case.case_id))
             return False
-    definition = AutomationDefinition.model_validate(automation["definition"])
+    definition = AutomationDefinition.model_validate(automation.definition)
     settings = definition.action.settings
     taken = await schedule_rows.insert_requested(
         conn, request, form_id, definition.name, settings.retry,
@@ -53,10 +57,10 @@ async def take_on(conn: repo.Conn, request: DeliveryRequested, form_id: str) -> 
     return taken
 
 
-async def settle(conn: repo.Conn, report: DeliveryAttempted, settings: Settings,
+async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
                  causation_id: str) -> None:
     """Record one attempt and decide what comes next for its delivery and its endpoint."""
-    if not await repo.insert_attempt(conn, report.delivery_id, report.attempt):
+    if not await delivery_rows.insert_attempt(conn, report.delivery_id, report.attempt):
         return  # this report was applied before
     delivery = await schedule_rows.delivery_for_outcome(conn, report.delivery_id)
     if (delivery is None or delivery["state"] != "sending"
@@ -77,7 +81,7 @@ async def settle(conn: repo.Conn, report: DeliveryAttempted, settings: Settings,
         await _count_failure(conn, report, settings)
 
 
-async def _write_answer(conn: repo.Conn, report: DeliveryAttempted, case_id: uuid.UUID,
+async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID,
                         causation_id: str) -> None:
     if not report.values:
         return
@@ -87,18 +91,16 @@ async def _write_answer(conn: repo.Conn, report: DeliveryAttempted, case_id: uui
         causation_id=causation_id)
 
 
-async def _count_failure(conn: repo.Conn, report: DeliveryAttempted, settings: Settings) -> None:
+async def _count_failure(conn: Conn, report: DeliveryAttempted, settings: Settings) -> None:
     if report.verdict == "gone":
         await disable(conn, report.automation_id, "the receiver answered 410 Gone")
         return
-    before = await schedule_rows.health(conn, report.automation_id)
-    failures = int(before["consecutive_failures"]) + 1 if before else 1
+    before = await schedule_rows.health(conn, report.automation_id) or schedule_rows.HealthRow()
     # A failed probe opens it again at once; otherwise enough failures in a row do.
-    trips = (before is not None and before["state"] == "half_open") \
-        or failures >= settings.breaker_failures
-    times_opened = int(before["times_opened"]) + 1 if before else 1
+    trips = before.state == "half_open" \
+        or before.consecutive_failures + 1 >= settings.breaker_failures
     after = await schedule_rows.record_failure(
-        conn, report.automation_id, cooldown(times_opened, settings) if trips else None)
+        conn, report.automation_id, cooldown(before.times_opened + 1, settings) if trips else None)
     if trips:
         log.warning("endpoint_paused", automation_id=str(report.automation_id),
                     consecutive_failures=after["consecutive_failures"])
@@ -108,12 +110,12 @@ async def _count_failure(conn: repo.Conn, report: DeliveryAttempted, settings: S
                       f"{settings.disable_after_days:g} days")
 
 
-async def disable(conn: repo.Conn, automation_id: uuid.UUID, reason: str) -> None:
+async def disable(conn: Conn, automation_id: uuid.UUID, reason: str) -> None:
     """Disable the automation, say so on the bus and in the log; its deliveries wait."""
     row = await schedule_rows.disable_automation(conn, automation_id, reason)
     if row is None:
         return  # disabled already
-    await repo.insert_outbox(conn, [new_event(
+    await outbox_rows.insert_outbox(conn, [new_event(
         AUTOMATION_DISABLED, AutomationDisabled(automation_id=automation_id,
                                                 form_id=row["form_id"], reason=reason),
         form_id=row["form_id"])])

@@ -2,13 +2,13 @@
 
 import unicodedata
 import uuid
-from typing import Any
 from urllib.parse import quote
 
-import asyncpg
-
-from services.casestore import cases, repo
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore import cases
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import cases as case_rows
+from services.casestore.repo import files as file_rows
 from shared.forms import FieldError, FieldType
 
 MAX_NAME = 255
@@ -37,33 +37,22 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def file_json(row: asyncpg.Record) -> dict[str, Any]:
-    """The entry a file field's list in the case data holds."""
-    return {"id": str(row["id"]), "name": row["name"], "content_type": row["content_type"],
-            "size": row["size"]}
-
-
-async def attach_file(conn: repo.Conn, case_id: uuid.UUID, field_id: str, name: str,
+async def attach_file(conn: Conn, case_id: uuid.UUID, field_id: str, name: str,
                       content_type: str, content: bytes, *,
-                      author: str) -> tuple[asyncpg.Record, asyncpg.Record]:
+                      author: str) -> tuple[file_rows.FileRow, case_rows.CaseRow]:
     """Store the file and append it to the field's list as a normal, announced case update.
 
     Returns (file row, case row). The case is locked first, so concurrent uploads to one
     field each see the other's entry instead of overwriting it.
     """
-    current = await repo.get_case(conn, case_id, lock=True)
-    if current is None:
-        raise RecordNotFound("no case has that id")
-    form = await repo.get_form(conn, current["form_id"])
-    assert form is not None  # cases are deleted with their form
+    current, form = found(await cases.load_locked(conn, case_id), "no case has that id")
     field = form.field(field_id)
     if field is None or field.type != FieldType.FILE:
         raise ValidationFailed([FieldError(
             field=field_id, code="unknown_field" if field is None else "wrong_type",
             message=f"form '{form.id}' has no file field '{field_id}'")])
-    row = await repo.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
-                                 content)
-    listed = [*(current["data"].get(field_id) or []), file_json(row)]
-    updated = await cases.update_case(conn, case_id, {field_id: listed}, status=None,
-                                      author=author, validated=True)
-    return row, updated
+    row = await file_rows.insert_file(conn, uuid.uuid4(), case_id, field_id, name, content_type,
+                                      content)
+    listed = [*(current.data.get(field_id) or []), row.case_entry()]
+    change = cases.plan_update(current, form, {field_id: listed}, None)
+    return row, await cases.apply(conn, change, author)

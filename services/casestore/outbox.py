@@ -19,7 +19,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from services.casestore import repo
+from services.casestore.repo import outbox as outbox_rows
 from shared.broker import Publisher
 from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
@@ -59,31 +59,31 @@ class OutboxRelay:
         """Publish one batch; returns how many rows it held and whether the broker was there."""
         async with self._pool.acquire() as conn, conn.transaction():
             # Deleted in this transaction, which commits only after every publish settled.
-            rows = await repo.take_outbox(conn, self._batch)
+            rows = await outbox_rows.take_outbox(conn, self._batch)
             outcomes = await asyncio.gather(*(self._publish(r) for r in rows))
             later = [r for r, o in zip(rows, outcomes, strict=True) if o is Outcome.LATER]
             parked = [(r, o.error) for r, o in zip(rows, outcomes, strict=True)
                       if isinstance(o, Parked)]
             if later:
-                await repo.restore_outbox(conn, later)
+                await outbox_rows.restore_outbox(conn, later)
             if parked:
-                await repo.park_outbox(conn, parked)
+                await outbox_rows.park_outbox(conn, parked)
         return len(rows), not later
 
-    async def _publish(self, row: asyncpg.Record) -> Outcome | Parked:
+    async def _publish(self, row: outbox_rows.OutboxRow) -> Outcome | Parked:
         try:
-            await self._publisher.publish_json(row["body"].encode(), row["routing_key"],
-                                               str(row["event_id"]), row["correlation_id"])
+            await self._publisher.publish_json(row.body.encode(), row.routing_key,
+                                               str(row.event_id), row.correlation_id)
         except Unroutable:
             # Expected, not alarming: durable consumers' queues always exist (see above).
-            log.info("outbox_event_without_subscriber", routing_key=row["routing_key"],
-                     event_id=str(row["event_id"]))
+            log.info("outbox_event_without_subscriber", routing_key=row.routing_key,
+                     event_id=str(row.event_id))
         except DependencyUnavailable:
             return Outcome.LATER
         except Exception as exc:
             OUTBOX_PARKED.inc()
-            log.warning("outbox_event_parked", event_id=str(row["event_id"]),
-                        routing_key=row["routing_key"], error=repr(exc))
+            log.warning("outbox_event_parked", event_id=str(row.event_id),
+                        routing_key=row.routing_key, error=repr(exc))
             return Parked(repr(exc))
         return Outcome.SENT
 

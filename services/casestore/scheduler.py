@@ -15,7 +15,9 @@ from typing import Any
 import asyncpg
 import structlog
 
-from services.casestore import repo, schedule_rows
+from services.casestore.repo import Conn
+from services.casestore.repo import outbox as outbox_rows
+from services.casestore.repo import schedule as schedule_rows
 from shared.db import listen
 from shared.events import DELIVERY_DUE, CaseChanged, DeliveryDue, new_event
 from shared.settings import Settings
@@ -57,7 +59,7 @@ class DeliveryScheduler:
                 handed += await self._hand_out(conn, endpoint)
         return handed
 
-    async def _hand_out(self, conn: schedule_rows.Conn, endpoint: asyncpg.Record) -> int:
+    async def _hand_out(self, conn: Conn, endpoint: asyncpg.Record) -> int:
         free, counted = room(endpoint, self._settings)
         if free == 0:
             return 0
@@ -70,7 +72,7 @@ class DeliveryScheduler:
         if endpoint["settings"].get("max_per_second") and due:
             start = endpoint["window_start"] if counted else endpoint["now"]
             await schedule_rows.count_in_window(conn, automation_id, start, counted + len(due))
-        await repo.insert_outbox(conn, [self._due_event(row, endpoint) for row in due])
+        await outbox_rows.insert_outbox(conn, [self._due_event(row, endpoint) for row in due])
         return len(due)
 
     @staticmethod

@@ -25,6 +25,7 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
 )
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(middlewares=[correlation_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,

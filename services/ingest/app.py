@@ -9,7 +9,9 @@ from aiohttp import web
 
 from services.ingest import handlers, returns
 from services.ingest.forms_cache import FormCache
-from services.ingest.keys import CACHE, LIMITER
+from services.ingest.idempotency import Idempotency
+from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
+from services.ingest.middlewares import errors_without_tokens
 from services.ingest.ratelimit import RateLimiter
 from shared import broker
 from shared.consumer import Consumer
@@ -17,14 +19,14 @@ from shared.events import FORM_CHANGED
 from shared.service import (
     AMQP,
     POOL,
+    PUBLISHER,
     SETTINGS,
     amqp_ctx,
-    broker_ready,
     casestore_client_ctx,
-    db_ready,
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    server_header,
     task_ctx,
 )
 from shared.settings import Settings
@@ -36,7 +38,7 @@ log = structlog.get_logger(__name__)
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load every form, then follow form.changed on a private queue (one per ingest process)."""
-    cache = app[CACHE] = FormCache(app[POOL])
+    cache = app[CACHE] = FormCache(app[POOL], app[SETTINGS].token_lookups_per_second)
     await cache.reload()
     channel = await app[AMQP].channel()
     exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
@@ -53,6 +55,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[AMQP].reconnect_callbacks.discard(on_reconnect)
     await following.stop(grace_seconds=0)  # a form reload is cheap to lose
+    await cache.close()
 
 
 RELOAD = web.AppKey("reload", asyncio.Event)
@@ -71,10 +74,12 @@ async def periodic_reload(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("ingest")],
+    app = web.Application(middlewares=[correlation_middleware("ingest"), errors_without_tokens],
                           client_max_size=settings.max_body_bytes)
+    app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
                             task_ctx("forms-reload", periodic_reload)])
@@ -82,8 +87,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(returns.routes)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": broker_ready(app),
-                "forms": app[CACHE].loaded}
+        # Not Postgres: ingest accepts cases from its form cache while the database is down,
+        # and an orchestrator must not take every ingest away during a database outage.
+        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded}
 
     add_ops_routes(app, readiness)
     return app

@@ -1,50 +1,104 @@
 """The forms ingest validates against, by webhook token, refreshed on form.changed events."""
 
 import asyncio
-import time
+import contextlib
+import math
 
 import asyncpg
 import structlog
 
 from services.ingest import repo
 from services.ingest.models import Hook
+from services.ingest.ratelimit import RateLimiter
+from shared.errors import DependencyUnavailable
 from shared.events import FORM_CHANGED, Envelope
 
 log = structlog.get_logger(__name__)
 
-# Unknown tokens are remembered briefly so a flood of bad URLs costs one query per second each.
-MISS_TTL = 1.0
-MAX_MISSES = 10_000
+# Webhooks changed this recently are read again for a token the cache does not hold: longer
+# than form.changed takes to arrive, or than a missed one waits for the periodic reload.
+RECENT_SECONDS = 300.0
+# Beyond this many misses waiting for the next read, a miss is answered at once.
+MAX_WAITING = 1000
+READS = "recent-webhooks"  # the one bucket of the read budget
 
 
 class FormCache:
-    def __init__(self, pool: asyncpg.Pool):
+    """Every webhook, by token: loaded whole and following form.changed, so a token it does not
+    hold is almost always unknown, and one it holds disabled almost always still is.
+
+    Such a miss costs no query of its own: it waits for the next read of the webhooks changed in
+    the last minutes, which one query serves for every miss waiting. Reads start at once while
+    the budget allows (`lookups_per_second`, as many in a burst), else as soon as it does. A
+    flood of made-up URLs costs the database that much and no more, while a webhook made or
+    enabled a moment ago (its form.changed not here yet) works on its first request. Unknown and
+    disabled tokens take the same path, so the time of the 404 does not tell whether a token
+    exists.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, lookups_per_second: float):
         self._pool = pool
         self._by_token: dict[str, Hook] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
-        self._misses: dict[str, float] = {}
+        self._reads = RateLimiter(lookups_per_second, max(1, math.ceil(lookups_per_second)))
+        self._next_read: asyncio.Task[None] | None = None
+        self._waiting = 0
         self.loaded = False
+        self.misses = 0  # tokens not in the cache, or disabled in it
+        self.token_lookups = 0  # database reads those misses caused
 
     async def lookup(self, token: str) -> Hook | None:
         """The enabled hook for a token, after any refresh that began before this call."""
         if self._refreshing:
             await asyncio.gather(*self._refreshing, return_exceptions=True)
-        hook = self._by_token.get(token) or await self._load_token(token)
+        hook = self._by_token.get(token)
+        if hook is None or not hook.enabled:
+            self.misses += 1
+            await self._read_recent_after_now()
+            hook = self._by_token.get(token)
         return hook if hook is not None and hook.enabled else None
 
-    async def _load_token(self, token: str) -> Hook | None:
-        """A webhook made a moment ago works before its form.changed event arrives."""
-        now = time.monotonic()
-        if self._misses.get(token, 0.0) > now:
-            return None
-        hook = await repo.hook_for_token(self._pool, token)
-        if hook is None:
-            if len(self._misses) >= MAX_MISSES:
-                self._misses.clear()
-            self._misses[token] = now + MISS_TTL
-            return None
-        self._by_token = {**self._by_token, token: hook}
-        return hook
+    async def _read_recent_after_now(self) -> None:
+        """Wait for a read of recent webhooks that starts after this call (one that started
+        earlier may have missed a webhook committed since)."""
+        if self._waiting >= MAX_WAITING:
+            return
+        if self._next_read is None:
+            self._next_read = asyncio.create_task(self._read_recent(), name="recent-webhooks")
+        self._waiting += 1
+        try:
+            await asyncio.shield(self._next_read)
+        finally:
+            self._waiting -= 1
+
+    async def _read_recent(self) -> None:
+        # One token is enough: after the wait it has refilled (a sleep is never shorter).
+        if wait := self._reads.acquire(READS):
+            await asyncio.sleep(wait)
+            self._reads.acquire(READS)
+        self._next_read = None  # misses from now on wait for the read after this one
+        self.token_lookups += 1
+        try:
+            recent = await repo.recent_hooks(self._pool, RECENT_SECONDS)
+        except DependencyUnavailable as exc:
+            log.warning("recent_webhooks_unreadable", error=str(exc))
+            return
+        newer = {h.token: h for h in recent if self._is_news(h)}
+        if newer:
+            self._by_token = self._by_token | newer
+
+    def _is_news(self, hook: Hook) -> bool:
+        """Only what the cache lacks: a token it does not hold, or one it holds disabled that has
+        changed since. An enabled hook is form.changed's to update; a read that raced its
+        event must not put an older form back."""
+        cached = self._by_token.get(hook.token)
+        return cached is None or (not cached.enabled and hook.changed_at > cached.changed_at)
+
+    async def close(self) -> None:
+        if self._next_read is not None:
+            self._next_read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._next_read
 
     async def reload(self) -> None:
         hooks = await repo.all_hooks(self._pool)

@@ -4,57 +4,42 @@ import uuid
 from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 
-from services.ingest.keys import CACHE, LIMITER
+from services.ingest import idempotency
+from services.ingest.answers import Published, bad, failure, not_found, publish, unavailable
+from services.ingest.bodies import read_object
+from services.ingest.idempotency import Verdict
+from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
-from services.ingest.repo import auth_key_allows
+from services.ingest.repo import auth_key_user
+from services.ingest.tokens import well_formed
 from shared.addresses import CLIENT_HEADER
 from shared.errors import DependencyUnavailable
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, IdempotencyKey, new_event
 from shared.forms import validate_case_data
 from shared.secrets import digest
-from shared.service import CASESTORE, POOL, PUBLISHER
-from shared.web import error_body, json_response, read_json
+from shared.service import CASESTORE, POOL
+from shared.web import error_body, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 CREATOR = "Addon - Incoming Webhook"
 CREDENTIAL_KEYS = {"username", "password"}
-IDEMPOTENCY_NAMESPACE = uuid.UUID("5f1c0d7e-2b7a-4c39-9a57-4f0b8c1e6d21")
-
-
-def _bad(code: str, message: str, field: str | None = None) -> web.Response:
-    return json_response(error_body(code, message, field), status=400)
-
-
-def unavailable(message: str) -> web.Response:
-    return json_response(error_body("unavailable", message), status=503,
-                         headers={"Retry-After": "1"})
 
 
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     options = HookOptions.parse(request.match_info.get("options", ""))
-    hook = await request.app[CACHE].lookup(request.match_info["token"])
-    if options is None or hook is None:
-        raise web.HTTPNotFound(text=orjson.dumps(error_body("not_found", "unknown webhook URL"))
-                               .decode(), content_type="application/json")
+    token = request.match_info["token"]
+    if options is None or not well_formed(token):
+        raise not_found()
+    hook = await request.app[CACHE].lookup(token)
+    if hook is None:
+        raise not_found()
     return hook, options
-
-
-async def read_object(request: web.Request) -> dict[str, Any] | web.Response:
-    try:
-        payload = await read_json(request)
-    except web.HTTPRequestEntityTooLarge:
-        return json_response(error_body("body_too_large", "the body exceeds the size limit"),
-                             status=413)
-    if not isinstance(payload, dict):
-        return _bad("invalid_json", "the body must be a JSON object of field id to value")
-    return payload
 
 
 def _is_credentials(request: web.Request, hook: Hook, body: dict[str, Any]) -> bool:
@@ -83,21 +68,37 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
                         headers={"Retry-After": retry_after} if retry_after else None)
 
 
-async def _authorised(request: web.Request, hook: Hook) -> bool:
+async def _auth_key_user(request: web.Request, hook: Hook) -> str | None:
+    """The user of a valid Auth-key; raises DependencyUnavailable if it cannot be checked."""
     key = request.headers.get("Auth-key")
-    if not key:
-        return False
-    return await auth_key_allows(request.app[POOL], digest(key), hook.webhook_id, hook.form.id)
+    if not key or not key.isascii():  # issued keys are URL-safe ASCII
+        return None
+    return await auth_key_user(request.app[POOL], digest(key), hook.webhook_id, hook.form.id)
 
 
-def _event_id(request: web.Request, hook: Hook) -> uuid.UUID | web.Response:
+def _idempotency_key(request: web.Request, hook: Hook, username: str | None,
+                     data: dict[str, Any], options: HookOptions
+                     ) -> IdempotencyKey | web.Response | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        return uuid.uuid4()
-    if not 1 <= len(key) <= 255:
-        return _bad("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 characters")
-    # Same webhook and key give the same event id, and casestore applies an event id once.
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{hook.webhook_id}:{key}")
+        return None
+    if not idempotency.valid_key(key):
+        return bad("invalid_idempotency_key",
+                   "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return idempotency.claim(hook, username, key, data, options,
+                             request.app[IDEMPOTENCY].ttl_seconds)
+
+
+async def _user(request: web.Request, hook: Hook) -> str | web.Response | None:
+    """The Auth-key's user on a webhook that authenticates users, else None."""
+    if not hook.authenticate_user:
+        return None
+    try:
+        username = await _auth_key_user(request, hook)
+    except DependencyUnavailable:
+        return unavailable("the Auth-key cannot be checked right now (nothing was created); "
+                           "try again")
+    return username or bad("access_deny", "a valid Auth-key header is required for this form")
 
 
 @routes.post("/hooks/{token}")
@@ -113,27 +114,44 @@ async def create_case(request: web.Request) -> web.Response:
         return body
     if options == HookOptions() and _is_credentials(request, hook, body):
         return await _forward_credentials(request, hook, "POST", body)
-    if hook.authenticate_user and not await _authorised(request, hook):
-        return _bad("access_deny", "a valid Auth-key header is required for this form")
+    username = await _user(request, hook)
+    if isinstance(username, web.Response):
+        return username
     data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,
                                       first_section_only=True)
     if errors:
         return json_response({"errors": [e.model_dump() for e in errors]}, status=400)
-    event_id = _event_id(request, hook)
-    if isinstance(event_id, web.Response):
-        return event_id
+    key = _idempotency_key(request, hook, username, data, options)
+    if isinstance(key, web.Response):
+        return key
     command = CaseCreateRequested(webhook_id=hook.webhook_id, data=data, creator=CREATOR,
                                   skip_triggers=options.skip_triggers,
                                   skip_validate=options.skip_validate,
-                                  form_revision=hook.form.revision)
+                                  form_revision=hook.form.revision, idempotency_key=key)
+    return await _accept(request, hook, command)
+
+
+async def _accept(request: web.Request, hook: Hook,
+                  command: CaseCreateRequested) -> web.Response:
+    """Publish the command, unless its Idempotency-Key says it was accepted already."""
+    keys, key = request.app[IDEMPOTENCY], command.idempotency_key
+    verdict = Verdict.NEW if key is None else await keys.verdict(request.app[POOL], key)
+    if verdict is Verdict.REUSED:
+        return json_response(error_body(
+            "idempotency_key_reused", "this Idempotency-Key came with a different body before; "
+            "use a new key for a new case"), status=422)
+    if verdict is Verdict.REPEAT:
+        log.info("case_already_accepted", form_id=hook.form.id)
+        return json_response({})
+    event_id = uuid.uuid4()  # casestore dedupes keyed commands by key, not by event id
     event = new_event(CASE_CREATE_REQUESTED, command, form_id=hook.form.id, case_id=event_id,
                       event_id=event_id)
-    try:
-        await request.app[PUBLISHER].publish(event)
-    except DependencyUnavailable as exc:
-        log.warning("case_not_accepted", error=str(exc))
-        return unavailable("the case could not be accepted right now; try again")
-    log.info("case_accepted", form_id=hook.form.id, event_id=str(event_id))
+    outcome = await publish(request, event)
+    if key is not None:
+        keys.remember(key, outcome)
+    if outcome is not Published.CONFIRMED:
+        return failure(outcome, "the case")
+    log.info("case_accepted", form_id=hook.form.id, event_id=str(event.id))
     return json_response({})
 
 
@@ -144,6 +162,6 @@ async def revoke_auth_keys(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:
-        return _bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
+        return bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
                     "with user authentication on")
     return await _forward_credentials(request, hook, "DELETE", body)

@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.forms import FormDefinition
 
@@ -13,6 +14,7 @@ class Hook:
     enabled: bool
     authenticate_user: bool
     form: FormDefinition
+    changed_at: datetime  # the webhook row's (enabled, rotated), not its form's
 
 
 @dataclass(frozen=True)

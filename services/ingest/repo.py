@@ -1,15 +1,35 @@
 """ingest's read-only queries; casestore stays the only writer."""
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 
 from services.ingest.models import Hook
 from shared.automations import AutomationDefinition
+from shared.errors import DependencyUnavailable
 from shared.forms import FormDefinition
 
+# A read on the request path that cannot finish quickly counts as the database being down:
+# ingest then answers from memory or with a 503, and no client waits out a connect timeout.
+READ_WITHIN = 2.0
+DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+@contextlib.asynccontextmanager
+async def bounded_read() -> AsyncIterator[None]:
+    """Raise DependencyUnavailable if the reads inside fail for want of a database."""
+    try:
+        async with asyncio.timeout(READ_WITHIN):
+            yield
+    except DATABASE_DOWN as exc:  # a timeout is an OSError too
+        raise DependencyUnavailable(f"Postgres unavailable: {exc!r}") from exc
+
+
 HOOK_QUERY = (
-    "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user,"
+    "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user, w.updated_at,"
     " f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
@@ -18,7 +38,8 @@ HOOK_QUERY = (
 def _hook(row: asyncpg.Record) -> Hook:
     form = FormDefinition.from_record(row)
     return Hook(webhook_id=row["webhook_id"], token=row["token"], enabled=row["enabled"],
-                authenticate_user=row["authenticate_user"], form=form)
+                authenticate_user=row["authenticate_user"], form=form,
+                changed_at=row["updated_at"])
 
 
 async def all_hooks(pool: asyncpg.Pool) -> list[Hook]:
@@ -30,22 +51,44 @@ async def hook_for_form(pool: asyncpg.Pool, form_id: str) -> Hook | None:
     return _hook(row) if row else None
 
 
-async def hook_for_token(pool: asyncpg.Pool, token: str) -> Hook | None:
-    row = await pool.fetchrow(HOOK_QUERY + " WHERE w.token = $1", token)
-    return _hook(row) if row else None
+async def recent_hooks(pool: asyncpg.Pool, seconds: float) -> list[Hook]:
+    """Webhooks made, enabled, disabled or rotated in the last `seconds`."""
+    async with bounded_read():
+        rows = await pool.fetch(
+            HOOK_QUERY + " WHERE w.updated_at > now() - make_interval(secs => $1)", seconds)
+    return [_hook(r) for r in rows]
 
 
-async def auth_key_allows(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,
-                          form_id: str) -> bool:
-    """The key exists for this webhook and its user may still register in the form."""
-    return bool(await pool.fetchval(
-        "SELECT 1 FROM auth_keys k JOIN user_forms uf"
-        " ON uf.username = k.username AND uf.form_id = $3"
-        " WHERE k.key_hash = $1 AND k.webhook_id = $2", key_hash, webhook_id, form_id))
+async def auth_key_user(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,
+                        form_id: str) -> str | None:
+    """The key's user, if the key exists for this webhook and its user may still register in
+    the form."""
+    async with bounded_read():
+        username = await pool.fetchval(
+            "SELECT k.username FROM auth_keys k JOIN user_forms uf"
+            " ON uf.username = k.username AND uf.form_id = $3"
+            " WHERE k.key_hash = $1 AND k.webhook_id = $2", key_hash, webhook_id, form_id)
+    return str(username) if username is not None else None
 
 
-async def automation_definition(pool: asyncpg.Pool, automation_id: uuid.UUID
-                                ) -> AutomationDefinition | None:
-    """For returnDataURL answers: which response keys go into which fields."""
-    row = await pool.fetchrow("SELECT definition FROM automations WHERE id = $1", automation_id)
-    return AutomationDefinition.model_validate(row["definition"]) if row else None
+async def automation_with_form(pool: asyncpg.Pool, automation_id: uuid.UUID
+                               ) -> tuple[AutomationDefinition, FormDefinition] | None:
+    """For returnDataURL answers: which response keys go into which fields of which form."""
+    async with bounded_read():
+        row = await pool.fetchrow(
+            "SELECT a.definition, f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
+            " FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
+            automation_id)
+    if row is None:
+        return None
+    return AutomationDefinition.model_validate(row["definition"]), FormDefinition.from_record(row)
+
+
+async def idempotency_body_hash(pool: asyncpg.Pool, scope: str) -> str | None:
+    """The body hash of the unexpired record of a scoped Idempotency-Key (casestore writes it
+    with the key's case), or None."""
+    async with bounded_read():
+        value = await pool.fetchval(
+            "SELECT body_hash FROM idempotency_keys WHERE scope = $1 AND expires_at > now()",
+            scope)
+    return str(value) if value is not None else None

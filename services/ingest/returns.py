@@ -5,12 +5,14 @@ import uuid
 import structlog
 from aiohttp import web
 
-from services.ingest.handlers import read_object, unavailable
-from services.ingest.repo import automation_definition
-from shared.automations import response_values
+from services.ingest.answers import Published, failure, publish, unavailable
+from services.ingest.bodies import read_object
+from services.ingest.repo import automation_with_form
+from shared.automations import AutomationDefinition, response_values
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_RESPONSE_DATA, CaseResponseData, new_event
-from shared.service import POOL, PUBLISHER, SETTINGS
+from shared.forms import FieldError, FormDefinition, validate_case_data
+from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner
 from shared.web import error_body, json_response
 
@@ -18,8 +20,7 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
-@routes.post(r"/return/{automation_id}/{case_id}/{delivery_id}/{depth:\d+}")
-async def return_data(request: web.Request) -> web.Response:
+def _signature_problem(request: web.Request) -> web.Response | None:
     problem = UrlSigner(request.app[SETTINGS].signing_key).check(
         "POST", request.path, request.query.get("expires"), request.query.get("signature"))
     if problem == "expired":
@@ -28,29 +29,73 @@ async def return_data(request: web.Request) -> web.Response:
     if problem is not None:
         return json_response(error_body("access_deny", "invalid returnDataURL signature"),
                              status=403)
+    return None
+
+
+def _ids(request: web.Request) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID] | None:
     info = request.match_info
-    automation_id = uuid.UUID(info["automation_id"])
-    definition = await automation_definition(request.app[POOL], automation_id)
-    if definition is None:
+    try:
+        return (uuid.UUID(info["automation_id"]), uuid.UUID(info["case_id"]),
+                uuid.UUID(info["delivery_id"]))
+    except ValueError:  # signed, so ours, but not a URL Casewire makes
+        return None
+
+
+def _rejected(definition: AutomationDefinition, errors: list[FieldError]) -> web.Response:
+    """Every value that does not fit, named by the receiver's key (its case field in the text).
+
+    One bad value refuses the whole answer and writes nothing, so the receiver can fix it and
+    post it again as a whole, instead of its good values landing while it never learns of the
+    bad one.
+    """
+    key_of = {m.field: m.key for m in definition.action.response}
+    return json_response({"errors": [
+        {"field": key_of.get(e.field or "", e.field), "code": e.code,
+         "message": f"{e.message} (case field '{e.field}')"} for e in errors]}, status=400)
+
+
+@routes.post(r"/return/{automation_id}/{case_id}/{delivery_id}/{depth:\d+}")
+async def return_data(request: web.Request) -> web.Response:
+    problem = _signature_problem(request)
+    if problem is not None:
+        return problem
+    ids = _ids(request)
+    try:
+        found = await automation_with_form(request.app[POOL], ids[0]) if ids else None
+    except DependencyUnavailable:
+        return unavailable("the answer cannot be checked right now (nothing was written); "
+                           "try again")
+    if ids is None or found is None:
         return json_response(error_body("not_found", "the automation no longer exists"),
                              status=404)
+    definition, form = found
     body = await read_object(request)
     if isinstance(body, web.Response):
         return body
-    values = response_values(definition, body)
+    return await _accept(request, ids, definition, form, response_values(definition, body))
+
+
+async def _accept(request: web.Request, ids: tuple[uuid.UUID, uuid.UUID, uuid.UUID],
+                  definition: AutomationDefinition, form: FormDefinition,
+                  values: dict[str, object]) -> web.Response:
     if not values:
         keys = ", ".join(m.key for m in definition.action.response)
         return json_response(error_body("value_missing", f"none of the response keys ({keys}) "
                                         "is in the body"), status=400)
-    answer = CaseResponseData(case_id=uuid.UUID(info["case_id"]), automation_id=automation_id,
-                              delivery_id=uuid.UUID(info["delivery_id"]), values=values,
-                              automation_depth=int(info["depth"]), source="return_url")
-    try:
-        await request.app[PUBLISHER].publish(new_event(
-            CASE_RESPONSE_DATA, answer, form_id=None, case_id=answer.case_id))
-    except DependencyUnavailable as exc:
-        log.warning("return_data_not_accepted", error=str(exc))
-        return unavailable("the answer could not be accepted right now; try again")
-    log.info("return_data_accepted", automation_id=str(automation_id),
-             case_id=str(answer.case_id), fields=sorted(values))
+    # As casestore will write them: a receiver may fill or change a mandatory field, never
+    # empty it.
+    clean, errors = validate_case_data(form, values, check_mandatory=True, partial=True)
+    if errors:
+        return _rejected(definition, errors)
+    automation_id, case_id, delivery_id = ids
+    answer = CaseResponseData(case_id=case_id, automation_id=automation_id,
+                              delivery_id=delivery_id, values=clean,
+                              automation_depth=int(request.match_info["depth"]),
+                              source="return_url")
+    outcome = await publish(request, new_event(CASE_RESPONSE_DATA, answer, form_id=None,
+                                               case_id=case_id))
+    if outcome is not Published.CONFIRMED:
+        return failure(outcome, "the answer")
+    log.info("return_data_accepted", automation_id=str(automation_id), case_id=str(case_id),
+             fields=sorted(clean))
     return json_response({})

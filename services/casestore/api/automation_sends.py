@@ -9,9 +9,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from services.casestore import repo
-from services.casestore.api.automations import automation_id
-from services.casestore.errors import RecordNotFound
+from services.casestore.api.automations import NO_AUTOMATION, automation_id
+from services.casestore.errors import found
+from services.casestore.repo import automations as automation_rows
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
 from shared.web import CORRELATION_HEADER, error_body, json_response, read_model
@@ -50,8 +50,7 @@ async def test_send(request: web.Request) -> web.Response:
     body = await read_model(request, TestSend) if request.body_exists else TestSend()
     automation = automation_id(request)
     async with request.app[POOL].acquire() as conn:
-        if await repo.get_automation(conn, automation) is None:
-            raise RecordNotFound("no automation has that id")
+        found(await automation_rows.get_automation(conn, automation), NO_AUTOMATION)
     url = (request.app[SETTINGS].dispatcher_url.rstrip("/")
            + f"/internal/automations/{automation}/test")
     try:
@@ -80,8 +79,7 @@ async def claim(request: web.Request) -> web.Response:
     """
     body = await read_model(request, Claim)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        owner = await repo.claim_once(conn, automation_id(request), body.case_id,
-                                      body.delivery_id)
-    if owner is None:
-        raise RecordNotFound("no automation has that id")
+        owner = await automation_rows.claim_once(conn, automation_id(request), body.case_id,
+                                                 body.delivery_id)
+    owner = found(owner, NO_AUTOMATION)
     return json_response({"granted": owner == body.delivery_id, "delivery_id": str(owner)})

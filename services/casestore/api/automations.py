@@ -3,21 +3,22 @@
 import uuid
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
-from services.casestore import repo, schedule_rows
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automations import (
     SECRET_BOX,
     announce_automation,
-    automation_json,
     parse_body,
     stored_definition,
     url_problems,
 )
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import deliveries as delivery_rows
+from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
 from shared.automation_checks import check_against_form
 from shared.automations import AutomationDefinition
@@ -26,28 +27,23 @@ from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
 routes = web.RouteTableDef()
+NO_AUTOMATION = "no automation has that id"
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "automation_id", "automation")
 
 
-def _found(row: asyncpg.Record | None) -> asyncpg.Record:
-    if row is None:
-        raise RecordNotFound("no automation has that id")
-    return row
-
-
-def _shown(request: web.Request, row: asyncpg.Record,
-           health: asyncpg.Record | None = None) -> dict[str, Any]:
-    return automation_json(row, request.app[SECRET_BOX], health)
+def _shown(request: web.Request, row: automation_rows.AutomationRow,
+           health: schedule_rows.HealthRow | None = None) -> dict[str, Any]:
+    return row.to_api(request.app[SECRET_BOX], health)
 
 
 def _new_secret(request: web.Request) -> str:
     return request.app[SECRET_BOX].encrypt(new_webhook_secret())
 
 
-async def _check(request: web.Request, conn: repo.Conn, form_id: str,
+async def _check(request: web.Request, conn: Conn, form_id: str,
                  definition: AutomationDefinition) -> None:
     policy = AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
     errors = [*check_against_form(definition, await load_form(conn, form_id)),
@@ -63,9 +59,9 @@ async def create_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form_id = request.match_info["form_id"]
         await _check(request, conn, form_id, definition)
-        row = await repo.insert_automation(conn, uuid.uuid4(), form_id, stored,
-                                           True if enabled is None else enabled,
-                                           _new_secret(request))
+        row = await automation_rows.insert_automation(conn, uuid.uuid4(), form_id, stored,
+                                                      True if enabled is None else enabled,
+                                                      _new_secret(request))
         await announce_automation(conn, row, "created")
     return json_response(_shown(request, row), status=201)
 
@@ -74,18 +70,18 @@ async def create_automation(request: web.Request) -> web.Response:
 async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
-        rows = await repo.list_automations(conn, form.id)
-        health = await repo.automation_health(conn, [r["id"] for r in rows])
-    return json_response({"automations": [_shown(request, r, health.get(r["id"]))
-                                          for r in rows]})
+        rows = await automation_rows.list_automations(conn, form.id)
+        health = await schedule_rows.health_of(conn, [r.id for r in rows])
+    return json_response({"automations": [_shown(request, r, health.get(r.id)) for r in rows]})
 
 
 @routes.get("/api/automations/{automation_id}")
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        row = _found(await repo.get_automation(conn, automation_id(request)))
-        health = await repo.automation_health(conn, [row["id"]])
-    return json_response(_shown(request, row, health.get(row["id"])))
+        row = found(await automation_rows.get_automation(conn, automation_id(request)),
+                    NO_AUTOMATION)
+        health = await schedule_rows.health(conn, row.id)
+    return json_response(_shown(request, row, health))
 
 
 @routes.put("/api/automations/{automation_id}")
@@ -93,14 +89,14 @@ async def replace_automation(request: web.Request) -> web.Response:
     """Replace the definition; `enabled` too if given. A password of "***" keeps the stored one."""
     definition, enabled = parse_body(await read_json(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        current = _found(await repo.get_automation(conn, automation_id(request), lock=True))
-        await _check(request, conn, current["form_id"], definition)
+        current = found(await automation_rows.get_automation(conn, automation_id(request),
+                                                             lock=True), NO_AUTOMATION)
+        await _check(request, conn, current.form_id, definition)
         box = request.app[SECRET_BOX]
         # Every write re-encrypts with the current key (and encrypts a legacy plaintext row).
-        row = _found(await repo.update_automation(
-            conn, current["id"], definition=stored_definition(definition, current["definition"],
-                                                              box),
-            enabled=enabled, secret=box.rotate(current["secret"])))
+        row = found(await automation_rows.update_automation(
+            conn, current.id, definition=stored_definition(definition, current.definition, box),
+            enabled=enabled, secret=box.rotate(current.secret)), NO_AUTOMATION)
         await announce_automation(conn, row, "updated")
     return json_response(_shown(request, row))
 
@@ -109,8 +105,9 @@ async def replace_automation(request: web.Request) -> web.Response:
 async def delete_automation(request: web.Request) -> web.Response:
     """Its once-claims go with it; its delivery log stays (what still waited is failed)."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.delete_automation(conn, automation_id(request)))
-        await repo.fail_waiting_deliveries(conn, row["id"])
+        row = found(await automation_rows.delete_automation(conn, automation_id(request)),
+                    NO_AUTOMATION)
+        await delivery_rows.fail_waiting_deliveries(conn, row.id)
         await announce_automation(conn, row, "deleted")
     return json_response({})
 
@@ -118,8 +115,8 @@ async def delete_automation(request: web.Request) -> web.Response:
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     """Enabling sends what waited meanwhile, starting with a healthy endpoint."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.set_enabled(conn, automation_id(request), enabled,
-                                            "disabled through the API"))
+        row = found(await automation_rows.set_enabled(conn, automation_id(request), enabled,
+                                                      "disabled through the API"), NO_AUTOMATION)
         await announce_automation(conn, row, "enabled" if enabled else "disabled")
         await schedule_rows.wake_scheduler(conn)
     return json_response(_shown(request, row))
@@ -142,7 +139,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     hours = query_float(request, "overlap_hours", request.app[SETTINGS].secret_overlap_hours,
                         high=24 * 30)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = _found(await repo.rotate_secret(conn, automation_id(request), _new_secret(request),
-                                              hours * 3600))
+        row = found(await automation_rows.rotate_secret(conn, automation_id(request),
+                                                        _new_secret(request), hours * 3600),
+                    NO_AUTOMATION)
         await announce_automation(conn, row, "secret_rotated")
     return json_response(_shown(request, row))

@@ -6,10 +6,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import cases, repo
+from services.casestore import cases
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_int
-from services.casestore.errors import RecordNotFound, ValidationFailed
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import cases as case_rows
 from shared.forms import validate_case_data
 from shared.service import POOL
 from shared.web import json_response, read_model
@@ -18,14 +19,18 @@ routes = web.RouteTableDef()
 ADMIN_AUTHOR = "Admin API"
 
 
-class NewCase(BaseModel):
+class NewCaseBody(BaseModel):
+    """The body of POST /api/forms/{form_id}/cases."""
+
     model_config = ConfigDict(extra="forbid")
     data: dict[str, Any] = Field(default_factory=dict)
     status: str | None = None
     creator: str = ADMIN_AUTHOR
 
 
-class CasePatch(BaseModel):
+class CasePatchBody(BaseModel):
+    """The body of PATCH /api/cases/{case_id}: only what it names changes."""
+
     model_config = ConfigDict(extra="forbid")
     data: dict[str, Any] = Field(default_factory=dict)
     status: str | None = None
@@ -45,17 +50,17 @@ async def list_cases(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
         form = await load_form(conn, request.match_info["form_id"])
-        rows = await repo.list_cases(conn, form.id, status=status, limit=limit,
-                                     before_number=before)
-        total = await repo.count_cases(conn, form.id, status)
-    next_before = rows[-1]["case_number"] if len(rows) == limit else None
-    return json_response({"cases": [cases.case_json(r) for r in rows], "total": total,
+        rows = await case_rows.list_cases(conn, form.id, status=status, limit=limit,
+                                          before_number=before)
+        total = await case_rows.count_cases(conn, form.id, status)
+    next_before = rows[-1].case_number if len(rows) == limit else None
+    return json_response({"cases": [r.to_api() for r in rows], "total": total,
                           "next_before": next_before})
 
 
 @routes.post("/api/forms/{form_id}/cases")
 async def create_case(request: web.Request) -> web.Response:
-    body = await read_model(request, NewCase)
+    body = await read_model(request, NewCaseBody)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         clean, errors = validate_case_data(form, body.data, check_mandatory=True)
@@ -63,28 +68,27 @@ async def create_case(request: web.Request) -> web.Response:
             raise ValidationFailed(errors)
         row = await cases.create_case(conn, form, cases.NewCase(
             clean, creator=body.creator, status=body.status))
-    return json_response(cases.case_json(row), status=201)
+    return json_response(row.to_api(), status=201)
 
 
 @routes.get("/api/cases/{case_id}")
 async def get_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_case(conn, _case_id(request))
-        if row is None:
-            raise RecordNotFound("no case has that id")
-        history = await repo.case_history(conn, row["id"])
-    return json_response({**cases.case_json(row), "history": [
-        {"version": h["version"], "author": h["author"], "changed_at": h["changed_at"].isoformat(),
-         "changes": h["changes"]} for h in history]})
+        row = found(await case_rows.get_case(conn, _case_id(request)), "no case has that id")
+        history = await case_rows.case_history(conn, row.id)
+    return json_response({**row.to_api(), "history": [h.to_api() for h in history]})
 
 
 @routes.patch("/api/cases/{case_id}")
 async def patch_case(request: web.Request) -> web.Response:
-    body = await read_model(request, CasePatch)
+    body = await read_model(request, CasePatchBody)
+    case_id = _case_id(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await cases.update_case(conn, _case_id(request), body.data, status=body.status,
-                                      author=body.author)
-    return json_response(cases.case_json(row))
+        current, form = found(await cases.load_locked(conn, case_id), f"case {case_id} not found")
+        change = cases.plan_update(current, form, cases.check_patch(form, current, body.data),
+                                   body.status)
+        row = await cases.apply(conn, change, body.author)
+    return json_response(row.to_api())
 
 
 @routes.delete("/api/cases/{case_id}")

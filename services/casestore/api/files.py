@@ -4,22 +4,17 @@ import re
 
 from aiohttp import hdrs, web
 
-from services.casestore import repo
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
-from services.casestore.cases import case_json
-from services.casestore.errors import RecordNotFound
-from services.casestore.files import (
-    attach_file,
-    check_name,
-    content_disposition,
-    file_json,
-)
+from services.casestore.errors import found
+from services.casestore.files import attach_file, check_name, content_disposition
+from services.casestore.repo import files as file_rows
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner, file_path, file_url
 from shared.web import error_body, json_response
 
 routes = web.RouteTableDef()
+NO_FILE = "no file has that id"
 DEFAULT_TYPE = "application/octet-stream"
 MEDIA_TYPE = re.compile(r"^[\x21-\x7e]+/[\x21-\x7e]+( *;[\x20-\x7e]*)?$")
 
@@ -52,20 +47,16 @@ async def upload(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
                                       content_type, content, author=ADMIN_AUTHOR)
-    return json_response({**file_json(row), "url": file_url(request.app[SETTINGS], str(row["id"])),
-                          "case": case_json(case)}, status=201)
+    return json_response({**row.case_entry(), "url": file_url(request.app[SETTINGS], str(row.id)),
+                          "case": case.to_api()}, status=201)
 
 
 @routes.get("/api/files/{file_id}")
 async def file_info(request: web.Request) -> web.Response:
     """What is stored, and a fresh signed download URL."""
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"))
-    if row is None:
-        raise RecordNotFound("no file has that id")
-    return json_response({**file_json(row), "case_id": str(row["case_id"]),
-                          "field_id": row["field_id"], "created_at": row["created_at"].isoformat(),
-                          "url": file_url(request.app[SETTINGS], str(row["id"]))})
+        row = found(await file_rows.get_file(conn, path_uuid(request, "file_id", "file")), NO_FILE)
+    return json_response(row.to_api(file_url(request.app[SETTINGS], str(row.id))))
 
 
 @routes.get("/files/{file_id}")
@@ -80,12 +71,11 @@ async def download(request: web.Request) -> web.Response:
         return json_response(error_body("forbidden", "missing or invalid signature"),
                              status=403)
     async with request.app[POOL].acquire() as conn:
-        row = await repo.get_file(conn, path_uuid(request, "file_id", "file"), content=True)
-    if row is None:
-        raise RecordNotFound("no file has that id")
-    return web.Response(body=row["content"], headers={
-        hdrs.CONTENT_TYPE: row["content_type"],
-        hdrs.CONTENT_DISPOSITION: content_disposition(row["name"]),
+        row = found(await file_rows.get_file_with_content(
+            conn, path_uuid(request, "file_id", "file")), NO_FILE)
+    return web.Response(body=row.content, headers={
+        hdrs.CONTENT_TYPE: row.content_type,
+        hdrs.CONTENT_DISPOSITION: content_disposition(row.name),
         # Stored types are whatever the uploader said: never let a browser render or sniff them.
         "X-Content-Type-Options": "nosniff",
         hdrs.CACHE_CONTROL: "private, no-store",

@@ -6,8 +6,11 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from services.casestore import repo
-from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import access as access_rows
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import outbox as outbox_rows
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
 from shared.forms import FieldError, FieldType, FormDefinition, sample_value
 from shared.service import POOL, SETTINGS
@@ -16,17 +19,14 @@ from shared.web import json_response, read_model
 routes = web.RouteTableDef()
 
 
-async def announce_form(conn: repo.Conn, form_id: str, change: FormChangeKind) -> None:
+async def announce_form(conn: Conn, form_id: str, change: FormChangeKind) -> None:
     """Queue form.changed in the caller's transaction so ingest refreshes its cache."""
-    await repo.insert_outbox(conn, [new_event(
+    await outbox_rows.insert_outbox(conn, [new_event(
         FORM_CHANGED, FormChanged(form_id=form_id, change=change), form_id=form_id)])
 
 
-async def load_form(conn: repo.Conn, form_id: str) -> FormDefinition:
-    form = await repo.get_form(conn, form_id)
-    if form is None:
-        raise RecordNotFound(f"form '{form_id}' not found")
-    return form
+async def load_form(conn: Conn, form_id: str) -> FormDefinition:
+    return found(await form_rows.get_form(conn, form_id), f"form '{form_id}' not found")
 
 
 @routes.post("/api/forms")
@@ -34,7 +34,7 @@ async def create_form(request: web.Request) -> web.Response:
     form = await read_model(request, FormDefinition)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         try:
-            await repo.insert_form(conn, form)
+            await form_rows.insert_form(conn, form)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"form '{form.id}' already exists") from exc
         await announce_form(conn, form.id, "created")
@@ -44,7 +44,7 @@ async def create_form(request: web.Request) -> web.Response:
 @routes.get("/api/forms")
 async def list_forms(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        forms = await repo.list_forms(conn)
+        forms = await form_rows.list_forms(conn)
     return json_response({"forms": [f.model_dump(mode="json") for f in forms]})
 
 
@@ -62,7 +62,7 @@ async def replace_form(request: web.Request) -> web.Response:
         raise ValidationFailed([FieldError(field="id", code="invalid",
                                            message="must match the URL: form ids cannot change")])
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        if not await repo.update_form(conn, form):
+        if not await form_rows.update_form(conn, form):
             raise RecordNotFound(f"form '{form.id}' not found")
         await announce_form(conn, form.id, "updated")
     return json_response(form.model_dump(mode="json"))
@@ -72,12 +72,12 @@ async def replace_form(request: web.Request) -> web.Response:
 async def delete_form(request: web.Request) -> web.Response:
     form_id = request.match_info["form_id"]
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        cases = await repo.lock_form_for_delete(conn, form_id)
+        cases = await form_rows.lock_form_for_delete(conn, form_id)
         if cases is None:
             raise RecordNotFound(f"form '{form_id}' not found")
         if cases:
             raise Conflict(f"form '{form_id}' still has {cases} case(s); delete them first")
-        await repo.delete_form(conn, form_id)
+        await form_rows.delete_form(conn, form_id)
         await announce_form(conn, form_id, "deleted")
     return json_response({})
 
@@ -96,9 +96,8 @@ def curl_example(url: str, form: FormDefinition) -> str:
 async def form_structure(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
-        hook = await repo.get_webhook(conn, form.id)
-    base = request.app[SETTINGS].public_base_url.rstrip("/")
-    url = f"{base}/hooks/{hook['token']}" if hook else None
+        hook = await access_rows.get_webhook(conn, form.id)
+    url = hook.url(request.app[SETTINGS].public_base_url) if hook else None
     return json_response({
         "form": {"id": form.id, "name": form.name},
         "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],

@@ -6,10 +6,10 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import repo
 from services.casestore.api.logins import LOGINS
 from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from services.casestore.repo import access as access_rows
 from shared.forms import SLUG, FieldError, Label
 from shared.service import POOL
 from shared.web import json_response, read_model
@@ -45,7 +45,8 @@ async def create_user(request: web.Request) -> web.Response:
     password_hash = await request.app[LOGINS].hash(hasher.hash, user.password)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         try:
-            await repo.insert_user(conn, user.username, password_hash, sorted(set(user.forms)))
+            await access_rows.insert_user(conn, user.username, password_hash,
+                                          sorted(set(user.forms)))
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"user '{user.username}' already exists") from exc
         except asyncpg.ForeignKeyViolationError as exc:
@@ -67,30 +68,28 @@ async def change_user(request: web.Request) -> web.Response:
                      if change.password is not None else None)
     forms = sorted(set(change.forms))
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        if not await repo.lock_user(conn, username):
+        if not await access_rows.lock_user(conn, username):
             raise RecordNotFound(f"user '{username}' not found")
         try:
-            await repo.set_user_forms(conn, username, forms)
+            await access_rows.set_user_forms(conn, username, forms)
         except asyncpg.ForeignKeyViolationError as exc:
             raise _forms_must_exist() from exc
         if password_hash is not None:
-            await repo.set_password_hash(conn, username, password_hash)
-            await repo.delete_all_auth_keys(conn, username)
+            await access_rows.set_password_hash(conn, username, password_hash)
+            await access_rows.delete_all_auth_keys(conn, username)
     return json_response({"username": username, "forms": forms})
 
 
 @routes.get("/api/users")
 async def list_users(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        rows = await repo.list_users(conn)
-    return json_response({"users": [
-        {"username": r["username"], "forms": list(r["forms"]),
-         "created_at": r["created_at"].isoformat()} for r in rows]})
+        rows = await access_rows.list_users(conn)
+    return json_response({"users": [r.to_api() for r in rows]})
 
 
 @routes.delete("/api/users/{username}")
 async def delete_user(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
-        if not await repo.delete_user(conn, request.match_info["username"]):
+        if not await access_rows.delete_user(conn, request.match_info["username"]):
             raise RecordNotFound(f"user '{request.match_info['username']}' not found")
     return json_response({})

@@ -6,15 +6,16 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import repo
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
-from services.casestore.errors import RecordNotFound
+from services.casestore.errors import found
+from services.casestore.repo import access as access_rows
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
 from shared.web import error_body, json_response, read_model
 
 routes = web.RouteTableDef()
+NO_WEBHOOK = "this form has no incoming webhook"
 hasher = PasswordHasher()
 
 
@@ -30,19 +31,13 @@ class Credentials(BaseModel):
     password: str = Field(max_length=1024)
 
 
-def webhook_json(request: web.Request, row: asyncpg.Record) -> dict[str, object]:
-    base = request.app[SETTINGS].public_base_url.rstrip("/")
-    return {"url": f"{base}/hooks/{row['token']}", "token": row["token"],
-            "enabled": row["enabled"], "authenticate_user": row["authenticate_user"]}
+def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
+    return row.to_api(request.app[SETTINGS].public_base_url)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
 async def get_webhook(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        row = await repo.get_webhook(conn, request.match_info["form_id"])
-    if row is None:
-        raise RecordNotFound("this form has no incoming webhook")
-    return json_response(webhook_json(request, row))
+    return json_response(_shown(request, await _hook(request)))
 
 
 @routes.put("/api/forms/{form_id}/incoming-webhook")
@@ -50,20 +45,19 @@ async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
-        row = await repo.upsert_webhook(conn, form.id, new_token(), body.enabled,
-                                        body.authenticate_user)
+        row = await access_rows.upsert_webhook(conn, form.id, new_token(), body.enabled,
+                                               body.authenticate_user)
         await announce_form(conn, form.id, "webhook")
-    return json_response(webhook_json(request, row))
+    return json_response(_shown(request, row))
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/rotate")
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await repo.rotate_webhook_token(conn, request.match_info["form_id"], new_token())
-        if row is None:
-            raise RecordNotFound("this form has no incoming webhook")
-        await announce_form(conn, row["form_id"], "webhook")
-    return json_response(webhook_json(request, row))
+        row = found(await access_rows.rotate_webhook_token(
+            conn, request.match_info["form_id"], new_token()), NO_WEBHOOK)
+        await announce_form(conn, row.form_id, "webhook")
+    return json_response(_shown(request, row))
 
 
 async def _password_ok(request: web.Request, creds: Credentials) -> bool:
@@ -74,7 +68,7 @@ async def _password_ok(request: web.Request, creds: Credentials) -> bool:
         stored = None
     else:
         async with pool.acquire() as conn:
-            stored = await repo.get_password_hash(conn, creds.username)
+            stored = await access_rows.get_password_hash(conn, creds.username)
     if stored is None:
         # Hash anyway so an unknown username takes as long as a wrong password.
         await guard.hash(hasher.hash, creds.password)
@@ -86,7 +80,7 @@ async def _password_ok(request: web.Request, creds: Credentials) -> bool:
     if hasher.check_needs_rehash(stored):
         rehashed = await guard.hash(hasher.hash, creds.password)
         async with pool.acquire() as conn:
-            await repo.set_password_hash(conn, creds.username, rehashed)
+            await access_rows.set_password_hash(conn, creds.username, rehashed)
     return True
 
 
@@ -100,7 +94,7 @@ async def _credentials_ok(request: web.Request, creds: Credentials, form_id: str
     if attempt.failed:
         return False
     async with request.app[POOL].acquire() as conn:
-        return await repo.user_may_register(conn, creds.username, form_id)
+        return await access_rows.user_may_register(conn, creds.username, form_id)
 
 
 def access_denied() -> web.Response:
@@ -108,12 +102,10 @@ def access_denied() -> web.Response:
                                     "may not register cases in this form"), status=400)
 
 
-async def _hook(request: web.Request) -> asyncpg.Record:
+async def _hook(request: web.Request) -> access_rows.WebhookRow:
     async with request.app[POOL].acquire() as conn:
-        hook = await repo.get_webhook(conn, request.match_info["form_id"])
-    if hook is None:
-        raise RecordNotFound("this form has no incoming webhook")
-    return hook
+        hook = await access_rows.get_webhook(conn, request.match_info["form_id"])
+    return found(hook, NO_WEBHOOK)
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
@@ -121,12 +113,12 @@ async def issue_auth_key(request: web.Request) -> web.Response:
     """What `POST /hooks/{token}` with username and password is forwarded to."""
     creds = await read_model(request, Credentials)
     hook = await _hook(request)
-    if not await _credentials_ok(request, creds, hook["form_id"]):
+    if not await _credentials_ok(request, creds, hook.form_id):
         return access_denied()
     key = new_token(32)
     async with request.app[POOL].acquire() as conn:
         try:
-            await repo.insert_auth_key(conn, digest(key), creds.username, hook["id"])
+            await access_rows.insert_auth_key(conn, digest(key), creds.username, hook.id)
         except asyncpg.ForeignKeyViolationError:
             return access_denied()  # the user or the webhook was deleted meanwhile
     return json_response({"auth_key": key})
@@ -136,8 +128,8 @@ async def issue_auth_key(request: web.Request) -> web.Response:
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     creds = await read_model(request, Credentials)
     hook = await _hook(request)
-    if not await _credentials_ok(request, creds, hook["form_id"]):
+    if not await _credentials_ok(request, creds, hook.form_id):
         return access_denied()
     async with request.app[POOL].acquire() as conn:
-        await repo.delete_auth_keys(conn, creds.username, hook["id"])
+        await access_rows.delete_auth_keys(conn, creds.username, hook.id)
     return json_response({})

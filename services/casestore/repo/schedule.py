@@ -1,14 +1,15 @@
-"""SQL of the delivery schedule: deliveries waiting, attempts handed out, endpoint health."""
+"""The delivery schedule: deliveries waiting, attempts handed out, endpoints' health."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from services.casestore.repo import Conn
 from shared.events import DeliveryRequested
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 NOTIFY_CHANNEL = "casewire_deliveries"
 # Work that is due: waiting for its (next) attempt, or handed out and never answered.
 DUE = ("((d.state IN ('pending', 'retrying') AND d.next_attempt_at <= now())"
@@ -33,7 +34,7 @@ async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
         request.case.model_dump(mode="json"), attempts)
     await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
                        " ON CONFLICT DO NOTHING", request.automation_id)
-    return bool(inserted)
+    return inserted is True
 
 
 async def lock_due_endpoints(conn: Conn, limit: int) -> list[asyncpg.Record]:
@@ -97,11 +98,42 @@ async def settle(conn: Conn, delivery_id: uuid.UUID, state: str,
         delivery_id, state, next_in_seconds)
 
 
-async def health(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT state, consecutive_failures, times_opened, open_until, failing_since,"
-        " last_success_at, last_failure_at FROM endpoint_health WHERE automation_id = $1",
-        automation_id)
+@dataclass(frozen=True, slots=True)
+class HealthRow:
+    """An endpoint's health: `closed` (healthy), `open` (paused until `open_until`) or
+    `half_open` (one probe decides). The defaults are a new endpoint's."""
+
+    state: str = "closed"
+    consecutive_failures: int = 0
+    times_opened: int = 0
+    open_until: datetime | None = None
+    failing_since: datetime | None = None
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        times = ("open_until", "failing_since", "last_success_at", "last_failure_at")
+        return {"state": self.state, "consecutive_failures": self.consecutive_failures,
+                **{key: value.isoformat() if (value := getattr(self, key)) else None
+                   for key in times}}
+
+
+HEALTH_COLUMNS = ("state, consecutive_failures, times_opened, open_until, failing_since,"
+                  " last_success_at, last_failure_at")
+
+
+async def health(conn: Conn, automation_id: uuid.UUID) -> HealthRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {HEALTH_COLUMNS} FROM endpoint_health WHERE automation_id = $1", automation_id)
+    return HealthRow(**row) if row else None
+
+
+async def health_of(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, HealthRow]:
+    rows = await conn.fetch(
+        f"SELECT automation_id, {HEALTH_COLUMNS} FROM endpoint_health"
+        " WHERE automation_id = ANY($1::uuid[])", ids)
+    return {r["automation_id"]: HealthRow(**{k: v for k, v in r.items() if k != "automation_id"})
+            for r in rows}
 
 
 async def record_success(conn: Conn, automation_id: uuid.UUID) -> None:

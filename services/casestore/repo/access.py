@@ -1,0 +1,144 @@
+"""Who may create cases through a form's incoming webhook: the webhook, users, auth keys."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import asyncpg
+
+from services.casestore.repo import Conn
+
+WEBHOOK_COLUMNS = "id, form_id, token, enabled, authenticate_user"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """A form's incoming webhook (the WEBHOOK_COLUMNS)."""
+
+    id: uuid.UUID
+    form_id: str
+    token: str
+    enabled: bool
+    authenticate_user: bool
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def url(self, public_base_url: str) -> str:
+        return f"{public_base_url.rstrip('/')}/hooks/{self.token}"
+
+    def to_api(self, public_base_url: str) -> dict[str, Any]:
+        return {"url": self.url(public_base_url), "token": self.token, "enabled": self.enabled,
+                "authenticate_user": self.authenticate_user}
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A user and the forms they may create cases in; never their password hash."""
+
+    username: str
+    created_at: datetime
+    forms: list[str]
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"username": self.username, "forms": self.forms,
+                "created_at": self.created_at.isoformat()}
+
+
+async def get_webhook(conn: Conn, form_id: str) -> WebhookRow | None:
+    row = await conn.fetchrow(
+        f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks WHERE form_id = $1", form_id)
+    return WebhookRow.from_record(row) if row else None
+
+
+async def upsert_webhook(conn: Conn, form_id: str, token: str, enabled: bool,
+                         authenticate_user: bool) -> WebhookRow:
+    row = await conn.fetchrow(
+        "INSERT INTO incoming_webhooks (id, form_id, token, enabled, authenticate_user)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (form_id) DO UPDATE"
+        " SET enabled = EXCLUDED.enabled, authenticate_user = EXCLUDED.authenticate_user,"
+        " updated_at = now()"
+        f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, token, enabled, authenticate_user)
+    assert row is not None
+    return WebhookRow.from_record(row)
+
+
+async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> WebhookRow | None:
+    row = await conn.fetchrow(
+        "UPDATE incoming_webhooks SET token = $2, updated_at = now() WHERE form_id = $1"
+        f" RETURNING {WEBHOOK_COLUMNS}", form_id, token)
+    return WebhookRow.from_record(row) if row else None
+
+
+async def insert_user(conn: Conn, username: str, password_hash: str, forms: list[str]) -> None:
+    await conn.execute("INSERT INTO users (username, password_hash) VALUES ($1, $2)",
+                       username, password_hash)
+    await conn.executemany("INSERT INTO user_forms (username, form_id) VALUES ($1, $2)",
+                           [(username, f) for f in forms])
+
+
+async def list_users(conn: Conn) -> list[UserRow]:
+    rows = await conn.fetch(
+        "SELECT u.username, u.created_at,"
+        " coalesce(array_agg(uf.form_id ORDER BY uf.form_id)"
+        "   FILTER (WHERE uf.form_id IS NOT NULL), '{}') AS forms"
+        " FROM users u LEFT JOIN user_forms uf USING (username)"
+        " GROUP BY u.username, u.created_at ORDER BY u.username")
+    return [UserRow.from_record(r) for r in rows]
+
+
+async def get_password_hash(conn: Conn, username: str) -> str | None:
+    value = await conn.fetchval("SELECT password_hash FROM users WHERE username = $1", username)
+    return str(value) if value is not None else None
+
+
+async def set_password_hash(conn: Conn, username: str, password_hash: str) -> None:
+    await conn.execute("UPDATE users SET password_hash = $2 WHERE username = $1",
+                       username, password_hash)
+
+
+async def user_may_register(conn: Conn, username: str, form_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM user_forms WHERE username = $1 AND form_id = $2", username, form_id))
+
+
+async def lock_user(conn: Conn, username: str) -> bool:
+    """Lock the user row until commit; False if there is no such user."""
+    return bool(await conn.fetchval("SELECT 1 FROM users WHERE username = $1 FOR UPDATE",
+                                    username))
+
+
+async def set_user_forms(conn: Conn, username: str, forms: list[str]) -> None:
+    """Exactly these forms from now on (auth keys are checked against them on every use)."""
+    await conn.execute("DELETE FROM user_forms WHERE username = $1 AND form_id <> ALL($2::text[])",
+                       username, forms)
+    await conn.execute(
+        "INSERT INTO user_forms (username, form_id) SELECT $1, unnest($2::text[])"
+        " ON CONFLICT DO NOTHING", username, forms)
+
+
+async def delete_all_auth_keys(conn: Conn, username: str) -> None:
+    await conn.execute("DELETE FROM auth_keys WHERE username = $1", username)
+
+
+async def delete_user(conn: Conn, username: str) -> bool:
+    return bool(await conn.execute("DELETE FROM users WHERE username = $1", username) != "DELETE 0")
+
+
+async def insert_auth_key(conn: Conn, key_hash: bytes, username: str,
+                          webhook_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO auth_keys (key_hash, username, webhook_id) VALUES ($1, $2, $3)",
+        key_hash, username, webhook_id)
+
+
+async def delete_auth_keys(conn: Conn, username: str, webhook_id: uuid.UUID) -> int:
+    result = await conn.execute(
+        "DELETE FROM auth_keys WHERE username = $1 AND webhook_id = $2", username, webhook_id)
+    return int(result.split()[-1])

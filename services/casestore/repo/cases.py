@@ -1,0 +1,131 @@
+"""Cases and their history."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import asyncpg
+
+from services.casestore.repo import Conn
+
+CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    """A case as stored (the CASE_COLUMNS)."""
+
+    id: uuid.UUID
+    form_id: str
+    case_number: int
+    status: str
+    data: dict[str, Any]
+    creator: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "form_id": self.form_id, "case_number": self.case_number,
+            "status": self.status, "data": self.data, "creator": self.creator,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(), "version": self.version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One change of a case: who changed which fields (from what to what), when."""
+
+    version: int
+    author: str
+    changed_at: datetime
+    changes: list[dict[str, Any]]
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"version": self.version, "author": self.author,
+                "changed_at": self.changed_at.isoformat(), "changes": self.changes}
+
+
+async def reserve_case_numbers(conn: Conn, form_id: str, count: int) -> int:
+    """The first of `count` consecutive numbers; the counter row stays locked until commit."""
+    last = await conn.fetchval(
+        "UPDATE case_counters SET last_number = last_number + $2 WHERE form_id = $1"
+        " RETURNING last_number", form_id, count)
+    return int(last) - count + 1
+
+
+NewCaseRow = tuple[uuid.UUID, str, int, str, dict[str, Any], str]
+
+
+async def insert_cases(conn: Conn, rows: list[NewCaseRow]) -> list[CaseRow]:
+    """Insert (id, form_id, case_number, status, data, creator) rows, returned in input order."""
+    inserted = await conn.fetch(
+        "INSERT INTO cases (id, form_id, case_number, status, data, creator)"
+        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[],"
+        f" $6::text[]) RETURNING {CASE_COLUMNS}", *map(list, zip(*rows, strict=True)))
+    by_id = {r["id"]: r for r in inserted}
+    return [CaseRow.from_record(by_id[row[0]]) for row in rows]
+
+
+async def get_case(conn: Conn, case_id: uuid.UUID, *, lock: bool = False) -> CaseRow | None:
+    suffix = " FOR UPDATE" if lock else ""
+    row = await conn.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1{suffix}", case_id)
+    return CaseRow.from_record(row) if row else None
+
+
+async def list_cases(conn: Conn, form_id: str, *, status: str | None, limit: int,
+                     before_number: int | None) -> list[CaseRow]:
+    rows = await conn.fetch(
+        f"SELECT {CASE_COLUMNS} FROM cases WHERE form_id = $1"
+        " AND ($2::text IS NULL OR status = $2)"
+        " AND ($3::bigint IS NULL OR case_number < $3)"
+        " ORDER BY case_number DESC LIMIT $4",
+        form_id, status, before_number, limit)
+    return [CaseRow.from_record(r) for r in rows]
+
+
+async def count_cases(conn: Conn, form_id: str, status: str | None) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM cases WHERE form_id = $1 AND ($2::text IS NULL OR status = $2)",
+        form_id, status))
+
+
+async def update_case(conn: Conn, case_id: uuid.UUID, status: str,
+                      data: dict[str, Any]) -> CaseRow:
+    row = await conn.fetchrow(
+        f"UPDATE cases SET status = $2, data = $3, updated_at = now(), version = version + 1"
+        f" WHERE id = $1 RETURNING {CASE_COLUMNS}", case_id, status, data)
+    assert row is not None
+    return CaseRow.from_record(row)
+
+
+async def delete_case(conn: Conn, case_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM cases WHERE id = $1", case_id)
+
+
+HistoryEntry = tuple[uuid.UUID, int, str, list[dict[str, Any]]]
+
+
+async def insert_history(conn: Conn, entries: list[HistoryEntry]) -> None:
+    """(case_id, version, author, changes) entries."""
+    await conn.executemany(
+        "INSERT INTO case_history (case_id, version, author, changes) VALUES ($1, $2, $3, $4)",
+        entries)
+
+
+async def case_history(conn: Conn, case_id: uuid.UUID) -> list[HistoryRow]:
+    rows = await conn.fetch(
+        "SELECT version, author, changed_at, changes FROM case_history"
+        " WHERE case_id = $1 ORDER BY id", case_id)
+    return [HistoryRow.from_record(r) for r in rows]

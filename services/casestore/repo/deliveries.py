@@ -1,0 +1,194 @@
+"""The delivery log: deliveries of outgoing webhooks, waiting or finished, and their attempts."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import asyncpg
+
+from services.casestore.repo import Conn
+from shared.events import Attempt
+from shared.schedule import EXTENDED_ATTEMPTS
+
+DELIVERY_SUMMARY = (
+    "SELECT d.id, d.automation_id, d.automation_name, d.case_id, d.form_id, d.event_id,"
+    " d.webhook_id, d.state, d.schedule, d.attempts_allowed, d.next_attempt_at,"
+    " d.created_at, d.updated_at, coalesce(s.attempt_count, 0) AS attempt_count,"
+    " last.response_status AS last_response_status, last.error AS last_error"
+    " FROM deliveries d"
+    " LEFT JOIN LATERAL (SELECT count(*) AS attempt_count FROM delivery_attempts"
+    "   WHERE delivery_id = d.id) s ON true"
+    " LEFT JOIN LATERAL (SELECT response_status, error FROM delivery_attempts"
+    "   WHERE delivery_id = d.id ORDER BY started_at DESC, number DESC LIMIT 1) last ON true")
+
+
+WAITING = ("pending", "sending", "retrying")
+ATTEMPT_COLUMNS = ("id, number, started_at, duration_ms, request, response_status,"
+                   " response_headers, response_body, error")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery with a summary of its attempts (the columns of DELIVERY_SUMMARY)."""
+
+    id: uuid.UUID
+    automation_id: uuid.UUID
+    automation_name: str
+    case_id: uuid.UUID
+    form_id: str
+    event_id: uuid.UUID
+    webhook_id: str
+    state: str
+    schedule: str
+    attempts_allowed: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    attempt_count: int
+    last_response_status: int | None
+    last_error: str | None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    @property
+    def waiting(self) -> bool:
+        """On its way: not yet tried, an attempt out, or waiting for the next one."""
+        return self.state in WAITING
+
+    def to_api(self) -> dict[str, Any]:
+        next_at = self.next_attempt_at if self.waiting else None
+        return {
+            "id": str(self.id), "automation_id": str(self.automation_id),
+            "automation_name": self.automation_name,
+            "case_id": str(self.case_id), "form_id": self.form_id,
+            "event_id": str(self.event_id), "webhook_id": self.webhook_id, "state": self.state,
+            "schedule": self.schedule, "attempt_count": self.attempt_count,
+            "attempts_allowed": self.attempts_allowed,
+            "next_attempt_at": next_at.isoformat() if next_at else None,
+            "last_response_status": self.last_response_status, "last_error": self.last_error,
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One attempt of a delivery, as the dispatcher recorded it (the ATTEMPT_COLUMNS)."""
+
+    id: uuid.UUID
+    number: int
+    started_at: datetime
+    duration_ms: float
+    request: dict[str, Any]
+    response_status: int | None
+    response_headers: dict[str, Any]
+    response_body: str | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "number": self.number, "started_at": self.started_at.isoformat(),
+            "duration_ms": self.duration_ms, "request": self.request,
+            "response_status": self.response_status, "response_headers": self.response_headers,
+            "response_body": self.response_body, "error": self.error,
+        }
+
+
+def _replace_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold U+0000, but a receiver's binary answer may: each
+    one becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_replace_nul(k): _replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_nul(v) for v in value]
+    return value
+
+
+async def insert_attempt(conn: Conn, delivery_id: uuid.UUID, attempt: Attempt) -> bool:
+    """Add one attempt to a delivery's log; False if it is there already."""
+    return bool(await conn.fetchval(
+        "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
+        " request, response_status, response_headers, response_body, error)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
+        " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)"
+        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        attempt.id, delivery_id, attempt.number, attempt.started_at, attempt.duration_ms,
+        _replace_nul(attempt.request.model_dump(mode="json")), attempt.response_status,
+        _replace_nul(attempt.response_headers), _replace_nul(attempt.response_body),
+        _replace_nul(attempt.error)))
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which deliveries: every field given must match (`since` inclusive, `until` not)."""
+
+    delivery_id: uuid.UUID | None = None
+    automation_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+    states: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.automation_id, self.case_id, list(self.states) if self.states else None,
+                self.since, self.until, self.delivery_id)
+
+
+FILTER = ("($1::uuid IS NULL OR d.automation_id = $1) AND ($2::uuid IS NULL OR d.case_id = $2)"
+          " AND ($3::text[] IS NULL OR d.state = ANY($3))"
+          " AND ($4::timestamptz IS NULL OR d.created_at >= $4)"
+          " AND ($5::timestamptz IS NULL OR d.created_at < $5)"
+          " AND ($6::uuid IS NULL OR d.id = $6)")
+
+
+async def list_deliveries(conn: Conn, where: DeliveryFilter, *, limit: int,
+                          before: DeliveryRow | None) -> list[DeliveryRow]:
+    """Newest first; `before` is the previous page's last delivery."""
+    created, last_id = (before.created_at, before.id) if before else (None, None)
+    rows = await conn.fetch(
+        f"{DELIVERY_SUMMARY} WHERE {FILTER}"
+        " AND ($7::timestamptz IS NULL OR (d.created_at, d.id) < ($7, $8::uuid))"
+        " ORDER BY d.created_at DESC, d.id DESC LIMIT $9",
+        *where.args(), created, last_id, limit)
+    return [DeliveryRow.from_record(r) for r in rows]
+
+
+async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
+    """Finished deliveries due again now, as they were first sent, each with its configured
+    attempts once more (the numbering continues); waiting ones are on their way already."""
+    result = await conn.execute(
+        "UPDATE deliveries d SET state = 'pending', next_attempt_at = now(), lease_until = NULL,"
+        " updated_at = now(),"
+        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $7::int"
+        "   ELSE coalesce((a.definition->'action'->'settings'->>'attempts')::int, 1) END"
+        f" FROM automations a WHERE a.id = d.automation_id AND {FILTER}"
+        " AND d.state IN ('succeeded', 'failed')", *where.args(), EXTENDED_ATTEMPTS)
+    return int(result.split()[-1])
+
+
+async def fail_waiting_deliveries(conn: Conn, automation_id: uuid.UUID) -> None:
+    """Its automation is gone: what still waited will never be sent."""
+    await conn.execute(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_until = NULL,"
+        " updated_at = now() WHERE automation_id = $1"
+        " AND state IN ('pending', 'sending', 'retrying')", automation_id)
+
+
+async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> DeliveryRow | None:
+    row = await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
+    return DeliveryRow.from_record(row) if row else None
+
+
+async def delivery_attempts(conn: Conn, delivery_id: uuid.UUID) -> list[AttemptRow]:
+    rows = await conn.fetch(
+        f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
+        " WHERE delivery_id = $1 ORDER BY started_at, number", delivery_id)
+    return [AttemptRow.from_record(r) for r in rows]

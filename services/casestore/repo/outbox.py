@@ -1,0 +1,79 @@
+"""The transactional outbox, its parked rows, and the events each consumer has applied."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+import asyncpg
+
+from services.casestore.repo import Conn
+from shared.events import Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An event taken from the outbox to publish: its envelope as the JSON text to send."""
+
+    id: int
+    event_id: uuid.UUID
+    routing_key: str
+    body: str
+    correlation_id: str
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+
+async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3)",
+        [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
+
+
+async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
+    """Delete and return a batch of unsent events, oldest first; run it in a transaction and
+    roll back (or restore_outbox) what could not be published. SKIP LOCKED lets several relays
+    share the table.
+
+    Each comes as the JSON text to publish, so relaying never parses an envelope.
+    """
+    rows = await conn.fetch(
+        "DELETE FROM outbox WHERE id IN"
+        " (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, event_id, routing_key, envelope::text AS body,"
+        " envelope->>'correlation_id' AS correlation_id, created_at", limit)
+    return sorted((OutboxRow.from_record(r) for r in rows), key=lambda r: r.id)
+
+
+def _outbox_columns(rows: list[OutboxRow]) -> list[list[Any]]:
+    return [[r.id for r in rows], [r.event_id for r in rows], [r.routing_key for r in rows],
+            [r.body for r in rows], [r.created_at for r in rows]]
+
+
+async def restore_outbox(conn: Conn, rows: list[OutboxRow]) -> None:
+    """Put taken rows back unchanged (same id, so the same place in line)."""
+    await conn.execute(
+        "INSERT INTO outbox (id, event_id, routing_key, envelope, created_at)"
+        " SELECT i, e, r, b::jsonb, c FROM unnest($1::bigint[], $2::uuid[], $3::text[],"
+        " $4::text[], $5::timestamptz[]) AS t(i, e, r, b, c)", *_outbox_columns(rows))
+
+
+async def park_outbox(conn: Conn, parked: list[tuple[OutboxRow, str]]) -> None:
+    """Move taken rows the broker refuses for good aside, each with its error."""
+    rows = [row for row, _ in parked]
+    await conn.execute(
+        "INSERT INTO outbox_parked (id, event_id, routing_key, envelope, created_at, error)"
+        " SELECT i, e, r, b::jsonb, c, err FROM unnest($1::bigint[], $2::uuid[], $3::text[],"
+        " $4::text[], $5::timestamptz[], $6::text[]) AS t(i, e, r, b, c, err)",
+        *_outbox_columns(rows), [error for _, error in parked])
+
+
+async def mark_processed(conn: Conn, consumer: str, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Record events as applied; returns those that were not already (the rest are redeliveries)."""
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id", consumer, event_ids)
+    return {r["event_id"] for r in rows}
