@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 import aio_pika
@@ -30,17 +29,10 @@ Handler = Callable[[Envelope], Awaitable[None]]
 # A message that fails on its own with an outage-like error while every dependency is up.
 OWN_RETRIES = 3
 OWN_BACKOFF = 0.2
-# Set while a handler runs: whether the broker delivered this message before (a crash, a closed
-# channel), so a handler can look for work already done instead of repeating it.
-_REDELIVERED: ContextVar[bool] = ContextVar("redelivered", default=False)
 # The longest a stopping consumer waits on the broker (it may be down).
 BROKER_CALL_TIMEOUT = 1.0
 # Broker-set headers that must not follow a message handed back as a fresh copy.
 _BROKER_HEADERS = ("x-delivery-count", "x-death")
-
-
-def is_redelivery() -> bool:
-    return _REDELIVERED.get()
 
 
 class Consumer:
@@ -96,7 +88,6 @@ class Consumer:
             await message.reject(requeue=False)
             acks.settled(message)
             return
-        _REDELIVERED.set(bool(message.redelivered))
         with bound_context(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
                            event_type=envelope.type):
             try:

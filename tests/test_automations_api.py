@@ -1,4 +1,4 @@
-"""The automations admin API: validation, CRUD, secrets, write-only passwords, events, claims."""
+"""The automations admin API: validation, CRUD, secrets, write-only passwords, events."""
 
 import asyncio
 import copy
@@ -408,7 +408,7 @@ async def test_an_event_nobody_is_bound_to_does_not_hold_up_the_outbox(
     ("GET", f"/api/automations/{uuid.uuid4()}"), ("PUT", f"/api/automations/{uuid.uuid4()}"),
     ("POST", f"/api/automations/{uuid.uuid4()}/rotate-secret"),
     ("POST", f"/api/automations/{uuid.uuid4()}/test"),
-    ("POST", f"/api/automations/{uuid.uuid4()}/claims")])
+    ("POST", f"/api/automations/{uuid.uuid4()}/replay")])
 async def test_automation_routes_need_the_bearer_token(
         method: str, path: str, stack: Stack, http: aiohttp.ClientSession) -> None:
     async with http.request(method, stack.url("casestore") + path, json={}) as resp:
@@ -475,49 +475,3 @@ async def test_test_send_passes_the_dispatchers_answer_through_unchanged(
     finally:
         await runner.cleanup()
         await stack.start("dispatcher")
-
-
-# Once-claims (the dispatcher calls these)
-
-async def claim(api: aiohttp.ClientSession, automation_id: str, case_id: uuid.UUID,
-                delivery_id: uuid.UUID) -> Any:
-    return await call(api, "POST", f"/api/automations/{automation_id}/claims", 200,
-                      {"case_id": str(case_id), "delivery_id": str(delivery_id)})
-
-
-async def test_the_first_delivery_owns_the_claim_and_may_claim_again(
-        api: aiohttp.ClientSession) -> None:
-    created = await create(api, await new_form(api), definition(once=True))
-    case, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    assert await claim(api, created["id"], case, first) == \
-        {"granted": True, "delivery_id": str(first)}
-    assert await claim(api, created["id"], case, first) == \
-        {"granted": True, "delivery_id": str(first)}  # a redelivered event
-    assert await claim(api, created["id"], case, second) == \
-        {"granted": False, "delivery_id": str(first)}
-    other_case = uuid.uuid4()
-    assert (await claim(api, created["id"], other_case, second))["granted"] is True
-    other = await create(api, created["form_id"], definition(once=True))
-    assert (await claim(api, other["id"], case, second))["granted"] is True
-
-
-async def test_concurrent_claims_grant_exactly_one(api: aiohttp.ClientSession) -> None:
-    created = await create(api, await new_form(api), definition(once=True))
-    case = uuid.uuid4()
-    deliveries = [uuid.uuid4() for _ in range(20)]
-    answers = await asyncio.gather(*(claim(api, created["id"], case, d) for d in deliveries))
-    granted = [a for a in answers if a["granted"]]
-    assert len(granted) == 1
-    assert {a["delivery_id"] for a in answers} == {granted[0]["delivery_id"]}
-
-
-async def test_claims_of_unknown_automations_are_404_and_bad_bodies_400(
-        api: aiohttp.ClientSession) -> None:
-    body = {"case_id": str(uuid.uuid4()), "delivery_id": str(uuid.uuid4())}
-    await call(api, "POST", f"/api/automations/{uuid.uuid4()}/claims", 404, body)
-    created = await create(api, await new_form(api))
-    path = f"/api/automations/{created['id']}/claims"
-    errors = (await call(api, "POST", path, 400, {"case_id": "x"}))["errors"]
-    assert {e["field"] for e in errors} == {"case_id", "delivery_id"}
-    await call(api, "DELETE", f"/api/automations/{created['id']}", 200)
-    await call(api, "POST", path, 404, body)

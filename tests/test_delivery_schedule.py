@@ -327,3 +327,16 @@ async def test_once_grants_only_the_first_delivery_for_a_case(
     await played.request(automation, case, once=True)
     assert (await played.due()).delivery_id == first
     await played.none_due(0.5)
+
+
+async def test_once_grants_exactly_one_of_many_concurrent_requests(
+        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    """Redelivered and racing case events alike: one send per (automation, case)."""
+    automation, case = await setup(api)
+    other_case = await new_case(api, automation["form_id"])
+    requested = await asyncio.gather(*(played.request(automation, case, once=True)
+                                       for _ in range(20)))
+    await played.request(automation, other_case, once=True)
+    granted = [d.delivery_id for d in await played.dues(2)]
+    await played.none_due(0.5)
+    assert len(set(granted) & set(requested)) == 1

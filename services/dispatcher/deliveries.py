@@ -9,8 +9,8 @@ runs out.
 """
 
 import asyncio
-import contextlib
 import uuid
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +41,7 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+REMEMBERED_ATTEMPTS = 100_000
 DELIVERY_NAMESPACE = uuid.UUID("0b6c2f4e-8d1a-4f57-9a3e-5c7d9e1f2a3b")
 
 
@@ -58,11 +59,27 @@ class InFlight:
     """The attempts this process is sending; on shutdown they may finish within the grace."""
 
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Attempts begun here lately: an attempt message that comes back after a lost connection
+    # (its ack lost with it) is not sent a second time by the process that sent it.
+    begun: OrderedDict[tuple[uuid.UUID, int], None] = field(default_factory=OrderedDict)
 
-    def start(self, work: Coroutine[Any, Any, None]) -> None:
+    def start(self, key: tuple[uuid.UUID, int], work: Coroutine[Any, Any, None]) -> None:
+        if key in self.begun:
+            work.close()
+            log.info("attempt_already_begun", delivery_id=str(key[0]), number=key[1])
+            return
+        self.begun[key] = None
+        if len(self.begun) > REMEMBERED_ATTEMPTS:
+            self.begun.popitem(last=False)
         task = asyncio.create_task(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # casestore hands the attempt out again when its lease runs out.
+            log.error("attempt_failed", error=repr(error), exc_info=error)
 
     async def drain(self, grace_seconds: float) -> None:
         if not self.tasks:
@@ -115,7 +132,7 @@ async def send(dispatch: Dispatch, automation: Automation, target: Target, numbe
 
 def on_due(dispatch: Dispatch, due: DeliveryDue) -> None:
     """Start the attempt and return: the message is acknowledged while the request runs."""
-    dispatch.in_flight.start(attempt(dispatch, due))
+    dispatch.in_flight.start((due.delivery_id, due.number), attempt(dispatch, due))
 
 
 async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
@@ -149,14 +166,14 @@ async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) ->
     """Publish the outcome, through a broker outage as long as the lease lasts; after that
     casestore sends the attempt again anyway."""
     seconds = max(1.0, (lease_until - datetime.now(UTC)).total_seconds())
-    with contextlib.suppress(DependencyUnavailable):
+    try:
         async for trying in AsyncRetrying(
                 retry=retry_if_exception_type(DependencyUnavailable), reraise=True,
                 stop=stop_before_delay(seconds), wait=wait_exponential(0.5, max=10)):
             with trying:
                 await dispatch.publisher.publish(event)
-            return
-    log.warning("attempt_outcome_not_reported", event_id=str(event.id))
+    except DependencyUnavailable:
+        log.warning("attempt_outcome_not_reported", event_id=str(event.id))
 
 
 def _log(due: DeliveryDue, sent: Sent, values: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Around a send: the admin's test send (run by the dispatcher) and the dispatcher's once-claims."""
+"""The admin's test send: one attempt, run by the dispatcher, whose answer comes back as is."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -38,12 +38,6 @@ class TestSend(BaseModel):
     case_id: uuid.UUID | None = None
 
 
-class Claim(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID
-    delivery_id: uuid.UUID
-
-
 @routes.post("/api/automations/{automation_id}/test")
 async def test_send(request: web.Request) -> web.Response:
     """The dispatcher sends (it owns the sending rules); its status and JSON come back as is."""
@@ -69,17 +63,3 @@ async def test_send(request: web.Request) -> web.Response:
         return json_response(error_body("bad_gateway", f"the dispatcher answered {status} "
                                         "without a JSON body"), status=502)
     return json_response(answer, status=status)
-
-
-@routes.post("/api/automations/{automation_id}/claims")
-async def claim(request: web.Request) -> web.Response:
-    """For `once` automations: the first delivery to claim (automation, case) owns it for good.
-
-    A redelivered event carries the same delivery id and is granted again, any other is not.
-    """
-    body = await read_model(request, Claim)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        owner = await automation_rows.claim_once(conn, automation_id(request), body.case_id,
-                                                 body.delivery_id)
-    owner = found(owner, NO_AUTOMATION)
-    return json_response({"granted": owner == body.delivery_id, "delivery_id": str(owner)})

@@ -1,0 +1,209 @@
+"""The delivery engine end to end, with the real dispatcher: endpoints isolated from each other,
+waits between attempts that survive the services, secrets rotated with an overlap."""
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from shared.settings import Settings
+from tests.conftest import AutomationFactory, FormFactory, webhook_action
+from tests.faults import CuttableProxy, replaced
+from tests.helpers import until
+from tests.receiver import Receiver, Reply
+from tests.stack import Stack
+from tests.test_admin_api import call
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+async def new_case(api: aiohttp.ClientSession, form_id: str) -> str:
+    case = await call(api, "POST", f"/api/forms/{form_id}/cases", 201,
+                      {"data": {"text-field": "hello"}})
+    return str(case["id"])
+
+
+async def delivery_of(api: aiohttp.ClientSession, automation: dict[str, Any],
+                      state: str, within: float = 20) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        found = (await call(api, "GET", "/api/deliveries", 200,
+                            params={"automation": automation["id"], "state": state}))
+        return found["deliveries"][0] if found["deliveries"] else None
+
+    found: dict[str, Any] = await until(probe, within=within)
+    return await call(api, "GET", f"/api/deliveries/{found['id']}", 200)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def stuck() -> AsyncIterator[Receiver]:
+    """A receiver of its own whose hanging requests are released only at the end."""
+    running = Receiver()
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_a_hanging_endpoint_with_300_waiting_does_not_delay_another(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver, stuck: Receiver) -> None:
+    slow_form, fast_form = await make_form(), await make_form()
+    hanging = await make_automation(slow_form["form_id"], stuck.endpoint(Reply(hang=True)),
+                                    action=webhook_action(stuck.endpoint(Reply(hang=True)),
+                                                          timeout=60, attempts=3))
+    fast_url = receiver.endpoint()
+    await make_automation(fast_form["form_id"], fast_url)
+
+    async def post_to_arrival(count: int) -> list[float]:
+        took = []
+        for n in range(count):
+            started = asyncio.get_running_loop().time()
+            await new_case(api, fast_form["form_id"])
+            arrived = await receiver.wait_for(fast_url, len(receiver.at(fast_url)) + 1)
+            took.append(arrived[-1].arrived_at - started)
+            del n
+        return took
+
+    baseline = await post_to_arrival(5)
+    await asyncio.gather(*(new_case(api, slow_form["form_id"]) for _ in range(300)))
+    await until(lambda: asyncio.sleep(0, result=len(stuck.requests) >= 4))  # its slots are full
+    during = await post_to_arrival(10)
+    try:
+        # Generous: the machine is shared; without isolation this took the hang's 60 s.
+        assert max(during) < max(5 * sorted(baseline)[2], 2.0), (baseline, during)
+        assert len(stuck.requests) == 4  # never more than its cap in flight
+    finally:
+        await call(api, "DELETE", f"/api/automations/{hanging['id']}", 200)
+
+
+async def test_the_wait_between_attempts_survives_a_dispatcher_stop(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver, stack: Stack) -> None:
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=503, headers={"Retry-After": "2"}), Reply())
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, attempts=3))
+    await new_case(api, hook["form_id"])
+    await receiver.wait_for(url, 1)
+    await stack.stop("dispatcher")  # between the two attempts
+    try:
+        await asyncio.sleep(2.5)
+        assert len(receiver.at(url)) == 1
+    finally:
+        await stack.start("dispatcher")
+    done = await delivery_of(api, automation, "succeeded")
+    assert [a["number"] for a in done["attempts"]] == [1, 2]
+    await asyncio.sleep(0.5)
+    first, second = receiver.at(url)  # neither lost nor repeated
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+async def test_the_wait_between_attempts_survives_losing_the_broker(
+        settings: Settings, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver, stack: Stack) -> None:
+    """casestore and the dispatcher both lose RabbitMQ between two attempts, as in a restart."""
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=503, headers={"Retry-After": "3"}), Reply())
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, attempts=2))
+    proxy = CuttableProxy(urlsplit(settings.amqp_url).port or 5672)
+    await proxy.start()
+    through = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    try:
+        async with replaced(stack, "dispatcher", amqp_url=through), \
+                replaced(stack, "casestore", amqp_url=through) as other, \
+                aiohttp.ClientSession(base_url=other.url("casestore"), headers={
+                    "Authorization": f"Bearer {settings.admin_token}"}) as proxied_api:
+            await new_case(proxied_api, hook["form_id"])
+            await receiver.wait_for(url, 1)
+            await proxy.cut()
+            await asyncio.sleep(3.5)
+            await proxy.start()
+            # The robust connections come back after their reconnect delay (5 s, and again).
+            done = await delivery_of(proxied_api, automation, "succeeded", within=60)
+            assert [(a["number"], a["response_status"]) for a in done["attempts"]] == [
+                (1, 503), (2, 200)]
+            await asyncio.sleep(0.5)
+            assert len(receiver.at(url)) == 2
+    finally:
+        await proxy.cut()
+    del api
+
+
+async def test_410_gone_disables_the_automation(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=410))
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, attempts=3))
+    await new_case(api, hook["form_id"])
+    failed = await delivery_of(api, automation, "failed")
+    assert failed["attempt_count"] == 1  # final at once
+
+    async def disabled() -> dict[str, Any] | None:
+        shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
+        return None if shown["enabled"] else shown
+
+    shown = await until(disabled)
+    assert shown["disabled_reason"] == "the receiver answered 410 Gone"
+
+
+async def test_a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint()
+    automation = await make_automation(hook["form_id"], url,
+                                       when=[{"event": "case_created"}])
+    old = automation["secret"]
+    rotated = await call(api, "POST", f"/api/automations/{automation['id']}/rotate-secret", 200)
+    new = rotated["secret"]
+    assert new != old
+    assert rotated["previous_secret_until"] is not None
+    await new_case(api, hook["form_id"])
+    [during] = await receiver.wait_for(url, 1)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(during.body, during.headers)
+    Webhook(old).verify(during.body, during.headers)  # receivers may switch at their pace
+    ended = await call(api, "POST", f"/api/automations/{automation['id']}/rotate-secret", 200,
+                       params={"overlap_hours": "0"})
+    await new_case(api, hook["form_id"])
+    after = (await receiver.wait_for(url, 2))[1]
+    Webhook(ended["secret"]).verify(after.body, after.headers)
+    for stale in (old, new):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(stale).verify(after.body, after.headers)
+    await call(api, "POST", f"/api/automations/{automation['id']}/rotate-secret", 400,
+               params={"overlap_hours": "-1"})
+
+
+def readme_snippet(name: str) -> str:
+    """A code block of the README, between `<!-- name -->` and the block's end."""
+    text = README.read_text()
+    match = re.search(rf"<!-- {name} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"README has no snippet {name}"
+    return match.group(1)
+
+
+async def test_the_readmes_form_verification_snippet_verifies_a_real_send(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint()
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, protocol="form"))
+    await new_case(api, hook["form_id"])
+    [seen] = await receiver.wait_for(url, 1)
+    scope: dict[str, Any] = {}
+    exec(readme_snippet("verify-form"), scope)  # noqa: S102 (our own README's example)
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    assert scope["verify"](automation["secret"], headers, seen.body) is True
+    assert scope["verify"](automation["secret"], headers, seen.body + b"&x=1") is False
