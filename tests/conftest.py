@@ -176,12 +176,8 @@ async def events(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
 @pytest.fixture(scope="session")
 async def receiver() -> AsyncIterator[Receiver]:
     """The external system outgoing webhooks call; each test takes fresh URLs from it."""
-    running = Receiver()
-    await running.start()
-    try:
+    async with Receiver.running() as running:
         yield running
-    finally:
-        await running.stop()
 
 
 AutomationFactory = Callable[..., Awaitable[dict[str, Any]]]

@@ -1,7 +1,9 @@
 """A real HTTP receiver on 127.0.0.1 playing the external system an outgoing webhook calls."""
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +54,16 @@ class Receiver:
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls) -> AsyncIterator["Receiver"]:
+        receiver = cls()
+        await receiver.start()
+        try:
+            yield receiver
+        finally:
+            await receiver.stop()
 
     async def stop(self) -> None:
         self.release.set()

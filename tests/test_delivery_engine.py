@@ -43,12 +43,8 @@ async def delivery_of(api: aiohttp.ClientSession, automation: dict[str, Any],
 @pytest.fixture
 async def stuck() -> AsyncIterator[Receiver]:
     """A receiver of its own whose hanging requests are released only at the end."""
-    running = Receiver()
-    await running.start()
-    try:
+    async with Receiver.running() as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_a_hanging_endpoint_with_300_waiting_does_not_delay_another(
