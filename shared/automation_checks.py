@@ -6,6 +6,7 @@ from shared.automations import (
     AllOf,
     AutomationDefinition,
     Condition,
+    DateReached,
     Rule,
 )
 from shared.forms import FieldError, FieldType, FormDefinition
@@ -17,6 +18,17 @@ def _conditions(rule: Rule | None) -> list[Condition]:
     if isinstance(rule, Condition):
         return [rule]
     return [c for r in (rule.all if isinstance(rule, AllOf) else rule.any) for c in _conditions(r)]
+
+
+def _date_problems(trigger: DateReached, form: FormDefinition, where: str) -> list[FieldError]:
+    target = form.field(trigger.field)
+    if target is None or target.type not in (FieldType.DATE, FieldType.DATETIME):
+        return [FieldError(field=f"{where}.field", code="invalid", message=(
+            f"form '{form.id}' has no date or datetime field '{trigger.field}'"))]
+    if trigger.at is not None and target.type == FieldType.DATETIME:
+        return [FieldError(field=f"{where}.at", code="invalid", message=(
+            "'at' sets the time of day of a date field; a datetime field has its own"))]
+    return []
 
 
 def check_against_form(definition: AutomationDefinition, form: FormDefinition) -> list[FieldError]:
@@ -32,9 +44,12 @@ def check_against_form(definition: AutomationDefinition, form: FormDefinition) -
         for name in getattr(trigger, "fields", None) or []:
             need(name in fields or name == "status", f"when[{i}].fields",
                  f"form '{form.id}' has no field '{name}'")
-        for status in getattr(trigger, "to", None) or []:
-            need(status in form.statuses, f"when[{i}].to", f"'{status}' is not a status of "
-                 f"form '{form.id}' ({', '.join(form.statuses)})")
+        for key in ("to", "until_status"):
+            for status in getattr(trigger, key, None) or []:
+                need(status in form.statuses, f"when[{i}].{key}", f"'{status}' is not a status "
+                     f"of form '{form.id}' ({', '.join(form.statuses)})")
+        if isinstance(trigger, DateReached):
+            errors.extend(_date_problems(trigger, form, f"when[{i}]"))
     for condition in _conditions(definition.if_):
         need(condition.field in fields or condition.field in META, "if",
              f"'{condition.field}' is neither a field of form '{form.id}' nor case metadata "

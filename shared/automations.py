@@ -18,11 +18,12 @@ from pydantic import (
     model_validator,
 )
 
+from shared.durations import Duration, PositiveDuration
 from shared.forms import Label
 
 # Case metadata that content, templates and conditions may name besides form fields.
 META = ("case_id", "case_number", "status", "creator", "created_at", "updated_at", "form_id",
-        "version")
+        "version", "trigger", "due_at", "late_by")
 OPERATORS = ("eq", "ne", "contains", "not_contains", "gt", "gte", "lt", "lte", "empty",
              "not_empty", "in", "changed_from", "changed_to")
 # Operators that take no `value`.
@@ -39,8 +40,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# When: any entry fires the automation. A new trigger kind (e.g. date_reached, which a scheduler
-# will fire) is one more member of this union.
+# When: any entry fires the automation. Change triggers fire on case events; time triggers
+# (DateReached, LeadTimeExceeded) on timers casestore keeps for each case.
 class CaseCreated(_Strict):
     event: Literal["case_created"]
 
@@ -68,8 +69,35 @@ class StatusChanged(_Strict):
     to: list[str] | None = None
 
 
-Trigger = Annotated[CaseCreated | CaseChangedTrigger | FieldChanged | FieldFilled | StatusChanged,
-                    Field(discriminator="event")]
+class Repeat(_Strict):
+    every: PositiveDuration
+    count: int | None = Field(default=None, ge=1, le=1000)  # None: until If stops holding
+
+
+class DateReached(_Strict):
+    """The time in a date or datetime field, moved by `offset`, is reached (a date field's
+    time of day is `at`, in the form's time zone)."""
+
+    event: Literal["date_reached"]
+    field: str
+    offset: Duration = "PT0S"
+    at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    repeat: Repeat | None = None
+
+
+class LeadTimeExceeded(_Strict):
+    """A case went `duration` (since created, or since it entered its status) without
+    reaching one of `until_status`."""
+
+    event: Literal["lead_time_exceeded"]
+    duration: PositiveDuration
+    since: Literal["created", "status_entered"] = "created"
+    until_status: list[str] = Field(min_length=1)
+
+
+TimeTrigger = DateReached | LeadTimeExceeded
+Trigger = Annotated[CaseCreated | CaseChangedTrigger | FieldChanged | FieldFilled | StatusChanged
+                    | DateReached | LeadTimeExceeded, Field(discriminator="event")]
 
 
 class Condition(_Strict):

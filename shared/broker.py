@@ -20,6 +20,7 @@ from shared.events import (
     CASE_CREATED,
     CASE_DELETED,
     CASE_RESPONSE_DATA,
+    CASE_TIMER_DUE,
     CASE_UPDATED,
     DELIVERY_ATTEMPTED,
     DELIVERY_DUE,
@@ -92,7 +93,7 @@ async def declare_exchanges(channel: AbstractChannel, names: Names) -> AbstractE
 WORK_QUEUES: dict[str, tuple[str, ...]] = {
     "casestore": (CASE_CREATE_REQUESTED, DELIVERY_REQUESTED, DELIVERY_ATTEMPTED,
                   CASE_RESPONSE_DATA),
-    "dispatcher": (CASE_CREATED, CASE_UPDATED, CASE_DELETED, DELIVERY_DUE),
+    "dispatcher": (CASE_CREATED, CASE_UPDATED, CASE_DELETED, CASE_TIMER_DUE, DELIVERY_DUE),
 }
 
 

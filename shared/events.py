@@ -13,6 +13,7 @@ CASE_CREATE_REQUESTED = "case.create_requested"
 CASE_CREATED = "case.created"
 CASE_UPDATED = "case.updated"
 CASE_DELETED = "case.deleted"
+CASE_TIMER_DUE = "case.timer_due"
 FORM_CHANGED = "form.changed"
 CASE_RESPONSE_DATA = "case.response_data"
 DELIVERY_REQUESTED = "delivery.requested"
@@ -99,6 +100,17 @@ class FieldChange(BaseModel):
     new: Any = None
 
 
+class TimerDue(BaseModel):
+    """What made casestore's scheduler announce a case: one time trigger of one automation."""
+
+    automation_id: uuid.UUID
+    trigger_index: int  # which entry of the automation's `when`
+    trigger: str  # its event: date_reached or lead_time_exceeded
+    due_at: datetime
+    late_by: float  # seconds after due_at it fired (downtime, or a busy scheduler)
+    occurrence: int = 0  # 0 the first time, then one per repetition
+
+
 class CaseChanged(BaseModel):
     """casestore -> everyone: payload of case.created, case.updated and case.deleted."""
 
@@ -119,6 +131,8 @@ class CaseChanged(BaseModel):
     source_automation_id: uuid.UUID | None = None
     # The form's revision when the case changed: its automations as of then (or later) apply.
     form_revision: int = 0
+    # Set on case.timer_due: the case as it is now, announced for one automation's time trigger.
+    timer: TimerDue | None = None
 
     @classmethod
     def from_row(cls, row: Row, author: str, **change: Any) -> "CaseChanged":

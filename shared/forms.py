@@ -5,6 +5,7 @@ import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Protocol, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -15,6 +16,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from shared.durations import zone
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -90,6 +93,8 @@ class FormDefinition(BaseModel):
     sections: list[Section] = Field(default_factory=lambda: [Section(name="Main")], min_length=1)
     fields: list[FormField] = Field(default_factory=list)
     statuses: list[Label] = Field(default_factory=lambda: ["registered"], min_length=1)
+    # Where a date field's day begins and ends, for time-based triggers (IANA name).
+    time_zone: str = "UTC"
     # The stored form's revision (see migration 003); neither accepted from nor shown to clients.
     _revision: int = PrivateAttr(default=0)
     _by_id: dict[str, "FormField"] = PrivateAttr(default_factory=dict)
@@ -97,6 +102,12 @@ class FormDefinition(BaseModel):
     def model_post_init(self, context: Any) -> None:
         # Field lookups run for every key of every incoming webhook.
         self._by_id = {f.id: f for f in self.fields}
+
+    @field_validator("time_zone")
+    @classmethod
+    def time_zone_known(cls, value: str) -> str:
+        zone(value)
+        return value
 
     @field_validator("statuses")
     @classmethod
@@ -121,7 +132,8 @@ class FormDefinition(BaseModel):
     def from_record(cls, row: "Row") -> Self:
         """From a `forms` table row (jsonb sections and fields, text[] statuses)."""
         form = cls(id=row["id"], name=row["name"], sections=row["sections"],
-                   fields=row["fields"], statuses=list(row["statuses"]))
+                   fields=row["fields"], statuses=list(row["statuses"]),
+                   time_zone=row["time_zone"])
         form._revision = row["revision"]
         return form
 
@@ -135,6 +147,10 @@ class FormDefinition(BaseModel):
 
     def field(self, field_id: str) -> FormField | None:
         return self._by_id.get(field_id)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.time_zone)
 
 
 class FieldError(BaseModel):

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     delivery_lease_margin_seconds: float = Field(default=60.0, gt=0)
     # How often casestore's delivery scheduler looks for due attempts (it also wakes on NOTIFY).
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    # Time-based triggers: timers announced per transaction, and the longest sleep between
+    # looks at the timers table (the scheduler otherwise wakes when the next one is due).
+    timer_batch: int = Field(default=1000, ge=1)
+    timer_poll_seconds: float = Field(default=1.0, gt=0)
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: float = Field(default=24.0, ge=0)
 

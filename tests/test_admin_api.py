@@ -31,7 +31,7 @@ def full_form(**overrides: Any) -> dict[str, Any]:
     body = sample_form(f"a-{uuid.uuid4().hex[:12]}")
     body["fields"] = [{"mandatory": False, "section": 0, "options": None, **f}
                       for f in body["fields"]]
-    return {**body, **overrides}
+    return {**body, "time_zone": "UTC", **overrides}
 
 
 async def new_form(api: aiohttp.ClientSession, **overrides: Any) -> str:

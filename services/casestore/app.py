@@ -11,6 +11,7 @@ from services.casestore.api import (
     deliveries,
     files,
     forms,
+    timers,
     users,
     webhooks,
 )
@@ -20,6 +21,7 @@ from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from services.casestore.scheduler import DeliveryScheduler
+from services.casestore.timer_scheduler import TimerScheduler
 from shared import broker
 from shared.crypto import SecretBox
 from shared.service import (
@@ -70,8 +72,10 @@ def create_app(settings: Settings) -> web.Application:
                                 app[POOL], app[PUBLISHER], app[SETTINGS])),
                             loop_ctx("delivery-scheduler", lambda app: DeliveryScheduler(
                                 app[POOL], app[SETTINGS])),
+                            loop_ctx("timer-scheduler", lambda app: TimerScheduler(
+                                app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx])
-    for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
+    for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
                    files):
         app.router.add_routes(module.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.casestore import timers
 from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
@@ -75,12 +76,13 @@ async def create_cases(conn: Conn, form: FormDefinition,
     statuses = [_check_status(form, c.status) for c in new]
     first = await case_rows.reserve_case_numbers(conn, form.id, len(new))
     rows = await case_rows.insert_cases(conn, [
-        (c.case_id, form.id, first + i, status, c.data, c.creator)
+        (c.case_id, form.id, first + i, status, c.data, c.creator, c.skip_triggers)
         for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
     changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
     await case_rows.insert_history(conn, [
         (row.id, 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
         for row, c, case_changes in zip(rows, new, changes, strict=True)])
+    await timers.on_created(conn, form, rows, {c.case_id for c in new if c.skip_triggers})
     await outbox_rows.insert_outbox(conn, [
         _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,
                   skip_triggers=c.skip_triggers,
@@ -162,7 +164,7 @@ class Change:
     data: dict[str, Any]
     status: str
     changes: list[FieldChange]  # none: the update changes nothing
-    form_revision: int
+    form: FormDefinition
     # The file fields whose list changes, with the files each still lists.
     file_lists: dict[str, list[uuid.UUID]]
 
@@ -190,7 +192,7 @@ def plan_update(current: case_rows.CaseRow, form: FormDefinition, patch: dict[st
     if new_status != current.status:
         changes.append(FieldChange(field="status", old=current.status, new=new_status))
     return Change(case=current, data=data, status=new_status, changes=changes,
-                  form_revision=form.revision, file_lists=_file_lists(form, changes))
+                  form=form, file_lists=_file_lists(form, changes))
 
 
 async def apply(conn: Conn, change: Change, author: str, *, automation_depth: int = 0,
@@ -208,8 +210,9 @@ async def apply(conn: Conn, change: Change, author: str, *, automation_depth: in
         await file_rows.delete_files_except(conn, row.id, field_id, listed)
     await case_rows.insert_history(conn, [(row.id, row.version, author,
                                            [c.model_dump(mode="json") for c in change.changes])])
+    await timers.on_changed(conn, change.form, row, {c.field for c in change.changes})
     await outbox_rows.insert_outbox(conn, [_announce(
-        CASE_UPDATED, row, change.changes, author, form_revision=change.form_revision,
+        CASE_UPDATED, row, change.changes, author, form_revision=change.form.revision,
         previous_status=change.case.status, causation_id=causation_id,
         automation_depth=automation_depth, source_automation_id=source_automation_id)])
     return row

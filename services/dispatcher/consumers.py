@@ -33,6 +33,8 @@ async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
     firing = [a for a in rules.automations
               # A write made from an automation's answer never fires that automation again.
               if a.id != case.source_automation_id
+              # A timer is one automation's; no other fires on it.
+              and (case.timer is None or a.id == case.timer.automation_id)
               and fires(a.definition, envelope.type, case, envelope.form_id)]
     if firing:
         await request_deliveries(dispatch, envelope, case, firing)

@@ -10,7 +10,7 @@ from shared.automations import AutomationDefinition, with_password
 from shared.crypto import SecretBox
 from shared.forms import FormDefinition
 
-FORM_COLUMNS = "id, name, sections, fields, statuses, revision"
+FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, previous_secret,"
                       " previous_secret_until")
 CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"

@@ -1,33 +1,26 @@
-"""When and If: does this case event fire this automation?"""
+"""When and If: does this case event fire this automation? (If itself: shared/conditions.py)"""
 
-from typing import Any
 
 from shared.automations import (
-    AllOf,
-    AnyOf,
     AutomationDefinition,
     CaseChangedTrigger,
     CaseCreated,
-    Condition,
+    DateReached,
     FieldChanged,
     FieldFilled,
-    Rule,
+    LeadTimeExceeded,
     StatusChanged,
     Trigger,
 )
-from shared.events import CASE_CREATED, CASE_UPDATED, CaseChanged, FieldChange
+from shared.conditions import holds
+from shared.events import CASE_CREATED, CASE_TIMER_DUE, CASE_UPDATED, CaseChanged, FieldChange
 from shared.forms import is_empty
 
 
-def metadata(case: CaseChanged, form_id: str) -> dict[str, Any]:
-    """Case metadata as content, templates and conditions name it."""
-    return {"case_id": str(case.case_id), "case_number": case.case_number, "status": case.status,
-            "creator": case.creator, "created_at": case.created_at.isoformat(),
-            "updated_at": case.updated_at.isoformat(), "form_id": form_id,
-            "version": case.version}
-
-
 def _trigger_fires(trigger: Trigger, event_type: str, changes: dict[str, FieldChange]) -> bool:
+    if isinstance(trigger, DateReached | LeadTimeExceeded):
+        # casestore's timer names the automation; the consumer looks at that one alone.
+        return event_type == CASE_TIMER_DUE
     if isinstance(trigger, CaseCreated):
         return event_type == CASE_CREATED
     if event_type != CASE_UPDATED:
@@ -46,88 +39,10 @@ def _trigger_fires(trigger: Trigger, event_type: str, changes: dict[str, FieldCh
     return False
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _equal(actual: Any, expected: Any) -> bool:
-    a, b = _number(actual), _number(expected)
-    if a is not None and b is not None and not isinstance(actual, str | list):
-        return a == b
-    return bool(actual == expected)
-
-
-def _order(actual: Any, expected: Any) -> int | None:
-    """-1/0/1 comparing numbers numerically and strings (ISO dates) as text; None if unlike."""
-    a, b = _number(actual), _number(expected)
-    if a is not None and b is not None:
-        return (a > b) - (a < b)
-    if isinstance(actual, str) and isinstance(expected, str):
-        return (actual > expected) - (actual < expected)
-    return None
-
-
-def _contains(actual: Any, expected: Any) -> bool:
-    if isinstance(actual, list):
-        return any(_equal(item, expected) for item in actual)
-    return isinstance(actual, str) and isinstance(expected, str) and expected in actual
-
-
-def _holds(condition: Condition, values: dict[str, Any], changes: dict[str, FieldChange]) -> bool:
-    actual, expected = values.get(condition.field), condition.value
-    match condition.op:
-        case "eq":
-            return _equal(actual, expected)
-        case "ne":
-            return not _equal(actual, expected)
-        case "contains":
-            return _contains(actual, expected)
-        case "not_contains":
-            return not _contains(actual, expected)
-        case "gt" | "gte" | "lt" | "lte":
-            order = _order(actual, expected)
-            return order is not None and {"gt": order > 0, "gte": order >= 0, "lt": order < 0,
-                                          "lte": order <= 0}[condition.op]
-        case "empty":
-            return is_empty(actual)
-        case "not_empty":
-            return not is_empty(actual)
-        case "in":
-            if isinstance(actual, list):
-                return any(_contains(expected, item) for item in actual)
-            return _contains(expected, actual)
-        case "changed_from" | "changed_to":
-            change = changes.get(condition.field)
-            if change is None:
-                return False
-            seen = change.old if condition.op == "changed_from" else change.new
-            return is_empty(seen) if expected is None else _equal(seen, expected)
-    return False
-
-
-def _rule_holds(rule: Rule, values: dict[str, Any], changes: dict[str, FieldChange]) -> bool:
-    if isinstance(rule, AllOf):
-        return all(_rule_holds(r, values, changes) for r in rule.all)
-    if isinstance(rule, AnyOf):
-        return any(_rule_holds(r, values, changes) for r in rule.any)
-    return _holds(rule, values, changes)
-
-
 def fires(definition: AutomationDefinition, event_type: str, case: CaseChanged,
           form_id: str) -> bool:
     """Any When entry matches the event and the If (if any) holds on the case as it now is."""
     changes = {c.field: c for c in case.changes}
     if not any(_trigger_fires(t, event_type, changes) for t in definition.when):
         return False
-    if definition.if_ is None:
-        return True
-    # Form fields win over metadata of the same name, except `status`, always the case status.
-    values = {**metadata(case, form_id), **case.data, "status": case.status}
-    return _rule_holds(definition.if_, values, changes)
+    return definition.if_ is None or holds(definition.if_, case, form_id)

@@ -30,7 +30,7 @@ async def bounded_read() -> AsyncIterator[None]:
 
 HOOK_QUERY = (
     "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user, w.updated_at,"
-    " f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
+    " f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
 
@@ -76,8 +76,8 @@ async def automation_with_form(pool: asyncpg.Pool, automation_id: uuid.UUID
     """For returnDataURL answers: which response keys go into which fields of which form."""
     async with bounded_read():
         row = await pool.fetchrow(
-            "SELECT a.definition, f.id, f.name, f.sections, f.fields, f.statuses, f.revision"
-            " FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
+            "SELECT a.definition, f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone,"
+            " f.revision FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
             automation_id)
     if row is None:
         return None

@@ -5,6 +5,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.casestore import timers
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automations import (
@@ -63,6 +64,8 @@ async def create_automation(request: web.Request) -> web.Response:
                                                       True if enabled is None else enabled,
                                                       _new_secret(request))
         await announce_automation(conn, row, "created")
+        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
+            row.definition), row.enabled)
     return json_response(_shown(request, row), status=201)
 
 
@@ -98,6 +101,8 @@ async def replace_automation(request: web.Request) -> web.Response:
             conn, current.id, definition=stored_definition(definition, current.definition, box),
             enabled=enabled, secret=box.rotate(current.secret)), NO_AUTOMATION)
         await announce_automation(conn, row, "updated")
+        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
+            row.definition), row.enabled)
     return json_response(_shown(request, row))
 
 
@@ -118,6 +123,8 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
         row = found(await automation_rows.set_enabled(conn, automation_id(request), enabled,
                                                       "disabled through the API"), NO_AUTOMATION)
         await announce_automation(conn, row, "enabled" if enabled else "disabled")
+        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
+            row.definition), row.enabled)
         await schedule_rows.wake_scheduler(conn)
     return json_response(_shown(request, row))
 

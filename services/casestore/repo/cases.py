@@ -9,7 +9,8 @@ import asyncpg
 
 from services.casestore.repo import Conn
 
-CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+CASE_COLUMNS = ("id, form_id, case_number, status, data, creator, created_at, updated_at,"
+                " version, skip_triggers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,7 @@ class CaseRow:
     created_at: datetime
     updated_at: datetime
     version: int
+    skip_triggers: bool  # created through /skiptriggers: no automation runs for it
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Self:
@@ -65,15 +67,17 @@ async def reserve_case_numbers(conn: Conn, form_id: str, count: int) -> int:
     return int(last) - count + 1
 
 
-NewCaseRow = tuple[uuid.UUID, str, int, str, dict[str, Any], str]
+NewCaseRow = tuple[uuid.UUID, str, int, str, dict[str, Any], str, bool]
 
 
 async def insert_cases(conn: Conn, rows: list[NewCaseRow]) -> list[CaseRow]:
-    """Insert (id, form_id, case_number, status, data, creator) rows, returned in input order."""
+    """Insert (id, form_id, case_number, status, data, creator, skip_triggers) rows, returned
+    in input order."""
     inserted = await conn.fetch(
-        "INSERT INTO cases (id, form_id, case_number, status, data, creator)"
+        "INSERT INTO cases (id, form_id, case_number, status, data, creator, skip_triggers)"
         " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[],"
-        f" $6::text[]) RETURNING {CASE_COLUMNS}", *map(list, zip(*rows, strict=True)))
+        f" $6::text[], $7::bool[]) RETURNING {CASE_COLUMNS}",
+        *map(list, zip(*rows, strict=True)))
     by_id = {r["id"]: r for r in inserted}
     return [CaseRow.from_record(by_id[row[0]]) for row in rows]
 
@@ -129,3 +133,12 @@ async def case_history(conn: Conn, case_id: uuid.UUID) -> list[HistoryRow]:
         "SELECT version, author, changed_at, changes FROM case_history"
         " WHERE case_id = $1 ORDER BY id", case_id)
     return [HistoryRow.from_record(r) for r in rows]
+
+
+async def status_entered(conn: Conn, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+    """When each case's status last changed (cases whose status never changed are absent)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (case_id) case_id, changed_at FROM case_history"
+        " WHERE case_id = ANY($1::uuid[]) AND changes @> '[{\"field\": \"status\"}]'"
+        " ORDER BY case_id, id DESC", case_ids)
+    return {r["case_id"]: r["changed_at"] for r in rows}

@@ -5,25 +5,27 @@ from typing import Any
 from services.casestore.repo import Conn
 from shared.forms import FormDefinition
 
-FORM_COLUMNS = "id, name, sections, fields, statuses, revision"
+FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
 
 
 def _form_args(form: FormDefinition) -> tuple[Any, ...]:
     dumped = form.model_dump(mode="json")
-    return form.id, form.name, dumped["sections"], dumped["fields"], form.statuses
+    return (form.id, form.name, dumped["sections"], dumped["fields"], form.statuses,
+            form.time_zone)
 
 
 async def insert_form(conn: Conn, form: FormDefinition) -> None:
     await conn.execute(
-        "INSERT INTO forms (id, name, sections, fields, statuses) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO forms (id, name, sections, fields, statuses, time_zone)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         *_form_args(form))
     await conn.execute("INSERT INTO case_counters (form_id) VALUES ($1)", form.id)
 
 
 async def update_form(conn: Conn, form: FormDefinition) -> bool:
     result = await conn.execute(
-        "UPDATE forms SET name = $2, sections = $3, fields = $4, statuses = $5, updated_at = now()"
-        " WHERE id = $1", *_form_args(form))
+        "UPDATE forms SET name = $2, sections = $3, fields = $4, statuses = $5, time_zone = $6,"
+        " updated_at = now() WHERE id = $1", *_form_args(form))
     return bool(result != "UPDATE 0")
 
 
