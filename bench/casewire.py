@@ -390,16 +390,19 @@ class CasewireBench:
         return checks
 
     async def _delivery_log(self, expected: int) -> dict[str, int]:
-        """casestore records each delivery (delivery.recorded) shortly after it was sent."""
+        """A delivery is in the log from its request on (pending, sending, retrying); it is
+        finished once casestore recorded the outcome of the attempt the receiver answered."""
         db = self.monitor.db
         deadline = time.monotonic() + 30
         while True:
             rows = await db.fetch("SELECT state, count(*) AS n FROM deliveries"
                                   " WHERE form_id = $1 GROUP BY state", self.forms.delivery)
             states = {r["state"]: int(r["n"]) for r in rows}
-            if sum(states.values()) >= expected or time.monotonic() > deadline:
+            finished = states.get("succeeded", 0) + states.get("failed", 0)
+            if finished >= expected or time.monotonic() > deadline:
                 return {"expected": expected, "succeeded": states.get("succeeded", 0),
-                        "failed": states.get("failed", 0)}
+                        "failed": states.get("failed", 0),
+                        "waiting": sum(states.values()) - finished}
             await asyncio.sleep(0.2)
 
     async def _queues_settled(self) -> dict[str, int]:

@@ -35,8 +35,8 @@ def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str,
     if d["unexpected"] or d["unparseable"]:
         failures.append(f"{d['unexpected'] + d['unparseable']} deliveries match no case")
     log = checks["delivery_log"]
-    lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed of "
-                 f"{log['expected']:,}")
+    lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed, "
+                 f"{log.get('waiting', 0)} still waiting of {log['expected']:,}")
     if log["failed"] or log["succeeded"] < log["expected"]:
         failures.append(f"delivery log: {log['succeeded']} succeeded and {log['failed']} "
                         f"failed of {log['expected']}")
