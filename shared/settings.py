@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     delivery_lease_margin_seconds: float = Field(default=60.0, gt=0)
     # How often casestore's delivery scheduler looks for due attempts (it also wakes on NOTIFY).
     delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    # How often the dispatcher reads the delivery backlog, paused endpoints and disabled
+    # automations from Postgres for /metrics (one small query each).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: float = Field(default=24.0, ge=0)
 

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher import api
+from services.dispatcher import api, metrics
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
 from services.dispatcher.deliveries import Dispatch, InFlight
@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
+    app.cleanup_ctx.extend([pool_ctx, metrics.refresh_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
                                          db_probe)])
     app.router.add_routes(api.routes)

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
+from services.dispatcher import metrics
 from services.dispatcher.content import Target, build_content
 from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
@@ -150,7 +151,9 @@ async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
         return
     target = Target(automation_id=automation.id, delivery_id=due.delivery_id, case=due.case,
                     form=rules.form, automation_depth=due.case.automation_depth)
-    sent = await send(dispatch, automation, target, due.number)
+    with metrics.IN_FLIGHT.track_inprogress():
+        sent = await send(dispatch, automation, target, due.number)
+    metrics.record(sent)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(
