@@ -81,8 +81,11 @@ class Settings(BaseSettings):
     # circuit cool-downs, disabling after days of failures) is multiplied by this; tests make
     # 27 hours pass in seconds.
     retry_time_scale: float = Field(default=1.0, gt=0)
-    # Requests in flight per automation (endpoint), across every dispatcher.
+    # Requests in flight per automation (endpoint) in one dispatcher; and how many attempts of
+    # one endpoint casestore hands out ahead (in flight, or waiting in a dispatcher for one of
+    # those slots), so that the hops between attempts do not leave the slots idle.
     endpoint_concurrency: int = Field(default=4, ge=1)
+    endpoint_window: int = Field(default=32, ge=1)
     # Consecutive failed attempts that pause an endpoint, and the first pause's length.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=60.0, gt=0)

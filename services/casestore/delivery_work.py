@@ -59,8 +59,6 @@ async def take_on(conn: Conn, request: DeliveryRequested, form_id: str) -> bool:
     taken = await schedule_rows.insert_requested(
         conn, request, form_id, definition.name, settings.retry,
         attempts_allowed(settings.retry, settings.attempts))
-    if taken:
-        await schedule_rows.wake_scheduler(conn)
     return taken
 
 
@@ -80,7 +78,6 @@ async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
     elif report.verdict != "succeeded":
         state = "failed"
     await schedule_rows.settle(conn, report.delivery_id, state, wait)
-    await schedule_rows.wake_scheduler(conn)  # an endpoint slot came free
     if report.verdict == "succeeded":
         await schedule_rows.record_success(conn, report.automation_id)
         await _write_answer(conn, report, delivery["case_id"], causation_id)
