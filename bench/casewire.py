@@ -6,10 +6,11 @@
    and the dispatcher paused: ingest with the cores to itself and the broker;
 3. a burst on the form with an outgoing webhook, until every delivery arrived: end to end to
    delivery;
-4. a soak at a fixed moderate rate on that form: POST-to-arrival latency, RSS over time.
+4. a soak at a fixed moderate rate on that form: POST-to-arrival latency, RSS over time;
+5. isolation (bench/isolation.py): a healthy endpoint alone, then beside one that hangs.
 
-Every accepted request's id is kept, so `verify` can prove each is exactly one case and each
-case of the delivery form exactly one delivery.
+Every accepted request's id is kept, so `verify` can prove each is exactly one case, each
+case of the delivery form exactly one delivery, and each of the healthy isolation form too.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench import workload
+from bench import isolation, workload
 from bench.cpu import CpuMeter
 from bench.loadgen import Job, LoadGenerator, LoadResult
 from bench.procs import memory_kib
@@ -73,6 +74,7 @@ class Monitor:
     pids: dict[str, int]
     stored: dict[str, int] = field(default_factory=dict)
     delivered: int = 0
+    buckets: dict[str, int] = field(default_factory=dict)  # deliveries to /deliver/<bucket>
     counts: list[tuple[float, dict[str, int], int]] = field(default_factory=list)
     rss: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     pg: list[tuple[float, Counter[str]]] = field(default_factory=list)
@@ -98,7 +100,8 @@ class Monitor:
                 self.pg.append((now, Counter(_wait_label(r) for r in activity)))
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(f"{self.receiver_url}/stats") as resp:
-                        self.delivered = int((await resp.json())["count"])
+                        stats = await resp.json()
+                        self.delivered, self.buckets = int(stats["count"]), stats["buckets"]
                 self.counts.append((now, dict(self.stored), self.delivered))
                 if now - last_rss >= 0.5:
                     last_rss = now
@@ -164,21 +167,26 @@ class CasewireBench:
                    connections=connections or (self.profile.connections if closed
                                                else self.profile.open_loop_connections),
                    duration=duration, rate=rate, max_requests=max_requests,
-                   id_base=next(self.jobs) * JOB_ID_SPAN, drain_timeout=30.0)
+                   id_base=self.next_id_base(), drain_timeout=30.0)
 
-    async def _load(self, phase: str, form: str, job: Job) -> LoadResult:
+    def next_id_base(self) -> int:
+        """Every load job gets its own range of request ids."""
+        return next(self.jobs) * JOB_ID_SPAN
+
+    async def load(self, phase: str, form: str, job: Job) -> LoadResult:
         meter = CpuMeter(self.meter_pids)
         meter.start()
         result = await self.gen.run(job)
         self._phase(phase, result.first_send, result.last_done, meter)
-        self.accepted[form].extend(result.accepted_ids)
+        self.accepted.setdefault(form, array("q")).extend(result.accepted_ids)
+        answers = self.answers.setdefault(form, Counter())
         for status, count in result.statuses.items():
-            self.answers[form][str(status)] += count
+            answers[str(status)] += count
         for reason, count in result.errors.items():
-            self.answers[form][reason] += count
+            answers[reason] += count
         return result
 
-    async def _drain(self, phase: str, value: Callable[[], int], target: int) -> float | None:
+    async def drain(self, phase: str, value: Callable[[], int], target: int) -> float | None:
         meter = CpuMeter(self.meter_pids)
         meter.start()
         started = time.monotonic()
@@ -192,7 +200,7 @@ class CasewireBench:
             self.outcome.phases.append(Phase(name, started, ended, shares,
                                              self.monitor.pg_waits(started, ended)))
 
-    async def _settle(self) -> None:
+    async def settle(self) -> None:
         """Before a measured phase: no message queued, no event waiting in the outbox."""
         deadline = time.monotonic() + self.profile.drain_timeout
         started = time.monotonic()
@@ -222,20 +230,20 @@ class CasewireBench:
     async def run(self) -> Outcome:
         p, forms, figures = self.profile, self.forms, self.outcome.figures
         for form in (forms.plain, forms.delivery):
-            await self._load("warm-up", form, self._job(form, duration=p.warmup_seconds,
+            await self.load("warm-up", form, self._job(form, duration=p.warmup_seconds,
                                                         rate=100.0))
-        await self._drain("warm-up drain", self._stored(forms.plain),
+        await self.drain("warm-up drain", self._stored(forms.plain),
                           len(self.accepted[forms.plain]))
         await self.monitor.wait_for(lambda: self.monitor.delivered,
                                     len(self.accepted[forms.delivery]), p.drain_timeout)
 
-        await self._settle()
+        await self.settle()
         self._profile("saturation")
-        saturated = await self._load("ingest saturation", forms.plain,
+        saturated = await self.load("ingest saturation", forms.plain,
                                      self._job(forms.plain, duration=p.ingest_seconds))
         self.say(f"ingest saturation: {saturated.ok_per_second:,.0f} accepted/s "
                  f"({saturated.ok:,} in {saturated.window:.1f} s); waiting for storage")
-        stored_at = await self._drain("storage drain", self._stored(forms.plain),
+        stored_at = await self.drain("storage drain", self._stored(forms.plain),
                                       len(self.accepted[forms.plain]))
         self._profile(None)
         figures["ingest"] = _load_summary(saturated)
@@ -247,36 +255,36 @@ class CasewireBench:
                  f"({figures['storage']['seconds']:.1f} s)")
 
         half = max(1.0, saturated.ok_per_second / 2)
-        await self._settle()
-        at_half = await self._load("ingest at 50%", forms.plain,
+        await self.settle()
+        at_half = await self.load("ingest at 50%", forms.plain,
                                    self._job(forms.plain, duration=p.latency_seconds, rate=half))
         figures["ingest_latency"] = {**_load_summary(at_half), "target_rate": half}
         figures["_ingest_latencies"] = at_half.latencies
         lat = figures["ingest_latency"]["latency_ms"]
         self.say(f"ingest at {half:,.0f}/s: p50 {lat.get('p50', 0):.1f} ms, "
                  f"p99 {lat.get('p99', 0):.1f} ms")
-        await self._drain("storage drain", self._stored(forms.plain),
+        await self.drain("storage drain", self._stored(forms.plain),
                           len(self.accepted[forms.plain]))
 
         # The same saturation with the consumers paused (SIGSTOP): what ingest does with the
         # cores to itself and the broker, apart from the rest of the pipeline.
-        await self._settle()
+        await self.settle()
         with self._paused("casestore", "dispatcher"):
-            alone = await self._load("ingest alone", forms.plain,
+            alone = await self.load("ingest alone", forms.plain,
                                      self._job(forms.plain, duration=p.ingest_seconds))
         figures["ingest_alone"] = _load_summary(alone)
         self.say(f"ingest alone (casestore, dispatcher paused): {alone.ok_per_second:,.0f} "
                  "accepted/s; waiting for storage")
-        await self._drain("storage drain", self._stored(forms.plain),
+        await self.drain("storage drain", self._stored(forms.plain),
                           len(self.accepted[forms.plain]))
 
-        await self._settle()
+        await self.settle()
         self._profile("delivery")
-        burst = await self._load("delivery burst", forms.delivery, self._job(
+        burst = await self.load("delivery burst", forms.delivery, self._job(
             forms.delivery, duration=p.drain_timeout, max_requests=p.delivery_burst))
         self.say(f"delivery burst: {burst.ok:,} accepted in {burst.window:.1f} s; "
                  "waiting for the deliveries")
-        delivered_at = await self._drain("delivery drain", lambda: self.monitor.delivered,
+        delivered_at = await self.drain("delivery drain", lambda: self.monitor.delivered,
                                          len(self.accepted[forms.delivery]))
         self._profile(None)
         figures["delivery_burst"] = {"ingest": _load_summary(burst), "cases": burst.ok,
@@ -290,12 +298,12 @@ class CasewireBench:
         figures["delivery_burst"]["rate"] = burst_rate
         if burst_rate:
             moderate = min(moderate, max(1.0, burst_rate / 2))
-        await self._settle()
+        await self.settle()
         self.say(f"end to end to delivery: {burst_rate:,.0f} cases/s; soak at {moderate:,.0f}/s "
                  f"for {p.soak_seconds:.0f} s")
-        soak = await self._load("soak", forms.delivery,
+        soak = await self.load("soak", forms.delivery,
                                 self._job(forms.delivery, duration=p.soak_seconds, rate=moderate))
-        await self._drain("soak drain", lambda: self.monitor.delivered,
+        await self.drain("soak drain", lambda: self.monitor.delivered,
                           len(self.accepted[forms.delivery]))
         figures["soak"] = {**_load_summary(soak), "target_rate": moderate,
                            "started": soak.first_send, "ended": soak.last_done,
@@ -307,7 +315,16 @@ class CasewireBench:
         self.outcome.timelines = self._timelines((saturated, at_half, burst, soak), arrivals)
         lat = figures["delivery_latency"]["latency_ms"]
         self.say(f"POST to arrival at {moderate:,.0f}/s: p50 {lat.get('p50', 0):.1f} ms, "
-                 f"p99 {lat.get('p99', 0):.1f} ms; checking")
+                 f"p99 {lat.get('p99', 0):.1f} ms")
+
+        # The healthy endpoint gets the soak's rate; with as many again for the hanging one,
+        # the cases per second stay within what the delivery burst went through.
+        self.say(f"isolation: {moderate:,.0f} cases/s to a healthy endpoint alone, then as "
+                 "many again to one that hangs")
+        figures["isolation"] = await isolation.measure(self, moderate, p.isolation_seconds)
+        iso = figures["isolation"]
+        self.say(f"isolation: healthy throughput ratio {iso['throughput_ratio'] or 0:.2f}, "
+                 f"p99 ratio {iso['p99_ratio'] or 0:.2f}; checking")
         self.outcome.checks = await self.verify(arrivals)
         return self.outcome
 
@@ -384,22 +401,26 @@ class CasewireBench:
             "unparseable": len(arrivals.get("bad", [])),
         }
         checks["delivery_log"] = await self._delivery_log(len(cases))
+        checks["isolation"] = await isolation.check(self)
         checks["queues"] = await self._queues_settled()
         checks["services_alive"] = {name: name not in self.stack.dead()
                                     for name in self.stack.services}
         return checks
 
     async def _delivery_log(self, expected: int) -> dict[str, int]:
-        """casestore records each delivery (delivery.recorded) shortly after it was sent."""
+        """A delivery is in the log from its request on (pending, sending, retrying); it is
+        finished once casestore recorded the outcome of the attempt the receiver answered."""
         db = self.monitor.db
         deadline = time.monotonic() + 30
         while True:
             rows = await db.fetch("SELECT state, count(*) AS n FROM deliveries"
                                   " WHERE form_id = $1 GROUP BY state", self.forms.delivery)
             states = {r["state"]: int(r["n"]) for r in rows}
-            if sum(states.values()) >= expected or time.monotonic() > deadline:
+            finished = states.get("succeeded", 0) + states.get("failed", 0)
+            if finished >= expected or time.monotonic() > deadline:
                 return {"expected": expected, "succeeded": states.get("succeeded", 0),
-                        "failed": states.get("failed", 0)}
+                        "failed": states.get("failed", 0),
+                        "waiting": sum(states.values()) - finished}
             await asyncio.sleep(0.2)
 
     async def _queues_settled(self) -> dict[str, int]:

@@ -34,9 +34,10 @@ def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str,
         warnings.append(f"{d['duplicates']} deliveries arrived twice (at-least-once)")
     if d["unexpected"] or d["unparseable"]:
         failures.append(f"{d['unexpected'] + d['unparseable']} deliveries match no case")
+    _isolation(checks.get("isolation"), casewire.get("isolation"), failures, warnings, lines)
     log = checks["delivery_log"]
-    lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed of "
-                 f"{log['expected']:,}")
+    lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed, "
+                 f"{log.get('waiting', 0)} still waiting of {log['expected']:,}")
     if log["failed"] or log["succeeded"] < log["expected"]:
         failures.append(f"delivery log: {log['succeeded']} succeeded and {log['failed']} "
                         f"failed of {log['expected']}")
@@ -65,3 +66,28 @@ def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str,
         if errors:
             warnings.append(f"{form_key}: load generator errors {errors}")
     return failures, warnings, lines
+
+
+def _isolation(check: dict[str, Any] | None, figures: dict[str, Any] | None,
+               failures: list[str], warnings: list[str], lines: list[str]) -> None:
+    """Nothing of the healthy endpoint lost; its goals beside the hanging one are warnings."""
+    if not check or not figures:
+        return
+    hanging = figures["hanging_endpoint"]
+    lines.append(f"isolation: {check['cases']:,} healthy cases, {check['received']:,} "
+                 f"received, {check['lost']} lost, {check['duplicates']} duplicated; the "
+                 f"hanging endpoint held {hanging['held_open']} requests open, its deliveries "
+                 f"{hanging['deliveries']}")
+    if check["lost"]:
+        failures.append(f"isolation: {check['lost']} healthy cases were never delivered")
+    if check["unexpected"]:
+        failures.append(f"isolation: {check['unexpected']} deliveries match no case")
+    if check["duplicates"]:
+        warnings.append(f"isolation: {check['duplicates']} deliveries arrived twice")
+    if (figures["throughput_ratio"] or 0) < 0.9:
+        warnings.append(f"isolation: the healthy endpoint beside a hanging one reached "
+                        f"{figures['throughput_ratio'] or 0:.2f} of its throughput alone "
+                        "(goal 0.90)")
+    if (figures["p99_ratio"] or 0) > 2:
+        warnings.append(f"isolation: its p99 beside a hanging one was "
+                        f"{figures['p99_ratio']:.1f}x its p99 alone (goal 2x)")

@@ -52,6 +52,14 @@ class Job:
     drain_timeout: float = 30.0
     host: str = "127.0.0.1"
     start_at: float = 0.0
+    # If given, requests take these paths in turn instead of `path` (see `path_index`).
+    paths: tuple[str, ...] = ()
+
+
+def path_index(job: Job, request_id: int) -> int:
+    """Which of `job.paths` a request went to: each worker sends its n-th to n mod len (every
+    job's `id_base` is a multiple of ID_STRIDE)."""
+    return (request_id % ID_STRIDE) % max(1, len(job.paths))
 
 
 @dataclass
@@ -118,9 +126,9 @@ class _Worker:
         self.in_flight = 0
         self.stopping = False
         self.all_idle = asyncio.Event()
-        head = (f"POST {job.path} HTTP/1.1\r\nHost: {job.host}:{job.port}\r\n"
-                "Content-Type: application/json\r\nContent-Length: ").encode()
-        self.head = head
+        self.heads = [(f"POST {path} HTTP/1.1\r\nHost: {job.host}:{job.port}\r\n"
+                       "Content-Type: application/json\r\nContent-Length: ").encode()
+                      for path in job.paths or (job.path,)]
         buckets = int((job.duration + job.drain_timeout) / BUCKET_SECONDS) + 2
         self.result.ok_buckets = [0] * buckets
 
@@ -128,7 +136,8 @@ class _Worker:
         request_id = self.next_id
         self.next_id += 1
         body = self.job.body % {b"id": request_id, b"t": due}
-        return request_id, b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+        head = self.heads[path_index(self.job, request_id)]
+        return request_id, b"%s%d\r\n\r\n%s" % (head, len(body), body)
 
     def may_send(self, now: float) -> bool:
         if self.stopping or now >= self.end:

@@ -30,6 +30,7 @@ class Profile:
     moderate_rate: float = 200.0     # fixed rate for POST-to-arrival latency and the soak
     soak_seconds: float = 100.0      # at the moderate rate: latency and memory over time
     drain_timeout: float = 120.0     # longest wait for the last case / delivery
+    isolation_seconds: float = 20.0  # each isolation phase (healthy alone, then beside a hang)
 
 
 DEFAULT = Profile(name="default")
@@ -51,6 +52,7 @@ QUICK = Profile(
     delivery_burst=1_500,
     soak_seconds=6.0,
     drain_timeout=60.0,
+    isolation_seconds=5.0,
 )
 
 PROFILES = {p.name: p for p in (DEFAULT, QUICK)}

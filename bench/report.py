@@ -65,6 +65,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row(f"POST to arrival {p} at {moderate:,.0f}/s",
                        cw["delivery_latency"]["latency_ms"].get(p), floor.get(p), "ms",
                        "sum of bare hops: 2 HTTP + 2 publish + 1 commit"))
+    out += _isolation_rows(cw.get("isolation"))
     bare_rss = limits["aiohttp"].get("peak_rss_mib")
     for name, mem in cw["memory"].items():
         out.append(Row(f"peak RSS {name}", mem["peak_mib"], bare_rss, "MiB",
@@ -73,6 +74,19 @@ def rows(results: dict[str, Any]) -> list[Row]:
         verdict = "flat" if mem["flat"] else "GROWING"
         out.append(Row(f"RSS growth over soak {name} ({verdict})", mem["soak_growth_mib"],
                        None, "MiB", f"{mem['soak_slope_mib_per_min']:+.2f} MiB/min"))
+    return out
+
+
+def _isolation_rows(iso: dict[str, Any] | None) -> list[Row]:
+    """The healthy endpoint beside a hanging one, against itself alone at the same rate."""
+    if not iso:
+        return []
+    alone, beside, rate = iso["alone"], iso["beside_hanging"], iso["rate"]
+    out = [Row(f"isolation: healthy endpoint at {rate:,.0f}/s beside a hanging one",
+               beside["rate"], alone["rate"], "cases/s", "the same alone (goal: >= 0.90)")]
+    for p, goal in (("p50", ""), ("p99", " (goal: <= 2)")):
+        out.append(Row(f"isolation: its POST to arrival {p}", beside["latency_ms"].get(p),
+                       alone["latency_ms"].get(p), "ms", f"the same alone{goal}"))
     return out
 
 

@@ -106,19 +106,21 @@ class CasewireStack:
         return [name for name, child in self.services.items() if not child.alive()]
 
     async def create_forms(self, receiver_url: str) -> Forms:
+        plain = await self.create_form("bench-plain")
+        delivery = await self.create_form("bench-delivery", workload.automation(receiver_url))
+        return Forms("bench-plain", plain, "bench-delivery", delivery)
+
+    async def create_form(self, form_id: str, automation: dict[str, Any] | None = None) -> str:
+        """A form with its incoming webhook and, if given, an automation; the webhook's path."""
         headers = {"Authorization": f"Bearer {self.admin_token}"}
         api = f"{self.url('casestore')}/api"
-        urls: dict[str, str] = {}
         async with aiohttp.ClientSession(headers=headers) as http:
-            for form_id in ("bench-plain", "bench-delivery"):
-                await _call(http, "POST", f"{api}/forms", workload.form(form_id), 201)
-                hook = await _call(http, "PUT", f"{api}/forms/{form_id}/incoming-webhook",
-                                   {"enabled": True, "authenticate_user": False}, 200)
-                urls[form_id] = str(hook["url"])
-            await _call(http, "POST", f"{api}/forms/bench-delivery/automations",
-                        workload.automation(receiver_url), 201)
-        return Forms("bench-plain", _path(urls["bench-plain"]), "bench-delivery",
-                     _path(urls["bench-delivery"]))
+            await _call(http, "POST", f"{api}/forms", workload.form(form_id), 201)
+            hook = await _call(http, "PUT", f"{api}/forms/{form_id}/incoming-webhook",
+                               {"enabled": True, "authenticate_user": False}, 200)
+            if automation is not None:
+                await _call(http, "POST", f"{api}/forms/{form_id}/automations", automation, 201)
+        return _path(str(hook["url"]))
 
     async def stop(self) -> None:
         """Stop the services, then remove the run's queues, exchanges and database."""

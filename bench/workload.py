@@ -41,16 +41,17 @@ def form(form_id: str) -> dict[str, Any]:
     }
 
 
-def automation(url: str) -> dict[str, Any]:
+def automation(url: str, *, timeout: int = 10, name: str = "bench receiver"
+               ) -> dict[str, Any]:
     """One outgoing webhook on case creation; `t` carries the request id and send time."""
     return {
-        "name": "bench receiver",
+        "name": name,
         "when": [{"event": "case_created"}],
         "action": {"type": "outgoing_webhook",
                    "content": [{"key": "t", "field": "text-field"},
                                {"key": "caseNumber", "meta": "case_number"},
                                {"key": "priority", "field": "priority"}],
-                   "settings": {"method": "POST", "url": url, "attempts": 3, "timeout": 10,
+                   "settings": {"method": "POST", "url": url, "attempts": 3, "timeout": timeout,
                                 "protocol": "json"}},
     }
 

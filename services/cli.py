@@ -232,8 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("queues", help="show queue depths (dead letters too) and consumers")
     sub.add_parser("rotate-encryption-key",
                    help="re-encrypt stored secrets with the first key of CASEWIRE_ENCRYPTION_KEY")
-    cli_deliveries.add_parsers(sub)
+    replay_parser = cli_deliveries.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command == "replay" and (problem := cli_deliveries.replay_usage_problem(args)):
+        replay_parser.error(problem)
     settings = Settings()
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "migrate": lambda: _migrate(settings), "run": lambda: run(settings),

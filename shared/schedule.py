@@ -15,6 +15,10 @@ Schedule = Literal["standard", "extended"]
 EXTENDED_WAITS = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 EXTENDED_ATTEMPTS = len(EXTENDED_WAITS) + 1
 JITTER = 0.2
+# Why the engine disables an automation (its `disabled_reason`); the dispatcher's metrics
+# count engine-disabled automations by these texts, so they are written only from here.
+GONE_REASON = "the receiver answered 410 Gone"
+FAILING_REASON_PREFIX = "every delivery failed for "
 
 
 def attempts_allowed(schedule: Schedule, configured: int) -> int:

@@ -81,8 +81,11 @@ class Settings(BaseSettings):
     # circuit cool-downs, disabling after days of failures) is multiplied by this; tests make
     # 27 hours pass in seconds.
     retry_time_scale: float = Field(default=1.0, gt=0)
-    # Requests in flight per automation (endpoint), across every dispatcher.
+    # Requests in flight per automation (endpoint) in one dispatcher; and how many attempts of
+    # one endpoint casestore hands out ahead (in flight, or waiting in a dispatcher for one of
+    # those slots), so that the hops between attempts do not leave the slots idle.
     endpoint_concurrency: int = Field(default=4, ge=1)
+    endpoint_window: int = Field(default=32, ge=1)
     # Consecutive failed attempts that pause an endpoint, and the first pause's length.
     breaker_failures: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
@@ -96,6 +99,9 @@ class Settings(BaseSettings):
     # looks at the timers table (the scheduler otherwise wakes when the next one is due).
     timer_batch: int = Field(default=1000, ge=1)
     timer_poll_seconds: float = Field(default=1.0, gt=0)
+    # How often the dispatcher reads the delivery backlog, paused endpoints and disabled
+    # automations from Postgres for /metrics (one small query each).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: float = Field(default=24.0, ge=0)
 

@@ -91,6 +91,8 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         "casestore_url": f"http://127.0.0.1:{ports['casestore_port']}",
         "outbox_poll_seconds": 0.5,
         "delivery_poll_seconds": 0.2,
+        "timer_poll_seconds": 0.2,
+        "metrics_refresh_seconds": 0.2,
         # Tests post to webhooks made a moment ago many times a second, which production
         # integrations do not; the production budget is tested in test_unknown_tokens.
         "token_lookups_per_second": 1000.0,

@@ -7,7 +7,8 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import orjson
@@ -15,7 +16,8 @@ import pytest
 
 from services.casestore.migrate import drop_database, migrations
 from services.cli import DEMO_RECEIVER
-from tests.conftest import AutomationFactory, FormFactory, delete_broker_objects
+from services.cli_deliveries import when
+from tests.conftest import AutomationFactory, FormFactory, delete_broker_objects, webhook_action
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack, isolated_settings
 
@@ -174,19 +176,28 @@ async def test_migrate_is_idempotent(run_env: dict[str, str]) -> None:
     assert "0 migration(s) applied" in outputs[1]
 
 
-async def test_deliveries_and_replay_from_the_command_line(
-        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory,
-        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+Casewire = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def casewire(stack: Stack) -> Casewire:
+    """`casewire ARGS...` against the test stack's casestore; its output (it must exit 0)."""
     env = cli_env(casestore_url=stack.settings.casestore_url,
                   admin_token=stack.settings.admin_token)
 
-    async def casewire(*argv: str) -> str:
+    async def run(*argv: str) -> str:
         proc = await asyncio.create_subprocess_exec(*CASEWIRE, *argv, env=env,
                                                     stdout=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, out
         return out.decode()
 
+    return run
+
+
+async def test_deliveries_and_replay_from_the_command_line(
+        casewire: Casewire, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
     hook = await make_form()
     url = receiver.endpoint(Reply(status=500), Reply())
     automation = await make_automation(hook["form_id"], url)
@@ -209,3 +220,87 @@ async def test_deliveries_and_replay_from_the_command_line(
             break
         await asyncio.sleep(0.1)
     assert [line.split("-> ")[1].split()[0] for line in detail.splitlines()[1:]] == ["500", "200"]
+
+
+def test_replay_windows_are_durations_ago_or_iso_times() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert when("30m", now) == "2026-12-01T11:30:00+00:00"
+    assert when("2h", now) == "2026-12-01T10:00:00+00:00"
+    assert when("1d", now) == "2026-11-30T12:00:00+00:00"
+    assert when("2026-12-01T08:00:00Z") == "2026-12-01T08:00:00+00:00"
+    assert when("2026-12-01T08:00:00") == "2026-12-01T08:00:00+00:00"  # UTC, as the API
+    assert when("2026-12-01T08:00:00+01:00") == "2026-12-01T08:00:00+01:00"
+
+
+async def test_a_bulk_replay_needs_a_window_and_names_one_target() -> None:
+    for argv, error in ((["--automation", str(uuid.uuid4())], "needs --since"),
+                        ([str(uuid.uuid4()), "--since", "2h"], "go with --automation"),
+                        (["--automation", str(uuid.uuid4()), "--since", "3w"], "30m, 2h, 1d")):
+        proc = await asyncio.create_subprocess_exec(*CASEWIRE, "replay", *argv, env=cli_env(),
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2
+        assert error in err.decode()
+
+
+async def test_an_automations_failed_deliveries_are_replayed_by_time_window(
+        casewire: Casewire, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=500), Reply(status=500), Reply())
+    automation = await make_automation(hook["form_id"], url)
+    for text in ("one", "two"):
+        async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                            json={"data": {"text-field": text}}) as resp:
+            assert resp.status == 201
+    await receiver.wait_for(url, 2)
+    listing = await casewire("deliveries", "--automation", automation["id"], "--state", "failed")
+    for _ in range(100):
+        if len(listing.splitlines()) == 2:
+            break
+        await asyncio.sleep(0.1)
+        listing = await casewire("deliveries", "--automation", automation["id"],
+                                 "--state", "failed")
+    assert len(listing.splitlines()) == 2
+    assert await casewire("deliveries", "--automation", automation["id"], "--until", "1h") == ""
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    shown = await casewire("deliveries", "--automation", automation["id"], "--since", an_hour_ago)
+    assert len(shown.splitlines()) == 2
+    target = ("replay", "--automation", automation["id"])
+    assert (await casewire(*target, "--since", "2h", "--until", "1h")).startswith("0 deliveries")
+    assert (await casewire(*target, "--since", "1h", "--state", "succeeded")).startswith(
+        "0 deliveries")
+    assert (await casewire(*target, "--since", "1h", "--state", "failed")) == (
+        f"2 deliveries of automation {automation['id']} replayed\n")
+    await receiver.wait_for(url, 4)
+    for _ in range(100):
+        done = await casewire("deliveries", "--automation", automation["id"],
+                              "--state", "succeeded")
+        if len(done.splitlines()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [line.split()[2] for line in done.splitlines()] == ["attempts=2/2"] * 2
+
+
+async def test_a_waiting_delivery_shows_its_state_and_next_attempt(
+        casewire: Casewire, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint(Reply(status=503, headers={"Retry-After": "30"}), Reply())
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, attempts=2))
+    async with api.post(f"/api/forms/{hook['form_id']}/cases",
+                        json={"data": {"text-field": "x"}}) as resp:
+        assert resp.status == 201
+    for _ in range(100):
+        listing = await casewire("deliveries", "--automation", automation["id"],
+                                 "--state", "pending,sending,retrying")
+        if "retrying" in listing:
+            break
+        await asyncio.sleep(0.1)
+    [line] = listing.splitlines()
+    assert line.split()[1:3] == ["retrying", "attempts=1/2"]
+    due = datetime.fromisoformat(line.split("next=")[1].strip())
+    assert timedelta(seconds=20) < due - datetime.now(UTC) <= timedelta(seconds=30)
+    async with api.delete(f"/api/automations/{automation['id']}") as resp:
+        assert resp.status == 200

@@ -111,8 +111,18 @@ async def test_nul_characters_in_a_receivers_answer_are_stored_replaced(
     assert failed["attempts"][0]["response_body"] == "bin\ufffdary"
 
 
-async def test_at_most_four_attempts_of_one_endpoint_are_out_and_others_go_by(
-        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+@pytest.fixture
+async def narrow(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    """A casestore handing out at most 4 attempts of an endpoint at a time."""
+    async with replaced(stack, "casestore", endpoint_window=4) as other, aiohttp.ClientSession(
+            base_url=other.url("casestore"),
+            headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
+        yield api
+
+
+async def test_an_endpoints_window_of_attempts_is_handed_out_and_others_go_by(
+        narrow: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    api = narrow
     slow, case = await setup(api)
     other, other_case = await setup(api)
     for _ in range(10):
@@ -121,7 +131,7 @@ async def test_at_most_four_attempts_of_one_endpoint_are_out_and_others_go_by(
     assert {d.automation_id for d in out} == {uuid.UUID(slow["id"])}
     await played.request(other, other_case)
     assert (await played.due()).automation_id == uuid.UUID(other["id"])  # not held back
-    await played.none_due(0.5)  # the slow endpoint's five others wait for a free slot
+    await played.none_due(0.5)  # the slow endpoint's six others wait for its window
     await played.report(out[0], 200)
     assert (await played.due()).automation_id == uuid.UUID(slow["id"])
 
@@ -130,7 +140,7 @@ async def test_at_most_four_attempts_of_one_endpoint_are_out_and_others_go_by(
 async def tripping(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
     """A casestore whose circuits open after 2 failures in a row, for a second."""
     async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=1.0,
-                        endpoint_concurrency=1) as other, aiohttp.ClientSession(
+                        endpoint_window=1) as other, aiohttp.ClientSession(
             base_url=other.url("casestore"),
             headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
         yield api

@@ -19,6 +19,7 @@ from services.casestore.repo import forms as form_rows
 from services.casestore.repo import idempotency as idempotency_rows
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.responses import write_response_data
+from services.casestore.scheduler import hand_out_now
 from shared.errors import PermanentMessageError
 from shared.events import (
     CASE_CREATE_REQUESTED,
@@ -177,18 +178,21 @@ class CommandConsumer:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
+            endpoints: set[uuid.UUID] = set()
             for envelope in envelopes:
                 if envelope.id not in fresh or envelope.id in applied:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    await delivery_work.take_on(
-                        conn, DeliveryRequested.model_validate(envelope.data),
-                        envelope.form_id or "")
+                    request = DeliveryRequested.model_validate(envelope.data)
+                    await delivery_work.take_on(conn, request, envelope.form_id or "")
+                    endpoints.add(request.automation_id)
                 else:
-                    await delivery_work.settle(
-                        conn, DeliveryAttempted.model_validate(envelope.data), self._settings,
-                        causation_id=str(envelope.id))
+                    report = DeliveryAttempted.model_validate(envelope.data)
+                    await delivery_work.settle(conn, report, self._settings,
+                                               causation_id=str(envelope.id))
+                    endpoints.add(report.automation_id)  # a slot came free
+            await hand_out_now(conn, endpoints, self._settings)
         return [e.id in fresh for e in envelopes]
 
     async def response_data(self, envelope: Envelope) -> None:

@@ -27,7 +27,14 @@ from shared.events import (
     DeliveryRequested,
     new_event,
 )
-from shared.schedule import attempts_allowed, cooldown, disable_after, retry_delay
+from shared.schedule import (
+    FAILING_REASON_PREFIX,
+    GONE_REASON,
+    attempts_allowed,
+    cooldown,
+    disable_after,
+    retry_delay,
+)
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -52,8 +59,6 @@ async def take_on(conn: Conn, request: DeliveryRequested, form_id: str) -> bool:
     taken = await schedule_rows.insert_requested(
         conn, request, form_id, definition.name, settings.retry,
         attempts_allowed(settings.retry, settings.attempts))
-    if taken:
-        await schedule_rows.wake_scheduler(conn)
     return taken
 
 
@@ -73,7 +78,6 @@ async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
     elif report.verdict != "succeeded":
         state = "failed"
     await schedule_rows.settle(conn, report.delivery_id, state, wait)
-    await schedule_rows.wake_scheduler(conn)  # an endpoint slot came free
     if report.verdict == "succeeded":
         await schedule_rows.record_success(conn, report.automation_id)
         await _write_answer(conn, report, delivery["case_id"], causation_id)
@@ -93,7 +97,7 @@ async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUI
 
 async def _count_failure(conn: Conn, report: DeliveryAttempted, settings: Settings) -> None:
     if report.verdict == "gone":
-        await disable(conn, report.automation_id, "the receiver answered 410 Gone")
+        await disable(conn, report.automation_id, GONE_REASON)
         return
     before = await schedule_rows.health(conn, report.automation_id) or schedule_rows.HealthRow()
     # A failed probe opens it again at once; otherwise enough failures in a row do.
@@ -106,8 +110,8 @@ async def _count_failure(conn: Conn, report: DeliveryAttempted, settings: Settin
                     consecutive_failures=after["consecutive_failures"])
     failing_for = after["failing_for"]
     if failing_for is not None and failing_for.total_seconds() >= disable_after(settings):
-        await disable(conn, report.automation_id, f"every delivery failed for "
-                      f"{settings.disable_after_days:g} days")
+        await disable(conn, report.automation_id,
+                      f"{FAILING_REASON_PREFIX}{settings.disable_after_days:g} days")
 
 
 async def disable(conn: Conn, automation_id: uuid.UUID, reason: str) -> None:

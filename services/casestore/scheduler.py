@@ -9,6 +9,7 @@ leave through the outbox, in the same transaction that marks them `sending`.
 """
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +32,9 @@ ENDPOINTS_PER_ROUND = 100
 def room(endpoint: asyncpg.Record, settings: Settings) -> tuple[int, int]:
     """(attempts this endpoint may get now, attempts already counted in this second)."""
     request: dict[str, Any] = endpoint["settings"]
-    cap = 1 if endpoint["state"] in ("open", "half_open") else settings.endpoint_concurrency
+    # An endpoint that was paused gets one probe; the dispatcher keeps the rest of the window
+    # to endpoint_concurrency requests at a time.
+    cap = 1 if endpoint["state"] in ("open", "half_open") else settings.endpoint_window
     free = cap - int(endpoint["in_flight"])
     per_second = request.get("max_per_second")
     counted = 0
@@ -43,7 +46,48 @@ def room(endpoint: asyncpg.Record, settings: Settings) -> tuple[int, int]:
     return max(0, free), counted
 
 
+async def hand_out(conn: Conn, endpoint: asyncpg.Record, settings: Settings) -> int:
+    """Hand out as many of the endpoint's due attempts as it has room for (its row locked)."""
+    free, counted = room(endpoint, settings)
+    if free == 0:
+        return 0
+    automation_id = endpoint["automation_id"]
+    if endpoint["state"] == "open":  # its cool-down is over: one probe decides
+        await schedule_rows.half_open(conn, automation_id)
+    timeout = float(endpoint["settings"].get("timeout", 60))
+    due = await schedule_rows.hand_out(conn, automation_id, free,
+                                       timeout + settings.delivery_lease_margin_seconds)
+    if endpoint["settings"].get("max_per_second") and due:
+        start = endpoint["window_start"] if counted else endpoint["now"]
+        await schedule_rows.count_in_window(conn, automation_id, start, counted + len(due))
+    await outbox_rows.insert_outbox(conn, [_due_event(row, endpoint) for row in due])
+    return len(due)
+
+
+async def hand_out_now(conn: Conn, automation_ids: set[uuid.UUID], settings: Settings) -> int:
+    """In the transaction that took deliveries on or settled attempts: hand out what those
+    endpoints may send now, so the next attempt needs no scheduler round. An endpoint another
+    transaction holds (SKIP LOCKED) is left to that one, or to the scheduler."""
+    if not automation_ids:
+        return 0
+    endpoints = await schedule_rows.lock_due_endpoints(conn, len(automation_ids),
+                                                       only=sorted(automation_ids))
+    return sum([await hand_out(conn, e, settings) for e in endpoints])
+
+
+def _due_event(row: asyncpg.Record, endpoint: asyncpg.Record) -> Any:
+    case = CaseChanged.model_validate(row["case_snapshot"])
+    due = DeliveryDue(delivery_id=row["id"], automation_id=row["automation_id"],
+                      form_id=row["form_id"], form_revision=endpoint["form_revision"],
+                      webhook_id=row["webhook_id"], number=row["attempts_made"], case=case,
+                      lease_until=row["lease_until"])
+    return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id)
+
+
 class DeliveryScheduler:
+    """Hands out what became due with time (a retry's wait over, a lease run out, a circuit's
+    cool-down ended) and whatever the consumer's transactions left to it."""
+
     def __init__(self, pool: asyncpg.Pool, settings: Settings):
         self._pool = pool
         self._settings = settings
@@ -54,35 +98,7 @@ class DeliveryScheduler:
         """One round; returns how many attempts it handed out."""
         async with self._pool.acquire() as conn, conn.transaction():
             endpoints = await schedule_rows.lock_due_endpoints(conn, ENDPOINTS_PER_ROUND)
-            handed = 0
-            for endpoint in endpoints:
-                handed += await self._hand_out(conn, endpoint)
-        return handed
-
-    async def _hand_out(self, conn: Conn, endpoint: asyncpg.Record) -> int:
-        free, counted = room(endpoint, self._settings)
-        if free == 0:
-            return 0
-        automation_id = endpoint["automation_id"]
-        if endpoint["state"] == "open":  # its cool-down is over: one probe decides
-            await schedule_rows.half_open(conn, automation_id)
-        timeout = float(endpoint["settings"].get("timeout", 60))
-        due = await schedule_rows.hand_out(conn, automation_id, free,
-                                           timeout + self._settings.delivery_lease_margin_seconds)
-        if endpoint["settings"].get("max_per_second") and due:
-            start = endpoint["window_start"] if counted else endpoint["now"]
-            await schedule_rows.count_in_window(conn, automation_id, start, counted + len(due))
-        await outbox_rows.insert_outbox(conn, [self._due_event(row, endpoint) for row in due])
-        return len(due)
-
-    @staticmethod
-    def _due_event(row: asyncpg.Record, endpoint: asyncpg.Record) -> Any:
-        case = CaseChanged.model_validate(row["case_snapshot"])
-        due = DeliveryDue(delivery_id=row["id"], automation_id=row["automation_id"],
-                          form_id=row["form_id"], form_revision=endpoint["form_revision"],
-                          webhook_id=row["webhook_id"], number=row["attempts_made"], case=case,
-                          lease_until=row["lease_until"])
-        return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id)
+            return sum([await hand_out(conn, e, self._settings) for e in endpoints])
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

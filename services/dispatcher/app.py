@@ -4,10 +4,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.dispatcher import api
+from services.dispatcher import api, metrics
 from services.dispatcher.api import DISPATCH
 from services.dispatcher.consumers import CONSUMER, handler_for
-from services.dispatcher.deliveries import Dispatch, InFlight
+from services.dispatcher.deliveries import Dispatch
+from services.dispatcher.in_flight import InFlight
 from services.dispatcher.repo import Reader
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
@@ -39,7 +40,8 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     sender = Sender(settings)
     reader = Reader(app[POOL], app[SECRET_BOX])
     app[DISPATCH] = Dispatch(settings=settings, reader=reader, publisher=app[PUBLISHER],
-                             sender=sender, rules=RulesCache(reader), in_flight=InFlight())
+                             sender=sender, rules=RulesCache(reader),
+                             in_flight=InFlight(settings.endpoint_concurrency))
     yield
     await app[DISPATCH].in_flight.drain(settings.shutdown_grace_seconds)
     await sender.close()
@@ -52,7 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
+    app.cleanup_ctx.extend([pool_ctx, metrics.refresh_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
                                          db_probe)])
     app.router.add_routes(api.routes)

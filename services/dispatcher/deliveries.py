@@ -10,16 +10,16 @@ runs out.
 
 import asyncio
 import uuid
-from collections import OrderedDict
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
+from services.dispatcher import metrics
 from services.dispatcher.content import Target, build_content
+from services.dispatcher.in_flight import InFlight
 from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
 from services.dispatcher.rules_cache import RulesCache
@@ -41,7 +41,6 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-REMEMBERED_ATTEMPTS = 100_000
 DELIVERY_NAMESPACE = uuid.UUID("0b6c2f4e-8d1a-4f57-9a3e-5c7d9e1f2a3b")
 
 
@@ -52,45 +51,6 @@ def delivery_id_for(event_id: uuid.UUID, automation_id: uuid.UUID) -> uuid.UUID:
 
 def webhook_id_for(delivery_id: uuid.UUID) -> str:
     return f"msg_{delivery_id.hex}"
-
-
-@dataclass
-class InFlight:
-    """The attempts this process is sending; on shutdown they may finish within the grace."""
-
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    # Attempts begun here lately: an attempt message that comes back after a lost connection
-    # (its ack lost with it) is not sent a second time by the process that sent it.
-    begun: OrderedDict[tuple[uuid.UUID, int], None] = field(default_factory=OrderedDict)
-
-    def start(self, key: tuple[uuid.UUID, int], work: Coroutine[Any, Any, None]) -> None:
-        if key in self.begun:
-            work.close()
-            log.info("attempt_already_begun", delivery_id=str(key[0]), number=key[1])
-            return
-        self.begun[key] = None
-        if len(self.begun) > REMEMBERED_ATTEMPTS:
-            self.begun.popitem(last=False)
-        task = asyncio.create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            # casestore hands the attempt out again when its lease runs out.
-            log.error("attempt_failed", error=repr(error), exc_info=error)
-
-    async def drain(self, grace_seconds: float) -> None:
-        if not self.tasks:
-            return
-        _, unfinished = await asyncio.wait(set(self.tasks), timeout=grace_seconds)
-        for task in unfinished:
-            task.cancel()
-        if unfinished:
-            log.warning("shutdown_with_attempts_in_flight", count=len(unfinished),
-                        note="casestore hands them out again when their lease runs out")
-            await asyncio.wait(unfinished)
 
 
 @dataclass(frozen=True)
@@ -143,14 +103,20 @@ async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
         # automation comes back.
         log.info("attempt_of_inactive_automation", delivery_id=str(due.delivery_id))
         return
-    timeout = timedelta(seconds=automation.definition.action.settings.timeout)
-    if datetime.now(UTC) + timeout > due.lease_until:
-        log.info("attempt_arrived_too_late", delivery_id=str(due.delivery_id), number=due.number,
-                 note="casestore hands it out again")
-        return
-    target = Target(automation_id=automation.id, delivery_id=due.delivery_id, case=due.case,
-                    form=rules.form, automation_depth=due.case.automation_depth)
-    sent = await send(dispatch, automation, target, due.number)
+    # The request must end within the attempt's lease, or casestore sends it again meanwhile.
+    latest_start = due.lease_until - timedelta(
+        seconds=automation.definition.action.settings.timeout)
+    async with dispatch.in_flight.slot(automation.id, latest_start) as free:
+        if not free:
+            log.info("attempt_found_no_slot_in_its_lease", delivery_id=str(due.delivery_id),
+                     number=due.number, note="casestore hands it out again")
+            return
+        target = Target(automation_id=automation.id, delivery_id=due.delivery_id,
+                        case=due.case, form=rules.form,
+                        automation_depth=due.case.automation_depth)
+        with metrics.IN_FLIGHT.track_inprogress():
+            sent = await send(dispatch, automation, target, due.number)
+    metrics.record(sent)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(

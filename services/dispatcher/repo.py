@@ -9,6 +9,7 @@ import asyncpg
 from shared.automations import AutomationDefinition, with_password
 from shared.crypto import SecretBox
 from shared.forms import FormDefinition
+from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON
 
 FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, previous_secret,"
@@ -88,3 +89,35 @@ class Reader:
     async def case(self, case_id: uuid.UUID) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1",
                                         case_id)
+
+
+# What /metrics reports about the delivery engine (services/dispatcher/metrics.py), one
+# statement each; the backlog is counted on the deliveries_state index, not the whole log.
+WAITING_STATES = ("pending", "sending", "retrying")
+
+
+async def waiting_deliveries(pool: asyncpg.Pool) -> dict[str, int]:
+    """Deliveries on their way, by state (every waiting state, 0 if none)."""
+    rows = await pool.fetch(
+        "SELECT state, count(*) AS n FROM deliveries"
+        " WHERE state = ANY($1::text[]) GROUP BY state", list(WAITING_STATES))
+    counted = {r["state"]: int(r["n"]) for r in rows}
+    return {state: counted.get(state, 0) for state in WAITING_STATES}
+
+
+async def paused_endpoints(pool: asyncpg.Pool) -> int:
+    """Enabled automations whose circuit is open or half open."""
+    return int(await pool.fetchval(
+        "SELECT count(*) FROM endpoint_health h JOIN automations a ON a.id = h.automation_id"
+        " WHERE a.enabled AND h.state IN ('open', 'half_open')"))
+
+
+async def engine_disabled_automations(pool: asyncpg.Pool) -> dict[str, int]:
+    """Automations the delivery engine disabled: `gone` (a 410) and `failing` (for days)."""
+    row = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE disabled_reason = $1) AS gone,"
+        " count(*) FILTER (WHERE starts_with(disabled_reason, $2)) AS failing"
+        " FROM automations WHERE NOT enabled AND disabled_reason IS NOT NULL",
+        GONE_REASON, FAILING_REASON_PREFIX)
+    assert row is not None
+    return {"gone": int(row["gone"]), "failing": int(row["failing"])}

@@ -37,9 +37,11 @@ async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
     return inserted is True
 
 
-async def lock_due_endpoints(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Endpoints of enabled automations with due work whose circuit lets an attempt through,
-    locked for this scheduler (SKIP LOCKED: several casestore replicas share the work)."""
+async def lock_due_endpoints(conn: Conn, limit: int,
+                             only: list[uuid.UUID] | None = None) -> list[asyncpg.Record]:
+    """Endpoints of enabled automations (of `only`, if given) with due work whose circuit lets
+    an attempt through, locked for this transaction (SKIP LOCKED: several casestore replicas,
+    and the consumer's transactions, share them without handing out anything twice)."""
     return list(await conn.fetch(
         "SELECT h.automation_id, h.state, h.open_until, h.window_start, h.window_count,"
         " a.form_id, a.definition->'action'->'settings' AS settings, f.revision AS form_revision,"
@@ -49,9 +51,10 @@ async def lock_due_endpoints(conn: Conn, limit: int) -> list[asyncpg.Record]:
         " FROM endpoint_health h JOIN automations a ON a.id = h.automation_id AND a.enabled"
         " JOIN forms f ON f.id = a.form_id"
         " WHERE (h.state <> 'open' OR h.open_until <= now())"
+        " AND ($2::uuid[] IS NULL OR h.automation_id = ANY($2))"
         " AND EXISTS (SELECT 1 FROM deliveries d"
         f"   WHERE d.automation_id = h.automation_id AND {DUE})"
-        " ORDER BY h.automation_id LIMIT $1 FOR UPDATE OF h SKIP LOCKED", limit))
+        " ORDER BY h.automation_id LIMIT $1 FOR UPDATE OF h SKIP LOCKED", limit, only))
 
 
 async def hand_out(conn: Conn, automation_id: uuid.UUID, room: int,
