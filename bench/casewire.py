@@ -8,6 +8,7 @@
    delivery;
 4. a soak at a fixed moderate rate on that form: POST-to-arrival latency, RSS over time;
 5. isolation (bench/isolation.py): a healthy endpoint alone, then beside one that hangs.
+6. timers (bench/timers.py): claiming from a table of many timers, and many falling due at once.
 
 Every accepted request's id is kept, so `verify` can prove each is exactly one case, each
 case of the delivery form exactly one delivery, and each of the healthy isolation form too.
@@ -28,7 +29,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench import isolation, workload
+from bench import isolation, timers, workload
 from bench.cpu import CpuMeter
 from bench.loadgen import Job, LoadGenerator, LoadResult
 from bench.procs import memory_kib
@@ -324,7 +325,11 @@ class CasewireBench:
         figures["isolation"] = await isolation.measure(self, moderate, p.isolation_seconds)
         iso = figures["isolation"]
         self.say(f"isolation: healthy throughput ratio {iso['throughput_ratio'] or 0:.2f}, "
-                 f"p99 ratio {iso['p99_ratio'] or 0:.2f}; checking")
+                 f"p99 ratio {iso['p99_ratio'] or 0:.2f}")
+        figures["timers"] = await timers.measure(self, p.timers_pending, p.timers_burst)
+        fired = figures["timers"]
+        self.say(f"timers: {fired['fired']:,} of {fired['burst']:,} fired at "
+                 f"{fired['rate'] or 0:,.0f}/s; checking")
         self.outcome.checks = await self.verify(arrivals)
         return self.outcome
 

@@ -35,6 +35,7 @@ def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str,
     if d["unexpected"] or d["unparseable"]:
         failures.append(f"{d['unexpected'] + d['unparseable']} deliveries match no case")
     _isolation(checks.get("isolation"), casewire.get("isolation"), failures, warnings, lines)
+    _timers(casewire.get("timers"), failures, warnings, lines)
     log = checks["delivery_log"]
     lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed, "
                  f"{log.get('waiting', 0)} still waiting of {log['expected']:,}")
@@ -91,3 +92,14 @@ def _isolation(check: dict[str, Any] | None, figures: dict[str, Any] | None,
     if (figures["p99_ratio"] or 0) > 2:
         warnings.append(f"isolation: its p99 beside a hanging one was "
                         f"{figures['p99_ratio']:.1f}x its p99 alone (goal 2x)")
+
+
+def _timers(figures: dict[str, Any] | None, failures: list[str], warnings: list[str],
+            lines: list[str]) -> None:
+    if not figures:
+        return
+    lines.append(f"timers: {figures['fired']:,} of {figures['burst']:,} due timers fired")
+    if figures["fired"] != figures["burst"]:
+        failures.append(f"timers: {figures['burst'] - figures['fired']:,} due timers never fired")
+    elif (figures["rate"] or 0) < 2000:
+        warnings.append(f"timers: fired at {figures['rate'] or 0:,.0f}/s, under the 2,000/s goal")

@@ -31,6 +31,8 @@ class Profile:
     soak_seconds: float = 100.0      # at the moderate rate: latency and memory over time
     drain_timeout: float = 120.0     # longest wait for the last case / delivery
     isolation_seconds: float = 20.0  # each isolation phase (healthy alone, then beside a hang)
+    timers_pending: int = 1_000_000  # timers in the table for the claim and the burst
+    timers_burst: int = 10_000       # of them falling due at once
 
 
 DEFAULT = Profile(name="default")
@@ -53,6 +55,8 @@ QUICK = Profile(
     soak_seconds=6.0,
     drain_timeout=60.0,
     isolation_seconds=5.0,
+    timers_pending=50_000,
+    timers_burst=5_000,
 )
 
 PROFILES = {p.name: p for p in (DEFAULT, QUICK)}

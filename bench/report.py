@@ -66,6 +66,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
                        cw["delivery_latency"]["latency_ms"].get(p), floor.get(p), "ms",
                        "sum of bare hops: 2 HTTP + 2 publish + 1 commit"))
     out += _isolation_rows(cw.get("isolation"))
+    out += _timer_rows(cw.get("timers"))
     bare_rss = limits["aiohttp"].get("peak_rss_mib")
     for name, mem in cw["memory"].items():
         out.append(Row(f"peak RSS {name}", mem["peak_mib"], bare_rss, "MiB",
@@ -88,6 +89,20 @@ def _isolation_rows(iso: dict[str, Any] | None) -> list[Row]:
         out.append(Row(f"isolation: its POST to arrival {p}", beside["latency_ms"].get(p),
                        alone["latency_ms"].get(p), "ms", f"the same alone{goal}"))
     return out
+
+
+def _timer_rows(t: dict[str, Any] | None) -> list[Row]:
+    """Claiming stays flat as the table grows; a burst of due timers fires at (goal) 2,000/s."""
+    if not t:
+        return []
+    return [
+        Row(f"timers: claim with {t['pending']:,} pending", t["claim_ms_large"],
+            t["claim_ms_small"], "ms", f"the same with {t['small']:,} pending (flat: ~1)"),
+        Row(f"timers: {t['burst']:,} falling due at once, fired/s", t["rate"], 2000.0,
+            "firings/s", "goal (to the dispatcher)"),
+        *(Row(f"timers: lateness {p} in that burst", t["late_by_ms"].get(p), None, "ms",
+              "after the moment they fell due") for p in ("p50", "p99")),
+    ]
 
 
 def _method(run: dict[str, Any]) -> str:
