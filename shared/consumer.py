@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import aio_pika
@@ -31,8 +32,15 @@ OWN_RETRIES = 3
 OWN_BACKOFF = 0.2
 # The longest a stopping consumer waits on the broker (it may be down).
 BROKER_CALL_TIMEOUT = 1.0
+# Set while a handler runs: whether the broker delivered this message before (a crash, a closed
+# channel), so a handler can leave its shortcuts to the slower path that deduplicates.
+_REDELIVERED: ContextVar[bool] = ContextVar("redelivered", default=False)
 # Broker-set headers that must not follow a message handed back as a fresh copy.
 _BROKER_HEADERS = ("x-delivery-count", "x-death")
+
+
+def is_redelivery() -> bool:
+    return _REDELIVERED.get()
 
 
 class Consumer:
@@ -88,6 +96,7 @@ class Consumer:
             await message.reject(requeue=False)
             acks.settled(message)
             return
+        _REDELIVERED.set(bool(message.redelivered))
         with bound_context(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
                            event_type=envelope.type):
             try:

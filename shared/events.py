@@ -202,6 +202,10 @@ class DeliveryRequested(BaseModel):
     webhook_id: str  # Standard Webhooks message id, stable across retries and replays
     case: "CaseChanged"
     once: bool = False  # casestore grants it only if it is the automation's first for the case
+    # Set when the dispatcher sends the first attempt itself, at once (it had a free slot for
+    # a healthy endpoint): casestore records the attempt as out until then, and hands out
+    # only what comes after it.
+    first_attempt_until: datetime | None = None
 
 
 class DeliveryDue(BaseModel):

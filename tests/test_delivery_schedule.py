@@ -138,8 +138,8 @@ async def test_an_endpoints_window_of_attempts_is_handed_out_and_others_go_by(
 
 @pytest.fixture
 async def tripping(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
-    """A casestore whose circuits open after 2 failures in a row, for a second."""
-    async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=1.0,
+    """A casestore whose circuits open after 2 failures in a row, for two seconds."""
+    async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=2.0,
                         endpoint_window=1) as other, aiohttp.ClientSession(
             base_url=other.url("casestore"),
             headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
@@ -159,7 +159,7 @@ async def test_failures_in_a_row_pause_the_endpoint_until_one_probe_succeeds(
     await played.none_due(0.6)  # paused
     for waiting in ids[2:]:  # waiting deliveries are not charged an attempt meanwhile
         assert (await shown(api, waiting, "pending"))["attempt_count"] == 0
-    probe = await played.due(within=3)
+    probe = await played.due(within=6)
     await played.none_due(0.3)  # only the probe while half open
     await played.report(probe, 200)
     health = await health_when(api, automation, "closed")
@@ -176,7 +176,7 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
         await played.request(automation, case)
     await played.report(await played.due(), 500)
     await played.report(await played.due(), 500)
-    await played.report(await played.due(within=3), 500)  # the probe
+    await played.report(await played.due(within=6), 500)  # the probe
     await until(lambda: health_is(api, automation, ("open", 3)))
 
 

@@ -37,7 +37,7 @@ async def on_case_event(dispatch: Dispatch, envelope: Envelope) -> None:
               and (case.timer is None or a.id == case.timer.automation_id)
               and fires(a.definition, envelope.type, case, envelope.form_id)]
     if firing:
-        await request_deliveries(dispatch, envelope, case, firing)
+        await request_deliveries(dispatch, envelope, case, firing, rules.revision)
 
 
 def handler_for(dispatch: Dispatch) -> Callable[[Envelope], Awaitable[None]]:

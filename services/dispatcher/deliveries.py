@@ -26,6 +26,7 @@ from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender, Sent
 from shared import broker
 from shared.automations import response_values
+from shared.consumer import is_redelivery
 from shared.errors import DependencyUnavailable
 from shared.events import (
     DELIVERY_ATTEMPTED,
@@ -65,18 +66,44 @@ class Dispatch:
     in_flight: InFlight
 
 
+def _sends_first_itself(dispatch: Dispatch, automation: Automation) -> bool:
+    """The first attempt may go straight out (one hop less than through casestore's schedule)
+    when this dispatcher has a free slot for an endpoint that did not just fail here, and
+    nothing else must be settled first: a `once` claim, a rate limit, or whether casestore
+    has the delivery already (a case event that came back may have been delivered)."""
+    settings = automation.definition.action.settings
+    return (not automation.definition.once and settings.max_per_second is None
+            and not is_redelivery() and dispatch.in_flight.free_now(automation.id))
+
+
 async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseChanged,
-                             automations: list[Automation]) -> None:
-    """Hand the deliveries these automations cause to casestore; returns once confirmed."""
-    requests = []
+                             automations: list[Automation], form_revision: int) -> None:
+    """Hand the deliveries these automations cause to casestore; returns once confirmed.
+
+    A first attempt the dispatcher sends itself starts only after casestore has the delivery,
+    so its outcome never arrives before the delivery it belongs to.
+    """
+    requests, first = [], []
     for automation in automations:
         delivery_id = delivery_id_for(envelope.id, automation.id)
+        lease = None
+        if _sends_first_itself(dispatch, automation):
+            lease = datetime.now(UTC) + timedelta(seconds=(
+                automation.definition.action.settings.timeout
+                + dispatch.settings.delivery_lease_margin_seconds))
+            first.append(DeliveryDue(
+                delivery_id=delivery_id, automation_id=automation.id,
+                form_id=envelope.form_id or "", form_revision=form_revision,
+                webhook_id=webhook_id_for(delivery_id), number=1, case=case,
+                lease_until=lease))
         requests.append(new_event(DELIVERY_REQUESTED, DeliveryRequested(
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
             webhook_id=webhook_id_for(delivery_id), case=case,
-            once=automation.definition.once), form_id=envelope.form_id, case_id=case.case_id,
-            causation_id=str(envelope.id)))
+            once=automation.definition.once, first_attempt_until=lease),
+            form_id=envelope.form_id, case_id=case.case_id, causation_id=str(envelope.id)))
     await asyncio.gather(*(dispatch.publisher.publish(r) for r in requests))
+    for due in first:
+        on_due(dispatch, due)
 
 
 async def send(dispatch: Dispatch, automation: Automation, target: Target, number: int) -> Sent:
@@ -117,6 +144,7 @@ async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
         with metrics.IN_FLIGHT.track_inprogress():
             sent = await send(dispatch, automation, target, due.number)
     metrics.record(sent)
+    dispatch.in_flight.outcome(automation.id, sent.verdict == "succeeded")
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(

@@ -24,6 +24,9 @@ class InFlight:
     concurrency: int  # requests in flight per endpoint
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     slots: dict[uuid.UUID, asyncio.Semaphore] = field(default_factory=dict)
+    # Endpoints whose last attempt from here failed: their attempts go through casestore's
+    # schedule (its circuit breaker, its waits) rather than straight out.
+    failing: set[uuid.UUID] = field(default_factory=set)
     # Attempts begun here lately: an attempt message that comes back after a lost connection
     # (its ack lost with it) is not sent a second time by the process that sent it.
     begun: OrderedDict[tuple[uuid.UUID, int], None] = field(default_factory=OrderedDict)
@@ -45,6 +48,17 @@ class InFlight:
         if not task.cancelled() and (error := task.exception()) is not None:
             # casestore hands the attempt out again when its lease runs out.
             log.error("attempt_failed", error=repr(error), exc_info=error)
+
+    def free_now(self, automation_id: uuid.UUID) -> bool:
+        """A request to this endpoint could start at once, and it did not just fail."""
+        slots = self.slots.get(automation_id)
+        return automation_id not in self.failing and (slots is None or not slots.locked())
+
+    def outcome(self, automation_id: uuid.UUID, succeeded: bool) -> None:
+        if succeeded:
+            self.failing.discard(automation_id)
+        else:
+            self.failing.add(automation_id)
 
     @contextlib.asynccontextmanager
     async def slot(self, automation_id: uuid.UUID, latest: datetime) -> AsyncIterator[bool]:

@@ -23,15 +23,19 @@ async def wake_scheduler(conn: Conn) -> None:
 
 async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
                            automation_name: str, schedule: str, attempts: int) -> bool:
-    """A new delivery, due at once; False if it exists already (a repeated request)."""
+    """A new delivery, due at once (or its first attempt out already, until its lease); False
+    if it exists already (a repeated request)."""
+    out_until = request.first_attempt_until
     inserted = await conn.fetchval(
         "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
-        " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, now())"
+        " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
+        " attempts_made, lease_until)"
+        " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $11::timestamptz IS NULL THEN 'pending'"
+        " ELSE 'sending' END, $7, $8, $9, $10, now(), ($11::timestamptz IS NOT NULL)::int, $11)"
         " ON CONFLICT (id) DO NOTHING RETURNING true",
         request.delivery_id, request.automation_id, request.case.case_id, form_id,
         request.event_id, request.webhook_id, automation_name, schedule,
-        request.case.model_dump(mode="json"), attempts)
+        request.case.model_dump(mode="json"), attempts, out_until)
     await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
                        " ON CONFLICT DO NOTHING", request.automation_id)
     return inserted is True
