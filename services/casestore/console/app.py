@@ -22,7 +22,6 @@ from services.casestore.console import (
 from services.casestore.console.render import ago, page, see_other, text, utc
 from services.casestore.console.session import (
     COOKIE,
-    SESSION,
     SESSION_KEYS,
     SessionKeys,
     clear_cookie,
@@ -65,8 +64,6 @@ def refused(request: web.Request, message: str, status: int = 403) -> web.Respon
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Signed-out visitors see only the sign-in page; every change needs the CSRF token."""
     session = current(request)
-    if session is not None:
-        request[SESSION] = session
     if request.method not in ("GET", "HEAD"):
         if not _same_origin(request):
             return refused(request, "This form was sent from another site.")

@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.casestore.console.session import SESSION, Session
+from services.casestore.console.session import current
 from shared.forms import FieldError
 
 # What a redirect after a change tells the next page (`?notice=...`).
@@ -35,7 +35,7 @@ FormData = MultiDictProxy[str | bytes | Any]
 
 
 def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    session: Session | None = request.get(SESSION)
+    session = current(request)
     notice = NOTICES.get(request.query.get("notice", ""), "")
     context = {"csrf": session.csrf if session else "", "signed_in": session is not None,
                "notice": notice.format(n=request.query.get("n", "?")), "path": request.path,

@@ -68,7 +68,6 @@ class SessionKeys:
 
 
 SESSION_KEYS = web.AppKey("console_session_keys", SessionKeys)
-SESSION = "console_session"  # the request's Session, set by the console's guard
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, value: str) -> None:
