@@ -35,7 +35,8 @@ async def test_signed_out_visitor_is_sent_to_sign_in(stack: Stack,
     async with http.get(base + "/console", allow_redirects=True) as resp:
         body = await resp.text()
     assert resp.url.path == "/console/sign-in"
-    assert "Admin token" in body and "Deliveries" not in body
+    assert "Admin token" in body
+    assert "Deliveries" not in body
 
 
 async def test_post_without_a_session_is_refused(stack: Stack,
@@ -131,8 +132,10 @@ async def test_form_errors_are_shown_next_to_their_field(stack: Stack) -> None:
     rows = body.split('<div class="field-row')[1:]
     assert len(rows) == 3
     assert 'class="error"' not in rows[0]
-    assert 'class="error" id="err-field-1"' in rows[1] and "should match pattern" in rows[1]
-    assert 'id="err-field-2"' in rows[2] and "needs a list of options" in rows[2]
+    assert 'class="error" id="err-field-1"' in rows[1]
+    assert "should match pattern" in rows[1]
+    assert 'id="err-field-2"' in rows[2]
+    assert "needs a list of options" in rows[2]
     assert 'value="Bad Id"' in body  # what was typed is kept
 
 
@@ -172,9 +175,12 @@ async def test_webhook_page_enables_rotates_and_allows_users(
                            {"enabled": "on", "authenticate_user": "on"})
         async with api.get(f"/api/forms/{form_id}/incoming-webhook") as resp:
             hook = await resp.json()
-        assert hook["enabled"] and hook["authenticate_user"]
+        assert hook["enabled"]
+        assert hook["authenticate_user"]
         body = await console.page(f"/console/forms/{form_id}/webhook")
-        assert hook["url"] in body and "curl -X POST" in body and "data-copy" in body
+        assert hook["url"] in body
+        assert "curl -X POST" in body
+        assert "data-copy" in body
         body, _ = await console.post(f"/console/forms/{form_id}/webhook/rotate", {},
                                      status=400)
         assert "Tick the box" in body
@@ -206,7 +212,8 @@ async def test_automation_errors_are_shown_next_to_their_part(
         body, _ = await console.post(f"/console/forms/{form_id}/automations/new", [
             *automation_fields("Bad", "http://127.0.0.1/hook"), ("if", "{not json")],
             status=400)
-        assert 'id="err-if"' in body and "not valid JSON" in body
+        assert 'id="err-if"' in body
+        assert "not valid JSON" in body
         body, _ = await console.post(f"/console/forms/{form_id}/automations/new", [
             *automation_fields("Bad", "http://127.0.0.1/hook", when=("field_changed",))],
             status=400)
@@ -216,8 +223,10 @@ async def test_automation_errors_are_shown_next_to_their_part(
                                content=(("n", "meta", "no_such_meta"),
                                         ("t", "field", "text-field"))),
             ("if", '{"all": [{"field": "nope", "op": "eq", "value": 1}]}')], status=400)
-    assert 'id="err-if"' in body and "&#39;nope&#39;" in body
-    assert 'id="err-content-0"' in body and "no_such_meta" in body
+    assert 'id="err-if"' in body
+    assert "&#39;nope&#39;" in body
+    assert 'id="err-content-0"' in body
+    assert "no_such_meta" in body
     assert 'id="err-content-1"' not in body
     assert 'id="err-settings-url"' in body
 
@@ -244,11 +253,13 @@ async def test_automation_is_created_and_edited_like_the_api_does(
         assert shown["if"]["any"][1]["all"][0]["op"] == "gt"
         assert shown["action"]["content"][1] == {"key": "v", "value": 42}
         settings = shown["action"]["settings"]
-        assert settings["retry"] == "extended" and settings["max_per_second"] == 5
+        assert settings["retry"] == "extended"
+        assert settings["max_per_second"] == 5
         assert settings["auth"] == {"type": "basic", "username": "crm", "password": "***"}
         assert shown["action"]["response"] == [{"field": "email", "key": "a.b"}]
         page = await console.page(f"/console/automations/{automation}")
-        assert "To CRM" in page and 'placeholder="unchanged"' in page
+        assert "To CRM" in page
+        assert 'placeholder="unchanged"' in page
         # Saved again with the password left blank: the stored one is kept.
         await console.post(f"/console/automations/{automation}", automation_fields(
             "Renamed", url, content=(("t", "field", "text-field"),), auth="basic",
@@ -278,7 +289,8 @@ async def test_enable_disable_rotate_and_test_send(
         assert "tick the box" in body
         await console.post(f"{path}/rotate-secret", {"overlap_hours": "2", "confirm": "on"})
         body, _ = await console.post(f"{path}/test", {}, status=200)
-    assert "from the receiver" in body and "dispatcher status 200" in body
+    assert "from the receiver" in body
+    assert "dispatcher status 200" in body
     async with api.get(f"/api/automations/{automation}") as resp:
         shown = await resp.json()
     assert shown["enabled"] is True
@@ -327,7 +339,8 @@ async def test_health_page_shows_charts_queues_and_outbox(
             await asyncio.sleep(0.1)
     assert re.search(r'aria-label="[^"]*: deliveries per hour over the last 24 hours, '
                      r'1 succeeded, 0 failed, 0 waiting"', section)
-    assert "p95 attempt" in section and " ms</strong> over 1 attempt" in section
+    assert "p95 attempt" in section
+    assert " ms</strong> over 1 attempt" in section
     prefix = stack.settings.name_prefix
     for queue in (f"{prefix}.casestore", f"{prefix}.dispatcher", f"{prefix}.dead-letters"):
         assert re.search(rf"{re.escape(queue)}.*?</th>\s*<td class=\"num\">\d+</td>", body, re.S)
@@ -348,13 +361,16 @@ async def test_cases_and_a_case_with_its_history_and_deliveries(
     await receiver.wait_for(url, 1)
     async with signed_in(stack) as console:
         listing = await console.page(f"/console/forms/{hook['form_id']}/cases")
-        assert f'/console/cases/{case["id"]}' in listing and "a case" in listing
+        assert f'/console/cases/{case["id"]}' in listing
+        assert "a case" in listing
         for _ in range(100):
             body = await console.page(f"/console/cases/{case['id']}")
             if "state-succeeded" in body:
                 break
             await asyncio.sleep(0.1)
-    assert "v2" in body and "registered" in body and "closed" in body
+    assert "v2" in body
+    assert "registered" in body
+    assert "closed" in body
     assert "/console/deliveries/" in body
     await console_404s(stack)
 

@@ -111,7 +111,8 @@ async def attempt_times(conn: Conn, since: datetime) -> dict[uuid.UUID, AttemptT
         "SELECT d.automation_id, count(*) AS attempts,"
         " percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95_ms"
         " FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id"
-        f" WHERE d.created_at >= $1::timestamptz - interval '{ATTEMPT_LOOKBACK}' AND a.started_at >= $1"
+        f" WHERE d.created_at >= $1::timestamptz - interval '{ATTEMPT_LOOKBACK}'"
+        " AND a.started_at >= $1"
         " GROUP BY d.automation_id", since)
     return {r["automation_id"]: AttemptTimes.from_record(r) for r in rows}
 
