@@ -9,8 +9,8 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 480, 150
-LEFT, RIGHT, TOP, BOTTOM = 34, 6, 10, 22
+WIDTH, HEIGHT = 480, 160
+LEFT, RIGHT, TOP, BOTTOM = 34, 6, 12, 26
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 # (outcome, label, fill) in stacking order, bottom first.
 OUTCOMES = (("succeeded", "succeeded", "solid"), ("failed", "failed", "hatch"),
@@ -69,7 +69,7 @@ def _bar(prefix: str, x: float, width: float, bucket: Bucket, scale: float) -> s
 def _axes(buckets: list[Bucket], top: int) -> str:
     parts = [f'<line x1="{LEFT}" y1="{TOP + PLOT_H}" x2="{LEFT + PLOT_W}" y2="{TOP + PLOT_H}" '
              'class="chart-axis"/>',
-             f'<text x="{LEFT - 4}" y="{TOP + 8}" text-anchor="end" class="chart-label">'
+             f'<text x="{LEFT - 4}" y="{TOP + 10}" text-anchor="end" class="chart-label">'
              f"{top}</text>",
              f'<text x="{LEFT - 4}" y="{TOP + PLOT_H}" text-anchor="end" class="chart-label">'
              "0</text>"]
