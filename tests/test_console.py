@@ -21,17 +21,19 @@ from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(120)
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_INSTALLED = CHROMIUM.exists()
 # Headless, and quiet: no connection to anything but the pages under test.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not CHROMIUM_INSTALLED:
         pytest.fail("Chromium is not installed: `apt-get install chromium` (.ci/run does it)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
@@ -59,7 +61,6 @@ class Tab:
         await self.page.goto(self.base + path)
 
     async def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
         await self.page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
     async def sign_in(self, token: str) -> None:
