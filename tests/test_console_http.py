@@ -11,6 +11,8 @@ import pytest
 
 from services.casestore.console.session import COOKIE, SESSION_SECONDS, SessionKeys
 from services.casestore.console.triggers import KINDS
+from services.cli import _banner
+from shared.settings import Settings
 from tests.conftest import AutomationFactory, FormFactory
 from tests.console_helpers import automation_fields, form_fields, signed_in
 from tests.receiver import Receiver, Reply
@@ -381,3 +383,8 @@ async def console_404s(stack: Stack) -> None:
                      "/console/forms/no-such-form", f"/console/deliveries/{uuid.uuid4()}",
                      "/console/nothing-here"):
             assert "Not found" in await console.page(path, status=404)
+
+
+def test_run_banner_prints_the_console_url(settings: Settings) -> None:
+    banner = _banner(settings, "token", "http://hook")
+    assert f"console     http://127.0.0.1:{settings.casestore_port}/console/" in banner

@@ -74,11 +74,12 @@ def _axes(buckets: list[Bucket], top: int) -> str:
              f'<text x="{LEFT - 4}" y="{TOP + PLOT_H}" text-anchor="end" class="chart-label">'
              "0</text>"]
     step = PLOT_W / len(buckets)
+    last = len(buckets) - 1
     for i, bucket in enumerate(buckets):
-        if i % 6 == 0 or i == len(buckets) - 1:
-            parts.append(f'<text x="{LEFT + i * step + step / 2:.1f}" y="{HEIGHT - 6}" '
-                         'text-anchor="middle" class="chart-label">'
-                         f"{bucket.hour.strftime('%H:00')}</text>")
+        if i % 6 == 0 or i == last:
+            x, anchor = (LEFT + PLOT_W, "end") if i == last else (LEFT + i * step, "start")
+            parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" '
+                         f'class="chart-label">{bucket.hour.strftime("%H:00")}</text>')
     return "".join(parts)
 
 

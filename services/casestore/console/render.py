@@ -109,5 +109,8 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     return f"in {amount}" if future else f"{amount} ago"
 
 
-def utc(when: datetime | None) -> str:
+def utc(when: datetime | str | None) -> str:
+    """A time as the console shows it; an API answer's ISO text too."""
+    if isinstance(when, str):
+        when = datetime.fromisoformat(when)
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else ""
