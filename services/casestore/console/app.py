@@ -131,12 +131,15 @@ def _pretty(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
+FILTERS: dict[str, Callable[..., str]] = {"utc": utc, "ago": ago, "pretty": _pretty}
+
+
 def create_console(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[guard, errors_as_pages])
     app[SESSION_KEYS] = SessionKeys.derive(settings.signing_key, settings.admin_token)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=True,
-                         filters={"utc": utc, "ago": ago, "pretty": _pretty})
+                         filters=FILTERS)
     app.on_response_prepare.append(security_headers)
     app.router.add_routes(routes)
     for module in (health, forms_pages, webhook_pages, automations_pages, automation_actions,
