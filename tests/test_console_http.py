@@ -26,6 +26,8 @@ async def test_signed_out_visitor_is_sent_to_sign_in(stack: Stack,
         async with http.get(base + path, allow_redirects=False) as resp:
             assert resp.status == 303
             assert resp.headers["Location"].startswith("/console/sign-in?next=")
+    async with http.get(base + "/console", allow_redirects=False) as resp:
+        assert resp.headers["Location"] == "/console/"
     async with http.get(base + "/console", allow_redirects=True) as resp:
         body = await resp.text()
     assert resp.url.path == "/console/sign-in"

@@ -47,7 +47,8 @@ HEADERS = {
 
 
 def _public(request: web.Request) -> bool:
-    return request.path in (f"{PREFIX}/sign-in",) or request.path.startswith(f"{PREFIX}/static/")
+    return request.path in (PREFIX, f"{PREFIX}/sign-in") or request.path.startswith(
+        f"{PREFIX}/static/")
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -103,6 +104,12 @@ def _next(raw: str) -> str:
     return raw if ok else f"{PREFIX}/"
 
 
+@routes.get("")
+async def to_home(_: web.Request) -> web.Response:
+    """`/console` itself: the home page is `/console/`."""
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
 @routes.get("/sign-in")
 async def sign_in_page(request: web.Request) -> web.Response:
     return page(request, "sign_in.html", next=_next(request.query.get("next", "")))
@@ -150,13 +157,8 @@ def create_console(settings: Settings) -> web.Application:
 
 
 def mount(app: web.Application, settings: Settings) -> None:
-    """Serve the console under /console (and send /console itself there)."""
+    """Serve the console under /console."""
     app.add_subapp(PREFIX, create_console(settings))
-
-    async def to_console(_: web.Request) -> web.StreamResponse:
-        raise web.HTTPSeeOther(f"{PREFIX}/")
-
-    app.router.add_get(PREFIX, to_console)
 
 
 __all__ = ["COOKIE", "create_console", "mount"]
