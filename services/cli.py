@@ -120,6 +120,7 @@ def _banner(settings: Settings, token: str, url: str) -> str:
 Casewire is running (Ctrl-C stops it).
   ingest      http://127.0.0.1:{settings.ingest_port}{_workers(settings)}
   casestore   {api}
+  console     http://127.0.0.1:{settings.casestore_port}/console/  (sign in with the admin token)
   dispatcher  http://127.0.0.1:{settings.dispatcher_port}/readyz
 Admin token:  {token}
 Demo form "demo", incoming webhook URL:

@@ -18,6 +18,7 @@ from services.casestore.api import (
 from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
 from services.casestore.automations import SECRET_BOX
+from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from services.casestore.scheduler import DeliveryScheduler
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
                    files):
         app.router.add_routes(module.routes)
+    mount_console(app, settings)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 
     async def readiness() -> dict[str, bool]:

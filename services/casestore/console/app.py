@@ -1,0 +1,164 @@
+"""The console as an aiohttp sub-application: sign-in, the guard every page passes, errors as
+pages, and the security headers every answer carries."""
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+import jinja2
+import orjson
+from aiohttp import web
+
+from services.casestore.console import (
+    automation_actions,
+    automations_pages,
+    cases_pages,
+    deliveries_pages,
+    forms_pages,
+    health,
+    webhook_pages,
+)
+from services.casestore.console.render import ago, page, see_other, text, utc
+from services.casestore.console.session import (
+    COOKIE,
+    SESSION_KEYS,
+    SessionKeys,
+    clear_cookie,
+    csrf_ok,
+    current,
+    set_cookie,
+)
+from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from shared.settings import Settings
+
+HERE = Path(__file__).parent
+PREFIX = "/console"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+routes = web.RouteTableDef()
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; frame-ancestors 'none'; "
+                               "form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _public(request: web.Request) -> bool:
+    return request.path in (PREFIX, f"{PREFIX}/sign-in") or request.path.startswith(
+        f"{PREFIX}/static/")
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A browser names the page a form was sent from; another site's page is refused."""
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
+def refused(request: web.Request, message: str, status: int = 403) -> web.Response:
+    return page(request, "message.html", status=status, title="Refused", message=message)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Signed-out visitors see only the sign-in page; every change needs the CSRF token."""
+    session = current(request)
+    if request.method not in ("GET", "HEAD"):
+        if not _same_origin(request):
+            return refused(request, "This form was sent from another site.")
+        if not _public(request) and (session is None or not await csrf_ok(request, session)):
+            return refused(request, "This form has expired or did not come from the console; "
+                                    "go back, reload the page and try again.")
+    if session is None and not _public(request):
+        raise see_other(f"{PREFIX}/sign-in", next=request.path_qs)
+    return await handler(request)
+
+
+@web.middleware
+async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RecordNotFound as exc:
+        return page(request, "message.html", status=404, title="Not found", message=str(exc))
+    except Conflict as exc:
+        return page(request, "message.html", status=409, title="Not done", message=str(exc))
+    except ValidationFailed as exc:
+        return page(request, "message.html", status=400, title="Not done",
+                    message="; ".join(e.message for e in exc.errors))
+    except web.HTTPNotFound:
+        return page(request, "message.html", status=404, title="Not found",
+                    message="There is no such page.")
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(HEADERS)
+    if response.content_type == "text/html":
+        response.headers["Cache-Control"] = "no-store"
+
+
+def _next(raw: str) -> str:
+    """Only a console page (never another site) may follow the sign-in."""
+    ok = raw.startswith(f"{PREFIX}/") and not raw.startswith("//") and "\\" not in raw
+    return raw if ok else f"{PREFIX}/"
+
+
+@routes.get("")
+async def to_home(_: web.Request) -> web.Response:
+    """`/console` itself: the home page is `/console/`."""
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+@routes.get("/sign-in")
+async def sign_in_page(request: web.Request) -> web.Response:
+    return page(request, "sign_in.html", next=_next(request.query.get("next", "")))
+
+
+@routes.post("/sign-in")
+async def sign_in(request: web.Request) -> web.Response:
+    posted = await request.post()
+    keys = request.config_dict[SESSION_KEYS]
+    if not keys.token_ok(text(posted, "token")):
+        return page(request, "sign_in.html", status=401, next=_next(text(posted, "next")),
+                    error="That is not the admin token.")
+    response = see_other(_next(text(posted, "next")))
+    set_cookie(request, response, keys.issue())
+    raise response
+
+
+@routes.post("/sign-out")
+async def sign_out(request: web.Request) -> web.Response:
+    response = see_other(f"{PREFIX}/sign-in", notice="signed_out")
+    clear_cookie(response)
+    raise response
+
+
+def _pretty(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+FILTERS: dict[str, Callable[..., str]] = {"utc": utc, "ago": ago, "pretty": _pretty}
+
+
+def create_console(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[guard, errors_as_pages])
+    app[SESSION_KEYS] = SessionKeys.derive(settings.signing_key, settings.admin_token)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
+                         autoescape=True,
+                         filters=FILTERS)
+    app.on_response_prepare.append(security_headers)
+    app.router.add_routes(routes)
+    for module in (health, forms_pages, webhook_pages, automations_pages, automation_actions,
+                   deliveries_pages, cases_pages):
+        app.router.add_routes(module.routes)
+    app.router.add_static("/static/", HERE / "static")
+    return app
+
+
+def mount(app: web.Application, settings: Settings) -> None:
+    """Serve the console under /console."""
+    app.add_subapp(PREFIX, create_console(settings))
+
+
+__all__ = ["COOKIE", "create_console", "mount"]

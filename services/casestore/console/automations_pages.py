@@ -1,0 +1,140 @@
+"""Console pages of automations: a form's list with health, the editor, create and save.
+
+Writes go through the same parse, checks and storage steps as the admin API's handlers.
+"""
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from services.casestore.api.forms import load_form
+from services.casestore.api.params import path_uuid
+from services.casestore.automations import (
+    SECRET_BOX,
+    announce_automation,
+    parse_body,
+    stored_definition,
+    url_problems,
+)
+from services.casestore.console import automation_form, triggers
+from services.casestore.console.render import page, see_other
+from services.casestore.errors import ValidationFailed, found
+from services.casestore.repo import Conn
+from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import schedule as schedule_rows
+from shared.addresses import AddressPolicy
+from shared.automation_checks import check_against_form
+from shared.automations import META, AutomationDefinition
+from shared.forms import FieldError, FormDefinition
+from shared.service import POOL, SETTINGS
+from shared.signing import new_webhook_secret
+
+routes = web.RouteTableDef()
+NO_AUTOMATION = "no automation has that id"
+
+
+def automation_id(request: web.Request) -> uuid.UUID:
+    return path_uuid(request, "automation_id", "automation")
+
+
+async def load_shown(request: web.Request, conn: Conn) -> dict[str, Any]:
+    """The automation as GET /api/automations/{id} shows it: health, secret, masked password."""
+    row = found(await automation_rows.get_automation(conn, automation_id(request)),
+                NO_AUTOMATION)
+    health = await schedule_rows.health(conn, row.id)
+    return row.to_api(request.config_dict[SECRET_BOX], health)
+
+
+def editor_page(request: web.Request, form: FormDefinition,
+                editor: automation_form.AutomationEditor, *, shown: dict[str, Any] | None,
+                status: int = 200, **context: Any) -> web.Response:
+    return page(request, "automation.html", status=status, form=form, editor=editor,
+                shown=shown, kinds=triggers.KINDS, sources=automation_form.SOURCES, meta=META,
+                overlap=request.config_dict[SETTINGS].secret_overlap_hours, **context)
+
+
+@routes.get("/forms/{form_id}/automations")
+async def list_automations(request: web.Request) -> web.Response:
+    box = request.config_dict[SECRET_BOX]
+    async with request.config_dict[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+        rows = await automation_rows.list_automations(conn, form.id)
+        health = await schedule_rows.health_of(conn, [r.id for r in rows])
+    shown = [r.to_api(box, health.get(r.id)) for r in rows]
+    return page(request, "automations.html", form=form, automations=shown)
+
+
+@routes.get("/forms/{form_id}/automations/new")
+async def new_automation(request: web.Request) -> web.Response:
+    async with request.config_dict[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+    editor = automation_form.AutomationEditor().with_blank_rows()
+    return editor_page(request, form, editor, shown=None)
+
+
+async def _definition(request: web.Request, conn: Conn, form: FormDefinition,
+                      body: automation_form.Body) -> tuple[AutomationDefinition, bool | None]:
+    """Parsed and checked as the API does; ValidationFailed lists every problem."""
+    if body.problems:
+        raise ValidationFailed(body.problems)
+    definition, enabled = parse_body(body.json)
+    policy = AddressPolicy(request.config_dict[SETTINGS].outgoing_allow_networks)
+    errors: list[FieldError] = [*check_against_form(definition, form),
+                                *url_problems(definition, policy)]
+    if errors:
+        raise ValidationFailed(errors)
+    return definition, enabled
+
+
+@routes.post("/forms/{form_id}/automations/new")
+async def create_automation(request: web.Request) -> web.Response:
+    editor = automation_form.read(await request.post(), has_password=False)
+    body = automation_form.body_of(editor, with_enabled=True)
+    box = request.config_dict[SECRET_BOX]
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        form = await load_form(conn, request.match_info["form_id"])
+        try:
+            definition, enabled = await _definition(request, conn, form, body)
+        except ValidationFailed as exc:
+            automation_form.place_errors(editor, body, exc.errors)
+            return editor_page(request, form, editor, shown=None, status=400)
+        row = await automation_rows.insert_automation(
+            conn, uuid.uuid4(), form.id, stored_definition(definition, None, box),
+            enabled is not False, box.encrypt(new_webhook_secret()))
+        await announce_automation(conn, row, "created")
+    raise see_other(f"/console/automations/{row.id}", notice="automation_created")
+
+
+@routes.get("/automations/{automation_id}")
+async def show_automation(request: web.Request) -> web.Response:
+    async with request.config_dict[POOL].acquire() as conn:
+        shown = await load_shown(request, conn)
+        form = await load_form(conn, shown["form_id"])
+    return editor_page(request, form, automation_form.AutomationEditor.of(shown), shown=shown)
+
+
+@routes.post("/automations/{automation_id}")
+async def save_automation(request: web.Request) -> web.Response:
+    """Replace the definition; a blank password keeps the stored one (as "***" does)."""
+    box = request.config_dict[SECRET_BOX]
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        current = found(await automation_rows.get_automation(conn, automation_id(request),
+                                                             lock=True), NO_AUTOMATION)
+        form = await load_form(conn, current.form_id)
+        stored_auth = current.definition["action"]["settings"]["auth"]
+        editor = automation_form.read(await request.post(),
+                                      has_password=stored_auth["type"] == "basic")
+        body = automation_form.body_of(editor, with_enabled=False)
+        try:
+            definition, _ = await _definition(request, conn, form, body)
+            stored = stored_definition(definition, current.definition, box)
+        except ValidationFailed as exc:
+            automation_form.place_errors(editor, body, exc.errors)
+            shown = current.to_api(box, await schedule_rows.health(conn, current.id))
+            return editor_page(request, form, editor, shown=shown, status=400)
+        row = found(await automation_rows.update_automation(
+            conn, current.id, definition=stored, secret=box.rotate(current.secret)),
+            NO_AUTOMATION)
+        await announce_automation(conn, row, "updated")
+    raise see_other(f"/console/automations/{row.id}", notice="automation_saved")

@@ -1,0 +1,72 @@
+"""Console pages of forms: the list, a new form, and the editor of sections, fields, statuses."""
+
+import asyncpg
+from aiohttp import web
+
+from services.casestore.api.forms import announce_form, load_form
+from services.casestore.console import form_editor
+from services.casestore.console.render import page, see_other
+from services.casestore.repo import forms as form_rows
+from services.casestore.repo import stats as stats_rows
+from shared.service import POOL
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/forms", name="forms")
+async def list_forms(request: web.Request) -> web.Response:
+    async with request.config_dict[POOL].acquire() as conn:
+        forms = await stats_rows.form_overview(conn)
+    return page(request, "forms.html", forms=forms)
+
+
+def _editor_page(request: web.Request, editor: form_editor.Editor, *, new: bool,
+                 status: int = 200) -> web.Response:
+    return page(request, "form_edit.html", status=status, editor=editor, new=new,
+                types=form_editor.TYPES, title="New form" if new else f"Form {editor.name}")
+
+
+@routes.get("/forms/new")
+async def new_form(request: web.Request) -> web.Response:
+    return _editor_page(request, form_editor.Editor().with_blank_rows(3), new=True)
+
+
+@routes.post("/forms/new")
+async def create_form(request: web.Request) -> web.Response:
+    editor = form_editor.read(await request.post())
+    if "more" in await request.post():
+        return _editor_page(request, editor.with_blank_rows(3), new=True)
+    form = form_editor.validate(editor)
+    if form is None:
+        return _editor_page(request, editor, new=True, status=400)
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        try:
+            await form_rows.insert_form(conn, form)
+        except asyncpg.UniqueViolationError:
+            editor.errors = {"id": [f"form '{form.id}' already exists"]}
+            return _editor_page(request, editor, new=True, status=409)
+        await announce_form(conn, form.id, "created")
+    raise see_other(f"/console/forms/{form.id}", notice="form_created")
+
+
+@routes.get("/forms/{form_id}")
+async def edit_form(request: web.Request) -> web.Response:
+    async with request.config_dict[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+    return _editor_page(request, form_editor.Editor.of(form), new=False)
+
+
+@routes.post("/forms/{form_id}")
+async def save_form(request: web.Request) -> web.Response:
+    form_id = request.match_info["form_id"]
+    editor = form_editor.read(await request.post(), form_id)
+    if "more" in await request.post():
+        return _editor_page(request, editor.with_blank_rows(3), new=False)
+    form = form_editor.validate(editor)
+    if form is None:
+        return _editor_page(request, editor, new=False, status=400)
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        await load_form(conn, form_id)
+        await form_rows.update_form(conn, form)
+        await announce_form(conn, form.id, "updated")
+    raise see_other(f"/console/forms/{form.id}", notice="form_saved")
