@@ -15,7 +15,7 @@ from services.casestore.api import (
     webhooks,
 )
 from services.casestore.api.logins import LOGINS, LoginGuard
-from services.casestore.api.middlewares import domain_errors
+from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
@@ -38,7 +38,7 @@ from shared.service import (
     server_header,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+from shared.web import add_ops_routes, admin_token_middleware, edge_middleware
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
 
@@ -57,8 +57,8 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(
-        middlewares=[correlation_middleware("casestore"),
-                     admin_token_middleware("/api/", settings.admin_token), domain_errors],
+        middlewares=[edge_middleware("casestore"),
+                     admin_token_middleware("/api/", settings.admin_token), refuse_nul],
         client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings

@@ -28,7 +28,7 @@ from shared.service import (
     server_header,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+from shared.web import add_ops_routes, admin_token_middleware, edge_middleware
 
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
@@ -47,7 +47,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("dispatcher"),
+    app = web.Application(middlewares=[edge_middleware("dispatcher"),
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings

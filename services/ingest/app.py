@@ -31,7 +31,7 @@ from shared.service import (
 )
 from shared.settings import Settings
 from shared.tasks import wait_event
-from shared.web import add_ops_routes, correlation_middleware
+from shared.web import add_ops_routes, edge_middleware
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,7 @@ async def periodic_reload(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("ingest"), errors_without_tokens],
+    app = web.Application(middlewares=[edge_middleware("ingest"), errors_without_tokens],
                           client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings

@@ -14,7 +14,13 @@ from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
-from shared.web import CORRELATION_HEADER, error_body, json_response, read_model
+from shared.web import (
+    CORRELATION_HEADER,
+    BadGateway,
+    Unavailable,
+    json_response,
+    read_model,
+)
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -54,12 +60,11 @@ async def test_send(request: web.Request) -> web.Response:
             status, raw = resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("dispatcher_unreachable", error=repr(exc))
-        return json_response(error_body("unavailable", "the dispatcher cannot be reached to "
-                                        "send the test; try again"), status=503)
+        raise Unavailable("the dispatcher cannot be reached to send the test; try again",
+                          retry_after=None) from exc
     try:
         answer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         log.warning("dispatcher_answer_not_json", status=status)
-        return json_response(error_body("bad_gateway", f"the dispatcher answered {status} "
-                                        "without a JSON body"), status=502)
+        raise BadGateway(f"the dispatcher answered {status} without a JSON body") from exc
     return json_response(answer, status=status)
