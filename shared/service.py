@@ -131,15 +131,6 @@ async def db_ready(app: web.Application) -> bool:
         return False
 
 
-async def casestore_up(app: web.Application) -> bool:
-    """casestore answers (the dispatcher needs it for once-claims)."""
-    try:
-        async with app[CASESTORE].get("/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-            return resp.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-
-
 def broker_ready(app: web.Application) -> bool:
     """A robust connection is never `is_closed` while it reconnects; `connected` tells the truth."""
     connection = app[AMQP]

@@ -4,22 +4,16 @@ import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from services.dispatcher.content import Target
 from services.dispatcher.deliveries import Dispatch, send
-from shared.events import CaseChanged
+from shared.events import CaseChanged, TestSend
 from shared.forms import FormDefinition, sample_value
 from shared.web import NotFound, json_response, read_model
 
 routes = web.RouteTableDef()
 DISPATCH = web.AppKey("dispatch", Dispatch)
 TEST_AUTHOR = "Casewire test send"
-
-
-class TestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID | None = None
 
 
 def sample_case(form: FormDefinition) -> CaseChanged:
@@ -36,7 +30,7 @@ async def test_send(request: web.Request) -> web.Response:
     Not later either: the returnDataURL names a fresh case id, not the real case's.
     """
     dispatch = request.app[DISPATCH]
-    body = await read_model(request, TestRequest)
+    body = await read_model(request, TestSend)
     try:
         automation_id = uuid.UUID(request.match_info["automation_id"])
     except ValueError as exc:
@@ -49,7 +43,7 @@ async def test_send(request: web.Request) -> web.Response:
         case = sample_case(form)
     else:
         row = await dispatch.reader.case(body.case_id)
-        if row is None or row["form_id"] != form.id:
+        if row is None or row.form_id != form.id:
             raise NotFound(f"form '{form.id}' has no case {body.case_id}")
         case = CaseChanged.from_row(row, TEST_AUTHOR)
     target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form,

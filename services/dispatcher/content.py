@@ -4,8 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from services.dispatcher.rules import metadata
-from shared.automations import PLACEHOLDER, AutomationDefinition, ContentItem
+from shared.automations import PLACEHOLDER, AutomationDefinition, ContentItem, metadata
 from shared.events import CaseChanged
 from shared.forms import FieldType, FormDefinition
 from shared.settings import Settings

@@ -14,17 +14,10 @@ from shared.automations import (
     Rule,
     StatusChanged,
     Trigger,
+    metadata,
 )
 from shared.events import CASE_CREATED, CASE_UPDATED, CaseChanged, FieldChange
 from shared.forms import is_empty
-
-
-def metadata(case: CaseChanged, form_id: str) -> dict[str, Any]:
-    """Case metadata as content, templates and conditions name it."""
-    return {"case_id": str(case.case_id), "case_number": case.case_number, "status": case.status,
-            "creator": case.creator, "created_at": case.created_at.isoformat(),
-            "updated_at": case.updated_at.isoformat(), "form_id": form_id,
-            "version": case.version}
 
 
 def _trigger_fires(trigger: Trigger, event_type: str, changes: dict[str, FieldChange]) -> bool:

@@ -7,11 +7,11 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from services.casestore.api.automations import NO_AUTOMATION, automation_id
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
+from shared.events import TestSend
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
 from shared.web import (
@@ -35,13 +35,6 @@ async def dispatcher_client_ctx(app: web.Application) -> AsyncIterator[None]:
                                      headers={"Authorization": f"Bearer {token}"}) as session:
         app[DISPATCHER] = session
         yield
-
-
-class TestSend(BaseModel):
-    """No case: the dispatcher sends a sample case made from the form's fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID | None = None
 
 
 @routes.post("/api/automations/{automation_id}/test")

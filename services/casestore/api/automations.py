@@ -9,7 +9,6 @@ from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automations import (
     SECRET_BOX,
-    announce_automation,
     parse_body,
     stored_definition,
     url_problems,
@@ -62,7 +61,6 @@ async def create_automation(request: web.Request) -> web.Response:
         row = await automation_rows.insert_automation(conn, uuid.uuid4(), form_id, stored,
                                                       True if enabled is None else enabled,
                                                       _new_secret(request))
-        await announce_automation(conn, row, "created")
     return json_response(_shown(request, row), status=201)
 
 
@@ -97,7 +95,6 @@ async def replace_automation(request: web.Request) -> web.Response:
         row = found(await automation_rows.update_automation(
             conn, current.id, definition=stored_definition(definition, current.definition, box),
             enabled=enabled, secret=box.rotate(current.secret)), NO_AUTOMATION)
-        await announce_automation(conn, row, "updated")
     return json_response(_shown(request, row))
 
 
@@ -108,7 +105,6 @@ async def delete_automation(request: web.Request) -> web.Response:
         row = found(await automation_rows.delete_automation(conn, automation_id(request)),
                     NO_AUTOMATION)
         await delivery_rows.fail_waiting_deliveries(conn, row.id)
-        await announce_automation(conn, row, "deleted")
     return json_response({})
 
 
@@ -117,7 +113,6 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = found(await automation_rows.set_enabled(conn, automation_id(request), enabled,
                                                       "disabled through the API"), NO_AUTOMATION)
-        await announce_automation(conn, row, "enabled" if enabled else "disabled")
         await schedule_rows.wake_scheduler(conn)
     return json_response(_shown(request, row))
 
@@ -142,5 +137,4 @@ async def rotate_secret(request: web.Request) -> web.Response:
         row = found(await automation_rows.rotate_secret(conn, automation_id(request),
                                                         _new_secret(request), hours * 3600),
                     NO_AUTOMATION)
-        await announce_automation(conn, row, "secret_rotated")
     return json_response(_shown(request, row))

@@ -8,27 +8,12 @@ from typing import Any, Self
 import asyncpg
 
 from services.casestore.repo import Conn
-
-CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+from shared.cases import CASE_COLUMNS, StoredCase
 
 
 @dataclass(frozen=True, slots=True)
-class CaseRow:
-    """A case as stored (the CASE_COLUMNS)."""
-
-    id: uuid.UUID
-    form_id: str
-    case_number: int
-    status: str
-    data: dict[str, Any]
-    creator: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
+class CaseRow(StoredCase):
+    """A case as stored (shared.cases.CASE_COLUMNS), as the admin API shows it."""
 
     def to_api(self) -> dict[str, Any]:
         return {
