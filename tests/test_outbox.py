@@ -12,9 +12,8 @@ import pytest
 
 from shared.events import Envelope
 from shared.settings import Settings
-from tests.conftest import EventTap, sample_form, tap_events
 from tests.faults import CuttableProxy, replaced
-from tests.helpers import until
+from tests.helpers import EventTap, sample_form, tap_events, until
 from tests.stack import Stack
 
 TEST_KEY = "test.outbox"
