@@ -28,10 +28,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def _reset(conn: asyncpg.Connection) -> None:
     """Before a connection goes back to the pool.
 
-    asyncpg's default reset costs a round trip on every release (about 5% of casestore's CPU
-    at 200 cases/s); pooled connections never carry session state (no SET, LISTEN, advisory
-    lock or cursor: the outbox listener and migrations use connections of their own), so only
-    a transaction left open by a cancelled task needs undoing.
+    asyncpg's default reset costs a round trip on every release (a measurable share of
+    casestore's CPU: README, Performance); pooled connections never carry session state (no
+    SET, LISTEN, advisory lock or cursor: the outbox listener and migrations use connections of
+    their own), so only a transaction left open by a cancelled task needs undoing.
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
