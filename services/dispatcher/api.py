@@ -5,14 +5,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.dispatcher.content import Target
-from services.dispatcher.deliveries import Dispatch, send
+from services.dispatcher.content import Delivery
+from services.dispatcher.deliveries import Dependencies, send
 from shared.events import CaseChanged, TestSend
 from shared.forms import FormDefinition, sample_value
 from shared.web import NotFound, json_response, read_model
 
 routes = web.RouteTableDef()
-DISPATCH = web.AppKey("dispatch", Dispatch)
+DEPENDENCIES = web.AppKey("dependencies", Dependencies)
 TEST_AUTHOR = "Casewire test send"
 
 
@@ -29,26 +29,26 @@ async def test_send(request: web.Request) -> web.Response:
 
     Not later either: the returnDataURL names a fresh case id, not the real case's.
     """
-    dispatch = request.app[DISPATCH]
+    deps = request.app[DEPENDENCIES]
     body = await read_model(request, TestSend)
     try:
         automation_id = uuid.UUID(request.match_info["automation_id"])
     except ValueError as exc:
         raise NotFound("no such automation") from exc
-    automation = await dispatch.reader.automation(automation_id)
-    form = await dispatch.reader.form(automation.form_id) if automation else None
+    automation = await deps.reader.automation(automation_id)
+    form = await deps.reader.form(automation.form_id) if automation else None
     if automation is None or form is None:
         raise NotFound("no such automation")
     if body.case_id is None:
         case = sample_case(form)
     else:
-        row = await dispatch.reader.case(body.case_id)
+        row = await deps.reader.case(body.case_id)
         if row is None or row.form_id != form.id:
             raise NotFound(f"form '{form.id}' has no case {body.case_id}")
         case = CaseChanged.from_row(row, TEST_AUTHOR)
-    target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form,
-                    return_case_id=uuid.uuid4())
-    sent = await send(dispatch, automation, target, number=1)
+    delivery = Delivery(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case,
+                        form=form, return_case_id=uuid.uuid4())
+    sent = await send(deps, automation, delivery, number=1)
     attempt = sent.attempt
     return json_response({
         "succeeded": sent.verdict == "succeeded",

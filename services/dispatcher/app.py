@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.dispatcher import api
-from services.dispatcher.api import DISPATCH
+from services.dispatcher.api import DEPENDENCIES
 from services.dispatcher.consumers import CONSUMER, handler_for
-from services.dispatcher.deliveries import Dispatch, InFlight
+from services.dispatcher.deliveries import Dependencies, InFlight
 from services.dispatcher.repo import Reader
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
@@ -33,15 +33,16 @@ from shared.web import add_ops_routes, admin_token_middleware, edge_middleware
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
 
-async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+async def dependencies_ctx(app: web.Application) -> AsyncIterator[None]:
     """Outlives the consumer (cleanup runs in reverse): attempts in flight finish first."""
     settings = app[SETTINGS]
     sender = Sender(settings)
     reader = Reader(app[POOL], app[SECRET_BOX])
-    app[DISPATCH] = Dispatch(settings=settings, reader=reader, publisher=app[PUBLISHER],
-                             sender=sender, rules=RulesCache(reader), in_flight=InFlight())
+    app[DEPENDENCIES] = Dependencies(
+        settings=settings, reader=reader, publisher=app[PUBLISHER], sender=sender,
+        rules=RulesCache(reader), in_flight=InFlight())
     yield
-    await app[DISPATCH].in_flight.drain(settings.shutdown_grace_seconds)
+    await app[DEPENDENCIES].in_flight.drain(settings.shutdown_grace_seconds)
     await sender.close()
 
 
@@ -52,8 +53,8 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
-                            consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, dependencies_ctx,
+                            consumer_ctx(CONSUMER, lambda app: handler_for(app[DEPENDENCIES]),
                                          db_probe)])
     app.router.add_routes(api.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)

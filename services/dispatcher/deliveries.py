@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
-from services.dispatcher.content import Target, build_content
+from services.dispatcher.content import Delivery, build_content
 from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
 from services.dispatcher.rules_cache import RulesCache
@@ -94,8 +94,9 @@ class InFlight:
 
 
 @dataclass(frozen=True)
-class Dispatch:
-    """What the dispatcher's handlers need from the running process."""
+class Dependencies:
+    """What the dispatcher's handlers use of the running process: settings, the database
+    reader, the publisher, the HTTP sender, the rules cache and the attempts in flight."""
 
     settings: Settings
     reader: Reader
@@ -105,7 +106,7 @@ class Dispatch:
     in_flight: InFlight
 
 
-async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseChanged,
+async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseChanged,
                              automations: list[Automation]) -> None:
     """Hand the deliveries these automations cause to casestore; returns once confirmed."""
     requests = []
@@ -116,27 +117,27 @@ async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseC
             webhook_id=webhook_id_for(delivery_id), case=case,
             once=automation.definition.once), form_id=envelope.form_id, case_id=case.case_id,
             causation_id=str(envelope.id)))
-    await asyncio.gather(*(dispatch.publisher.publish(r) for r in requests))
+    await asyncio.gather(*(deps.publisher.publish(r) for r in requests))
 
 
-async def send(dispatch: Dispatch, automation: Automation, target: Target, number: int) -> Sent:
+async def send(deps: Dependencies, automation: Automation, delivery: Delivery, number: int) -> Sent:
     """Build the request from the case and the automation as it is now, and send it once."""
     definition = automation.definition
     request = build_request(definition.action.settings,
-                            build_content(definition, target, dispatch.settings))
-    return await dispatch.sender.send(
+                            build_content(definition, delivery, deps.settings))
+    return await deps.sender.send(
         request, secrets=automation.signing_secrets(datetime.now(UTC)),
-        webhook_id=webhook_id_for(target.delivery_id), number=number,
+        webhook_id=webhook_id_for(delivery.delivery_id), number=number,
         timeout=definition.action.settings.timeout)
 
 
-def on_due(dispatch: Dispatch, due: DeliveryDue) -> None:
+def on_due(deps: Dependencies, due: DeliveryDue) -> None:
     """Start the attempt and return: the message is acknowledged while the request runs."""
-    dispatch.in_flight.start((due.delivery_id, due.number), attempt(dispatch, due))
+    deps.in_flight.start((due.delivery_id, due.number), attempt(deps, due))
 
 
-async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
-    rules = await dispatch.rules.get(due.form_id, due.form_revision)
+async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
+    rules = await deps.rules.get(due.form_id, due.form_revision)
     automation = rules.automation(due.automation_id) if rules is not None else None
     if rules is None or automation is None:
         # Disabled or deleted since casestore handed it out: it hands it out again if the
@@ -148,21 +149,21 @@ async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
         log.info("attempt_arrived_too_late", delivery_id=str(due.delivery_id), number=due.number,
                  note="casestore hands it out again")
         return
-    target = Target(automation_id=automation.id, delivery_id=due.delivery_id, case=due.case,
-                    form=rules.form, automation_depth=due.case.automation_depth)
-    sent = await send(dispatch, automation, target, due.number)
+    delivery = Delivery(automation_id=automation.id, delivery_id=due.delivery_id, case=due.case,
+                        form=rules.form, automation_depth=due.case.automation_depth)
+    sent = await send(deps, automation, delivery, due.number)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
         automation_depth=due.case.automation_depth)
-    await _report(dispatch, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
-                                      case_id=due.case.case_id), due.lease_until)
+    await _report(deps, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
+                                  case_id=due.case.case_id), due.lease_until)
     _log(due, sent, values)
 
 
-async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) -> None:
+async def _report(deps: Dependencies, event: Envelope, lease_until: datetime) -> None:
     """Publish the outcome, through a broker outage as long as the lease lasts; after that
     casestore sends the attempt again anyway."""
     seconds = max(1.0, (lease_until - datetime.now(UTC)).total_seconds())
@@ -171,7 +172,7 @@ async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) ->
                 retry=retry_if_exception_type(DependencyUnavailable), reraise=True,
                 stop=stop_before_delay(seconds), wait=wait_exponential(0.5, max=10)):
             with trying:
-                await dispatch.publisher.publish(event)
+                await deps.publisher.publish(event)
     except DependencyUnavailable:
         log.warning("attempt_outcome_not_reported", event_id=str(event.id))
 
