@@ -3,16 +3,14 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
-import asyncpg
-
-CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
+from shared.db import TypedRow
 
 
 @dataclass(frozen=True, slots=True)
-class StoredCase:
-    """A `cases` row (the CASE_COLUMNS)."""
+class StoredCase(TypedRow):
+    """A `cases` row (CASE_COLUMNS)."""
 
     id: uuid.UUID
     form_id: str
@@ -24,6 +22,5 @@ class StoredCase:
     updated_at: datetime
     version: int
 
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
+
+CASE_COLUMNS = StoredCase.columns()

@@ -5,7 +5,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import orjson
 import structlog
@@ -43,10 +43,18 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 # {"errors": [{"field", "code", "message"}, ...]} with its status and headers.
 
 class HTTPError(Exception):
-    """An error answer: `status`, one entry `{field, code, message}`, and `headers`."""
+    """An error answer: `status`, one entry `{field, code, message}`, and `headers`.
 
-    status = 500
-    code = "internal_error"
+    Each kind names its status and default code where it is declared:
+    `class NotFound(HTTPError, status=404, code="not_found")`.
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init_subclass__(cls, status: int = 0, code: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status, cls.code = status or cls.status, code or cls.code
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -59,11 +67,8 @@ class HTTPError(Exception):
                              status=self.status, headers=self.headers or None)
 
 
-class BadRequest(HTTPError):
+class BadRequest(HTTPError, status=400, code="invalid"):
     """400 with one entry per problem (the seed's codes, access_deny among them, are 400s)."""
-
-    status = 400
-    code = "invalid"
 
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
@@ -74,62 +79,48 @@ class BadRequest(HTTPError):
         return cls([FieldError(field=field, code=code, message=message)])
 
 
-class Unauthorized(HTTPError):
-    status = 401
-    code = "unauthorized"
+class Unauthorized(HTTPError, status=401, code="unauthorized"):
+    """No valid bearer token."""
 
 
-class Forbidden(HTTPError):
-    status = 403
-    code = "forbidden"
+class Forbidden(HTTPError, status=403, code="forbidden"):
+    """A signed URL that was tampered with (or, for file URLs, has expired)."""
 
 
-class NotFound(HTTPError):
-    status = 404
-    code = "not_found"
+class NotFound(HTTPError, status=404, code="not_found"):
+    """Nothing has that name (or it may not be told apart from nothing)."""
 
 
-class Conflict(HTTPError):
-    status = 409
-    code = "conflict"
+class Conflict(HTTPError, status=409, code="conflict"):
+    """The request clashes with what is stored."""
 
 
-class Gone(HTTPError):
-    status = 410
-    code = "expired"
+class Gone(HTTPError, status=410, code="expired"):
+    """It existed, and no longer does (an expired returnDataURL)."""
 
 
-class TooLarge(HTTPError):
-    status = 413
-    code = "too_large"
+class TooLarge(HTTPError, status=413, code="too_large"):
+    """The body is over CASEWIRE_MAX_BODY_BYTES."""
 
 
-class Unprocessable(HTTPError):
-    status = 422
-    code = "unprocessable"
+class Unprocessable(HTTPError, status=422, code="unprocessable"):
+    """Well formed, and refused all the same (an Idempotency-Key reused with another body)."""
 
 
-class RateLimited(HTTPError):
-    """429: try again after `retry_after` seconds (whole, at least 1)."""
-
-    status = 429
-    code = "rate_limited"
+class RateLimited(HTTPError, status=429, code="rate_limited"):
+    """Try again after `retry_after` seconds (whole, at least 1)."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         super().__init__(message, headers={"Retry-After": str(self.retry_after)})
 
 
-class BadGateway(HTTPError):
-    status = 502
-    code = "bad_gateway"
+class BadGateway(HTTPError, status=502, code="bad_gateway"):
+    """A service behind this one answered something unusable."""
 
 
-class Unavailable(HTTPError):
-    """503: `unavailable` (nothing happened) or `outcome_unknown` (it may have); retry later."""
-
-    status = 503
-    code = "unavailable"
+class Unavailable(HTTPError, status=503, code="unavailable"):
+    """`unavailable` (nothing happened) or `outcome_unknown` (it may have); retry later."""
 
     def __init__(self, message: str, *, code: str | None = None,
                  retry_after: int | None = 1) -> None:

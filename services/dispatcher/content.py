@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from services.dispatcher.request import form_text
 from shared.automations import PLACEHOLDER, AutomationDefinition, ContentItem, metadata
 from shared.events import CaseChanged
 from shared.forms import FieldType, FormDefinition
@@ -36,13 +37,10 @@ def _field_value(delivery: Delivery, field_id: str, settings: Settings) -> Any:
 
 
 def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    """A value inside a template: as a receiver would type it, a list's items comma separated."""
     if isinstance(value, list):
         return ", ".join(_text(v) for v in value)
-    return str(value)
+    return form_text(value)
 
 
 def _resolve(item: ContentItem, delivery: Delivery, meta: dict[str, Any],

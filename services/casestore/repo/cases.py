@@ -3,17 +3,16 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
 from shared.cases import CASE_COLUMNS, StoredCase
+from shared.db import TypedRow
 
 
 @dataclass(frozen=True, slots=True)
 class CaseRow(StoredCase):
-    """A case as stored (shared.cases.CASE_COLUMNS), as the admin API shows it."""
+    """A case as stored (CASE_COLUMNS), as the admin API shows it."""
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -25,17 +24,13 @@ class CaseRow(StoredCase):
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(TypedRow):
     """One change of a case: who changed which fields (from what to what), when."""
 
     version: int
     author: str
     changed_at: datetime
     changes: list[dict[str, Any]]
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def to_api(self) -> dict[str, Any]:
         return {"version": self.version, "author": self.author,
