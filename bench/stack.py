@@ -13,7 +13,6 @@ from typing import Any
 
 import aio_pika
 import aiohttp
-import asyncpg
 
 from bench import workload
 from bench.procs import Child, Children, free_port, wait_http
@@ -166,9 +165,3 @@ async def queue_depths(amqp_url: str, prefix: str) -> dict[str, int]:
                 depths[queue] = 0
     return depths
 
-
-async def case_counter(conn: asyncpg.Connection, form_id: str) -> int:
-    """Cases created in a form so far: the gap-free per-form counter, O(1) to read."""
-    value = await conn.fetchval("SELECT last_number FROM case_counters WHERE form_id = $1",
-                                form_id)
-    return int(value or 0)

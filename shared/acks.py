@@ -1,10 +1,9 @@
 """Coalesced acks: one `basic.ack multiple` for a run of finished messages instead of one each.
 
-Each ack is a command the quorum queue replicates through Raft: measured on RabbitMQ 3.10,
-consuming with one ack per message cost the broker about 100 us of CPU per message, with the
-acks of every 5 ms folded into one about 15. A message is still acked only after its handler
-finished (its effect committed): `multiple` covers a run of delivery tags only when every tag in
-it is done.
+Each ack is a command the quorum queue replicates through Raft, so one ack per message is
+most of what consuming costs the broker (the figures are in the README's Performance section).
+A message is still acked only after its handler finished (its effect committed): `multiple`
+covers a run of delivery tags only when every tag in it is done.
 
 A finished message behind one still in hand (a slow delivery) is acked alone, so a slow message
 never holds back the acks of the rest (nor, through the prefetch window, new deliveries).
@@ -18,9 +17,8 @@ from enum import Enum
 
 from aio_pika.abc import AbstractIncomingMessage
 
-# How long a finished message may wait for its ack. Measured consuming 10,000 messages: with 5 ms
-# the broker spent 15 us of CPU per message instead of 103 and the consumer ran 50% faster; with
-# 10 ms the prefetch window (64 unacked) became the limit.
+# How long a finished message may wait for its ack: long enough to fold many acks into one,
+# short enough that the prefetch window (unacked messages) does not become the limit.
 ACK_DELAY = 0.005
 
 

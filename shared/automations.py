@@ -19,13 +19,26 @@ from pydantic import (
 )
 
 from shared.durations import Duration, PositiveDuration
+from shared.events import CaseChanged
 from shared.forms import Label
 
-# Case metadata that content, templates and conditions may name besides form fields.
-META = ("case_id", "case_number", "status", "creator", "created_at", "updated_at", "form_id",
-        "version", "trigger", "due_at", "late_by")
-OPERATORS = ("eq", "ne", "contains", "not_contains", "gt", "gte", "lt", "lte", "empty",
-             "not_empty", "in", "changed_from", "changed_to")
+# Case metadata that content, templates and conditions may name besides form fields, and how
+# each is read from a case event (the form id travels beside it, in the envelope).
+META: dict[str, Callable[[CaseChanged, str], Any]] = {
+    "case_id": lambda case, _: str(case.case_id),
+    "case_number": lambda case, _: case.case_number,
+    "status": lambda case, _: case.status,
+    "creator": lambda case, _: case.creator,
+    "created_at": lambda case, _: case.created_at.isoformat(),
+    "updated_at": lambda case, _: case.updated_at.isoformat(),
+    "form_id": lambda _, form_id: form_id,
+    "version": lambda case, _: case.version,
+    # What fired a time-based trigger, when it was due, and how many seconds late it fired;
+    # None for change triggers.
+    "trigger": lambda case, _: case.timer.trigger if case.timer else None,
+    "due_at": lambda case, _: case.timer.due_at.isoformat() if case.timer else None,
+    "late_by": lambda case, _: case.timer.late_by if case.timer else None,
+}
 # Operators that take no `value`.
 UNARY = ("empty", "not_empty")
 # `{case_number}` or `{field:text-field}` inside a template.
@@ -249,6 +262,11 @@ class AutomationDefinition(_Strict):
     def public(self) -> dict[str, Any]:
         """As JSON, with `if` spelled as the API spells it."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+def metadata(case: CaseChanged, form_id: str) -> dict[str, Any]:
+    """Every META name's value for this case."""
+    return {name: value(case, form_id) for name, value in META.items()}
 
 
 def with_password(definition: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:

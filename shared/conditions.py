@@ -3,21 +3,9 @@ casestore before it sets a timer that repeats for as long as they do.)"""
 
 from typing import Any
 
-from shared.automations import AllOf, AnyOf, Condition, Rule
+from shared.automations import AllOf, AnyOf, Condition, Rule, metadata
 from shared.events import CaseChanged, FieldChange
 from shared.forms import is_empty
-
-
-def metadata(case: CaseChanged, form_id: str) -> dict[str, Any]:
-    """Case metadata as content, templates and conditions name it; for a timer, what fired it,
-    when it was due and how many seconds late it fired."""
-    timer = case.timer
-    return {"case_id": str(case.case_id), "case_number": case.case_number, "status": case.status,
-            "creator": case.creator, "created_at": case.created_at.isoformat(),
-            "updated_at": case.updated_at.isoformat(), "form_id": form_id,
-            "version": case.version, "trigger": timer.trigger if timer else None,
-            "due_at": timer.due_at.isoformat() if timer else None,
-            "late_by": timer.late_by if timer else None}
 
 
 def _number(value: Any) -> float | None:

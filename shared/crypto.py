@@ -10,6 +10,7 @@ secrets were encrypted: it is read as the plaintext it is and encrypted on its n
 import base64
 import binascii
 import re
+from collections.abc import Callable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -65,21 +66,22 @@ class SecretBox:
         """The plaintext of a stored value; a legacy plaintext value comes back as it is."""
         if not is_token(stored):
             return stored
-        try:
-            return self._fernet.decrypt(stored.encode()).decode()
-        except InvalidToken as exc:
-            raise SecretUndecryptable(
-                "no key in CASEWIRE_ENCRYPTION_KEY decrypts a stored secret; keep the old key "
-                "listed until `casewire rotate-encryption-key` has run") from exc
+        return _with_a_key(self._fernet.decrypt, stored, "keep the old key listed until "
+                           "`casewire rotate-encryption-key` has run")
 
     def rotate(self, stored: str) -> str:
         """The same secret encrypted with the first key (a legacy plaintext one for the first
         time)."""
         if not is_token(stored):
             return self.encrypt(stored)
-        try:
-            return self._fernet.rotate(stored.encode()).decode()
-        except InvalidToken as exc:
-            raise SecretUndecryptable(
-                "no key in CASEWIRE_ENCRYPTION_KEY decrypts a stored secret; list the key it "
-                "was encrypted with after the new one") from exc
+        return _with_a_key(self._fernet.rotate, stored,
+                           "list the key it was encrypted with after the new one")
+
+
+def _with_a_key(work: Callable[[bytes], bytes], stored: str, advice: str) -> str:
+    """`work` on a stored token; SecretUndecryptable, with `advice`, if no key opens it."""
+    try:
+        return work(stored.encode()).decode()
+    except InvalidToken as exc:
+        raise SecretUndecryptable(
+            f"no key in CASEWIRE_ENCRYPTION_KEY decrypts a stored secret; {advice}") from exc

@@ -1,7 +1,8 @@
-"""asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable."""
+"""asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable, and
+the base of the typed rows queries return."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import asyncpg
 import orjson
@@ -13,6 +14,22 @@ from shared.secrets import redacted_url
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+class TypedRow:
+    """Base of the frozen dataclasses queries return, one field per selected column."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+    @classmethod
+    def columns(cls) -> str:
+        """The fields as a SELECT list, so a query reads exactly what the row holds."""
+        return ", ".join(cls.__dataclass_fields__)
 
 
 def _dumps(value: Any) -> str:
@@ -28,10 +45,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 async def _reset(conn: asyncpg.Connection) -> None:
     """Before a connection goes back to the pool.
 
-    asyncpg's default reset costs a round trip on every release (about 5% of casestore's CPU
-    at 200 cases/s); pooled connections never carry session state (no SET, LISTEN, advisory
-    lock or cursor: the outbox listener and migrations use connections of their own), so only
-    a transaction left open by a cancelled task needs undoing.
+    asyncpg's default reset costs a round trip on every release (a measurable share of
+    casestore's CPU: README, Performance); pooled connections never carry session state (no
+    SET, LISTEN, advisory lock or cursor: the outbox listener and migrations use connections of
+    their own), so only a transaction left open by a cancelled task needs undoing.
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")

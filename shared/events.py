@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.forms import Row
+from shared.cases import StoredCase
 from shared.logging import bound_correlation_id, correlation_id_or_new
 
 CASE_CREATE_REQUESTED = "case.create_requested"
@@ -135,12 +135,20 @@ class CaseChanged(BaseModel):
     timer: TimerDue | None = None
 
     @classmethod
-    def from_row(cls, row: Row, author: str, **change: Any) -> "CaseChanged":
-        """A stored case (a `cases` row) as this payload; `change` describes what changed."""
-        return cls(case_id=row["id"], case_number=row["case_number"], status=row["status"],
-                   data=row["data"], creator=row["creator"], created_at=row["created_at"],
-                   updated_at=row["updated_at"], version=row["version"], author=author,
-                   **change)
+    def from_row(cls, row: StoredCase, author: str, **change: Any) -> "CaseChanged":
+        """A stored case as this payload; `change` describes what changed."""
+        return cls(case_id=row.id, case_number=row.case_number, status=row.status,
+                   data=row.data, creator=row.creator, created_at=row.created_at,
+                   updated_at=row.updated_at, version=row.version, author=author, **change)
+
+
+class TestSend(BaseModel):
+    """casestore -> dispatcher over HTTP (`POST /internal/automations/{id}/test`), and the admin
+    API's body for it: one test attempt for this case, or with none for a sample case made
+    from the form's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_id: uuid.UUID | None = None
 
 
 FormChangeKind = Literal["created", "updated", "deleted", "webhook"]

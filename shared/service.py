@@ -1,4 +1,5 @@
-"""What every service's app is built from: typed keys, resource contexts, and `serve`."""
+"""What every service's app is built from: `new_app`, typed keys, resource contexts, readiness,
+and `serve`."""
 
 import asyncio
 import contextlib
@@ -11,6 +12,7 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from shared import broker
 from shared.consumer import Consumer, Handler
@@ -20,16 +22,31 @@ from shared.logging import configure_logging
 from shared.outages import OutageGate, Probe
 from shared.settings import Settings
 from shared.tasks import cancel_and_wait
+from shared.web import ReadinessCheck, edge_middleware
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 AMQP = web.AppKey("amqp", AbstractRobustConnection)
 PUBLISHER = web.AppKey("publisher", broker.Publisher)
-# ingest and dispatcher call casestore's API for the few writes they need (auth keys, claims).
+# ingest calls casestore's API for the one write it needs (auth keys).
 CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def new_app(service: str, settings: Settings, *middlewares: Middleware,
+            **options: Any) -> web.Application:
+    """The app every service starts from: its secrets checked, the edge middleware first (then
+    `middlewares`), no server version in any answer, the settings under SETTINGS, and the
+    resources every service has: its Postgres pool, broker connection and publisher (the
+    service adds its own cleanup contexts after these)."""
+    require_secrets(settings)
+    app = web.Application(middlewares=[edge_middleware(service), *middlewares], **options)
+    app.on_response_prepare.append(server_header)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx])
+    return app
 
 
 async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,11 +68,11 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler],
-                 probe_for: Callable[[web.Application], Probe]) -> CleanupCtx:
+                 probe_for: Callable[[web.Application], Probe] | None = None) -> CleanupCtx:
     """Consume the service's quorum work queue for as long as the app runs.
 
-    `probe_for` tells whether the service's dependencies are up: while they are not, messages
-    are held instead of requeued (shared.outages).
+    `probe_for` tells whether the service's dependencies are up (by default: whether Postgres
+    is): while they are not, messages are held instead of requeued (shared.outages).
     """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -64,7 +81,7 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler
         await channel.set_qos(prefetch_count=settings.prefetch)
         queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
                                                 consumer, settings.delivery_limit)
-        gate = OutageGate(probe_for(app), retry_seconds=settings.outage_retry_seconds,
+        gate = OutageGate((probe_for or db_probe)(app), retry_seconds=settings.outage_retry_seconds,
                           hold_seconds=settings.outage_hold_seconds)
         running = Consumer(queue, handler_for(app), gate)
         await running.start()
@@ -131,15 +148,6 @@ async def db_ready(app: web.Application) -> bool:
         return False
 
 
-async def casestore_up(app: web.Application) -> bool:
-    """casestore answers (the dispatcher needs it for once-claims)."""
-    try:
-        async with app[CASESTORE].get("/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-            return resp.status == 200
-    except (aiohttp.ClientError, TimeoutError):
-        return False
-
-
 def broker_ready(app: web.Application) -> bool:
     """A robust connection is never `is_closed` while it reconnects; `connected` tells the truth."""
     connection = app[AMQP]
@@ -159,6 +167,16 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
             await channel.close()
     except Exception:
         return False
+
+
+def consumer_readiness(app: web.Application, consumer: str) -> ReadinessCheck:
+    """Ready while Postgres answers and the broker sees this service's consumer on its queue."""
+    queue_name = broker.Names(app[SETTINGS].name_prefix).queue(consumer)
+
+    async def readiness() -> dict[str, bool]:
+        return {"postgres": await db_ready(app), "rabbitmq": await consumer_ready(app, queue_name)}
+
+    return readiness
 
 
 async def server_header(_: web.Request, response: web.StreamResponse) -> None:

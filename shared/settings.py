@@ -1,6 +1,6 @@
 """Settings shared by every service, read once from `CASEWIRE_*` environment variables."""
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,17 +41,17 @@ class Settings(BaseSettings):
     prefetch: int = 64
     # A poison message is dead-lettered after this many deliveries instead of looping forever.
     delivery_limit: int = 5
-    publish_timeout: float = Field(default=5.0, gt=0)
+    publish_timeout: PositiveFloat = 5.0
     # On shutdown, how long consumers wait for messages in hand (e.g. a delivery being sent).
-    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    shutdown_grace_seconds: NonNegativeFloat = 20.0
+    connect_timeout: PositiveFloat = 10.0
     # Through a database (or peer) outage a consumer holds its messages and probes the
     # dependency at most this far apart; a message held this long is handed back uncounted,
     # before RabbitMQ's consumer timeout (30 minutes by default) would close the channel.
-    outage_retry_seconds: float = Field(default=30.0, gt=0)
-    outage_hold_seconds: float = Field(default=900.0, gt=0)
+    outage_retry_seconds: PositiveFloat = 30.0
+    outage_hold_seconds: PositiveFloat = 900.0
 
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = 1_048_576
     # Token bucket per incoming webhook, per ingest process.
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
@@ -62,15 +62,15 @@ class Settings(BaseSettings):
     # Auth-key requests: wrong passwords allowed per minute per username and per client
     # address before 429; argon2 hashes at once (64 MiB each), and how long a request waits
     # for one before 503.
-    login_failures_per_user_per_minute: int = Field(default=5, ge=1)
-    login_failures_per_address_per_minute: int = Field(default=20, ge=1)
-    password_hash_concurrency: int = Field(default=2, ge=1)
-    password_hash_wait_seconds: float = Field(default=5.0, gt=0)
+    login_failures_per_user_per_minute: PositiveInt = 5
+    login_failures_per_address_per_minute: PositiveInt = 20
+    password_hash_concurrency: PositiveInt = 2
+    password_hash_wait_seconds: PositiveFloat = 5.0
     # Database look-ups per second, per ingest process, of webhook tokens not in its cache (for
     # webhooks made a moment ago); other unknown tokens are answered 404 from memory.
-    token_lookups_per_second: float = Field(default=5.0, gt=0)
+    token_lookups_per_second: PositiveFloat = 5.0
     # How long an incoming webhook's Idempotency-Key holds; after that it may make a new case.
-    idempotency_ttl_seconds: float = Field(default=24 * 3600, gt=0)
+    idempotency_ttl_seconds: PositiveFloat = 86_400
 
     # Outgoing webhooks.
     # Private, loopback and link-local targets are refused unless inside one of these networks.
@@ -80,35 +80,36 @@ class Settings(BaseSettings):
     # Delivery engine. Every wait of the delivery schedule (backoff, the extended schedule,
     # circuit cool-downs, disabling after days of failures) is multiplied by this; tests make
     # 27 hours pass in seconds.
-    retry_time_scale: float = Field(default=1.0, gt=0)
+    retry_time_scale: PositiveFloat = 1.0
     # Requests in flight per automation (endpoint) in one dispatcher; and how many attempts of
     # one endpoint casestore hands out ahead (in flight, or waiting in a dispatcher for one of
     # those slots), so that the hops between attempts do not leave the slots idle.
-    endpoint_concurrency: int = Field(default=4, ge=1)
-    endpoint_window: int = Field(default=32, ge=1)
+    endpoint_concurrency: PositiveInt = 4
+    endpoint_window: PositiveInt = 32
     # Consecutive failed attempts that pause an endpoint, and the first pause's length.
-    breaker_failures: int = Field(default=5, ge=1)
-    breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
+    breaker_failures: PositiveInt = 5
+    breaker_cooldown_seconds: PositiveFloat = 60.0
     # An automation whose deliveries have all failed for this long is disabled.
-    disable_after_days: float = Field(default=5.0, gt=0)
+    disable_after_days: PositiveFloat = 5.0
     # casestore hands an attempt out again if no outcome came this long after its timeout.
-    delivery_lease_margin_seconds: float = Field(default=60.0, gt=0)
+    delivery_lease_margin_seconds: PositiveFloat = 60.0
     # How often casestore's delivery scheduler looks for due attempts (it also wakes on NOTIFY).
-    delivery_poll_seconds: float = Field(default=1.0, gt=0)
+    delivery_poll_seconds: PositiveFloat = 1.0
     # Time-based triggers: timers announced per transaction, and the longest sleep between
     # looks at the timers table (the scheduler otherwise wakes when the next one is due).
-    timer_batch: int = Field(default=1000, ge=1)
-    timer_poll_seconds: float = Field(default=1.0, gt=0)
+    timer_batch: PositiveInt = 1000
+    timer_poll_seconds: PositiveFloat = 1.0
     # How often the dispatcher reads the delivery backlog, paused endpoints and disabled
     # automations from Postgres for /metrics (one small query each).
-    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    metrics_refresh_seconds: PositiveFloat = 15.0
     # How long a rotated signing secret keeps signing beside the new one, by default.
-    secret_overlap_hours: float = Field(default=24.0, ge=0)
+    secret_overlap_hours: NonNegativeFloat = 24.0
 
-    retry_backoff_seconds: float = Field(default=2.0, gt=0)
-    retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    retry_backoff_seconds: PositiveFloat = 2.0
+    retry_backoff_max_seconds: PositiveFloat = 30.0
     # A receiver's Retry-After is honoured up to this many seconds.
-    retry_after_cap_seconds: float = Field(default=60.0, ge=0)
-    response_excerpt_bytes: int = 64 * 1024
-    file_url_ttl_seconds: float = 24 * 3600
-    return_url_ttl_seconds: float = 2 * 3600
+    retry_after_cap_seconds: NonNegativeFloat = 60.0
+    response_excerpt_bytes: int = 65_536
+    # The seed's lifetimes of file URLs (24 h) and returnDataURLs (2 h).
+    file_url_ttl_seconds: float = 86_400
+    return_url_ttl_seconds: float = 7_200

@@ -1,16 +1,20 @@
-"""aiohttp pieces every service mounts: health, readiness, metrics, correlation ids, JSON."""
+"""aiohttp pieces every service mounts: error answers, correlation ids, health, readiness,
+metrics, JSON bodies."""
 
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from shared.forms import FieldError
 from shared.logging import bound_context, correlation_id_or_new
 
 CORRELATION_HEADER = "X-Correlation-ID"
@@ -34,29 +38,124 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                         content_type="application/json")
 
 
-def correlation_middleware(service: str) -> Any:
-    """Bind a correlation id (taken from the request or new) to every log line of the request."""
+# Every error answer is one of these, raised wherever the problem is found (the data layer's
+# domain errors subclass them) and rendered once, by edge_middleware, as
+# {"errors": [{"field", "code", "message"}, ...]} with its status and headers.
+
+class HTTPError(Exception):
+    """An error answer: `status`, one entry `{field, code, message}`, and `headers`.
+
+    Each kind names its status and default code where it is declared:
+    `class NotFound(HTTPError, status=404, code="not_found")`.
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init_subclass__(cls, status: int = 0, code: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status, cls.code = status or cls.status, code or cls.code
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = [FieldError(field=field, code=code or self.code, message=message)]
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        return json_response({"errors": [e.model_dump() for e in self.errors]},
+                             status=self.status, headers=self.headers or None)
+
+
+class BadRequest(HTTPError, status=400, code="invalid"):
+    """400 with one entry per problem (the seed's codes, access_deny among them, are 400s)."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+    @classmethod
+    def one(cls, code: str, message: str, field: str | None = None) -> Self:
+        return cls([FieldError(field=field, code=code, message=message)])
+
+
+class Unauthorized(HTTPError, status=401, code="unauthorized"):
+    """No valid bearer token."""
+
+
+class Forbidden(HTTPError, status=403, code="forbidden"):
+    """A signed URL that was tampered with (or, for file URLs, has expired)."""
+
+
+class NotFound(HTTPError, status=404, code="not_found"):
+    """Nothing has that name (or it may not be told apart from nothing)."""
+
+
+class Conflict(HTTPError, status=409, code="conflict"):
+    """The request clashes with what is stored."""
+
+
+class Gone(HTTPError, status=410, code="expired"):
+    """It existed, and no longer does (an expired returnDataURL)."""
+
+
+class TooLarge(HTTPError, status=413, code="too_large"):
+    """The body is over CASEWIRE_MAX_BODY_BYTES."""
+
+
+class Unprocessable(HTTPError, status=422, code="unprocessable"):
+    """Well formed, and refused all the same (an Idempotency-Key reused with another body)."""
+
+
+class RateLimited(HTTPError, status=429, code="rate_limited"):
+    """Try again after `retry_after` seconds (whole, at least 1)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, headers={"Retry-After": str(self.retry_after)})
+
+
+class BadGateway(HTTPError, status=502, code="bad_gateway"):
+    """A service behind this one answered something unusable."""
+
+
+class Unavailable(HTTPError, status=503, code="unavailable"):
+    """`unavailable` (nothing happened) or `outcome_unknown` (it may have); retry later."""
+
+    def __init__(self, message: str, *, code: str | None = None,
+                 retry_after: int | None = 1) -> None:
+        super().__init__(message, code=code, headers=None if retry_after is None
+                         else {"Retry-After": str(retry_after)})
+
+
+def internal_error() -> web.Response:
+    """The 500 for whatever no handler expected; what went wrong is in the log, not the body."""
+    return json_response({"errors": [{"code": "internal_error", "message": "internal error"}]},
+                         status=500)
+
+
+def edge_middleware(service: str) -> Middleware:
+    """The outermost middleware: a correlation id (taken from the request or new) on every log
+    line and answer, request metrics, and every error answer rendered: an HTTPError as its
+    JSON body, anything unexpected as a logged 500."""
 
     @web.middleware
-    async def middleware(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                         ) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         cid = correlation_id_or_new(request.headers.get(CORRELATION_HEADER))
         route = request.match_info.route.resource.canonical if request.match_info.route.resource \
             else "unmatched"
         with bound_context(correlation_id=cid), HTTP_LATENCY.labels(service, route).time():
             try:
                 response = await handler(request)
-            except web.HTTPException as exc:
+            except HTTPError as exc:
+                response = exc.response()
+            except web.HTTPException as exc:  # aiohttp's own: no such route, body too large
                 exc.headers[CORRELATION_HEADER] = cid
                 HTTP_REQUESTS.labels(service, route, exc.status).inc()
                 raise
             except Exception:
                 log.exception("request_failed", route=route)  # a path may hold a token
-                HTTP_REQUESTS.labels(service, route, 500).inc()
-                return json_response({"errors": [{"code": "internal_error",
-                                                  "message": "internal error"}]},
-                                     status=500, headers={CORRELATION_HEADER: cid})
+                response = internal_error()
         response.headers[CORRELATION_HEADER] = cid
         HTTP_REQUESTS.labels(service, route, response.status).inc()
         return response
@@ -87,15 +186,6 @@ def add_ops_routes(app: web.Application, readiness: ReadinessCheck) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-
-
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"errors": [{"field": field, "code": code, "message": message}]}
-
-
-def bad_request(errors: list[dict[str, Any]]) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=orjson.dumps({"errors": errors}).decode(),
-                              content_type="application/json")
 
 
 INT64 = range(-(2**63), 2**63)
@@ -132,8 +222,7 @@ async def read_json(request: web.Request) -> Any:
     try:
         return _parse(raw)
     except (orjson.JSONDecodeError, ValueError) as exc:
-        raise bad_request([{"field": None, "code": "invalid_json",
-                            "message": f"body is not valid JSON: {exc}"}]) from exc
+        raise BadRequest.one("invalid_json", f"body is not valid JSON: {exc}") from exc
 
 
 def big_ints(value: Any) -> list[str]:
@@ -146,8 +235,9 @@ def refuse_big_ints(payload: Any) -> None:
     """A 400 `value_not_numeric` for every integer beyond 64 bits in a request body."""
     paths = big_ints(payload)
     if paths:
-        raise bad_request([{"field": p or None, "code": "value_not_numeric",
-                            "message": "expected an integer within 64 bits"} for p in paths])
+        raise BadRequest([FieldError(field=p or None, code="value_not_numeric",
+                                     message="expected an integer within 64 bits")
+                          for p in paths])
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:
@@ -157,26 +247,24 @@ async def read_model(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise bad_request([
-            {"field": ".".join(str(p) for p in e["loc"]) or None, "code": "invalid",
-             "message": e["msg"]}
+        raise BadRequest([
+            FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+                       message=e["msg"])
             for e in exc.errors(include_url=False)
         ]) from exc
 
 
-def admin_token_middleware(path_prefix: str, admin_token: str) -> Any:
+def admin_token_middleware(path_prefix: str, admin_token: str) -> Middleware:
     """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`."""
     expected = f"Bearer {admin_token}"
 
     @web.middleware
-    async def check(request: web.Request,
-                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(path_prefix):
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), expected.encode()):
-                return json_response(error_body("unauthorized", "missing or wrong bearer token"),
-                                     status=401, headers={"WWW-Authenticate": "Bearer"})
+                raise Unauthorized("missing or wrong bearer token",
+                                   headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     return check

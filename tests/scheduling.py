@@ -12,6 +12,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 
+from services.dispatcher.consumers import CONSUMER
 from shared.events import (
     DELIVERY_ATTEMPTED,
     DELIVERY_DUE,
@@ -27,7 +28,7 @@ from shared.events import (
     new_event,
 )
 from shared.settings import Settings
-from tests.helpers import publish_raw
+from tests.helpers import names, publish_raw
 from tests.stack import Stack
 
 
@@ -127,7 +128,7 @@ async def playing(settings: Settings, stack: Stack) -> AsyncIterator[PlayedDispa
     try:
         async with connection:
             channel = await connection.channel()
-            queue = await channel.get_queue(f"{settings.name_prefix}.dispatcher")
+            queue = await channel.get_queue(names(settings).queue(CONSUMER))
             await queue.purge()
             yield PlayedDispatcher(settings, queue)
             await queue.purge()

@@ -8,6 +8,7 @@ import aio_pika
 from shared.consumer import Consumer
 from shared.events import CASE_CREATED, Envelope, new_event
 from shared.settings import Settings
+from tests.helpers import names
 
 
 async def test_a_message_still_in_hand_is_never_acked_and_holds_back_no_other(
@@ -22,7 +23,7 @@ async def test_a_message_still_in_hand_is_never_acked_and_holds_back_no_other(
             await release.wait()
         done.append(envelope.id)
 
-    name = f"{settings.name_prefix}.acks-{uuid.uuid4().hex[:6]}"
+    name = names(settings).queue(f"acks-{uuid.uuid4().hex[:6]}")
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()

@@ -1,6 +1,5 @@
 """The admin REST API of casestore: auth, forms, incoming-webhook admin, users and cases."""
 
-import asyncio
 import re
 import shlex
 import uuid
@@ -10,40 +9,20 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import EventTap, FormFactory, sample_form, wait_for_cases
+from tests.helpers import (
+    EventTap,
+    FormFactory,
+    call,
+    full_form,
+    new_case,
+    new_form,
+    until,
+    wait_for_cases,
+)
 from tests.stack import Stack
 
 TEXT_A = {"id": "a", "label": "A", "type": "text"}
 VALID = {"text-field": "x"}
-
-
-async def call(api: aiohttp.ClientSession, method: str, path: str, status: int,
-               body: Any = None, **kwargs: Any) -> Any:
-    """One request; asserts the status and returns the parsed JSON body."""
-    async with api.request(method, path, json=body, **kwargs) as resp:
-        text = await resp.text()
-        assert resp.status == status, text
-        return orjson.loads(text) if text else None
-
-
-def full_form(**overrides: Any) -> dict[str, Any]:
-    """The sample form with a unique id and every field default spelled out (so echoes match)."""
-    body = sample_form(f"a-{uuid.uuid4().hex[:12]}")
-    body["fields"] = [{"mandatory": False, "section": 0, "options": None, **f}
-                      for f in body["fields"]]
-    return {**body, "time_zone": "UTC", **overrides}
-
-
-async def new_form(api: aiohttp.ClientSession, **overrides: Any) -> str:
-    body = full_form(**overrides)
-    await call(api, "POST", "/api/forms", 201, body)
-    return str(body["id"])
-
-
-async def new_case(api: aiohttp.ClientSession, form_id: str,
-                   data: dict[str, Any] | None = None) -> Any:
-    body = {"data": VALID if data is None else data}
-    return await call(api, "POST", f"/api/forms/{form_id}/cases", 201, body)
 
 
 async def list_cases(api: aiohttp.ClientSession, form_id: str, **params: str) -> Any:
@@ -53,15 +32,12 @@ async def list_cases(api: aiohttp.ClientSession, form_id: str, **params: str) ->
 async def post_until(http: aiohttp.ClientSession, url: str, body: Any, status: int,
                      within: float = 5.0) -> None:
     """Post until the answer has `status` (ingest follows form.changed asynchronously)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+
+    async def answered() -> bool:
         async with http.post(url, json=body) as resp:
-            last = resp.status
-        if last == status:
-            return
-        assert loop.time() < deadline, f"{url} still answers {last}, expected {status}"
-        await asyncio.sleep(0.1)
+            return resp.status == status
+
+    await until(answered, within, f"{url} never answered {status}")
 
 
 # Authentication

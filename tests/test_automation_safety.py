@@ -6,8 +6,7 @@ import aiohttp
 import pytest
 
 from services.dispatcher.ssrf import AddressPolicy, TargetRefused
-from tests.test_admin_api import call, new_form
-from tests.test_automations_api import basic, definition, with_settings
+from tests.helpers import basic, call, definition, new_form, with_settings
 
 URL_FIELD = "action.settings.url"
 

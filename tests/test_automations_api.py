@@ -1,7 +1,5 @@
 """The automations admin API: validation, CRUD, secrets, write-only passwords, events."""
 
-import asyncio
-import copy
 import uuid
 from typing import Any
 
@@ -14,50 +12,18 @@ from aiohttp import web
 from shared.automations import with_password
 from shared.crypto import SecretBox
 from shared.settings import Settings
-from tests.conftest import EventTap
+from tests.helpers import (
+    NOWHERE,
+    EventTap,
+    basic,
+    call,
+    create_automation,
+    definition,
+    new_case,
+    new_form,
+    with_settings,
+)
 from tests.stack import Stack
-from tests.test_admin_api import call, new_form
-
-# Never fires in these tests (nothing closes a case), so a dispatcher never sends anywhere.
-QUIET_WHEN = [{"event": "status_changed", "to": ["closed"]}]
-NOWHERE = "http://127.0.0.1:9/never"
-
-
-def definition(**overrides: Any) -> dict[str, Any]:
-    """A valid automation with every default spelled out, so the API's echo can be compared."""
-    body: dict[str, Any] = {
-        "name": f"auto-{uuid.uuid4().hex[:6]}",
-        "when": QUIET_WHEN,
-        "if": {"all": [{"field": "priority", "op": "eq", "value": "high"},
-                       {"any": [{"field": "status", "op": "ne", "value": "closed"},
-                                {"field": "tags", "op": "in", "value": [["a"]]}]}]},
-        "once": False,
-        "action": {
-            "type": "outgoing_webhook",
-            "content": [
-                {"key": "number", "meta": "case_number"},
-                {"key": "text", "field": "text-field"},
-                {"key": "title", "template": "Case #{case_number}: {field:text-field}"},
-                {"key": "source", "value": "casewire"},
-            ],
-            "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
-                         "attempts": 3, "timeout": 30, "protocol": "json",
-                         "retry": "standard", "max_per_second": None},
-            "response": [{"field": "email", "key": "contact.email"}],
-        },
-    }
-    return {**body, **overrides}
-
-
-def with_settings(body: dict[str, Any], **settings: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(body)
-    changed["action"]["settings"].update(settings)
-    return changed
-
-
-def basic(password: str) -> dict[str, str]:
-    return {"type": "basic", "username": "crm", "password": password}
-
 
 # What an answer shows beside the definition: the automation's identity, state and health.
 STATE_KEYS = ("id", "form_id", "enabled", "disabled_reason", "disabled_at", "secret",
@@ -66,13 +32,6 @@ STATE_KEYS = ("id", "form_id", "enabled", "disabled_reason", "disabled_at", "sec
 
 def definition_of(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k not in STATE_KEYS}
-
-
-async def create(api: aiohttp.ClientSession, form_id: str, body: dict[str, Any] | None = None
-                 ) -> dict[str, Any]:
-    created: dict[str, Any] = await call(api, "POST", f"/api/forms/{form_id}/automations", 201,
-                                         body or definition())
-    return created
 
 
 async def stored_definition(settings: Settings, automation_id: str) -> dict[str, Any]:
@@ -94,7 +53,7 @@ async def test_created_automation_is_echoed_with_id_secret_and_state(
         api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
     body = definition()
-    created = await create(api, form_id, body)
+    created = await create_automation(api, form_id, body)
     assert definition_of(created) == body
     assert created["form_id"] == form_id
     assert created["enabled"] is True
@@ -110,7 +69,7 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
     form_id = await new_form(api)
     minimal = {"name": "minimal", "when": [{"event": "case_created"}],
                "action": {"type": "outgoing_webhook", "settings": {"url": NOWHERE}}}
-    created = await create(api, form_id, minimal)
+    created = await create_automation(api, form_id, minimal)
     assert created["if"] is None
     assert "if_" not in created
     assert created["once"] is False
@@ -123,14 +82,14 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
 
 async def test_automation_can_be_created_disabled(api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id, {**definition(), "enabled": False})
+    created = await create_automation(api, form_id, {**definition(), "enabled": False})
     assert created["enabled"] is False
 
 
 async def test_list_is_per_form_and_unknown_form_is_404(api: aiohttp.ClientSession) -> None:
     first, second = await new_form(api), await new_form(api)
-    a = await create(api, first)
-    b = await create(api, second)
+    a = await create_automation(api, first)
+    b = await create_automation(api, second)
     listed = await call(api, "GET", f"/api/forms/{first}/automations", 200)
     assert [x["id"] for x in listed["automations"]] == [a["id"]]
     assert b["form_id"] == second
@@ -259,7 +218,7 @@ async def test_body_that_is_not_a_json_object_is_400(raw: bytes,
 async def test_put_replaces_the_definition_and_keeps_id_secret_and_state(
         api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     changed = definition(name="renamed", once=True, **{"if": None})
     replaced = await call(api, "PUT", f"/api/automations/{created['id']}", 200, changed)
     assert definition_of(replaced) == changed
@@ -272,7 +231,7 @@ async def test_put_replaces_the_definition_and_keeps_id_secret_and_state(
 async def test_a_get_answer_can_be_edited_and_put_back_as_it_is(
         api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     edited = {**created, "name": "edited", "secret": "whsec_ignored", "id": str(uuid.uuid4())}
     replaced = await call(api, "PUT", f"/api/automations/{created['id']}", 200, edited)
     assert (replaced["name"], replaced["id"], replaced["secret"]) == \
@@ -284,7 +243,7 @@ async def test_a_get_answer_can_be_edited_and_put_back_as_it_is(
 
 async def test_invalid_put_is_400_and_changes_nothing(api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     path = f"/api/automations/{created['id']}"
     errors = (await call(api, "PUT", path, 400, _content({"key": "x", "field": "nope"})))["errors"]
     assert errors[0]["field"] == "content.x"
@@ -294,7 +253,7 @@ async def test_invalid_put_is_400_and_changes_nothing(api: aiohttp.ClientSession
 
 async def test_disable_and_enable(api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     path = f"/api/automations/{created['id']}"
     disabled = await call(api, "POST", path + "/disable", 200)
     assert (disabled["enabled"], disabled["disabled_reason"]) == (False,
@@ -310,7 +269,7 @@ async def test_disable_and_enable(api: aiohttp.ClientSession) -> None:
 
 async def test_rotate_secret_gives_a_new_whsec_secret(api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     path = f"/api/automations/{created['id']}"
     rotated = await call(api, "POST", path + "/rotate-secret", 200)
     assert rotated["secret"] != created["secret"]
@@ -322,7 +281,7 @@ async def test_rotate_secret_gives_a_new_whsec_secret(api: aiohttp.ClientSession
 
 async def test_deleted_automation_is_gone(api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id)
+    created = await create_automation(api, form_id)
     path = f"/api/automations/{created['id']}"
     assert await call(api, "DELETE", path, 200) == {}
     await call(api, "GET", path, 404)
@@ -336,7 +295,8 @@ async def test_deleted_automation_is_gone(api: aiohttp.ClientSession) -> None:
 async def test_basic_auth_password_is_masked_in_every_answer_but_stored(
         api: aiohttp.ClientSession, settings: Settings) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id, with_settings(definition(), auth=basic("s3cret")))
+    created = await create_automation(api, form_id,
+                                      with_settings(definition(), auth=basic("s3cret")))
     assert created["action"]["settings"]["auth"] == basic("***")
     path = f"/api/automations/{created['id']}"
     assert (await call(api, "GET", path, 200))["action"]["settings"]["auth"] == basic("***")
@@ -350,7 +310,8 @@ async def test_basic_auth_password_is_masked_in_every_answer_but_stored(
 async def test_put_with_the_mask_keeps_the_password_and_a_new_one_replaces_it(
         api: aiohttp.ClientSession, settings: Settings) -> None:
     form_id = await new_form(api)
-    created = await create(api, form_id, with_settings(definition(), auth=basic("s3cret")))
+    created = await create_automation(api, form_id,
+                                      with_settings(definition(), auth=basic("s3cret")))
     path = f"/api/automations/{created['id']}"
     await call(api, "PUT", path, 200, {**created, "name": "renamed"})  # password "***"
     assert (await stored_definition(settings, created["id"]))["action"]["settings"]["auth"] == \
@@ -365,7 +326,7 @@ async def test_the_mask_without_a_stored_password_is_400(api: aiohttp.ClientSess
     errors = (await call(api, "POST", f"/api/forms/{form_id}/automations", 400,
                          with_settings(definition(), auth=basic("***"))))["errors"]
     assert errors[0]["field"] == "action.settings.auth.password"
-    created = await create(api, form_id)  # auth none
+    created = await create_automation(api, form_id)  # auth none
     errors = (await call(api, "PUT", f"/api/automations/{created['id']}", 400,
                          with_settings(definition(), auth=basic("***"))))["errors"]
     assert "no password is stored" in errors[0]["message"]
@@ -373,44 +334,29 @@ async def test_the_mask_without_a_stored_password_is_400(api: aiohttp.ClientSess
 
 # Events
 
-async def test_changes_publish_automation_changed_events(api: aiohttp.ClientSession,
-                                                         events: EventTap) -> None:
+async def test_an_automation_change_reaches_the_dispatcher_as_a_newer_form_revision_alone(
+        api: aiohttp.ClientSession, events: EventTap) -> None:
+    """No event announces a change of an automation: every change bumps its form's revision,
+    which the next case event carries, and the dispatcher reloads the form's rules for it."""
     form_id = await new_form(api)
-    created = await create(api, form_id)
-    path = f"/api/automations/{created['id']}"
-    await call(api, "PUT", path, 200, definition())
-    await call(api, "POST", path + "/disable", 200)
-    await call(api, "POST", path + "/enable", 200)
-    await call(api, "POST", path + "/rotate-secret", 200)
-    await call(api, "DELETE", path, 200)
-    seen = []
-    for _ in range(6):
-        event = await events.next(lambda e: e["type"] == "automation.changed"
-                                  and e["form_id"] == form_id)
-        assert event["data"]["automation_id"] == created["id"]
-        assert event["data"]["form_id"] == form_id
-        seen.append(event["data"]["change"])
-    assert sorted(seen) == sorted(["created", "updated", "disabled", "enabled",
-                                   "secret_rotated", "deleted"])
 
+    async def revision_of_a_new_case() -> int:
+        case_id = (await new_case(api, form_id))["id"]
+        seen = [await events.next(lambda e: e["form_id"] == form_id)]
+        while seen[-1]["case_id"] != case_id:
+            seen.append(await events.next(lambda e: e["form_id"] == form_id))
+        assert {e["type"] for e in seen} <= {"form.changed", "case.created"}, seen
+        return int(seen[-1]["data"]["form_revision"])
 
-async def test_an_event_nobody_is_bound_to_does_not_hold_up_the_outbox(
-        api: aiohttp.ClientSession, settings: Settings) -> None:
-    """No tap here: nothing subscribes to automation.changed, the broker returns it."""
-    form_id = await new_form(api)
-    created = await create(api, form_id)
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        for _ in range(100):
-            left = await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE envelope->'data'->>'automation_id' = $1",
-                created["id"])
-            if left == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert left == 0, "automation.changed is stuck in the outbox"
-    finally:
-        await conn.close()
+    revisions = [await revision_of_a_new_case()]
+    path = f"/api/automations/{(await create_automation(api, form_id))['id']}"
+    revisions.append(await revision_of_a_new_case())
+    for method, suffix, body in [("PUT", "", definition()), ("POST", "/disable", None),
+                                 ("POST", "/enable", None), ("POST", "/rotate-secret", None),
+                                 ("DELETE", "", None)]:
+        await call(api, method, path + suffix, 200, body)
+        revisions.append(await revision_of_a_new_case())
+    assert revisions == sorted(set(revisions)), revisions  # each change made a newer one
 
 
 # Auth
@@ -435,7 +381,7 @@ async def test_test_send_of_an_unknown_automation_is_404(api: aiohttp.ClientSess
 
 
 async def test_test_send_with_a_bad_body_is_400(api: aiohttp.ClientSession) -> None:
-    created = await create(api, await new_form(api))
+    created = await create_automation(api, await new_form(api))
     errors = (await call(api, "POST", f"/api/automations/{created['id']}/test", 400,
                          {"case_id": "not-a-uuid"}))["errors"]
     assert errors[0]["field"] == "case_id"
@@ -443,7 +389,7 @@ async def test_test_send_with_a_bad_body_is_400(api: aiohttp.ClientSession) -> N
 
 async def test_test_send_with_the_dispatcher_down_is_503(api: aiohttp.ClientSession,
                                                          stack: Stack) -> None:
-    created = await create(api, await new_form(api))
+    created = await create_automation(api, await new_form(api))
     await stack.stop("dispatcher")
     try:
         bodies: list[dict[str, str] | None] = [{}, None]  # None: no body at all
@@ -457,7 +403,7 @@ async def test_test_send_with_the_dispatcher_down_is_503(api: aiohttp.ClientSess
 async def test_test_send_passes_the_dispatchers_answer_through_unchanged(
         api: aiohttp.ClientSession, stack: Stack) -> None:
     """A stand-in dispatcher on the dispatcher's port, so only casestore's proxying is tested."""
-    created = await create(api, await new_form(api))
+    created = await create_automation(api, await new_form(api))
     seen: list[tuple[str, str, Any]] = []
 
     async def fake(request: web.Request) -> web.Response:

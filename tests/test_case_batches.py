@@ -10,13 +10,7 @@ from services.casestore.batcher import Batcher
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, Envelope, new_event
 from shared.settings import Settings
-from tests.conftest import (
-    EventTap,
-    FormFactory,
-    wait_dead_lettered,
-    wait_for_cases,
-)
-from tests.helpers import publish_raw
+from tests.helpers import EventTap, FormFactory, publish_raw, wait_dead_lettered, wait_for_cases
 
 
 def create_command(form_id: str, text: str, correlation_id: str) -> Envelope:

@@ -5,10 +5,10 @@ import contextlib
 import os
 import re
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import orjson
@@ -17,16 +17,17 @@ import pytest
 from services.casestore.migrate import drop_database, migrations
 from services.cli import DEMO_RECEIVER
 from services.cli_deliveries import when
-from tests.conftest import AutomationFactory, FormFactory, delete_broker_objects, webhook_action
+from tests.helpers import (
+    CASEWIRE,
+    AutomationFactory,
+    FormFactory,
+    cli_env,
+    delete_broker_objects,
+    until,
+    webhook_action,
+)
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack, isolated_settings
-
-CASEWIRE = [sys.executable, "-c", "from services.cli import main; main()"]
-
-
-def cli_env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWIRE_")}
-    return {**env, **{f"CASEWIRE_{k.upper()}": v for k, v in values.items()}}
 
 
 @pytest.fixture
@@ -93,12 +94,13 @@ async def test_run_starts_everything_and_its_printed_curl_lines_work(
                 assert resp.status == 200
             cases_url = (f"http://127.0.0.1:{run_env['CASEWIRE_CASESTORE_PORT']}"
                          "/api/forms/demo/cases")
-            for _ in range(100):
+
+            async def listed() -> list[dict[str, Any]]:
                 async with http.get(cases_url) as resp:
-                    cases = (await resp.json())["cases"]
-                if cases:
-                    break
-                await asyncio.sleep(0.1)
+                    found: list[dict[str, Any]] = (await resp.json())["cases"]
+                return found
+
+            cases = await until(listed)
         assert cases[0]["data"] == orjson.loads(create[0])
         assert cases[0]["creator"] == "Addon - Incoming Webhook"
         [sent] = await receiver.wait_for(target, 1)
@@ -138,13 +140,13 @@ async def test_run_with_two_ingest_workers_serves_the_webhook_from_both(
         api = f"http://127.0.0.1:{run_env['CASEWIRE_CASESTORE_PORT']}/api/forms/demo/cases"
         headers = {"Authorization": f"Bearer {run_env['CASEWIRE_ADMIN_TOKEN']}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            for _ in range(100):
+
+            async def at_least_40() -> int:
                 async with http.get(api) as resp:
-                    total = (await resp.json())["total"]
-                if total >= 40:
-                    break
-                await asyncio.sleep(0.1)
-        assert total == 40
+                    total = int((await resp.json())["total"])
+                return total if total >= 40 else 0
+
+            assert await until(at_least_40) == 40
 
 
 @pytest.mark.parametrize(("setting", "value", "sentence"), [
@@ -204,21 +206,18 @@ async def test_deliveries_and_replay_from_the_command_line(
     async with api.post(f"/api/forms/{hook['form_id']}/cases",
                         json={"data": {"text-field": "x"}}) as resp:
         assert resp.status == 201
-    for _ in range(100):
-        listing = await casewire("deliveries", "--automation", automation["id"])
-        if listing:
-            break
-        await asyncio.sleep(0.1)
+    listing = await until(lambda: casewire("deliveries", "--automation", automation["id"]))
     [line] = listing.splitlines()
     delivery_id, state = line.split()[:2]
     assert (state, "last=500") == ("failed", line.split()[3])
     assert "replay requested" in await casewire("replay", delivery_id)
     await receiver.wait_for(url, 2)
-    for _ in range(100):
+
+    async def succeeded() -> str | None:
         detail = await casewire("deliveries", "--id", delivery_id)
-        if "succeeded" in detail.splitlines()[0]:
-            break
-        await asyncio.sleep(0.1)
+        return detail if "succeeded" in detail.splitlines()[0] else None
+
+    detail = await until(succeeded)
     assert [line.split("-> ")[1].split()[0] for line in detail.splitlines()[1:]] == ["500", "200"]
 
 

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
-from tests.conftest import AutomationFactory, FormFactory
+from tests.helpers import AutomationFactory, FormFactory
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from services.casestore.console.triggers import KINDS
-from tests.conftest import AutomationFactory, FormFactory
 from tests.console_helpers import automation_fields, signed_in
+from tests.helpers import AutomationFactory, FormFactory
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 

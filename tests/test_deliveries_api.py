@@ -8,10 +8,16 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.helpers import (
+    call,
+    create_automation,
+    definition,
+    new_case,
+    new_form,
+    with_settings,
+)
 from tests.scheduling import PlayedDispatcher, shown
 from tests.stack import Stack
-from tests.test_admin_api import call, new_case, new_form
-from tests.test_automations_api import create, definition, with_settings
 
 
 async def delivered(api: aiohttp.ClientSession, played: PlayedDispatcher,
@@ -31,7 +37,7 @@ async def listed(api: aiohttp.ClientSession, **params: str) -> list[str]:
 async def test_a_delivery_is_listed_as_shown_with_every_attempt(
         api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     form_id = await new_form(api)
-    automation = await create(api, form_id, with_settings(definition(), attempts=2))
+    automation = await create_automation(api, form_id, with_settings(definition(), attempts=2))
     case = await new_case(api, form_id)
     delivery_id = await played.request(automation, case)
     first = await played.due()
@@ -62,8 +68,9 @@ async def test_a_delivery_is_listed_as_shown_with_every_attempt(
 async def test_filters_by_automation_case_state_and_time_newest_first(
         api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     form_id = await new_form(api)
-    automation, other = (await create(api, form_id, with_settings(definition(), attempts=1)),
-                         await create(api, form_id, with_settings(definition(), attempts=1)))
+    automation, other = [await create_automation(api, form_id,
+                                                 with_settings(definition(), attempts=1))
+                         for _ in range(2)]
     case_a, case_b = await new_case(api, form_id), await new_case(api, form_id)
     ids = [await delivered(api, played, automation, case_a, 500),
            await delivered(api, played, automation, case_b, 200),
@@ -84,7 +91,7 @@ async def test_filters_by_automation_case_state_and_time_newest_first(
 async def test_pages_follow_next_before(api: aiohttp.ClientSession,
                                         played: PlayedDispatcher) -> None:
     form_id = await new_form(api)
-    automation = await create(api, form_id, with_settings(definition(), attempts=1))
+    automation = await create_automation(api, form_id, with_settings(definition(), attempts=1))
     case = await new_case(api, form_id)
     ids = [await delivered(api, played, automation, case, 200) for _ in range(5)]
     pages, before = [], None

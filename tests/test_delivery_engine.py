@@ -10,23 +10,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+import structlog
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.settings import Settings
-from tests.conftest import AutomationFactory, FormFactory, webhook_action
 from tests.faults import CuttableProxy, replaced
-from tests.helpers import until
+from tests.helpers import AutomationFactory, FormFactory, call, new_case, until, webhook_action
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
-from tests.test_admin_api import call
 
 README = Path(__file__).parent.parent / "README.md"
-
-
-async def new_case(api: aiohttp.ClientSession, form_id: str) -> str:
-    case = await call(api, "POST", f"/api/forms/{form_id}/cases", 201,
-                      {"data": {"text-field": "hello"}})
-    return str(case["id"])
 
 
 async def delivery_of(api: aiohttp.ClientSession, automation: dict[str, Any],
@@ -140,16 +133,20 @@ async def test_410_gone_disables_the_automation(
     url = receiver.endpoint(Reply(status=410))
     automation = await make_automation(hook["form_id"], url,
                                        action=webhook_action(url, attempts=3))
-    await new_case(api, hook["form_id"])
-    failed = await delivery_of(api, automation, "failed")
-    assert failed["attempt_count"] == 1  # final at once
 
     async def disabled() -> dict[str, Any] | None:
         shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
         return None if shown["enabled"] else shown
 
-    shown = await until(disabled)
+    with structlog.testing.capture_logs() as logs:
+        await new_case(api, hook["form_id"])
+        failed = await delivery_of(api, automation, "failed")
+        assert failed["attempt_count"] == 1  # final at once
+        shown = await until(disabled)
     assert shown["disabled_reason"] == "the receiver answered 410 Gone"
+    assert [(e["log_level"], e["reason"]) for e in logs if e["event"] == "automation_disabled"
+            and e["automation_id"] == automation["id"]] == [
+        ("warning", "the receiver answered 410 Gone")]
 
 
 async def test_a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends(

@@ -13,13 +13,19 @@ import aiohttp
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import EventTap
 from tests.faults import replaced
-from tests.helpers import until
+from tests.helpers import (
+    EventTap,
+    call,
+    create_automation,
+    definition,
+    new_case,
+    new_form,
+    until,
+    with_settings,
+)
 from tests.scheduling import PlayedDispatcher, shown
 from tests.stack import Stack
-from tests.test_admin_api import call, new_case, new_form
-from tests.test_automations_api import create, definition, with_settings
 
 
 async def health_when(api: aiohttp.ClientSession, automation: dict[str, Any],
@@ -47,7 +53,7 @@ async def setup(api: aiohttp.ClientSession, **settings: Any) -> tuple[dict[str, 
                                                                        dict[str, Any]]:
     """A form with one (never firing by itself) automation and one case."""
     form_id = await new_form(api)
-    automation = await create(api, form_id, with_settings(definition(), **settings))
+    automation = await create_automation(api, form_id, with_settings(definition(), **settings))
     return automation, await new_case(api, form_id)
 
 
@@ -214,12 +220,14 @@ async def test_an_automation_whose_deliveries_all_fail_for_days_is_disabled(
         await asyncio.sleep(1.6)
         await played.request(automation, case)
         await played.report(await played.due(), 500)
-        for _ in range(50):
-            shown_automation = await call(api, "GET", path, 200)
-            if not shown_automation["enabled"]:
-                break
-            await asyncio.sleep(0.05)
-        assert shown_automation["disabled_reason"] == "every delivery failed for 1.73611e-05 days"
+
+        async def disabled() -> dict[str, Any] | None:
+            shown_automation: dict[str, Any] = await call(api, "GET", path, 200)
+            return None if shown_automation["enabled"] else shown_automation
+
+        disabled_automation = await until(disabled, 2.5)
+        assert disabled_automation["disabled_reason"] == \
+            "every delivery failed for 1.73611e-05 days"
 
 
 async def test_the_extended_schedule_tries_eight_times_over_its_27_hours(

@@ -9,12 +9,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import AutomationFactory, FormFactory, webhook_action
-from tests.helpers import until
+from tests.helpers import AutomationFactory, FormFactory, call, new_case, until, webhook_action
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
-from tests.test_admin_api import call
-from tests.test_delivery_engine import delivery_of, new_case
+from tests.test_delivery_engine import delivery_of
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
@@ -10,14 +11,18 @@ import orjson
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import (
+from tests.faults import CuttableProxy, replaced
+from tests.helpers import (
     AutomationFactory,
     EventTap,
     FormFactory,
+    call,
+    names,
+    publish_raw,
+    status_of,
+    until,
     wait_for_cases,
 )
-from tests.faults import CuttableProxy, replaced
-from tests.helpers import publish_raw
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack, free_port
 
@@ -51,11 +56,7 @@ async def test_broker_outage_gives_503_and_recovery_gives_200_with_nothing_lost(
     await proxy.cut()
     # A request racing the cut may have reached the broker (its answer is outcome_unknown);
     # once ingest has seen the connection drop, it answers `unavailable` at once.
-    for _ in range(100):
-        async with http.get(f"{proxied.url('ingest')}/readyz") as resp:
-            if resp.status == 503:
-                break
-        await asyncio.sleep(0.05)
+    await until(lambda: not_ready(http, proxied), 5)
     async with http.post(url, json={"text-field": "during"}) as resp:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
@@ -63,15 +64,13 @@ async def test_broker_outage_gives_503_and_recovery_gives_200_with_nothing_lost(
     async with http.get(f"{proxied.url('ingest')}/readyz") as resp:
         assert resp.status == 503
     await proxy.start()
-    accepted = 0
-    for _ in range(100):  # the robust connection reconnects with backoff
+
+    async def accepted() -> bool:
         async with http.post(url, json={"text-field": "after"}) as resp:
-            if resp.status == 200:
-                accepted = 1
-                break
-            assert resp.status == 503
-        await asyncio.sleep(0.2)
-    assert accepted == 1
+            assert resp.status in (200, 503)
+            return resp.status == 200
+
+    await until(accepted, 20)  # the robust connection reconnects with backoff
     cases = await wait_for_cases(api, hook["form_id"], 2)
     assert sorted(c["data"]["text-field"] for c in cases) == ["after", "before"]
 
@@ -99,14 +98,8 @@ async def test_dispatcher_losing_the_broker_mid_delivery_reports_it_once_back(
             await proxy.cut()  # the request is still waiting for its answer
             await asyncio.sleep(1)
             await proxy.start()
-            for _ in range(300):
-                async with api.get("/api/deliveries", params={
-                        "automation": automation["id"], "state": "succeeded"}) as found:
-                    if (await found.json())["deliveries"]:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the outcome never reached casestore")
+            await until(lambda: deliveries_of(api, automation["id"], state="succeeded"), 30,
+                        "the outcome never reached casestore")
             await asyncio.sleep(0.5)
             assert len(receiver.at(url)) == 1
     finally:
@@ -128,12 +121,7 @@ async def test_stopping_the_dispatcher_lets_the_delivery_in_hand_finish(
         await stack.stop("dispatcher")  # returns once the delivery in hand is recorded
     finally:
         await stack.start("dispatcher")
-    for _ in range(100):
-        async with api.get("/api/deliveries", params={"automation": automation["id"]}) as resp:
-            found = (await resp.json())["deliveries"]
-        if found:
-            break
-        await asyncio.sleep(0.1)
+    found = await until(lambda: deliveries_of(api, automation["id"]))
     assert [(d["state"], d["attempt_count"]) for d in found] == [("succeeded", 1)]
     await asyncio.sleep(1)
     assert len(receiver.at(url)) == 1
@@ -163,13 +151,22 @@ async def test_an_event_coming_back_after_its_delivery_succeeded_sends_nothing_a
     assert len(receiver.at(url)) == 1
 
 
+async def not_ready(http: aiohttp.ClientSession, proxied: Stack) -> bool:
+    return await status_of(http, f"{proxied.url('ingest')}/readyz") == 503
+
+
+async def deliveries_of(api: aiohttp.ClientSession, automation_id: str,
+                        **params: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (await call(api, "GET", "/api/deliveries", 200, params={
+        "automation": automation_id, **params}))["deliveries"]
+    return found
+
+
 async def wait_for_delivery(api: aiohttp.ClientSession, automation_id: str, state: str) -> None:
-    for _ in range(100):
-        async with api.get("/api/deliveries", params={"automation": automation_id}) as resp:
-            if [d["state"] for d in (await resp.json())["deliveries"]] == [state]:
-                return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {state} delivery recorded")
+    async def in_state() -> bool:
+        return [d["state"] for d in await deliveries_of(api, automation_id)] == [state]
+
+    await until(in_state, failure=f"no {state} delivery recorded")
 
 
 async def return_once(settings: Settings, consumer: str) -> None:
@@ -177,11 +174,12 @@ async def return_once(settings: Settings, consumer: str) -> None:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        queue = await channel.get_queue(f"{settings.name_prefix}.{consumer}")
-        for _ in range(50):
+        queue = await channel.get_queue(names(settings).queue(consumer))
+
+        async def given_back() -> bool:
             message = await queue.get(fail=False)
             if message is not None:
                 await message.nack(requeue=True)
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError("the work queue stayed empty")
+            return message is not None
+
+        await until(given_back, 5, "the work queue stayed empty")

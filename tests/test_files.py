@@ -11,27 +11,10 @@ import pytest
 
 from shared.settings import Settings
 from shared.signing import UrlSigner
-from tests.conftest import EventTap
+from tests.helpers import PNG, EventTap, call, case_with_form, upload
 from tests.stack import Stack
-from tests.test_admin_api import call, new_case, new_form
 
 TRICKY_NAME = 'Kvitto å "1".png'  # non-ASCII and quotes: both need care in the header
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
-
-
-async def upload(api: aiohttp.ClientSession, case_id: str, content: bytes = PNG, *,
-                 name: str = "photo.png", field: str = "attachment",
-                 content_type: str | None = "image/png", status: int = 201) -> Any:
-    headers = {"Content-Type": content_type} if content_type else {}
-    return await call(api, "POST", f"/api/cases/{case_id}/files/{field}", status, data=content,
-                      params={"name": name}, headers=headers)
-
-
-async def case_with_form(api: aiohttp.ClientSession) -> dict[str, Any]:
-    case: dict[str, Any] = await new_case(api, await new_form(api))
-    return case
-
-
 def signed(settings: Settings, file_id: str, ttl: float = 60, now: float | None = None) -> str:
     path = UrlSigner(settings.signing_key).sign("GET", f"/files/{file_id}", ttl, now=now)
     return settings.casestore_url + path

@@ -8,17 +8,18 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+import structlog
 
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.settings import Settings
-from tests.conftest import (
+from tests.helpers import (
     EventTap,
     FormFactory,
+    publish_raw,
     wait_dead_lettered,
     wait_for_cases,
     webhook_action,
 )
-from tests.helpers import publish_raw
 from tests.receiver import Receiver
 from tests.stack import Stack
 
@@ -151,10 +152,14 @@ async def test_a_command_that_waited_through_a_form_change_keeps_what_still_fits
         make_form: FormFactory, settings: Settings, api: aiohttp.ClientSession) -> None:
     hook = await make_form()
     stale = await form_revision(settings, hook["form_id"]) - 1
-    await publish_raw(settings, CASE_CREATE_REQUESTED, [
-        command(hook["form_id"], {"text-field": "kept", "gone-field": "dropped"}, stale)])
-    [case] = await wait_for_cases(api, hook["form_id"], 1)
+    with structlog.testing.capture_logs() as logs:
+        await publish_raw(settings, CASE_CREATE_REQUESTED, [
+            command(hook["form_id"], {"text-field": "kept", "gone-field": "dropped"}, stale)])
+        [case] = await wait_for_cases(api, hook["form_id"], 1)
     assert case["data"] == {"text-field": "kept"}
+    assert {(e["field"], e["code"]) for e in logs
+            if e["event"] == "command_value_dropped_form_changed"} == {
+        ("gone-field", "unknown_field")}
 
 
 async def test_an_automation_with_an_integer_beyond_64_bits_is_a_400(

@@ -6,10 +6,9 @@ from typing import Any
 import aiohttp
 
 from shared.settings import Settings
-from tests.conftest import FormFactory, wait_for_cases
 from tests.faults import proxied_ingest
+from tests.helpers import FormFactory, issue_key, make_user, wait_for_cases
 from tests.stack import Stack
-from tests.test_incoming_auth import issue_key, make_user
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any], key: str,

@@ -1,36 +1,9 @@
 """The seed's "Authenticate User": auth keys issued, required, and removed."""
 
-import uuid
-from typing import Any
 
 import aiohttp
 
-from tests.conftest import FormFactory, wait_for_cases
-
-CREDS = {"password": "correct horse battery"}
-
-
-async def make_user(api: aiohttp.ClientSession, forms: list[str]) -> dict[str, str]:
-    creds = {"username": f"user-{uuid.uuid4().hex[:8]}", **CREDS}
-    async with api.post("/api/users", json={**creds, "forms": forms}) as resp:
-        assert resp.status == 201
-    return creds
-
-
-async def issue_key(http: aiohttp.ClientSession, url: str, creds: dict[str, str]) -> str:
-    """The seed's curl: POST {"username", "password"} to the webhook URL."""
-    async with http.post(url, json=creds, headers={"Content-type": "application/json"}) as resp:
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    assert set(body) == {"auth_key"}
-    key: str = body["auth_key"]
-    return key
-
-
-async def create(http: aiohttp.ClientSession, url: str, key: str | None) -> tuple[int, Any]:
-    headers = {"Auth-key": key} if key else {}
-    async with http.post(url, json={"text-field": "x"}, headers=headers) as resp:
-        return resp.status, await resp.json()
+from tests.helpers import FormFactory, issue_key, make_user, post_with_key, wait_for_cases
 
 
 async def test_auth_key_from_credentials_lets_the_user_create_cases(
@@ -38,14 +11,14 @@ async def test_auth_key_from_credentials_lets_the_user_create_cases(
     hook = await make_form(authenticate_user=True)
     key = await issue_key(http, hook["url"], await make_user(api, [hook["form_id"]]))
     assert len(key) >= 22
-    assert await create(http, hook["url"], key) == (200, {})
+    assert await post_with_key(http, hook["url"], key) == (200, {})
     await wait_for_cases(api, hook["form_id"], 1)
 
 
 async def test_create_without_auth_key_is_access_deny(make_form: FormFactory,
                                                      http: aiohttp.ClientSession) -> None:
     hook = await make_form(authenticate_user=True)
-    status, body = await create(http, hook["url"], None)
+    status, body = await post_with_key(http, hook["url"], None)
     assert status == 400
     assert body["errors"][0]["code"] == "access_deny"
 
@@ -53,7 +26,7 @@ async def test_create_without_auth_key_is_access_deny(make_form: FormFactory,
 async def test_unknown_auth_key_is_access_deny(make_form: FormFactory,
                                                http: aiohttp.ClientSession) -> None:
     hook = await make_form(authenticate_user=True)
-    status, body = await create(http, hook["url"], "made-up-key")
+    status, body = await post_with_key(http, hook["url"], "made-up-key")
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
 
 
@@ -82,7 +55,7 @@ async def test_key_for_one_webhook_does_not_open_another(
     second = await make_form(authenticate_user=True)
     creds = await make_user(api, [first["form_id"], second["form_id"]])
     key = await issue_key(http, first["url"], creds)
-    status, body = await create(http, second["url"], key)
+    status, body = await post_with_key(http, second["url"], key)
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
 
 
@@ -96,7 +69,7 @@ async def test_delete_with_credentials_removes_the_users_keys(
         assert resp.status == 200
         assert await resp.json() == {}
     for key in keys:
-        status, body = await create(http, hook["url"], key)
+        status, body = await post_with_key(http, hook["url"], key)
         assert (status, body["errors"][0]["code"]) == (400, "access_deny")
 
 
@@ -107,7 +80,7 @@ async def test_delete_with_wrong_password_keeps_the_keys(
     key = await issue_key(http, hook["url"], creds)
     async with http.delete(hook["url"], json={**creds, "password": "nope nope"}) as resp:
         assert resp.status == 400
-    assert await create(http, hook["url"], key) == (200, {})
+    assert await post_with_key(http, hook["url"], key) == (200, {})
 
 
 async def test_deleted_user_loses_access(make_form: FormFactory, http: aiohttp.ClientSession,
@@ -117,7 +90,7 @@ async def test_deleted_user_loses_access(make_form: FormFactory, http: aiohttp.C
     key = await issue_key(http, hook["url"], creds)
     async with api.delete(f"/api/users/{creds['username']}") as resp:
         assert resp.status == 200
-    status, body = await create(http, hook["url"], key)
+    status, body = await post_with_key(http, hook["url"], key)
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
 
 

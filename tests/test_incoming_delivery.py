@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import aiohttp
 import orjson
@@ -9,13 +10,14 @@ import orjson
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.logging import bound_context
 from shared.settings import Settings
-from tests.conftest import (
+from tests.helpers import (
     EventTap,
     FormFactory,
+    publish_raw,
+    until,
     wait_dead_lettered,
     wait_for_cases,
 )
-from tests.helpers import publish_raw
 from tests.stack import Stack, free_port
 
 BODY = {"text-field": "x"}
@@ -134,12 +136,11 @@ async def test_changed_form_is_in_force_after_its_event(
                            "mandatory": True})
     async with api.put(f"/api/forms/{hook['form_id']}", json=form) as resp:
         assert resp.status == 200
-    for _ in range(100):
+
+    async def refused() -> Any:
         async with http.post(hook["url"], json=BODY) as resp:
-            body = orjson.loads(await resp.read())
-        if resp.status == 400:
-            assert body["errors"] == [{"field": "ticket", "code": "field_required",
-                                       "message": "the field is mandatory and data is missing"}]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("ingest never picked up the changed form")
+            return orjson.loads(await resp.read()) if resp.status == 400 else None
+
+    body = await until(refused, failure="ingest never picked up the changed form")
+    assert body["errors"] == [{"field": "ticket", "code": "field_required",
+                               "message": "the field is mandatory and data is missing"}]

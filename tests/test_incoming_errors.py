@@ -5,7 +5,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import FormFactory
+from tests.helpers import FormFactory, wait_for_cases
 
 VALID = {"text-field": "x"}
 
@@ -54,14 +54,16 @@ async def test_every_problem_gets_its_own_entry(make_form: FormFactory,
         ("tags", "value_not_array"), ("text-field", "field_required")]
 
 
-async def test_valid_values_of_every_type_are_accepted(make_form: FormFactory,
-                                                       http: aiohttp.ClientSession) -> None:
+async def test_valid_values_of_every_type_are_accepted_and_stored_as_their_type(
+        make_form: FormFactory, http: aiohttp.ClientSession, api: aiohttp.ClientSession) -> None:
     hook = await make_form()
     body = {"text-field": "x", "email": "a@example.com", "amount": "12.5", "due-date": "2026-11-28",
             "seen-at": "2026-11-28T10:00:00+01:00", "priority": "high", "tags": ["a", "c"],
             "urgent": False}
     async with http.post(hook["url"], json=body) as resp:
         assert resp.status == 200, await resp.text()
+    [case] = await wait_for_cases(api, hook["form_id"], 1)
+    assert case["data"] == {**body, "amount": 12.5}  # the numeric string is stored as a number
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe"])

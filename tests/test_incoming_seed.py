@@ -5,7 +5,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import EventTap, FormFactory, wait_for_cases
+from tests.helpers import EventTap, FormFactory, wait_for_cases
 
 SEED_BODY = {"text-field": "Simple input in a text-field with id textfield"}
 JSON = {"Content-type": "application/json"}

@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import FormFactory, wait_for_cases
+from tests.helpers import FormFactory, wait_for_cases
 from tests.stack import Stack
 
 BODY = b'{"text-field": "x"}'

@@ -12,7 +12,7 @@ from aiohttp import web
 from services.ingest.app import create_app
 from services.ingest.tokens import masked, masked_path
 from shared.settings import Settings
-from tests.conftest import FormFactory
+from tests.helpers import FormFactory
 from tests.stack import Stack, free_port
 
 

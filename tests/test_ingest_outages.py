@@ -7,22 +7,8 @@ from typing import Any
 import aiohttp
 
 from shared.settings import Settings
-from tests.conftest import FormFactory, wait_for_cases
-from tests.faults import ProxiedIngest, proxied_ingest
-from tests.test_incoming_auth import issue_key, make_user
-
-
-async def status_of(http: aiohttp.ClientSession, url: str) -> int:
-    async with http.get(url) as resp:
-        return resp.status
-
-
-async def wait_ready(http: aiohttp.ClientSession, ingest: ProxiedIngest, status: int,
-                     within: float = 30.0, every: float = 0.02) -> None:
-    deadline = time.monotonic() + within
-    while await status_of(http, ingest.url("/readyz")) != status:
-        assert time.monotonic() < deadline, f"/readyz never answered {status}"
-        await asyncio.sleep(every)
+from tests.faults import proxied_ingest
+from tests.helpers import FormFactory, issue_key, make_user, wait_for_cases, wait_ready
 
 
 async def post_with(http: aiohttp.ClientSession, url: str, body: dict[str, Any],

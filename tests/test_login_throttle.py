@@ -16,8 +16,7 @@ import pytest
 
 from services.casestore.api.logins import HashingBusy, LoginGuard, TooManyFailures
 from shared.settings import Settings
-from tests.conftest import FormFactory
-from tests.test_incoming_auth import issue_key, make_user
+from tests.helpers import FormFactory, issue_key, make_user
 
 ADDRESSES = itertools.count(20)
 

@@ -13,23 +13,9 @@ from shared.consumer import Consumer
 from shared.events import CASE_CREATED, Envelope, new_event
 from shared.outages import OutageGate
 from shared.settings import Settings
-from tests.conftest import sample_form, wait_for_cases
 from tests.faults import CuttableProxy, replaced
+from tests.helpers import dead_letters_mentioning, names, sample_form, until, wait_for_cases
 from tests.stack import Stack
-
-
-async def dead_letters_mentioning(settings: Settings, marker: bytes) -> int:
-    """How many dead-lettered messages hold `marker`; every message stays in the queue."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        dead = await channel.get_queue(f"{settings.name_prefix}.dead-letters")
-        taken = []
-        while (message := await dead.get(fail=False)) is not None:
-            taken.append(message)
-        for message in taken:
-            await message.nack(requeue=True)
-    return sum(marker in m.body for m in taken)
 
 
 @pytest.fixture
@@ -60,7 +46,7 @@ async def ready_in(settings: Settings, queue: str) -> int:
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        declared = await channel.declare_queue(f"{settings.name_prefix}.{queue}", passive=True)
+        declared = await channel.declare_queue(names(settings).queue(queue), passive=True)
         return int(declared.declaration_result.message_count or 0)
 
 
@@ -96,13 +82,13 @@ async def test_database_outage_longer_than_the_delivery_limit_loses_and_dead_let
 async def work_queue(settings: Settings) -> AsyncIterator[tuple[aio_pika.abc.AbstractConnection,
                                                                str]]:
     """A quorum queue dead-lettering a message at its first counted return."""
-    name = f"{settings.name_prefix}.outage-{uuid.uuid4().hex[:6]}"
+    name = names(settings).queue(f"outage-{uuid.uuid4().hex[:6]}")
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.declare_queue(name, durable=True, arguments={
             "x-queue-type": "quorum", "x-delivery-limit": 0,
-            "x-dead-letter-exchange": f"{settings.name_prefix}.dead-letter"})
+            "x-dead-letter-exchange": names(settings).dead_letter})
         try:
             yield connection, name
         finally:
@@ -183,10 +169,7 @@ async def test_an_outage_error_while_the_dependencies_are_up_is_the_messages_own
         probe, retry_seconds=0.1, hold_seconds=60))
     try:
         await publish(connection, name, event)
-        for _ in range(200):
-            if await dead_letters_mentioning(settings, event.data["marker"].encode()):
-                break
-            await asyncio.sleep(0.1)
+        await until(lambda: dead_letters_mentioning(settings, event.data["marker"].encode()), 20)
         assert await dead_letters_mentioning(settings, event.data["marker"].encode()) == 1
     finally:
         await consumer.stop(1.0)

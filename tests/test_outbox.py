@@ -12,8 +12,8 @@ import pytest
 
 from shared.events import Envelope
 from shared.settings import Settings
-from tests.conftest import EventTap, sample_form, tap_events
 from tests.faults import CuttableProxy, replaced
+from tests.helpers import EventTap, sample_form, tap_events, until
 from tests.stack import Stack
 
 TEST_KEY = "test.outbox"
@@ -26,13 +26,14 @@ async def tap(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
         yield events
 
 
-async def insert_outbox(settings: Settings, correlation_ids: list[str]) -> list[str]:
+async def insert_outbox(settings: Settings, correlation_ids: list[str],
+                       routing_key: str = TEST_KEY) -> list[str]:
     """Rows as casestore writes them, in one transaction; returns their event ids.
 
     The envelopes are built by hand: `new_event` would replace an unusable correlation id, and
     the relay must cope with rows that older code (or a bug) wrote all the same.
     """
-    events = [Envelope(type=TEST_KEY, data={"n": n}, correlation_id=cid)
+    events = [Envelope(type=routing_key, data={"n": n}, correlation_id=cid)
               for n, cid in enumerate(correlation_ids)]
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -73,6 +74,23 @@ async def test_a_row_the_broker_refuses_is_parked_and_the_rest_of_its_batch_sent
     assert "255" in next(r["error"] for r in parked if str(r["event_id"]) == ids[1])
     left = await fetch(settings, "SELECT event_id FROM outbox")
     assert not {str(r["event_id"]) for r in left} & set(ids)
+
+
+async def test_an_event_nobody_is_bound_to_does_not_hold_up_the_outbox(
+        settings: Settings, tap: EventTap) -> None:
+    """No queue is bound to the first row's routing key, so the broker returns it: it is
+    dropped (not parked), and the row behind it goes out."""
+    unbound, = await insert_outbox(settings, ["unbound"], routing_key="test.unbound")
+    behind, = await insert_outbox(settings, ["behind it"])
+    assert (await tap.next(lambda _: True))["id"] == behind
+
+    async def outbox_empty() -> bool:
+        left = await fetch(settings, "SELECT event_id FROM outbox")
+        return not {str(r["event_id"]) for r in left} & {unbound, behind}
+
+    await until(outbox_empty)
+    parked = await fetch(settings, "SELECT event_id FROM outbox_parked")
+    assert unbound not in {str(r["event_id"]) for r in parked}
 
 
 async def test_a_clean_stop_of_casestore_mid_relay_sends_no_event_twice(

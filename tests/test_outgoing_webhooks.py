@@ -11,25 +11,23 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import structlog
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.settings import Settings
-from tests.conftest import AutomationFactory, FormFactory, wait_for_cases, webhook_action
+from tests.helpers import (
+    RESPONSE_FORM_FIELDS,
+    AutomationFactory,
+    FormFactory,
+    case_when,
+    get_case,
+    new_case,
+    patch_case,
+    wait_for_cases,
+    webhook_action,
+    with_response,
+)
 from tests.receiver import Receiver, Reply
-
-
-async def new_case(api: aiohttp.ClientSession, form_id: str, **data: Any) -> dict[str, Any]:
-    async with api.post(f"/api/forms/{form_id}/cases",
-                        json={"data": {"text-field": "hello", **data}}) as resp:
-        assert resp.status == 201, await resp.text()
-        case: dict[str, Any] = await resp.json()
-    return case
-
-
-async def patch_case(api: aiohttp.ClientSession, case_id: str, **body: Any) -> None:
-    async with api.patch(f"/api/cases/{case_id}", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-
 
 FINISHED = ("succeeded", "failed")
 
@@ -54,24 +52,6 @@ async def delivery(api: aiohttp.ClientSession, delivery_id: str) -> dict[str, An
         assert resp.status == 200, await resp.text()
         found: dict[str, Any] = await resp.json()
     return found
-
-
-async def get_case(api: aiohttp.ClientSession, case_id: str) -> dict[str, Any]:
-    async with api.get(f"/api/cases/{case_id}") as resp:
-        assert resp.status == 200
-        found: dict[str, Any] = await resp.json()
-    return found
-
-
-async def case_when(api: aiohttp.ClientSession, case_id: str, predicate: Any,
-                    within: float = 10.0) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        found = await get_case(api, case_id)
-        if predicate(found) or asyncio.get_running_loop().time() > deadline:
-            assert predicate(found), found
-            return found
-        await asyncio.sleep(0.1)
 
 
 async def quiet(receiver: Receiver, url: str, expected: int, settle: float = 1.0) -> None:
@@ -324,21 +304,6 @@ async def test_method_and_protocol_through_the_pipeline(
 
 # Seed: "you can also define a possible response ... saved in the same case"; dotted keys.
 
-RESPONSE_FORM_FIELDS = [
-    {"id": "text-field", "label": "Text", "type": "text", "mandatory": True},
-    {"id": "amount", "label": "Amount", "type": "number"},
-    {"id": "external-id", "label": "External id", "type": "text", "section": 1},
-    {"id": "crm-status", "label": "CRM status", "type": "text", "section": 1},
-]
-
-
-def with_response(url: str, **settings: Any) -> dict[str, Any]:
-    action = webhook_action(url, **settings)
-    action["response"] = [{"field": "external-id", "key": "id"},
-                          {"field": "crm-status", "key": "result.status"}]
-    return action
-
-
 async def test_response_data_is_written_back_into_the_case(
         make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
         receiver: Receiver) -> None:
@@ -442,11 +407,14 @@ async def test_a_ping_pong_of_two_automations_is_bounded(
         await make_automation(hook["form_id"], url, action=action,
                               when=[{"event": "field_changed", "fields": [watched]}])
     case = await new_case(api, hook["form_id"])
-    await patch_case(api, case["id"], data={"crm-status": "start"})  # depth 0: ping fires
     limit = settings.automation_max_depth
-    total = limit + 1  # depths 0..limit fire; the change at depth limit + 1 fires nothing
-    await asyncio.sleep(2)
+    with structlog.testing.capture_logs() as logs:
+        await patch_case(api, case["id"], data={"crm-status": "start"})  # depth 0: ping fires
+        total = limit + 1  # depths 0..limit fire; the change at depth limit + 1 fires nothing
+        await asyncio.sleep(2)
     assert len(receiver.at(ping)) + len(receiver.at(pong)) == total
+    assert [e["depth"] for e in logs if e["event"] == "automation_chain_bounded"
+            and e["case_id"] == case["id"]] == [limit + 1]
     await quiet(receiver, ping, len(receiver.at(ping)))
 
 

@@ -4,15 +4,21 @@ import uuid
 from typing import Any
 
 import aiohttp
+import structlog
 
 from shared.events import CASE_RESPONSE_DATA, CaseResponseData, Envelope, new_event
 from shared.logging import bound_context
 from shared.settings import Settings
-from tests.conftest import EventTap
-from tests.helpers import processed
+from tests.helpers import (
+    EventTap,
+    call,
+    create_automation,
+    definition,
+    new_case,
+    new_form,
+    processed,
+)
 from tests.helpers import publish_event as publish
-from tests.test_admin_api import call, new_case, new_form
-from tests.test_automations_api import create, definition
 
 
 def answer(automation_id: str, case_id: str, values: dict[str, Any], *, depth: int = 0,
@@ -26,7 +32,7 @@ def answer(automation_id: str, case_id: str, values: dict[str, Any], *, depth: i
 
 async def setup(api: aiohttp.ClientSession) -> tuple[dict[str, Any], dict[str, Any]]:
     form_id = await new_form(api)
-    automation = await create(api, form_id, definition(name="CRM sync"))
+    automation = await create_automation(api, form_id, definition(name="CRM sync"))
     case = await new_case(api, form_id, {"text-field": "hello", "amount": 1})
     return automation, case
 
@@ -61,9 +67,13 @@ async def test_invalid_values_are_skipped_and_the_valid_ones_written(
     event = answer(automation["id"], case["id"], {
         "email": "not-an-email", "amount": "many", "priority": "urgent", "unknown": 1,
         "attachment": [{"id": "x"}], "text-field": "", "tags": ["a"], "urgent": True})
-    found = await written(api, settings, event)
+    with structlog.testing.capture_logs() as logs:
+        found = await written(api, settings, event)
     # text-field is mandatory: a receiver may change it, never empty it.
     assert found["data"] == {"text-field": "hello", "amount": 1, "tags": ["a"], "urgent": True}
+    assert sorted(e["field"] for e in logs if e["event"] == "response_value_skipped"
+                  and e["case_id"] == case["id"]) == [
+        "amount", "attachment", "email", "priority", "text-field", "unknown"]
 
 
 async def test_an_answer_with_nothing_valid_writes_nothing(

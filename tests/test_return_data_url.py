@@ -5,16 +5,21 @@ import time
 import uuid
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 
 from shared.settings import Settings
 from shared.signing import UrlSigner, return_path
-from tests.conftest import AutomationFactory, FormFactory, webhook_action
 from tests.faults import proxied_ingest
-from tests.test_ingest_outages import wait_ready
-from tests.test_outgoing_webhooks import get_case
+from tests.helpers import (
+    AutomationFactory,
+    FormFactory,
+    case_when,
+    dead_letters_mentioning,
+    get_case,
+    wait_ready,
+    webhook_action,
+)
 
 FIELDS = [
     {"id": "text-field", "label": "Text", "type": "text", "mandatory": True},
@@ -73,26 +78,12 @@ async def test_return_data_whose_confirm_never_comes_answers_outcome_unknown(
             assert (await resp.json())["errors"][0]["code"] == "outcome_unknown"
 
 
-async def dead_letters_mentioning(settings: Settings, marker: str) -> int:
-    """How many dead-lettered messages hold `marker` (all are looked at and put back)."""
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(f"{settings.name_prefix}.dead-letters")
-        held = []
-        while (message := await queue.get(fail=False)) is not None:
-            held.append(message)
-        for message in held:
-            await message.nack(requeue=True)
-    return sum(marker.encode() in m.body for m in held)
-
-
 async def unchanged(api: aiohttp.ClientSession, settings: Settings,
                     case: dict[str, Any]) -> None:
     await asyncio.sleep(0.5)  # time enough for a write that should not happen
     found = await get_case(api, case["id"])
     assert (found["version"], found["data"]) == (1, case["data"])
-    assert await dead_letters_mentioning(settings, case["id"]) == 0
+    assert await dead_letters_mentioning(settings, case["id"].encode()) == 0
 
 
 @pytest.mark.parametrize(("answer", "errors"), [
@@ -134,11 +125,7 @@ async def test_an_answer_that_fits_is_written(
     url, case = await return_url_of_a_case(make_form, make_automation, api, settings)
     async with http.post(url, json={"amount": "12", "status": "done"}) as resp:
         assert (resp.status, await resp.json()) == (200, {})
-    for _ in range(100):
-        found = await get_case(api, case["id"])
-        if found["version"] == 2:
-            break
-        await asyncio.sleep(0.1)
+    found = await case_when(api, case["id"], lambda c: c["version"] == 2)
     assert found["data"] == {"text-field": "x", "amount": 12, "crm-status": "done"}
 
 

@@ -5,18 +5,20 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import AutomationFactory, FormFactory
-from tests.receiver import Receiver, Reply
-from tests.test_admin_api import call
-from tests.test_files import case_with_form, upload
-from tests.test_outgoing_webhooks import (
+from tests.helpers import (
     RESPONSE_FORM_FIELDS,
+    AutomationFactory,
+    FormFactory,
+    call,
     case_when,
+    case_with_form,
     get_case,
     new_case,
     patch_case,
+    upload,
     with_response,
 )
+from tests.receiver import Receiver, Reply
 
 
 async def download_status(http: aiohttp.ClientSession, url: str) -> int:

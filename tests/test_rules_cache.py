@@ -7,9 +7,8 @@ import aiohttp
 import asyncpg
 
 from shared.settings import Settings
-from tests.conftest import AutomationFactory, FormFactory, sample_form, webhook_action
+from tests.helpers import AutomationFactory, FormFactory, new_case, sample_form, webhook_action
 from tests.receiver import Receiver
-from tests.test_outgoing_webhooks import new_case
 
 
 async def case_numbers(receiver: Receiver, url: str, count: int) -> list[int]:

@@ -19,11 +19,16 @@ from services.dispatcher.app import create_app as dispatcher_app
 from shared.crypto import SecretBox, SecretUndecryptable, is_token, new_key
 from shared.errors import ConfigurationError
 from shared.settings import Settings
-from tests.conftest import AutomationFactory, FormFactory, webhook_action
+from tests.helpers import (
+    CASEWIRE,
+    AutomationFactory,
+    FormFactory,
+    call,
+    cli_env,
+    webhook_action,
+)
 from tests.receiver import Receiver
 from tests.stack import ENCRYPTION_KEYS
-from tests.test_admin_api import call
-from tests.test_cli import CASEWIRE, cli_env
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # unique, so finding it anywhere in a row is no accident
 

@@ -14,11 +14,9 @@ import pytest
 from services.casestore.timer_times import field_time, next_occurrence
 from shared.automations import DateReached
 from shared.durations import parse
-from tests.conftest import FormFactory, webhook_action
-from tests.helpers import until
+from tests.helpers import FormFactory, call, until, webhook_action
 from tests.receiver import Receiver
 from tests.stack import Stack, free_port
-from tests.test_admin_api import call
 
 TOLERANCE = 3.0  # seconds late a firing may arrive on a busy 2-core machine
 

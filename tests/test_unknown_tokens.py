@@ -10,8 +10,8 @@ from services.ingest.forms_cache import FormCache
 from services.ingest.keys import CACHE
 from shared.db import create_pool
 from shared.settings import Settings
-from tests.conftest import FormFactory
 from tests.faults import proxied_ingest
+from tests.helpers import FormFactory, until
 from tests.stack import Stack
 
 RATE = 5.0  # reads a second, and as many in a burst
@@ -72,10 +72,11 @@ async def test_unknown_and_disabled_tokens_get_the_same_answer_by_the_same_path(
                        json={"enabled": False, "authenticate_user": False}) as resp:
         assert resp.status == 200
     cache = cache_of(stack)
-    for _ in range(50):  # until the disabled state has reached ingest's cache
-        if await post_status(http, hook["url"]) == 404:
-            break
-        await asyncio.sleep(0.1)
+
+    async def disabled_in_the_cache() -> bool:
+        return await post_status(http, hook["url"]) == 404
+
+    await until(disabled_in_the_cache, 5)
     answers = []
     for url in (hook["url"], f"{stack.url('ingest')}/hooks/{secrets.token_urlsafe(24)}"):
         misses = cache.misses

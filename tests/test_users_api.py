@@ -6,9 +6,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import FormFactory
-from tests.test_admin_api import call, new_form
-from tests.test_incoming_auth import CREDS, create, issue_key, make_user
+from tests.helpers import CREDS, FormFactory, call, issue_key, make_user, new_form, post_with_key
 
 
 async def put_user(api: aiohttp.ClientSession, username: str, body: dict[str, Any],
@@ -24,13 +22,13 @@ async def test_removing_a_form_stops_the_users_key_at_once_and_adding_it_back_re
     other = await new_form(api)
     creds = await make_user(api, [hook["form_id"], other])
     key = await issue_key(http, hook["url"], creds)
-    assert await create(http, hook["url"], key) == (200, {})
+    assert await post_with_key(http, hook["url"], key) == (200, {})
     assert await put_user(api, creds["username"], {"forms": [other]}) == {
         "username": creds["username"], "forms": [other]}
-    status, body = await create(http, hook["url"], key)
+    status, body = await post_with_key(http, hook["url"], key)
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
     await put_user(api, creds["username"], {"forms": [hook["form_id"], other]})
-    assert await create(http, hook["url"], key) == (200, {})
+    assert await post_with_key(http, hook["url"], key) == (200, {})
     [listed] = [u for u in (await call(api, "GET", "/api/users", 200))["users"]
                 if u["username"] == creds["username"]]
     assert listed["forms"] == sorted([hook["form_id"], other])
@@ -43,12 +41,12 @@ async def test_a_new_password_replaces_the_old_and_revokes_issued_keys(
     key = await issue_key(http, hook["url"], creds)
     new_password = f"new-{uuid.uuid4().hex}"
     await put_user(api, creds["username"], {"password": new_password, "forms": [hook["form_id"]]})
-    status, body = await create(http, hook["url"], key)
+    status, body = await post_with_key(http, hook["url"], key)
     assert (status, body["errors"][0]["code"]) == (400, "access_deny")
     async with http.post(hook["url"], json=creds) as resp:
         assert resp.status == 400
     fresh = await issue_key(http, hook["url"], {**creds, "password": new_password})
-    assert await create(http, hook["url"], fresh) == (200, {})
+    assert await post_with_key(http, hook["url"], fresh) == (200, {})
 
 
 async def test_put_of_an_unknown_user_is_404_and_bad_bodies_are_400(

@@ -16,32 +16,25 @@ from services.casestore.api import (
     webhooks,
 )
 from services.casestore.api.logins import LOGINS, LoginGuard
-from services.casestore.api.middlewares import domain_errors
+from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
-from shared import broker
 from shared.crypto import SecretBox
 from shared.service import (
     POOL,
     PUBLISHER,
     SETTINGS,
-    amqp_ctx,
     consumer_ctx,
-    consumer_ready,
-    db_probe,
-    db_ready,
+    consumer_readiness,
     loop_ctx,
-    pool_ctx,
-    publisher_ctx,
-    require_secrets,
-    server_header,
+    new_app,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+from shared.web import add_ops_routes, admin_token_middleware
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
 
@@ -58,17 +51,11 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 
 
 def create_app(settings: Settings) -> web.Application:
-    require_secrets(settings)
-    app = web.Application(
-        middlewares=[correlation_middleware("casestore"),
-                     admin_token_middleware("/api/", settings.admin_token), domain_errors],
-        client_max_size=settings.max_body_bytes)
-    app.on_response_prepare.append(server_header)
-    app[SETTINGS] = settings
+    app = new_app("casestore", settings, admin_token_middleware("/api/", settings.admin_token),
+                  refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
-                            consumer_ctx(CONSUMER, command_consumer, db_probe),
+    app.cleanup_ctx.extend([commands_ctx, consumer_ctx(CONSUMER, command_consumer),
                             loop_ctx("outbox-relay", lambda app: OutboxRelay(
                                 app[POOL], app[PUBLISHER], app[SETTINGS])),
                             loop_ctx("delivery-scheduler", lambda app: DeliveryScheduler(
@@ -80,10 +67,5 @@ def create_app(settings: Settings) -> web.Application:
                    files):
         app.router.add_routes(module.routes)
     mount_console(app, settings)
-    queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
-
-    async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": await consumer_ready(app, queue_name)}
-
-    add_ops_routes(app, readiness)
+    add_ops_routes(app, consumer_readiness(app, CONSUMER))
     return app

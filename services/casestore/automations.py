@@ -1,11 +1,11 @@
-"""Automations as casestore stores and shows them: write-only passwords, change events, authors.
+"""Automations as casestore stores and shows them: write-only passwords, secrets, authors.
 
 Basic-auth passwords and signing secrets are stored encrypted (shared/crypto.py): sealed here
 on every write, the secret revealed in API answers, the password never.
 """
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -14,17 +14,12 @@ from pydantic import ValidationError
 from services.casestore.errors import ValidationFailed
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
-from services.casestore.repo import outbox as outbox_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep, with_password
 from shared.crypto import SecretBox
-from shared.events import new_event
 from shared.forms import FieldError
 from shared.web import refuse_big_ints
 
-AUTOMATION_CHANGED = "automation.changed"
-AutomationChange = Literal["created", "updated", "deleted", "enabled", "disabled",
-                           "secret_rotated"]
 PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
 URL_FIELD = "action.settings.url"
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -137,15 +132,6 @@ async def reencrypt_secrets(conn: Conn, box: SecretBox) -> int:
                                                      box.rotate(row.secret), previous)
         changed += 1
     return changed
-
-
-async def announce_automation(conn: Conn, row: automation_rows.AutomationRow,
-                              change: AutomationChange) -> None:
-    """Queue automation.changed in the caller's transaction, for anyone caching automations."""
-    await outbox_rows.insert_outbox(conn, [new_event(
-        AUTOMATION_CHANGED,
-        {"automation_id": str(row.id), "form_id": row.form_id, "change": change},
-        form_id=row.form_id)])
 
 
 def author(row: automation_rows.AutomationRow | None, automation_id: uuid.UUID) -> str:

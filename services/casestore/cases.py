@@ -31,13 +31,10 @@ def _announce(type_: str, row: case_rows.CaseRow, changes: list[FieldChange], au
               skip_triggers: bool = False, causation_id: str | None = None,
               correlation_id: str | None = None, automation_depth: int = 0,
               source_automation_id: uuid.UUID | None = None) -> Envelope:
-    payload = CaseChanged(
-        case_id=row.id, case_number=row.case_number, status=row.status,
-        previous_status=previous_status, data=row.data, creator=row.creator,
-        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
-        changes=changes, author=author, skip_triggers=skip_triggers,
-        automation_depth=automation_depth, source_automation_id=source_automation_id,
-        form_revision=form_revision)
+    payload = CaseChanged.from_row(
+        row, author, previous_status=previous_status, changes=changes,
+        skip_triggers=skip_triggers, automation_depth=automation_depth,
+        source_automation_id=source_automation_id, form_revision=form_revision)
     return new_event(type_, payload, form_id=row.form_id, case_id=row.id,
                      causation_id=causation_id, correlation_id=correlation_id)
 

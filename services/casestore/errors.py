@@ -1,13 +1,14 @@
-"""casestore's domain errors; handlers turn them into HTTP answers, consumers into acks."""
+"""casestore's domain errors. Each is also the HTTP answer it means (shared.web renders it);
+consumers turn them into acks."""
 
 from typing import TypeVar
 
-from shared.forms import FieldError
+from shared import web
 
 T = TypeVar("T")
 
 
-class RecordNotFound(Exception):
+class RecordNotFound(web.NotFound):
     """The form, case, user or webhook does not exist."""
 
 
@@ -18,13 +19,9 @@ def found(value: T | None, message: str) -> T:
     return value
 
 
-class Conflict(Exception):
+class Conflict(web.Conflict):
     """The request clashes with existing state (an id already taken)."""
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(web.BadRequest):
     """Case data or a request body broke the form's rules; carries one error per problem."""
-
-    def __init__(self, errors: list[FieldError]):
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = errors

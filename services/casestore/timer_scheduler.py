@@ -25,6 +25,7 @@ from services.casestore.repo import timers as timer_rows
 from services.casestore.timer_times import field_time, next_occurrence
 from services.casestore.timers import SetTimer, for_new_case, timed
 from shared.automations import AutomationDefinition, DateReached, LeadTimeExceeded, TimeTrigger
+from shared.cases import CASE_COLUMNS, StoredCase
 from shared.conditions import holds
 from shared.events import CASE_TIMER_DUE, CaseChanged, Envelope, TimerDue, new_event
 from shared.settings import Settings
@@ -33,7 +34,7 @@ from shared.tasks import wait_event
 log = structlog.get_logger(__name__)
 
 SCHEDULER = "Casewire scheduler"
-CASE_FIELDS = case_rows.CASE_COLUMNS.split(", ")
+CASE_FIELDS = CASE_COLUMNS.split(", ")
 
 
 def _trigger(definition: AutomationDefinition, index: int) -> TimeTrigger | None:
@@ -42,8 +43,8 @@ def _trigger(definition: AutomationDefinition, index: int) -> TimeTrigger | None
     return trigger if isinstance(trigger, DateReached | LeadTimeExceeded) else None
 
 
-def _case(record: asyncpg.Record) -> dict[str, Any]:
-    return {name: record[f"case_{name}"] for name in CASE_FIELDS}
+def _case(record: asyncpg.Record) -> StoredCase:
+    return StoredCase(**{name: record[f"case_{name}"] for name in CASE_FIELDS})
 
 
 def _after_firing(trigger: TimeTrigger, definition: AutomationDefinition, case: CaseChanged,
@@ -103,8 +104,8 @@ class TimerScheduler:
                          late_by=round((now - record["due_at"]).total_seconds(), 3))
         payload = CaseChanged.from_row(case, SCHEDULER, form_revision=record["form_revision"],
                                        timer=timer)
-        event = new_event(CASE_TIMER_DUE, payload, form_id=case["form_id"], case_id=case["id"])
-        return event, _after_firing(trigger, definition, payload, zone, now, case["form_id"])
+        event = new_event(CASE_TIMER_DUE, payload, form_id=case.form_id, case_id=case.id)
+        return event, _after_firing(trigger, definition, payload, zone, now, case.form_id)
 
     async def rebuild_once(self) -> int:
         """One batch of one automation's timers for the cases that existed before it."""

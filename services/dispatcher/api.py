@@ -4,22 +4,16 @@ import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
-from services.dispatcher.content import Target
-from services.dispatcher.deliveries import Dispatch, send
-from shared.events import CaseChanged
+from services.dispatcher.content import Delivery
+from services.dispatcher.deliveries import Dependencies, send
+from shared.events import CaseChanged, TestSend
 from shared.forms import FormDefinition, sample_value
-from shared.web import error_body, json_response, read_model
+from shared.web import NotFound, json_response, read_model
 
 routes = web.RouteTableDef()
-DISPATCH = web.AppKey("dispatch", Dispatch)
+DEPENDENCIES = web.AppKey("dependencies", Dependencies)
 TEST_AUTHOR = "Casewire test send"
-
-
-class TestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID | None = None
 
 
 def sample_case(form: FormDefinition) -> CaseChanged:
@@ -29,36 +23,32 @@ def sample_case(form: FormDefinition) -> CaseChanged:
                        created_at=now, updated_at=now, version=1, author=TEST_AUTHOR)
 
 
-def _not_found(message: str) -> web.Response:
-    return json_response(error_body("not_found", message), status=404)
-
-
 @routes.post("/internal/automations/{automation_id}/test")
 async def test_send(request: web.Request) -> web.Response:
     """One attempt to the real receiver; nothing is recorded and no answer is written back.
 
     Not later either: the returnDataURL names a fresh case id, not the real case's.
     """
-    dispatch = request.app[DISPATCH]
-    body = await read_model(request, TestRequest)
+    deps = request.app[DEPENDENCIES]
+    body = await read_model(request, TestSend)
     try:
         automation_id = uuid.UUID(request.match_info["automation_id"])
-    except ValueError:
-        return _not_found("no such automation")
-    automation = await dispatch.reader.automation(automation_id)
-    form = await dispatch.reader.form(automation.form_id) if automation else None
+    except ValueError as exc:
+        raise NotFound("no such automation") from exc
+    automation = await deps.reader.automation(automation_id)
+    form = await deps.reader.form(automation.form_id) if automation else None
     if automation is None or form is None:
-        return _not_found("no such automation")
+        raise NotFound("no such automation")
     if body.case_id is None:
         case = sample_case(form)
     else:
-        row = await dispatch.reader.case(body.case_id)
-        if row is None or row["form_id"] != form.id:
-            return _not_found(f"form '{form.id}' has no case {body.case_id}")
+        row = await deps.reader.case(body.case_id)
+        if row is None or row.form_id != form.id:
+            raise NotFound(f"form '{form.id}' has no case {body.case_id}")
         case = CaseChanged.from_row(row, TEST_AUTHOR)
-    target = Target(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case, form=form,
-                    return_case_id=uuid.uuid4())
-    sent = await send(dispatch, automation, target, number=1)
+    delivery = Delivery(automation_id=automation.id, delivery_id=uuid.uuid4(), case=case,
+                        form=form, return_case_id=uuid.uuid4())
+    sent = await send(deps, automation, delivery, number=1)
     attempt = sent.attempt
     return json_response({
         "succeeded": sent.verdict == "succeeded",

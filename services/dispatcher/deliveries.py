@@ -18,7 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from services.dispatcher import metrics
-from services.dispatcher.content import Target, build_content
+from services.dispatcher.content import Delivery, build_content
 from services.dispatcher.in_flight import InFlight
 from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
@@ -55,8 +55,9 @@ def webhook_id_for(delivery_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True)
-class Dispatch:
-    """What the dispatcher's handlers need from the running process."""
+class Dependencies:
+    """What the dispatcher's handlers use of the running process: settings, the database
+    reader, the publisher, the HTTP sender, the rules cache and the attempts in flight."""
 
     settings: Settings
     reader: Reader
@@ -66,17 +67,17 @@ class Dispatch:
     in_flight: InFlight
 
 
-def _sends_first_itself(dispatch: Dispatch, automation: Automation) -> bool:
+def _sends_first_itself(deps: Dependencies, automation: Automation) -> bool:
     """The first attempt may go straight out (one hop less than through casestore's schedule)
     when this dispatcher has a free slot for an endpoint that did not just fail here, and
     nothing else must be settled first: a `once` claim, a rate limit, or whether casestore
     has the delivery already (a case event that came back may have been delivered)."""
     settings = automation.definition.action.settings
     return (not automation.definition.once and settings.max_per_second is None
-            and not is_redelivery() and dispatch.in_flight.free_now(automation.id))
+            and not is_redelivery() and deps.in_flight.free_now(automation.id))
 
 
-async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseChanged,
+async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseChanged,
                              automations: list[Automation], form_revision: int) -> None:
     """Hand the deliveries these automations cause to casestore; returns once confirmed.
 
@@ -87,10 +88,10 @@ async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseC
     for automation in automations:
         delivery_id = delivery_id_for(envelope.id, automation.id)
         lease = None
-        if _sends_first_itself(dispatch, automation):
+        if _sends_first_itself(deps, automation):
             lease = datetime.now(UTC) + timedelta(seconds=(
                 automation.definition.action.settings.timeout
-                + dispatch.settings.delivery_lease_margin_seconds))
+                + deps.settings.delivery_lease_margin_seconds))
             first.append(DeliveryDue(
                 delivery_id=delivery_id, automation_id=automation.id,
                 form_id=envelope.form_id or "", form_revision=form_revision,
@@ -101,29 +102,29 @@ async def request_deliveries(dispatch: Dispatch, envelope: Envelope, case: CaseC
             webhook_id=webhook_id_for(delivery_id), case=case,
             once=automation.definition.once, first_attempt_until=lease),
             form_id=envelope.form_id, case_id=case.case_id, causation_id=str(envelope.id)))
-    await asyncio.gather(*(dispatch.publisher.publish(r) for r in requests))
+    await asyncio.gather(*(deps.publisher.publish(r) for r in requests))
     for due in first:
-        on_due(dispatch, due)
+        on_due(deps, due)
 
 
-async def send(dispatch: Dispatch, automation: Automation, target: Target, number: int) -> Sent:
+async def send(deps: Dependencies, automation: Automation, delivery: Delivery, number: int) -> Sent:
     """Build the request from the case and the automation as it is now, and send it once."""
     definition = automation.definition
     request = build_request(definition.action.settings,
-                            build_content(definition, target, dispatch.settings))
-    return await dispatch.sender.send(
+                            build_content(definition, delivery, deps.settings))
+    return await deps.sender.send(
         request, secrets=automation.signing_secrets(datetime.now(UTC)),
-        webhook_id=webhook_id_for(target.delivery_id), number=number,
+        webhook_id=webhook_id_for(delivery.delivery_id), number=number,
         timeout=definition.action.settings.timeout)
 
 
-def on_due(dispatch: Dispatch, due: DeliveryDue) -> None:
+def on_due(deps: Dependencies, due: DeliveryDue) -> None:
     """Start the attempt and return: the message is acknowledged while the request runs."""
-    dispatch.in_flight.start((due.delivery_id, due.number), attempt(dispatch, due))
+    deps.in_flight.start((due.delivery_id, due.number), attempt(deps, due))
 
 
-async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
-    rules = await dispatch.rules.get(due.form_id, due.form_revision)
+async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
+    rules = await deps.rules.get(due.form_id, due.form_revision)
     automation = rules.automation(due.automation_id) if rules is not None else None
     if rules is None or automation is None:
         # Disabled or deleted since casestore handed it out: it hands it out again if the
@@ -133,30 +134,30 @@ async def attempt(dispatch: Dispatch, due: DeliveryDue) -> None:
     # The request must end within the attempt's lease, or casestore sends it again meanwhile.
     latest_start = due.lease_until - timedelta(
         seconds=automation.definition.action.settings.timeout)
-    async with dispatch.in_flight.slot(automation.id, latest_start) as free:
+    async with deps.in_flight.slot(automation.id, latest_start) as free:
         if not free:
             log.info("attempt_found_no_slot_in_its_lease", delivery_id=str(due.delivery_id),
                      number=due.number, note="casestore hands it out again")
             return
-        target = Target(automation_id=automation.id, delivery_id=due.delivery_id,
+        delivery = Delivery(automation_id=automation.id, delivery_id=due.delivery_id,
                         case=due.case, form=rules.form,
                         automation_depth=due.case.automation_depth)
         with metrics.IN_FLIGHT.track_inprogress():
-            sent = await send(dispatch, automation, target, due.number)
+            sent = await send(deps, automation, delivery, due.number)
     metrics.record(sent)
-    dispatch.in_flight.outcome(automation.id, sent.verdict == "succeeded")
+    deps.in_flight.outcome(automation.id, sent.verdict == "succeeded")
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
         automation_depth=due.case.automation_depth)
-    await _report(dispatch, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
-                                      case_id=due.case.case_id), due.lease_until)
+    await _report(deps, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
+                                  case_id=due.case.case_id), due.lease_until)
     _log(due, sent, values)
 
 
-async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) -> None:
+async def _report(deps: Dependencies, event: Envelope, lease_until: datetime) -> None:
     """Publish the outcome, through a broker outage as long as the lease lasts; after that
     casestore sends the attempt again anyway."""
     seconds = max(1.0, (lease_until - datetime.now(UTC)).total_seconds())
@@ -165,7 +166,7 @@ async def _report(dispatch: Dispatch, event: Envelope, lease_until: datetime) ->
                 retry=retry_if_exception_type(DependencyUnavailable), reraise=True,
                 stop=stop_before_delay(seconds), wait=wait_exponential(0.5, max=10)):
             with trying:
-                await dispatch.publisher.publish(event)
+                await deps.publisher.publish(event)
     except DependencyUnavailable:
         log.warning("attempt_outcome_not_reported", event_id=str(event.id))
 

@@ -7,6 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from shared.automations import AutomationDefinition, with_password
+from shared.cases import CASE_COLUMNS, StoredCase
 from shared.crypto import SecretBox
 from shared.forms import FormDefinition
 from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON
@@ -14,7 +15,6 @@ from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON
 FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, previous_secret,"
                       " previous_secret_until")
-CASE_COLUMNS = "id, form_id, case_number, status, data, creator, created_at, updated_at, version"
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,10 @@ class Reader:
         row = await self.pool.fetchrow(f"SELECT {FORM_COLUMNS} FROM forms WHERE id = $1", form_id)
         return FormDefinition.from_record(row) if row else None
 
-    async def case(self, case_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1",
-                                        case_id)
+    async def case(self, case_id: uuid.UUID) -> StoredCase | None:
+        row = await self.pool.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1",
+                                       case_id)
+        return StoredCase.from_record(row) if row else None
 
 
 # What /metrics reports about the delivery engine (services/dispatcher/metrics.py), one

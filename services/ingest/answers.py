@@ -1,40 +1,20 @@
-"""ingest's error answers, and publishing with the answer that tells the client the truth."""
+"""Publishing with the answer that tells the client the truth when the broker did not confirm."""
 
 import enum
 
-import orjson
 import structlog
 from aiohttp import web
 
 from shared.errors import DependencyUnavailable, OutcomeUnknown
 from shared.events import Envelope
 from shared.service import PUBLISHER
-from shared.web import error_body, json_response
+from shared.web import NotFound, Unavailable
 
 log = structlog.get_logger(__name__)
 
 
-def bad(code: str, message: str, field: str | None = None) -> web.Response:
-    return json_response(error_body(code, message, field), status=400)
-
-
-def not_found() -> web.HTTPNotFound:
-    return web.HTTPNotFound(text=orjson.dumps(error_body("not_found", "unknown webhook URL"))
-                            .decode(), content_type="application/json")
-
-
-def unavailable(message: str) -> web.Response:
-    """503 `unavailable`: nothing was created; the same request may simply be sent again."""
-    return json_response(error_body("unavailable", message), status=503,
-                         headers={"Retry-After": "1"})
-
-
-def outcome_unknown() -> web.Response:
-    """503 `outcome_unknown`: the broker may have the message; only a keyed retry is safe."""
-    return json_response(error_body(
-        "outcome_unknown", "the broker did not confirm in time: the case may or may not have "
-        "been created; retry with the same Idempotency-Key to create it exactly once"),
-        status=503, headers={"Retry-After": "1"})
+def unknown_webhook() -> NotFound:
+    return NotFound("unknown webhook URL")
 
 
 class Published(enum.Enum):
@@ -62,9 +42,12 @@ async def publish(request: web.Request, event: Envelope) -> Published:
     return Published.CONFIRMED
 
 
-def failure(outcome: Published, what: str) -> web.Response:
-    """The 503 for a publish that was not confirmed."""
+def failure(outcome: Published, what: str) -> Unavailable:
+    """The 503 for a publish that was not confirmed: `outcome_unknown` if the broker may have
+    the message (only a keyed retry is safe), else `unavailable` (nothing was created)."""
     if outcome is Published.UNKNOWN:
-        return outcome_unknown()
-    return unavailable(f"{what} could not be accepted right now (nothing was created); "
+        return Unavailable("the broker did not confirm in time: the case may or may not have "
+                           "been created; retry with the same Idempotency-Key to create it "
+                           "exactly once", code="outcome_unknown")
+    return Unavailable(f"{what} could not be accepted right now (nothing was created); "
                        "try again")

@@ -21,17 +21,13 @@ from shared.service import (
     POOL,
     PUBLISHER,
     SETTINGS,
-    amqp_ctx,
     casestore_client_ctx,
-    pool_ctx,
-    publisher_ctx,
-    require_secrets,
-    server_header,
+    new_app,
     task_ctx,
 )
 from shared.settings import Settings
 from shared.tasks import wait_event
-from shared.web import add_ops_routes, correlation_middleware
+from shared.web import add_ops_routes
 
 log = structlog.get_logger(__name__)
 
@@ -73,15 +69,12 @@ async def periodic_reload(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("ingest"), errors_without_tokens],
-                          client_max_size=settings.max_body_bytes)
-    app.on_response_prepare.append(server_header)
-    app[SETTINGS] = settings
+    app = new_app("ingest", settings, errors_without_tokens,
+                  client_max_size=settings.max_body_bytes)
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
+    app.cleanup_ctx.extend([casestore_client_ctx, cache_ctx,
                             task_ctx("forms-reload", periodic_reload)])
     app.router.add_routes(handlers.routes)
     app.router.add_routes(returns.routes)

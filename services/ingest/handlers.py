@@ -8,12 +8,11 @@ import structlog
 from aiohttp import web
 
 from services.ingest import idempotency
-from services.ingest.answers import Published, bad, failure, not_found, publish, unavailable
+from services.ingest.answers import Published, failure, publish, unknown_webhook
 from services.ingest.bodies import read_object
 from services.ingest.idempotency import Verdict
 from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.models import Hook, HookOptions
-from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_user
 from services.ingest.tokens import well_formed
 from shared.addresses import CLIENT_HEADER
@@ -22,23 +21,24 @@ from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, Idempotenc
 from shared.forms import validate_case_data
 from shared.secrets import digest
 from shared.service import CASESTORE, POOL
-from shared.web import error_body, json_response
+from shared.web import BadRequest, RateLimited, Unavailable, Unprocessable, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 CREATOR = "Addon - Incoming Webhook"
 CREDENTIAL_KEYS = {"username", "password"}
+AUTH_KEYS_UNAVAILABLE = "auth keys cannot be handled right now; try again"
 
 
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
     options = HookOptions.parse(request.match_info.get("options", ""))
     token = request.match_info["token"]
     if options is None or not well_formed(token):
-        raise not_found()
+        raise unknown_webhook()
     hook = await request.app[CACHE].lookup(token)
     if hook is None:
-        raise not_found()
+        raise unknown_webhook()
     return hook, options
 
 
@@ -59,11 +59,11 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
             payload = await resp.read()
             status = resp.status
             retry_after = resp.headers.get("Retry-After")
-    except (aiohttp.ClientError, TimeoutError):
-        return unavailable("auth keys cannot be handled right now; try again")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Unavailable(AUTH_KEYS_UNAVAILABLE) from exc
     if status >= 500 or status in (401, 404):
         log.warning("auth_key_forward_failed", status=status)
-        return unavailable("auth keys cannot be handled right now; try again")
+        raise Unavailable(AUTH_KEYS_UNAVAILABLE)
     return web.Response(body=payload, status=status, content_type="application/json",
                         headers={"Retry-After": retry_after} if retry_after else None)
 
@@ -77,28 +77,29 @@ async def _auth_key_user(request: web.Request, hook: Hook) -> str | None:
 
 
 def _idempotency_key(request: web.Request, hook: Hook, username: str | None,
-                     data: dict[str, Any], options: HookOptions
-                     ) -> IdempotencyKey | web.Response | None:
+                     data: dict[str, Any], options: HookOptions) -> IdempotencyKey | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not idempotency.valid_key(key):
-        return bad("invalid_idempotency_key",
-                   "Idempotency-Key must be 1 to 255 printable ASCII characters")
+        raise BadRequest.one("invalid_idempotency_key",
+                             "Idempotency-Key must be 1 to 255 printable ASCII characters")
     return idempotency.claim(hook, username, key, data, options,
                              request.app[IDEMPOTENCY].ttl_seconds)
 
 
-async def _user(request: web.Request, hook: Hook) -> str | web.Response | None:
+async def _user(request: web.Request, hook: Hook) -> str | None:
     """The Auth-key's user on a webhook that authenticates users, else None."""
     if not hook.authenticate_user:
         return None
     try:
         username = await _auth_key_user(request, hook)
-    except DependencyUnavailable:
-        return unavailable("the Auth-key cannot be checked right now (nothing was created); "
-                           "try again")
-    return username or bad("access_deny", "a valid Auth-key header is required for this form")
+    except DependencyUnavailable as exc:
+        raise Unavailable("the Auth-key cannot be checked right now (nothing was created); "
+                          "try again") from exc
+    if not username:
+        raise BadRequest.one("access_deny", "a valid Auth-key header is required for this form")
+    return username
 
 
 @routes.post("/hooks/{token}")
@@ -107,23 +108,16 @@ async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
     wait = request.app[LIMITER].acquire(hook.token)
     if wait:
-        return json_response(error_body("rate_limited", "too many requests for this webhook"),
-                             status=429, headers={"Retry-After": RateLimiter.retry_after(wait)})
+        raise RateLimited("too many requests for this webhook", retry_after=wait)
     body = await read_object(request)
-    if isinstance(body, web.Response):
-        return body
     if options == HookOptions() and _is_credentials(request, hook, body):
         return await _forward_credentials(request, hook, "POST", body)
     username = await _user(request, hook)
-    if isinstance(username, web.Response):
-        return username
     data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,
                                       first_section_only=True)
     if errors:
-        return json_response({"errors": [e.model_dump() for e in errors]}, status=400)
+        raise BadRequest(errors)
     key = _idempotency_key(request, hook, username, data, options)
-    if isinstance(key, web.Response):
-        return key
     command = CaseCreateRequested(webhook_id=hook.webhook_id, data=data, creator=CREATOR,
                                   skip_triggers=options.skip_triggers,
                                   skip_validate=options.skip_validate,
@@ -137,9 +131,8 @@ async def _accept(request: web.Request, hook: Hook,
     keys, key = request.app[IDEMPOTENCY], command.idempotency_key
     verdict = Verdict.NEW if key is None else await keys.verdict(request.app[POOL], key)
     if verdict is Verdict.REUSED:
-        return json_response(error_body(
-            "idempotency_key_reused", "this Idempotency-Key came with a different body before; "
-            "use a new key for a new case"), status=422)
+        raise Unprocessable("this Idempotency-Key came with a different body before; use a new "
+                            "key for a new case", code="idempotency_key_reused")
     if verdict is Verdict.REPEAT:
         log.info("case_already_accepted", form_id=hook.form.id)
         return json_response({})
@@ -150,7 +143,7 @@ async def _accept(request: web.Request, hook: Hook,
     if key is not None:
         keys.remember(key, outcome)
     if outcome is not Published.CONFIRMED:
-        return failure(outcome, "the case")
+        raise failure(outcome, "the case")
     log.info("case_accepted", form_id=hook.form.id, event_id=str(event.id))
     return json_response({})
 
@@ -159,9 +152,7 @@ async def _accept(request: web.Request, hook: Hook,
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     hook, _ = await _resolve(request)
     body = await read_object(request)
-    if isinstance(body, web.Response):
-        return body
     if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:
-        return bad("access_deny", "send {\"username\": ..., \"password\": ...} to a webhook "
-                    "with user authentication on")
+        raise BadRequest.one("access_deny", "send {\"username\": ..., \"password\": ...} to a "
+                             "webhook with user authentication on")
     return await _forward_credentials(request, hook, "DELETE", body)

@@ -1,6 +1,5 @@
 """A token bucket per incoming webhook (per ingest process)."""
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +26,3 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self._rate
-
-    @staticmethod
-    def retry_after(wait: float) -> str:
-        return str(max(1, math.ceil(wait)))

@@ -5,7 +5,7 @@ import uuid
 import structlog
 from aiohttp import web
 
-from services.ingest.answers import Published, failure, publish, unavailable
+from services.ingest.answers import Published, failure, publish
 from services.ingest.bodies import read_object
 from services.ingest.repo import automation_with_form
 from shared.automations import AutomationDefinition, response_values
@@ -14,22 +14,19 @@ from shared.events import CASE_RESPONSE_DATA, CaseResponseData, new_event
 from shared.forms import FieldError, FormDefinition, validate_case_data
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner
-from shared.web import error_body, json_response
+from shared.web import BadRequest, Forbidden, Gone, NotFound, Unavailable, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 
-def _signature_problem(request: web.Request) -> web.Response | None:
+def _check_signature(request: web.Request) -> None:
     problem = UrlSigner(request.app[SETTINGS].signing_key).check(
         "POST", request.path, request.query.get("expires"), request.query.get("signature"))
     if problem == "expired":
-        return json_response(error_body("expired", "this returnDataURL has expired (2 hours)"),
-                             status=410)
+        raise Gone("this returnDataURL has expired (2 hours)")
     if problem is not None:
-        return json_response(error_body("access_deny", "invalid returnDataURL signature"),
-                             status=403)
-    return None
+        raise Forbidden("invalid returnDataURL signature", code="access_deny")
 
 
 def _ids(request: web.Request) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID] | None:
@@ -41,7 +38,7 @@ def _ids(request: web.Request) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID] | None:
         return None
 
 
-def _rejected(definition: AutomationDefinition, errors: list[FieldError]) -> web.Response:
+def _rejected(definition: AutomationDefinition, errors: list[FieldError]) -> BadRequest:
     """Every value that does not fit, named by the receiver's key (its case field in the text).
 
     One bad value refuses the whole answer and writes nothing, so the receiver can fix it and
@@ -49,29 +46,24 @@ def _rejected(definition: AutomationDefinition, errors: list[FieldError]) -> web
     bad one.
     """
     key_of = {m.field: m.key for m in definition.action.response}
-    return json_response({"errors": [
-        {"field": key_of.get(e.field or "", e.field), "code": e.code,
-         "message": f"{e.message} (case field '{e.field}')"} for e in errors]}, status=400)
+    return BadRequest([FieldError(field=key_of.get(e.field or "", e.field), code=e.code,
+                                  message=f"{e.message} (case field '{e.field}')")
+                       for e in errors])
 
 
 @routes.post(r"/return/{automation_id}/{case_id}/{delivery_id}/{depth:\d+}")
 async def return_data(request: web.Request) -> web.Response:
-    problem = _signature_problem(request)
-    if problem is not None:
-        return problem
+    _check_signature(request)
     ids = _ids(request)
     try:
         found = await automation_with_form(request.app[POOL], ids[0]) if ids else None
-    except DependencyUnavailable:
-        return unavailable("the answer cannot be checked right now (nothing was written); "
-                           "try again")
+    except DependencyUnavailable as exc:
+        raise Unavailable("the answer cannot be checked right now (nothing was written); "
+                          "try again") from exc
     if ids is None or found is None:
-        return json_response(error_body("not_found", "the automation no longer exists"),
-                             status=404)
+        raise NotFound("the automation no longer exists")
     definition, form = found
     body = await read_object(request)
-    if isinstance(body, web.Response):
-        return body
     return await _accept(request, ids, definition, form, response_values(definition, body))
 
 
@@ -80,13 +72,12 @@ async def _accept(request: web.Request, ids: tuple[uuid.UUID, uuid.UUID, uuid.UU
                   values: dict[str, object]) -> web.Response:
     if not values:
         keys = ", ".join(m.key for m in definition.action.response)
-        return json_response(error_body("value_missing", f"none of the response keys ({keys}) "
-                                        "is in the body"), status=400)
+        raise BadRequest.one("value_missing", f"none of the response keys ({keys}) is in the body")
     # As casestore will write them: a receiver may fill or change a mandatory field, never
     # empty it.
     clean, errors = validate_case_data(form, values, check_mandatory=True, partial=True)
     if errors:
-        return _rejected(definition, errors)
+        raise _rejected(definition, errors)
     automation_id, case_id, delivery_id = ids
     answer = CaseResponseData(case_id=case_id, automation_id=automation_id,
                               delivery_id=delivery_id, values=clean,
@@ -95,7 +86,7 @@ async def _accept(request: web.Request, ids: tuple[uuid.UUID, uuid.UUID, uuid.UU
     outcome = await publish(request, new_event(CASE_RESPONSE_DATA, answer, form_id=None,
                                                case_id=case_id))
     if outcome is not Published.CONFIRMED:
-        return failure(outcome, "the answer")
+        raise failure(outcome, "the answer")
     log.info("return_data_accepted", automation_id=str(automation_id), case_id=str(case_id),
              fields=sorted(clean))
     return json_response({})

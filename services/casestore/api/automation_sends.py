@@ -7,14 +7,21 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
-from services.casestore.api.automations import NO_AUTOMATION, automation_id
+from services.casestore.api.automations import automation_id
+from services.casestore.automation_writes import NO_AUTOMATION
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
+from shared.events import TestSend
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
-from shared.web import CORRELATION_HEADER, error_body, json_response, read_model
+from shared.web import (
+    CORRELATION_HEADER,
+    BadGateway,
+    Unavailable,
+    json_response,
+    read_model,
+)
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -29,13 +36,6 @@ async def dispatcher_client_ctx(app: web.Application) -> AsyncIterator[None]:
                                      headers={"Authorization": f"Bearer {token}"}) as session:
         app[DISPATCHER] = session
         yield
-
-
-class TestSend(BaseModel):
-    """No case: the dispatcher sends a sample case made from the form's fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID | None = None
 
 
 @routes.post("/api/automations/{automation_id}/test")
@@ -54,12 +54,11 @@ async def test_send(request: web.Request) -> web.Response:
             status, raw = resp.status, await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("dispatcher_unreachable", error=repr(exc))
-        return json_response(error_body("unavailable", "the dispatcher cannot be reached to "
-                                        "send the test; try again"), status=503)
+        raise Unavailable("the dispatcher cannot be reached to send the test; try again",
+                          retry_after=None) from exc
     try:
         answer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         log.warning("dispatcher_answer_not_json", status=status)
-        return json_response(error_body("bad_gateway", f"the dispatcher answered {status} "
-                                        "without a JSON body"), status=502)
+        raise BadGateway(f"the dispatcher answered {status} without a JSON body") from exc
     return json_response(answer, status=status)

@@ -5,30 +5,19 @@ from typing import Any
 
 from aiohttp import web
 
-from services.casestore import timers
+from services.casestore import automation_writes
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
-from services.casestore.automations import (
-    SECRET_BOX,
-    announce_automation,
-    parse_body,
-    stored_definition,
-    url_problems,
-)
-from services.casestore.errors import ValidationFailed, found
-from services.casestore.repo import Conn
+from services.casestore.automation_writes import NO_AUTOMATION
+from services.casestore.automations import SECRET_BOX, parse_body
+from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
-from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
-from shared.automation_checks import check_against_form
-from shared.automations import AutomationDefinition
 from shared.service import POOL, SETTINGS
-from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
 routes = web.RouteTableDef()
-NO_AUTOMATION = "no automation has that id"
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
@@ -40,32 +29,18 @@ def _shown(request: web.Request, row: automation_rows.AutomationRow,
     return row.to_api(request.app[SECRET_BOX], health)
 
 
-def _new_secret(request: web.Request) -> str:
-    return request.app[SECRET_BOX].encrypt(new_webhook_secret())
-
-
-async def _check(request: web.Request, conn: Conn, form_id: str,
-                 definition: AutomationDefinition) -> None:
-    policy = AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
-    errors = [*check_against_form(definition, await load_form(conn, form_id)),
-              *url_problems(definition, policy)]
-    if errors:
-        raise ValidationFailed(errors)
+def _policy(request: web.Request) -> AddressPolicy:
+    return AddressPolicy(request.app[SETTINGS].outgoing_allow_networks)
 
 
 @routes.post("/api/forms/{form_id}/automations")
 async def create_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
-    stored = stored_definition(definition, None, request.app[SECRET_BOX])
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        form_id = request.match_info["form_id"]
-        await _check(request, conn, form_id, definition)
-        row = await automation_rows.insert_automation(conn, uuid.uuid4(), form_id, stored,
-                                                      True if enabled is None else enabled,
-                                                      _new_secret(request))
-        await announce_automation(conn, row, "created")
-        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
-            row.definition), row.enabled)
+        form = await load_form(conn, request.match_info["form_id"])
+        automation_writes.check(definition, form, _policy(request))
+        row = await automation_writes.create(conn, request.app[SECRET_BOX], form.id, definition,
+                                             enabled is not False)
     return json_response(_shown(request, row), status=201)
 
 
@@ -94,38 +69,24 @@ async def replace_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         current = found(await automation_rows.get_automation(conn, automation_id(request),
                                                              lock=True), NO_AUTOMATION)
-        await _check(request, conn, current.form_id, definition)
-        box = request.app[SECRET_BOX]
-        # Every write re-encrypts with the current key (and encrypts a legacy plaintext row).
-        row = found(await automation_rows.update_automation(
-            conn, current.id, definition=stored_definition(definition, current.definition, box),
-            enabled=enabled, secret=box.rotate(current.secret)), NO_AUTOMATION)
-        await announce_automation(conn, row, "updated")
-        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
-            row.definition), row.enabled)
+        automation_writes.check(definition, await load_form(conn, current.form_id),
+                                _policy(request))
+        row = await automation_writes.replace(conn, request.app[SECRET_BOX], current,
+                                              definition, enabled)
     return json_response(_shown(request, row))
 
 
 @routes.delete("/api/automations/{automation_id}")
 async def delete_automation(request: web.Request) -> web.Response:
-    """Its once-claims go with it; its delivery log stays (what still waited is failed)."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await automation_rows.delete_automation(conn, automation_id(request)),
-                    NO_AUTOMATION)
-        await delivery_rows.fail_waiting_deliveries(conn, row.id)
-        await announce_automation(conn, row, "deleted")
+        await automation_writes.delete(conn, automation_id(request))
     return json_response({})
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
-    """Enabling sends what waited meanwhile, starting with a healthy endpoint."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await automation_rows.set_enabled(conn, automation_id(request), enabled,
-                                                      "disabled through the API"), NO_AUTOMATION)
-        await announce_automation(conn, row, "enabled" if enabled else "disabled")
-        await timers.automation_saved(conn, row.id, AutomationDefinition.model_validate(
-            row.definition), row.enabled)
-        await schedule_rows.wake_scheduler(conn)
+        row = await automation_writes.set_enabled(conn, automation_id(request), enabled,
+                                                  "disabled through the API")
     return json_response(_shown(request, row))
 
 
@@ -146,8 +107,6 @@ async def rotate_secret(request: web.Request) -> web.Response:
     hours = query_float(request, "overlap_hours", request.app[SETTINGS].secret_overlap_hours,
                         high=24 * 30)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await automation_rows.rotate_secret(conn, automation_id(request),
-                                                        _new_secret(request), hours * 3600),
-                    NO_AUTOMATION)
-        await announce_automation(conn, row, "secret_rotated")
+        row = await automation_writes.rotate_secret(conn, request.app[SECRET_BOX],
+                                                    automation_id(request), hours)
     return json_response(_shown(request, row))

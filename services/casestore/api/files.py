@@ -11,7 +11,7 @@ from services.casestore.files import attach_file, check_name, content_dispositio
 from services.casestore.repo import files as file_rows
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner, file_path, file_url
-from shared.web import error_body, json_response
+from shared.web import Forbidden, TooLarge, json_response
 
 routes = web.RouteTableDef()
 NO_FILE = "no file has that id"
@@ -26,9 +26,8 @@ def _content_type(request: web.Request) -> str:
     return value
 
 
-def _too_large(limit: int) -> web.Response:
-    return json_response(error_body("too_large", f"the file is larger than {limit} bytes"),
-                         status=413)
+def _too_large(limit: int) -> TooLarge:
+    return TooLarge(f"the file is larger than {limit} bytes")
 
 
 @routes.post("/api/cases/{case_id}/files/{field_id}")
@@ -39,11 +38,11 @@ async def upload(request: web.Request) -> web.Response:
     content_type = _content_type(request)
     limit = request.app[SETTINGS].max_body_bytes
     if (request.content_length or 0) > limit:
-        return _too_large(limit)
+        raise _too_large(limit)
     try:
         content = await request.read()  # the app's client_max_size stops chunked bodies too
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large(limit)
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large(limit) from exc
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row, case = await attach_file(conn, case_id, request.match_info["field_id"], name,
                                       content_type, content, author=ADMIN_AUTHOR)
@@ -66,10 +65,9 @@ async def download(request: web.Request) -> web.Response:
     problem = UrlSigner(request.app[SETTINGS].signing_key).check(
         "GET", file_path(raw_id), request.query.get("expires"), request.query.get("signature"))
     if problem == "expired":
-        return json_response(error_body("expired", "this file URL has expired"), status=403)
+        raise Forbidden("this file URL has expired", code="expired")
     if problem is not None:
-        return json_response(error_body("forbidden", "missing or invalid signature"),
-                             status=403)
+        raise Forbidden("missing or invalid signature")
     async with request.app[POOL].acquire() as conn:
         row = found(await file_rows.get_file_with_content(
             conn, path_uuid(request, "file_id", "file")), NO_FILE)

@@ -8,7 +8,6 @@ at once; a request that cannot get a hashing slot in time is turned away.
 """
 
 import asyncio
-import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from aiohttp import web
 
 from shared.addresses import CLIENT_HEADER, parse_address
 from shared.settings import Settings
+from shared.web import RateLimited, Unavailable
 
 T = TypeVar("T")
 WINDOW_SECONDS = 60.0
@@ -28,16 +28,19 @@ WINDOW_SECONDS = 60.0
 MAX_KEYS = 50_000
 
 
-class TooManyFailures(Exception):
+class TooManyFailures(RateLimited):
     """Too many failed logins for this username or address; retry after `retry_after` s."""
 
     def __init__(self, retry_after: float) -> None:
-        super().__init__(f"retry after {retry_after:.0f} s")
-        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__("too many failed logins for this user or client address; wait and "
+                         "try again", retry_after)
 
 
-class HashingBusy(Exception):
+class HashingBusy(Unavailable):
     """No password-hashing slot came free in time."""
+
+    def __init__(self) -> None:
+        super().__init__("too many password checks at once; try again")
 
 
 class FailureLog:

@@ -54,13 +54,6 @@ def query_uuid(request: web.Request, name: str) -> uuid.UUID | None:
         raise invalid(name, "expected a UUID") from exc
 
 
-def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
-    raw = request.query.get(name)
-    if raw is not None and raw not in choices:
-        raise invalid(name, f"expected one of: {', '.join(choices)}")
-    return raw
-
-
 def query_time(query: Mapping[str, str], name: str) -> datetime | None:
     """An ISO 8601 time with its offset (UTC if none is given)."""
     raw = query.get(name)

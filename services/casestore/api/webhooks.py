@@ -12,7 +12,7 @@ from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
-from shared.web import error_body, json_response, read_model
+from shared.web import BadRequest, json_response, read_model
 
 routes = web.RouteTableDef()
 NO_WEBHOOK = "this form has no incoming webhook"
@@ -97,9 +97,9 @@ async def _credentials_ok(request: web.Request, creds: Credentials, form_id: str
         return await access_rows.user_may_register(conn, creds.username, form_id)
 
 
-def access_denied() -> web.Response:
-    return json_response(error_body("access_deny", "wrong username or password, or the user "
-                                    "may not register cases in this form"), status=400)
+def access_denied() -> BadRequest:
+    return BadRequest.one("access_deny", "wrong username or password, or the user may not "
+                          "register cases in this form")
 
 
 async def _hook(request: web.Request) -> access_rows.WebhookRow:
@@ -108,28 +108,33 @@ async def _hook(request: web.Request) -> access_rows.WebhookRow:
     return found(hook, NO_WEBHOOK)
 
 
-@routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
-async def issue_auth_key(request: web.Request) -> web.Response:
-    """What `POST /hooks/{token}` with username and password is forwarded to."""
+async def _allowed_user(request: web.Request) -> tuple[Credentials, access_rows.WebhookRow]:
+    """The credentials in the body and the form's webhook, once they prove the user may
+    register cases in the form; 400 access_deny if they do not."""
     creds = await read_model(request, Credentials)
     hook = await _hook(request)
     if not await _credentials_ok(request, creds, hook.form_id):
-        return access_denied()
+        raise access_denied()
+    return creds, hook
+
+
+@routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
+async def issue_auth_key(request: web.Request) -> web.Response:
+    """What `POST /hooks/{token}` with username and password is forwarded to."""
+    creds, hook = await _allowed_user(request)
     key = new_token(32)
     async with request.app[POOL].acquire() as conn:
         try:
             await access_rows.insert_auth_key(conn, digest(key), creds.username, hook.id)
-        except asyncpg.ForeignKeyViolationError:
-            return access_denied()  # the user or the webhook was deleted meanwhile
+        except asyncpg.ForeignKeyViolationError as exc:
+            # The user or the webhook was deleted meanwhile.
+            raise access_denied() from exc
     return json_response({"auth_key": key})
 
 
 @routes.delete("/api/forms/{form_id}/incoming-webhook/auth-keys")
 async def revoke_auth_keys(request: web.Request) -> web.Response:
-    creds = await read_model(request, Credentials)
-    hook = await _hook(request)
-    if not await _credentials_ok(request, creds, hook.form_id):
-        return access_denied()
+    creds, hook = await _allowed_user(request)
     async with request.app[POOL].acquire() as conn:
         await access_rows.delete_auth_keys(conn, creds.username, hook.id)
     return json_response({})

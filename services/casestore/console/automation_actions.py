@@ -8,12 +8,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from services.casestore import automation_writes
 from services.casestore.api.automation_sends import DISPATCHER
 from services.casestore.api.forms import load_form
-from services.casestore.automations import SECRET_BOX, announce_automation
+from services.casestore.automation_writes import NO_AUTOMATION
+from services.casestore.automations import SECRET_BOX
 from services.casestore.console import automation_form
 from services.casestore.console.automations_pages import (
-    NO_AUTOMATION,
     automation_id,
     editor_page,
     load_shown,
@@ -25,7 +26,6 @@ from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
-from shared.signing import new_webhook_secret
 from shared.web import CORRELATION_HEADER
 
 routes = web.RouteTableDef()
@@ -43,10 +43,8 @@ async def _show_with(request: web.Request, status: int = 200, **context: Any) ->
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        row = found(await automation_rows.set_enabled(
-            conn, automation_id(request), enabled, "disabled in the console"), NO_AUTOMATION)
-        await announce_automation(conn, row, "enabled" if enabled else "disabled")
-        await schedule_rows.wake_scheduler(conn)
+        row = await automation_writes.set_enabled(conn, automation_id(request), enabled,
+                                                  "disabled in the console")
     notice = "automation_enabled" if enabled else "automation_disabled"
     raise see_other(f"/console/automations/{row.id}", notice=notice)
 
@@ -75,10 +73,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
             "confirm."))
     box = request.config_dict[SECRET_BOX]
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        row = found(await automation_rows.rotate_secret(
-            conn, automation_id(request), box.encrypt(new_webhook_secret()), hours * 3600),
-            NO_AUTOMATION)
-        await announce_automation(conn, row, "secret_rotated")
+        row = await automation_writes.rotate_secret(conn, box, automation_id(request), hours)
     raise see_other(f"/console/automations/{row.id}", notice="secret_rotated")
 
 

@@ -8,15 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
+from services.casestore import automation_writes
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid
-from services.casestore.automations import (
-    SECRET_BOX,
-    announce_automation,
-    parse_body,
-    stored_definition,
-    url_problems,
-)
+from services.casestore.automation_writes import NO_AUTOMATION
+from services.casestore.automations import SECRET_BOX, parse_body
 from services.casestore.console import automation_form, triggers
 from services.casestore.console.render import page, see_other
 from services.casestore.errors import ValidationFailed, found
@@ -24,14 +20,11 @@ from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
-from shared.automation_checks import check_against_form
 from shared.automations import META, AutomationDefinition
-from shared.forms import FieldError, FormDefinition
+from shared.forms import FormDefinition
 from shared.service import POOL, SETTINGS
-from shared.signing import new_webhook_secret
 
 routes = web.RouteTableDef()
-NO_AUTOMATION = "no automation has that id"
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
@@ -79,11 +72,8 @@ async def _definition(request: web.Request, conn: Conn, form: FormDefinition,
     if body.problems:
         raise ValidationFailed(body.problems)
     definition, enabled = parse_body(body.json)
-    policy = AddressPolicy(request.config_dict[SETTINGS].outgoing_allow_networks)
-    errors: list[FieldError] = [*check_against_form(definition, form),
-                                *url_problems(definition, policy)]
-    if errors:
-        raise ValidationFailed(errors)
+    automation_writes.check(definition, form,
+                            AddressPolicy(request.config_dict[SETTINGS].outgoing_allow_networks))
     return definition, enabled
 
 
@@ -99,10 +89,8 @@ async def create_automation(request: web.Request) -> web.Response:
         except ValidationFailed as exc:
             automation_form.place_errors(editor, body, exc.errors)
             return editor_page(request, form, editor, shown=None, status=400)
-        row = await automation_rows.insert_automation(
-            conn, uuid.uuid4(), form.id, stored_definition(definition, None, box),
-            enabled is not False, box.encrypt(new_webhook_secret()))
-        await announce_automation(conn, row, "created")
+        row = await automation_writes.create(conn, box, form.id, definition,
+                                             enabled is not False)
     raise see_other(f"/console/automations/{row.id}", notice="automation_created")
 
 
@@ -128,13 +116,9 @@ async def save_automation(request: web.Request) -> web.Response:
         body = automation_form.body_of(editor, with_enabled=False)
         try:
             definition, _ = await _definition(request, conn, form, body)
-            stored = stored_definition(definition, current.definition, box)
+            row = await automation_writes.replace(conn, box, current, definition, None)
         except ValidationFailed as exc:
             automation_form.place_errors(editor, body, exc.errors)
             shown = current.to_api(box, await schedule_rows.health(conn, current.id))
             return editor_page(request, form, editor, shown=shown, status=400)
-        row = found(await automation_rows.update_automation(
-            conn, current.id, definition=stored, secret=box.rotate(current.secret)),
-            NO_AUTOMATION)
-        await announce_automation(conn, row, "updated")
     raise see_other(f"/console/automations/{row.id}", notice="automation_saved")

@@ -3,28 +3,21 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
-
-WEBHOOK_COLUMNS = "id, form_id, token, enabled, authenticate_user"
+from shared.db import TypedRow
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookRow:
-    """A form's incoming webhook (the WEBHOOK_COLUMNS)."""
+class WebhookRow(TypedRow):
+    """A form's incoming webhook (WEBHOOK_COLUMNS)."""
 
     id: uuid.UUID
     form_id: str
     token: str
     enabled: bool
     authenticate_user: bool
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def url(self, public_base_url: str) -> str:
         return f"{public_base_url.rstrip('/')}/hooks/{self.token}"
@@ -34,17 +27,16 @@ class WebhookRow:
                 "authenticate_user": self.authenticate_user}
 
 
+WEBHOOK_COLUMNS = WebhookRow.columns()
+
+
 @dataclass(frozen=True, slots=True)
-class UserRow:
+class UserRow(TypedRow):
     """A user and the forms they may create cases in; never their password hash."""
 
     username: str
     created_at: datetime
     forms: list[str]
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def to_api(self) -> dict[str, Any]:
         return {"username": self.username, "forms": self.forms,

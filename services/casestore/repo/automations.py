@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 import asyncpg
 
@@ -11,6 +11,7 @@ from services.casestore.repo import Conn
 from services.casestore.repo.schedule import HealthRow
 from shared.automations import AutomationDefinition, with_password
 from shared.crypto import SecretBox
+from shared.db import TypedRow
 
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, created_at, updated_at,"
                       " disabled_reason, disabled_at, previous_secret, previous_secret_until")
@@ -19,7 +20,7 @@ MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
-class AutomationRow:
+class AutomationRow(TypedRow):
     """An automation as stored (the AUTOMATION_COLUMNS): password and secret encrypted."""
 
     id: uuid.UUID
@@ -34,10 +35,6 @@ class AutomationRow:
     # The secret a rotation replaced keeps signing beside the new one until then.
     previous_secret: str | None
     previous_secret_until: datetime | None
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def to_api(self, box: SecretBox, health: HealthRow | None = None) -> dict[str, Any]:
         """The definition's keys beside id, state, health and secret: the secret revealed, the

@@ -3,34 +3,16 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
-
-CASE_COLUMNS = ("id, form_id, case_number, status, data, creator, created_at, updated_at,"
-                " version, skip_triggers")
+from shared.cases import CASE_COLUMNS, StoredCase
+from shared.db import TypedRow
 
 
 @dataclass(frozen=True, slots=True)
-class CaseRow:
-    """A case as stored (the CASE_COLUMNS)."""
-
-    id: uuid.UUID
-    form_id: str
-    case_number: int
-    status: str
-    data: dict[str, Any]
-    creator: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    skip_triggers: bool  # created through /skiptriggers: no automation runs for it
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
+class CaseRow(StoredCase):
+    """A case as stored (CASE_COLUMNS), as the admin API shows it."""
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -42,17 +24,13 @@ class CaseRow:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRow:
+class HistoryRow(TypedRow):
     """One change of a case: who changed which fields (from what to what), when."""
 
     version: int
     author: str
     changed_at: datetime
     changes: list[dict[str, Any]]
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def to_api(self) -> dict[str, Any]:
         return {"version": self.version, "author": self.author,

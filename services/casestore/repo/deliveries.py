@@ -3,11 +3,10 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
+from shared.db import TypedRow
 from shared.events import Attempt
 from shared.schedule import EXTENDED_ATTEMPTS
 
@@ -29,7 +28,7 @@ ATTEMPT_COLUMNS = ("id, number, started_at, duration_ms, request, response_statu
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRow:
+class DeliveryRow(TypedRow):
     """A delivery with a summary of its attempts (the columns of DELIVERY_SUMMARY)."""
 
     id: uuid.UUID
@@ -48,10 +47,6 @@ class DeliveryRow:
     attempt_count: int
     last_response_status: int | None
     last_error: str | None
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     @property
     def waiting(self) -> bool:
@@ -74,7 +69,7 @@ class DeliveryRow:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptRow:
+class AttemptRow(TypedRow):
     """One attempt of a delivery, as the dispatcher recorded it (the ATTEMPT_COLUMNS)."""
 
     id: uuid.UUID
@@ -86,10 +81,6 @@ class AttemptRow:
     response_headers: dict[str, Any]
     response_body: str | None
     error: str | None
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def to_api(self) -> dict[str, Any]:
         return {

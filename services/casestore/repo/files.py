@@ -3,18 +3,15 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
-
-FILE_COLUMNS = "id, case_id, field_id, name, content_type, size, created_at"
+from shared.db import TypedRow
 
 
 @dataclass(frozen=True, slots=True)
-class FileRow:
-    """A stored file without its bytes (the FILE_COLUMNS)."""
+class FileRow(TypedRow):
+    """A stored file without its bytes (FILE_COLUMNS)."""
 
     id: uuid.UUID
     case_id: uuid.UUID
@@ -23,10 +20,6 @@ class FileRow:
     content_type: str
     size: int
     created_at: datetime
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
     def case_entry(self) -> dict[str, Any]:
         """The entry a file field's list in the case data holds."""
@@ -37,6 +30,9 @@ class FileRow:
         """With `url`, a signed download URL for it."""
         return {**self.case_entry(), "case_id": str(self.case_id), "field_id": self.field_id,
                 "created_at": self.created_at.isoformat(), "url": url}
+
+
+FILE_COLUMNS = FileRow.columns()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,15 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
-
-import asyncpg
+from typing import Any
 
 from services.casestore.repo import Conn
+from shared.db import TypedRow
 from shared.events import Envelope
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxRow:
+class OutboxRow(TypedRow):
     """An event taken from the outbox to publish: its envelope as the JSON text to send."""
 
     id: int
@@ -21,10 +20,6 @@ class OutboxRow:
     body: str
     correlation_id: str
     created_at: datetime
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:

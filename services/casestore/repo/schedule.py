@@ -173,9 +173,3 @@ async def disable_automation(conn: Conn, automation_id: uuid.UUID,
         "UPDATE automations SET enabled = false, disabled_reason = $2, disabled_at = now(),"
         " updated_at = now() WHERE id = $1 AND enabled RETURNING id, form_id",
         automation_id, reason)
-
-
-def attempt_args(delivery_id: uuid.UUID, attempt: Any) -> tuple[Any, ...]:
-    return (attempt.id, delivery_id, attempt.number, attempt.started_at, attempt.duration_ms,
-            attempt.request.model_dump(mode="json"), attempt.response_status,
-            attempt.response_headers, attempt.response_body, attempt.error)

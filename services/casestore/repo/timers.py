@@ -8,7 +8,7 @@ from typing import Any, Self
 import asyncpg
 
 from services.casestore.repo import Conn
-from services.casestore.repo.cases import CASE_COLUMNS
+from shared.cases import CASE_COLUMNS
 
 TimerKey = tuple[uuid.UUID, uuid.UUID, int]  # automation, case, trigger index
 
