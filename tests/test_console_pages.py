@@ -11,7 +11,7 @@ import pytest
 
 from services.casestore.console.triggers import KINDS
 from tests.console_helpers import automation_fields, signed_in
-from tests.helpers import AutomationFactory, FormFactory
+from tests.helpers import AutomationFactory, FormFactory, call, new_case, until
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 
@@ -200,3 +200,28 @@ async def console_404s(stack: Stack) -> None:
                      "/console/forms/no-such-form", f"/console/deliveries/{uuid.uuid4()}",
                      "/console/nothing-here"):
             assert "Not found" in await console.page(path, status=404)
+
+
+async def test_a_timed_automation_made_in_the_console_sets_and_clears_timers(
+        stack: Stack, make_form: FormFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    """The console writes through the API's path: an existing case gets its timer, and
+    disabling the automation removes it."""
+    form_id = await _form_with_hook(make_form)
+    case = await new_case(api, form_id)
+    n = KINDS_ORDER.index("lead_time_exceeded")
+    async with signed_in(stack) as console:
+        _, location = await console.post(f"/console/forms/{form_id}/automations/new", [
+            *automation_fields("Overdue", receiver.endpoint(), when=("lead_time_exceeded",),
+                               content=(("n", "meta", "case_number"),)),
+            (f"when-{n}-duration", "P3D"), (f"when-{n}-until_status", "closed")])
+        automation = location.split("/")[-1].split("?")[0]
+
+        async def timers() -> list[dict[str, Any]] | None:
+            found = await call(api, "GET", f"/api/automations/{automation}/timers", 200)
+            return found["timers"] or None
+
+        [timer] = await until(timers)
+        assert timer["case_id"] == case["id"]
+        await console.post(f"/console/automations/{automation}/disable", {})
+    assert (await call(api, "GET", f"/api/automations/{automation}/timers", 200))["timers"] == []
