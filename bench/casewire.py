@@ -49,6 +49,7 @@ class Phase:
     cpu: dict[str, float]
     # Mean number of Casewire's Postgres backends in each state (what a commit waits on).
     pg_waits: dict[str, float] = field(default_factory=dict)
+    delivered: int = 0  # requests the receiver got during the phase
 
 
 PG_ACTIVITY = (
@@ -79,6 +80,10 @@ class Monitor:
     counts: list[tuple[float, dict[str, int], int]] = field(default_factory=list)
     rss: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     pg: list[tuple[float, Counter[str]]] = field(default_factory=list)
+
+    def delivered_between(self, started: float, ended: float) -> int:
+        at = [d for t, _, d in self.counts if started <= t <= ended]
+        return at[-1] - at[0] if at else 0
 
     def pg_waits(self, started: float, ended: float) -> dict[str, float]:
         samples = [c for t, c in self.pg if started <= t <= ended]
@@ -198,8 +203,9 @@ class CasewireBench:
     def _phase(self, name: str, started: float, ended: float, meter: CpuMeter) -> None:
         shares = meter.stop()
         if ended - started >= 0.3:  # shorter ones say nothing about CPU
-            self.outcome.phases.append(Phase(name, started, ended, shares,
-                                             self.monitor.pg_waits(started, ended)))
+            self.outcome.phases.append(Phase(
+                name, started, ended, shares, self.monitor.pg_waits(started, ended),
+                self.monitor.delivered_between(started, ended)))
 
     async def settle(self) -> None:
         """Before a measured phase: no message queued, no event waiting in the outbox."""

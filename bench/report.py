@@ -65,6 +65,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row(f"POST to arrival {p} at {moderate:,.0f}/s",
                        cw["delivery_latency"]["latency_ms"].get(p), floor.get(p), "ms",
                        "sum of bare hops: 2 HTTP + 2 publish + 1 commit"))
+    out += _cpu_per_case_rows(results["phases"])
     out += _isolation_rows(cw.get("isolation"))
     out += _timer_rows(cw.get("timers"))
     bare_rss = limits["aiohttp"].get("peak_rss_mib")
@@ -76,6 +77,32 @@ def rows(results: dict[str, Any]) -> list[Row]:
         out.append(Row(f"RSS growth over soak {name} ({verdict})", mem["soak_growth_mib"],
                        None, "MiB", f"{mem['soak_slope_mib_per_min']:+.2f} MiB/min"))
     return out
+
+
+# What a delivered case costs: the processes it passes through (not the load generator or the
+# receiver, which stand for the outside world).
+PIPELINE = ("ingest", "casestore", "dispatcher", "rabbitmq", "postgres")
+
+
+def cpu_ms_per_case(phases: list[dict[str, Any]]) -> float | None:
+    """CPU milliseconds of PIPELINE per case delivered over these phases together."""
+    delivered = sum(p.get("delivered", 0) for p in phases)
+    if not delivered:
+        return None
+    busy = sum(sum(p["cpu"].get(g, 0.0) for g in PIPELINE) * (p["ended"] - p["started"])
+               for p in phases)
+    return busy * 1000 / delivered
+
+
+def _cpu_per_case_rows(phases: list[dict[str, Any]]) -> list[Row]:
+    """At a moderate rate (the soak) and at saturation (a delivery backlog, until drained)."""
+    by_name = {p["name"]: p for p in phases}
+    spans = (("soak", ("soak", "soak drain")),
+             ("saturation", ("delivery burst", "delivery drain")))
+    return [Row(f"CPU per delivered case ({label})",
+                cpu_ms_per_case([by_name[n] for n in names if n in by_name]), None, "ms",
+                "ingest + casestore + dispatcher + RabbitMQ + Postgres")
+            for label, names in spans]
 
 
 def _isolation_rows(iso: dict[str, Any] | None) -> list[Row]:
@@ -126,6 +153,8 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if unit in ("ms", "MiB"):
+        if abs(value) < 10:
+            return f"{value:,.2f} {unit}"
         return f"{value:,.1f} {unit}" if abs(value) < 100 else f"{value:,.0f} {unit}"
     return f"{value:,.0f} {unit}"
 
@@ -176,11 +205,13 @@ def limit_lines(limits: dict[str, Any]) -> list[tuple[str, str]]:
 def _cpu_lines(phases: list[dict[str, Any]]) -> list[str]:
     groups = ["ingest", "casestore", "dispatcher", "rabbitmq", "postgres", "loadgen",
               "receiver", "machine"]
-    body = [("phase", "s", *groups)]
+    body = [("phase", "s", *groups, "ms/delivered")]
     for phase in phases:
         cpu = phase["cpu"]
+        per_case = cpu_ms_per_case([phase])
         body.append((phase["name"], f"{phase['ended'] - phase['started']:.1f}",
-                     *(f"{cpu.get(g, 0.0):.2f}" for g in groups)))
+                     *(f"{cpu.get(g, 0.0):.2f}" for g in groups),
+                     "-" if per_case is None else f"{per_case:.2f}"))
     return ["  " + line for line in _aligned(body)]
 
 
