@@ -18,6 +18,7 @@ from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
 from shared.outages import OutageGate, Probe
+from shared.schema import SchemaCheck
 from shared.settings import Settings
 from shared.tasks import cancel_and_wait
 
@@ -27,6 +28,7 @@ AMQP = web.AppKey("amqp", AbstractRobustConnection)
 PUBLISHER = web.AppKey("publisher", broker.Publisher)
 # ingest and dispatcher call casestore's API for the few writes they need (auth keys, claims).
 CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
+SCHEMA = web.AppKey("schema", SchemaCheck)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -129,6 +131,15 @@ async def db_ready(app: web.Application) -> bool:
             return bool(await conn.fetchval("SELECT 1") == 1)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
+
+
+async def schema_ready(app: web.Application, unknown: bool = False) -> bool:
+    """The database schema is not older than the code (shared.schema); `unknown` when
+    Postgres cannot be asked."""
+    try:
+        return await app[SCHEMA].check(app[POOL])
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return unknown
 
 
 async def casestore_up(app: web.Application) -> bool:

@@ -64,6 +64,30 @@ def correlation_middleware(service: str) -> Any:
     return middleware
 
 
+# What aiohttp's own refusals (no route, wrong method, body too large) are called in our shape.
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """aiohttp answers an unknown route or method in plain text: give it our JSON error shape.
+
+    Errors a handler raised already as JSON pass through untouched.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code = HTTP_ERROR_CODES.get(exc.status, "error")
+        headers = {k: v for k, v in exc.headers.items()
+                   if k.lower() not in ("content-type", "content-length")}
+        return json_response(error_body(code, exc.reason.lower()), status=exc.status,
+                             headers=headers)
+
+
 async def healthz(_: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 

@@ -22,9 +22,11 @@ from services.casestore.outbox import OutboxRelay
 from services.casestore.scheduler import DeliveryScheduler
 from shared import broker
 from shared.crypto import SecretBox
+from shared.schema import SchemaCheck
 from shared.service import (
     POOL,
     PUBLISHER,
+    SCHEMA,
     SETTINGS,
     amqp_ctx,
     consumer_ctx,
@@ -35,10 +37,16 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    schema_ready,
     server_header,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+from shared.web import (
+    add_ops_routes,
+    admin_token_middleware,
+    correlation_middleware,
+    json_errors,
+)
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
 
@@ -57,11 +65,12 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(
-        middlewares=[correlation_middleware("casestore"),
+        middlewares=[correlation_middleware("casestore"), json_errors,
                      admin_token_middleware("/api/", settings.admin_token), domain_errors],
         client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
+    app[SCHEMA] = SchemaCheck()
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, commands_ctx,
@@ -77,7 +86,8 @@ def create_app(settings: Settings) -> web.Application:
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": await consumer_ready(app, queue_name)}
+        return {"postgres": await db_ready(app), "schema": await schema_ready(app),
+                "rabbitmq": await consumer_ready(app, queue_name)}
 
     add_ops_routes(app, readiness)
     return app

@@ -14,9 +14,11 @@ from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared import broker
 from shared.crypto import SecretBox
+from shared.schema import SchemaCheck
 from shared.service import (
     POOL,
     PUBLISHER,
+    SCHEMA,
     SETTINGS,
     amqp_ctx,
     consumer_ctx,
@@ -26,10 +28,16 @@ from shared.service import (
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    schema_ready,
     server_header,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
+from shared.web import (
+    add_ops_routes,
+    admin_token_middleware,
+    correlation_middleware,
+    json_errors,
+)
 
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
@@ -49,10 +57,11 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("dispatcher"),
+    app = web.Application(middlewares=[correlation_middleware("dispatcher"), json_errors,
                                        admin_token_middleware("/internal/", settings.admin_token)])
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
+    app[SCHEMA] = SchemaCheck()
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
     app.cleanup_ctx.extend([pool_ctx, metrics.refresh_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
@@ -61,7 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app),
+        return {"postgres": await db_ready(app), "schema": await schema_ready(app),
                 "rabbitmq": await consumer_ready(app, queue_name)}
 
     add_ops_routes(app, readiness)

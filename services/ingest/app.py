@@ -16,22 +16,25 @@ from services.ingest.ratelimit import RateLimiter
 from shared import broker
 from shared.consumer import Consumer
 from shared.events import FORM_CHANGED
+from shared.schema import SchemaCheck
 from shared.service import (
     AMQP,
     POOL,
     PUBLISHER,
+    SCHEMA,
     SETTINGS,
     amqp_ctx,
     casestore_client_ctx,
     pool_ctx,
     publisher_ctx,
     require_secrets,
+    schema_ready,
     server_header,
     task_ctx,
 )
 from shared.settings import Settings
 from shared.tasks import wait_event
-from shared.web import add_ops_routes, correlation_middleware
+from shared.web import add_ops_routes, correlation_middleware, json_errors
 
 log = structlog.get_logger(__name__)
 
@@ -74,10 +77,12 @@ async def periodic_reload(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
-    app = web.Application(middlewares=[correlation_middleware("ingest"), errors_without_tokens],
+    app = web.Application(middlewares=[correlation_middleware("ingest"), json_errors,
+                                       errors_without_tokens],
                           client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
+    app[SCHEMA] = SchemaCheck()
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()
@@ -89,7 +94,9 @@ def create_app(settings: Settings) -> web.Application:
     async def readiness() -> dict[str, bool]:
         # Not Postgres: ingest accepts cases from its form cache while the database is down,
         # and an orchestrator must not take every ingest away during a database outage.
-        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded}
+        # The schema is checked when Postgres answers; an outage says nothing against it.
+        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded,
+                "schema": await schema_ready(app, unknown=True)}
 
     add_ops_routes(app, readiness)
     return app
