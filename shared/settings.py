@@ -101,6 +101,15 @@ class Settings(BaseSettings):
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: float = Field(default=24.0, ge=0)
 
+    # Retention (services/casestore/retention.py): days kept, 0 keeps forever. Idempotency-Key
+    # records go when they expire. Each casestore purges every interval, in batches.
+    retention_processed_events_days: float = Field(default=30.0, ge=0)
+    retention_delivery_attempts_days: float = Field(default=30.0, ge=0)
+    retention_deliveries_days: float = Field(default=30.0, ge=0)
+    retention_outbox_parked_days: float = Field(default=30.0, ge=0)
+    retention_interval_seconds: float = Field(default=600.0, gt=0)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+
     retry_backoff_seconds: float = Field(default=2.0, gt=0)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
     # A receiver's Retry-After is honoured up to this many seconds.

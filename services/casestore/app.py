@@ -19,6 +19,7 @@ from services.casestore.api.middlewares import domain_errors
 from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
+from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from shared import broker
 from shared.crypto import SecretBox
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
                                 app[POOL], app[PUBLISHER], app[SETTINGS])),
                             loop_ctx("delivery-scheduler", lambda app: DeliveryScheduler(
                                 app[POOL], app[SETTINGS])),
+                            loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
                    files):
