@@ -188,15 +188,18 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         ]) from exc
 
 
-def admin_token_middleware(path_prefix: str, admin_token: str) -> Any:
-    """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`."""
+def admin_token_middleware(path_prefix: str, admin_token: str,
+                           public: tuple[str, ...] = ()) -> Any:
+    """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`, except
+    those starting with one of `public`."""
     expected = f"Bearer {admin_token}"
 
     @web.middleware
     async def check(request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
-        if request.path.startswith(path_prefix):
+        if request.path.startswith(path_prefix) and not any(
+                request.path.startswith(p) for p in public):
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 return json_response(error_body("unauthorized", "missing or wrong bearer token"),

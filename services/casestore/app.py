@@ -14,6 +14,7 @@ from services.casestore.api import (
     users,
     webhooks,
 )
+from services.casestore.api.docs import PUBLIC_PATHS, add_docs
 from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
 from services.casestore.automations import SECRET_BOX
@@ -67,7 +68,8 @@ def create_app(settings: Settings) -> web.Application:
     require_secrets(settings)
     app = web.Application(
         middlewares=[correlation_middleware("casestore"), json_errors,
-                     admin_token_middleware("/api/", settings.admin_token), domain_errors],
+                     admin_token_middleware("/api/", settings.admin_token, PUBLIC_PATHS),
+                     domain_errors],
         client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries,
                    files):
         app.router.add_routes(module.routes)
+    add_docs(app, settings)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 
     async def readiness() -> dict[str, bool]:

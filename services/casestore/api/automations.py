@@ -5,6 +5,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.casestore.api.answers import Automation, AutomationBody, AutomationList
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automations import (
@@ -22,12 +23,14 @@ from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
 from shared.automation_checks import check_against_form
 from shared.automations import AutomationDefinition
+from shared.openapi import Empty, Param, operation
 from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
 from shared.web import json_response, read_json
 
 routes = web.RouteTableDef()
 NO_AUTOMATION = "no automation has that id"
+BY_ID = {"automation_id": {"format": "uuid"}}
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
@@ -53,6 +56,8 @@ async def _check(request: web.Request, conn: Conn, form_id: str,
 
 
 @routes.post("/api/forms/{form_id}/automations")
+@operation("Create an automation", body=AutomationBody, tags=("automations",),
+           responses={201: Automation})
 async def create_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
     stored = stored_definition(definition, None, request.app[SECRET_BOX])
@@ -67,6 +72,8 @@ async def create_automation(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/forms/{form_id}/automations")
+@operation("The form's automations, oldest first", tags=("automations",),
+           responses={200: AutomationList})
 async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
@@ -76,6 +83,7 @@ async def list_automations(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/automations/{automation_id}")
+@operation("One automation", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = found(await automation_rows.get_automation(conn, automation_id(request)),
@@ -85,6 +93,9 @@ async def get_automation(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/automations/{automation_id}")
+@operation("Replace the definition (and enabled, if given); a password of *** keeps the "
+           "stored one", body=AutomationBody, tags=("automations",),
+           responses={200: Automation}, path_schemas=BY_ID)
 async def replace_automation(request: web.Request) -> web.Response:
     """Replace the definition; `enabled` too if given. A password of "***" keeps the stored one."""
     definition, enabled = parse_body(await read_json(request))
@@ -102,6 +113,8 @@ async def replace_automation(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/automations/{automation_id}")
+@operation("Delete it; its delivery log stays, what waited fails", tags=("automations",),
+           responses={200: Empty}, path_schemas=BY_ID)
 async def delete_automation(request: web.Request) -> web.Response:
     """Its once-claims go with it; its delivery log stays (what still waited is failed)."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -123,16 +136,22 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 
 @routes.post("/api/automations/{automation_id}/enable")
+@operation("Switch it on: what waited is sent", tags=("automations",),
+           responses={200: Automation}, path_schemas=BY_ID)
 async def enable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, True)
 
 
 @routes.post("/api/automations/{automation_id}/disable")
+@operation("Switch it off", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
 async def disable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, False)
 
 
 @routes.post("/api/automations/{automation_id}/rotate-secret")
+@operation("A new signing secret; the old one signs beside it for the overlap",
+           tags=("automations",), responses={200: Automation}, path_schemas=BY_ID,
+           params=(Param("overlap_hours", {"type": "number", "minimum": 0, "maximum": 720}),))
 async def rotate_secret(request: web.Request) -> web.Response:
     """The old secret keeps signing beside the new one for `?overlap_hours=` (default
     CASEWIRE_SECRET_OVERLAP_HOURS, 24), so receivers can switch at their pace."""
