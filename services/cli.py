@@ -125,6 +125,7 @@ Casewire is running (Ctrl-C stops it).
   ingest      http://127.0.0.1:{settings.ingest_port}{_workers(settings)}
   casestore   {api}
   dispatcher  http://127.0.0.1:{settings.dispatcher_port}/readyz
+  API docs    {api}/docs
 Admin token:  {token}
 Demo form "demo", incoming webhook URL:
   {url}
