@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 H = TypeVar("H", bound=Callable[..., Any])
 REF = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+# An answer's body: a response model, a JSON Schema or OpenAPI `content`, or None (no body).
 Answer = type[BaseModel] | dict[str, Any] | None
 
 
@@ -104,13 +105,15 @@ def _content(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response(status: int | str, answer: Answer, schemas: _Schemas) -> dict[str, Any]:
-    description = "answer" if status == "default" else f"{status} answer"
+    """A model is a JSON body; a dict is a JSON Schema, or (with `content`) the answer's
+    media types as OpenAPI writes them; None is no body."""
+    described: dict[str, Any] = {"description": "answer" if status == "default"
+                                 else f"{status} answer"}
     if answer is None:
-        return {"description": description}
-    schema = answer if isinstance(answer, dict) else schemas.ref(answer, "serialization")
-    if isinstance(answer, dict) and "content" in answer:
-        return {"description": description, **answer}
-    return {"description": description, "content": _content(schema)}
+        return described
+    if isinstance(answer, dict):
+        return described | (answer if "content" in answer else {"content": _content(answer)})
+    return described | {"content": _content(schemas.ref(answer, "serialization"))}
 
 
 def _parameters(path: str, op: Operation) -> list[dict[str, Any]]:
