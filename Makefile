@@ -1,41 +1,54 @@
 # Casewire developer commands. `make run` and `make test` work on a fresh machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# `make run` needs the runtime dependencies only; tests and linters come with the dev extras.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+LOCK := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links
 
-.PHONY: install run test lint migrate format bench bench-quick clean
+.PHONY: install run test lint migrate format lock bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(DEV): $(RUNTIME)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV)
 
-install: $(STAMP)
+install: $(DEV)
 
-migrate: install
+migrate: $(RUNTIME)
 	$(VENV)/bin/casewire migrate
 
-run: install
+run: $(RUNTIME)
 	$(VENV)/bin/casewire run
 
-test: install
+test: $(DEV)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: install
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-format: install
+format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
+
+# The Docker image installs exactly these versions, checked against these hashes.
+lock: $(DEV)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK) --strip-extras --output-file requirements.lock pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK) --allow-unsafe --output-file requirements-build.lock \
+		requirements-build.in
 
 # Limits and Casewire's figures on this machine, against the real Postgres and RabbitMQ:
 # one table on stdout, and bench/results/latest.{txt,json,png}. Non-zero exit if anything was lost.
-bench: install
+bench: $(DEV)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
-bench-quick: install
+bench-quick: $(DEV)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --quick $(BENCH_ARGS)
 

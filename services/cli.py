@@ -13,6 +13,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import orjson
+import structlog
 
 from services import cli_deliveries
 from services.casestore.automations import reencrypt_secrets
@@ -21,9 +22,12 @@ from shared import broker
 from shared.crypto import SecretBox, new_key
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
+from shared.logging import configure_logging
+from shared.schema import expected_version
 from shared.secrets import redacted_url
 from shared.settings import Settings
 
+log = structlog.get_logger(__name__)
 SERVICES = ("casestore", "ingest", "dispatcher")
 STATE_DIR = Path(".casewire")
 DEMO_FORM = {
@@ -122,6 +126,7 @@ Casewire is running (Ctrl-C stops it).
   casestore   {api}
   console     http://127.0.0.1:{settings.casestore_port}/console/  (sign in with the admin token)
   dispatcher  http://127.0.0.1:{settings.dispatcher_port}/readyz
+  API docs    {api}/docs
 Admin token:  {token}
 Demo form "demo", incoming webhook URL:
   {url}
@@ -220,8 +225,9 @@ async def rotate_encryption_key(settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
+    """Logs like the services (JSON lines on stdout), so a migration Job's log is searchable."""
     applied = await migrate(settings.database_url)
-    print(f"database up to date ({len(applied)} migration(s) applied)")
+    log.info("database_up_to_date", applied=len(applied), schema_version=expected_version())
     return 0
 
 
@@ -238,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "replay" and (problem := cli_deliveries.replay_usage_problem(args)):
         replay_parser.error(problem)
     settings = Settings()
+    if args.command == "migrate":  # a Job's log: JSON lines like the services'
+        configure_logging("migrate", settings.log_level, settings.log_json)
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "migrate": lambda: _migrate(settings), "run": lambda: run(settings),
         "queues": lambda: queues(settings),
@@ -247,6 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(asyncio.run(commands[args.command]()))
     except (DependencyUnavailable, ConfigurationError) as exc:
+        if args.command == "migrate":
+            log.error("migrate_failed", error=str(exc))
         print(f"casewire {args.command}: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

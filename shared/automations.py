@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     HttpUrl,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -179,6 +180,9 @@ class NoAuth(_Strict):
     type: Literal["none"]
 
 
+URL_MAX_LENGTH = 2083  # pydantic's HttpUrl limit
+
+
 class RequestSettings(_Strict):
     method: Literal["POST", "GET", "PUT"] = "POST"
     url: HttpUrl
@@ -190,6 +194,15 @@ class RequestSettings(_Strict):
     # `attempts` above, and at most `max_per_second` requests a second to this endpoint.
     retry: Literal["standard", "extended"] = "standard"
     max_per_second: int | None = Field(default=None, ge=1, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def url_fits_once_normalised(cls, url: HttpUrl) -> HttpUrl:
+        # HttpUrl limits the URL as given; normalising it (a "/" path, punycode) can lengthen
+        # it past the limit, and the stored definition would then never validate again.
+        if len(str(url)) > URL_MAX_LENGTH:
+            raise ValueError(f"the URL is longer than {URL_MAX_LENGTH} characters")
+        return url
 
 
 class ResponseMapping(_Strict):

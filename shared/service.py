@@ -20,6 +20,7 @@ from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.logging import configure_logging
 from shared.outages import OutageGate, Probe
+from shared.schema import SchemaCheck
 from shared.settings import Settings
 from shared.tasks import cancel_and_wait
 from shared.web import ReadinessCheck, edge_middleware
@@ -30,6 +31,7 @@ AMQP = web.AppKey("amqp", AbstractRobustConnection)
 PUBLISHER = web.AppKey("publisher", broker.Publisher)
 # ingest calls casestore's API for the one write it needs (auth keys).
 CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
+SCHEMA = web.AppKey("schema", SchemaCheck)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -45,6 +47,7 @@ def new_app(service: str, settings: Settings, *middlewares: Middleware,
     app = web.Application(middlewares=[edge_middleware(service), *middlewares], **options)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
+    app[SCHEMA] = SchemaCheck()
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx])
     return app
 
@@ -148,6 +151,15 @@ async def db_ready(app: web.Application) -> bool:
         return False
 
 
+async def schema_ready(app: web.Application, unknown: bool = False) -> bool:
+    """The database schema is not older than the code (shared.schema); `unknown` when
+    Postgres cannot be asked."""
+    try:
+        return await app[SCHEMA].check(app[POOL])
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return unknown
+
+
 def broker_ready(app: web.Application) -> bool:
     """A robust connection is never `is_closed` while it reconnects; `connected` tells the truth."""
     connection = app[AMQP]
@@ -170,11 +182,13 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
 
 
 def consumer_readiness(app: web.Application, consumer: str) -> ReadinessCheck:
-    """Ready while Postgres answers and the broker sees this service's consumer on its queue."""
+    """Ready while Postgres answers with a schema not older than the code, and the broker sees
+    this service's consumer on its queue."""
     queue_name = broker.Names(app[SETTINGS].name_prefix).queue(consumer)
 
     async def readiness() -> dict[str, bool]:
-        return {"postgres": await db_ready(app), "rabbitmq": await consumer_ready(app, queue_name)}
+        return {"postgres": await db_ready(app), "schema": await schema_ready(app),
+                "rabbitmq": await consumer_ready(app, queue_name)}
 
     return readiness
 

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: NonNegativeFloat = 24.0
 
+    # Retention (services/casestore/retention.py): days kept, 0 keeps forever. Idempotency-Key
+    # records go when they expire. Each casestore purges every interval, in batches.
+    retention_processed_events_days: NonNegativeFloat = 30.0
+    retention_delivery_attempts_days: NonNegativeFloat = 30.0
+    retention_deliveries_days: NonNegativeFloat = 30.0
+    retention_outbox_parked_days: NonNegativeFloat = 30.0
+    retention_interval_seconds: PositiveFloat = 600.0
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+
     retry_backoff_seconds: PositiveFloat = 2.0
     retry_backoff_max_seconds: PositiveFloat = 30.0
     # A receiver's Retry-After is honoured up to this many seconds.

@@ -134,6 +134,19 @@ def internal_error() -> web.Response:
                          status=500)
 
 
+# What aiohttp's own refusals (no route, wrong method, body too large) are called in our shape.
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def _aiohttp_error(exc: web.HTTPException) -> web.StreamResponse:
+    """aiohttp's own error answers are plain text: in our JSON shape, its headers kept (Allow)."""
+    headers = {k: v for k, v in exc.headers.items()
+               if k.lower() not in ("content-type", "content-length")}
+    error = FieldError(field=None, code=HTTP_ERROR_CODES.get(exc.status, "error"),
+                       message=exc.reason.lower())
+    return json_response({"errors": [error.model_dump()]}, status=exc.status, headers=headers)
+
+
 def edge_middleware(service: str) -> Middleware:
     """The outermost middleware: a correlation id (taken from the request or new) on every log
     line and answer, request metrics, and every error answer rendered: an HTTPError as its
@@ -149,10 +162,12 @@ def edge_middleware(service: str) -> Middleware:
                 response = await handler(request)
             except HTTPError as exc:
                 response = exc.response()
-            except web.HTTPException as exc:  # aiohttp's own: no such route, body too large
-                exc.headers[CORRELATION_HEADER] = cid
-                HTTP_REQUESTS.labels(service, route, exc.status).inc()
-                raise
+            except web.HTTPException as exc:  # aiohttp's own: no such route, a redirect
+                if exc.status < 400 or exc.content_type == "application/json":
+                    exc.headers[CORRELATION_HEADER] = cid
+                    HTTP_REQUESTS.labels(service, route, exc.status).inc()
+                    raise
+                response = _aiohttp_error(exc)
             except Exception:
                 log.exception("request_failed", route=route)  # a path may hold a token
                 response = internal_error()
@@ -161,6 +176,8 @@ def edge_middleware(service: str) -> Middleware:
         return response
 
     return middleware
+
+
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -254,13 +271,16 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         ]) from exc
 
 
-def admin_token_middleware(path_prefix: str, admin_token: str) -> Middleware:
-    """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`."""
+def admin_token_middleware(path_prefix: str, admin_token: str,
+                           public: tuple[str, ...] = ()) -> Middleware:
+    """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`, except
+    those starting with one of `public`."""
     expected = f"Bearer {admin_token}"
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(path_prefix):
+        if request.path.startswith(path_prefix) and not any(
+                request.path.startswith(p) for p in public):
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 raise Unauthorized("missing or wrong bearer token",

@@ -165,17 +165,25 @@ async def test_run_names_the_unreachable_dependency_and_its_setting(
     assert f"CASEWIRE_{setting.upper()}" in err.decode()
 
 
-async def test_migrate_is_idempotent(run_env: dict[str, str]) -> None:
+async def test_migrate_is_idempotent_and_logs_json_lines(run_env: dict[str, str]) -> None:
     outputs = []
     for _ in range(2):
         proc = await asyncio.create_subprocess_exec(*CASEWIRE, "migrate", env=run_env,
                                                     stdout=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0
-        outputs.append(out.decode())
-    shipped = len(migrations())
-    assert f"{shipped} migration(s) applied" in outputs[0]
-    assert "0 migration(s) applied" in outputs[1]
+        # Like the services: one JSON object per line, each naming its service.
+        lines = [orjson.loads(line) for line in out.decode().splitlines()]
+        assert lines
+        assert all(line["service"] == "migrate" for line in lines)
+        outputs.append(lines)
+    shipped = migrations()
+    first, second = outputs
+    assert [line["migration"] for line in first if line["event"] == "migration_applied"] == \
+        [name for _, name, _ in shipped]
+    assert first[-1]["event"] == second[-1]["event"] == "database_up_to_date"
+    assert (first[-1]["applied"], second[-1]["applied"]) == (len(shipped), 0)
+    assert first[-1]["schema_version"] == shipped[-1][0]
 
 
 Casewire = Callable[..., Awaitable[str]]

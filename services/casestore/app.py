@@ -15,12 +15,14 @@ from services.casestore.api import (
     users,
     webhooks,
 )
+from services.casestore.api.docs import PUBLIC_PATHS, add_docs
 from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.outbox import OutboxRelay
+from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
 from shared.crypto import SecretBox
@@ -51,7 +53,8 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = new_app("casestore", settings, admin_token_middleware("/api/", settings.admin_token),
+    app = new_app("casestore", settings,
+                  admin_token_middleware("/api/", settings.admin_token, PUBLIC_PATHS),
                   refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
@@ -62,10 +65,12 @@ def create_app(settings: Settings) -> web.Application:
                                 app[POOL], app[SETTINGS])),
                             loop_ctx("timer-scheduler", lambda app: TimerScheduler(
                                 app[POOL], app[SETTINGS])),
+                            loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
                    files):
         app.router.add_routes(module.routes)
     mount_console(app, settings)
+    add_docs(app, settings)
     add_ops_routes(app, consumer_readiness(app, CONSUMER))
     return app

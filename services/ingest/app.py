@@ -23,6 +23,7 @@ from shared.service import (
     SETTINGS,
     casestore_client_ctx,
     new_app,
+    schema_ready,
     task_ctx,
 )
 from shared.settings import Settings
@@ -82,7 +83,9 @@ def create_app(settings: Settings) -> web.Application:
     async def readiness() -> dict[str, bool]:
         # Not Postgres: ingest accepts cases from its form cache while the database is down,
         # and an orchestrator must not take every ingest away during a database outage.
-        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded}
+        # The schema is checked when Postgres answers; an outage says nothing against it.
+        return {"rabbitmq": await app[PUBLISHER].ready(), "forms": app[CACHE].loaded,
+                "schema": await schema_ready(app, unknown=True)}
 
     add_ops_routes(app, readiness)
     return app

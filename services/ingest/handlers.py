@@ -6,6 +6,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, RootModel
 
 from services.ingest import idempotency
 from services.ingest.answers import Published, failure, publish, unknown_webhook
@@ -19,6 +20,7 @@ from shared.addresses import CLIENT_HEADER
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, IdempotencyKey, new_event
 from shared.forms import validate_case_data
+from shared.openapi import Empty, Param, errors, operation
 from shared.secrets import digest
 from shared.service import CASESTORE, POOL
 from shared.web import BadRequest, RateLimited, Unavailable, Unprocessable, json_response
@@ -29,6 +31,25 @@ routes = web.RouteTableDef()
 CREATOR = "Addon - Incoming Webhook"
 CREDENTIAL_KEYS = {"username", "password"}
 AUTH_KEYS_UNAVAILABLE = "auth keys cannot be handled right now; try again"
+HOOK_PATHS = tuple(f"/hooks/{{token}}{suffix}" for suffix in (
+    "", "/skipvalidate", "/skiptriggers", "/skipvalidate/skiptriggers",
+    "/skiptriggers/skipvalidate"))
+HOOK_HEADERS = (
+    Param("Idempotency-Key", {"type": "string"}, "1-255 printable ASCII characters: requests "
+          "with the same key create one case", where="header"),
+    Param("Auth-key", {"type": "string"}, "on a webhook with user authentication",
+          where="header"))
+
+
+class CaseValues(RootModel[dict[str, Any]]):
+    """Field id to value; only fields of the form's first section."""
+
+
+class HookCredentials(BaseModel):
+    """A user's username and password, and nothing else."""
+
+    username: str
+    password: str
 
 
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
@@ -104,6 +125,10 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
 
 @routes.post("/hooks/{token}")
 @routes.post("/hooks/{token}/{options:.+}")
+@operation("Create a case in the webhook's form (or, with only username and password on a "
+           "webhook with user authentication, get an auth key)", body=CaseValues,
+           public=True, tags=("incoming webhook",), paths=HOOK_PATHS, params=HOOK_HEADERS,
+           responses={200: Empty, **errors(422, 429, 503)})
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
     wait = request.app[LIMITER].acquire(hook.token)
@@ -149,6 +174,9 @@ async def _accept(request: web.Request, hook: Hook,
 
 
 @routes.delete("/hooks/{token}")
+@operation("Revoke every auth key of the user whose credentials are the body",
+           body=HookCredentials, public=True, tags=("incoming webhook",),
+           responses={200: Empty, **errors(429, 503)})
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     hook, _ = await _resolve(request)
     body = await read_object(request)

@@ -14,6 +14,7 @@ from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from shared.events import TestSend
 from shared.logging import bound_correlation_id
+from shared.openapi import ANY_JSON, errors, operation
 from shared.service import POOL, SETTINGS
 from shared.web import (
     CORRELATION_HEADER,
@@ -39,6 +40,10 @@ async def dispatcher_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @routes.post("/api/automations/{automation_id}/test")
+@operation("One test send through the dispatcher; its status and JSON come back as is",
+           body=TestSend, tags=("automations",),
+           responses={"default": ANY_JSON, **errors(502, 503)},
+           path_schemas={"automation_id": {"format": "uuid"}})
 async def test_send(request: web.Request) -> web.Response:
     """The dispatcher sends (it owns the sending rules); its status and JSON come back as is."""
     body = await read_model(request, TestSend) if request.body_exists else TestSend()

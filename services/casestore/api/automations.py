@@ -6,6 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from services.casestore import automation_writes
+from services.casestore.api.answers import Automation, AutomationBody, AutomationList
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automation_writes import NO_AUTOMATION
@@ -14,10 +15,12 @@ from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
+from shared.openapi import Empty, Param, operation
 from shared.service import POOL, SETTINGS
 from shared.web import json_response, read_json
 
 routes = web.RouteTableDef()
+BY_ID = {"automation_id": {"format": "uuid"}}
 
 
 def automation_id(request: web.Request) -> uuid.UUID:
@@ -34,6 +37,8 @@ def _policy(request: web.Request) -> AddressPolicy:
 
 
 @routes.post("/api/forms/{form_id}/automations")
+@operation("Create an automation", body=AutomationBody, tags=("automations",),
+           responses={201: Automation})
 async def create_automation(request: web.Request) -> web.Response:
     definition, enabled = parse_body(await read_json(request))
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -45,6 +50,8 @@ async def create_automation(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/forms/{form_id}/automations")
+@operation("The form's automations, oldest first", tags=("automations",),
+           responses={200: AutomationList})
 async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
@@ -54,6 +61,7 @@ async def list_automations(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/automations/{automation_id}")
+@operation("One automation", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = found(await automation_rows.get_automation(conn, automation_id(request)),
@@ -63,6 +71,9 @@ async def get_automation(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/automations/{automation_id}")
+@operation("Replace the definition (and enabled, if given); a password of *** keeps the "
+           "stored one", body=AutomationBody, tags=("automations",),
+           responses={200: Automation}, path_schemas=BY_ID)
 async def replace_automation(request: web.Request) -> web.Response:
     """Replace the definition; `enabled` too if given. A password of "***" keeps the stored one."""
     definition, enabled = parse_body(await read_json(request))
@@ -77,6 +88,8 @@ async def replace_automation(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/automations/{automation_id}")
+@operation("Delete it; its delivery log stays, what waited fails", tags=("automations",),
+           responses={200: Empty}, path_schemas=BY_ID)
 async def delete_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await automation_writes.delete(conn, automation_id(request))
@@ -91,16 +104,22 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
 
 
 @routes.post("/api/automations/{automation_id}/enable")
+@operation("Switch it on: what waited is sent", tags=("automations",),
+           responses={200: Automation}, path_schemas=BY_ID)
 async def enable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, True)
 
 
 @routes.post("/api/automations/{automation_id}/disable")
+@operation("Switch it off", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
 async def disable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, False)
 
 
 @routes.post("/api/automations/{automation_id}/rotate-secret")
+@operation("A new signing secret; the old one signs beside it for the overlap",
+           tags=("automations",), responses={200: Automation}, path_schemas=BY_ID,
+           params=(Param("overlap_hours", {"type": "number", "minimum": 0, "maximum": 720}),))
 async def rotate_secret(request: web.Request) -> web.Response:
     """The old secret keeps signing beside the new one for `?overlap_hours=` (default
     CASEWIRE_SECRET_OVERLAP_HOURS, 24), so receivers can switch at their pace."""

@@ -7,11 +7,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import cases
+from services.casestore.api.answers import Case, CaseList, CaseWithHistory
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_int
 from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import cases as case_rows
 from shared.forms import validate_case_data
+from shared.openapi import Empty, Param, operation
 from shared.service import POOL
 from shared.web import json_response, read_model
 
@@ -42,6 +44,11 @@ def _case_id(request: web.Request) -> uuid.UUID:
 
 
 @routes.get("/api/forms/{form_id}/cases")
+@operation("The form's cases, newest first", tags=("cases",), responses={200: CaseList},
+           params=(Param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                   Param("before", {"type": "integer", "minimum": 1, "maximum": 2**62},
+                         "next_before of the previous page"),
+                   Param("status", {"type": "string"})))
 async def list_cases(request: web.Request) -> web.Response:
     """Newest first; page with `limit` and `before` (the last case number of the previous page)."""
     limit = query_int(request, "limit", 50, 500) or 50
@@ -59,6 +66,8 @@ async def list_cases(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/forms/{form_id}/cases")
+@operation("Create a case (every section allowed)", body=NewCaseBody, tags=("cases",),
+           responses={201: Case})
 async def create_case(request: web.Request) -> web.Response:
     body = await read_model(request, NewCaseBody)
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -72,6 +81,8 @@ async def create_case(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cases/{case_id}")
+@operation("A case with its history", tags=("cases",), responses={200: CaseWithHistory},
+           path_schemas={"case_id": {"format": "uuid"}})
 async def get_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = found(await case_rows.get_case(conn, _case_id(request)), "no case has that id")
@@ -80,6 +91,8 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/cases/{case_id}")
+@operation("Change the fields and status it names", body=CasePatchBody, tags=("cases",),
+           responses={200: Case}, path_schemas={"case_id": {"format": "uuid"}})
 async def patch_case(request: web.Request) -> web.Response:
     body = await read_model(request, CasePatchBody)
     case_id = _case_id(request)
@@ -92,6 +105,8 @@ async def patch_case(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/cases/{case_id}")
+@operation("Delete a case; emits case.deleted", tags=("cases",), responses={200: Empty},
+           path_schemas={"case_id": {"format": "uuid"}})
 async def delete_case(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         await cases.delete_case(conn, _case_id(request), author=ADMIN_AUTHOR)

@@ -5,7 +5,14 @@ from collections.abc import Mapping
 from typing import get_args
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
+from services.casestore.api.answers import (
+    DeliveryList,
+    DeliveryWithAttempts,
+    Replayed,
+    ReplayRequested,
+)
 from services.casestore.api.params import invalid, path_uuid, query_int, query_time, query_uuid
 from services.casestore.errors import Conflict, found
 from services.casestore.repo import Conn
@@ -13,11 +20,32 @@ from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.events import DeliveryState
+from shared.openapi import Param, errors, operation
 from shared.service import POOL
-from shared.web import json_response, read_json
+from shared.web import json_response, read_model
 
 routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)
+BY_ID = {"delivery_id": {"format": "uuid"}}
+UUID = {"type": "string", "format": "uuid"}
+LOG_FILTERS = (
+    Param("automation", UUID), Param("case", UUID),
+    Param("state", {"type": "string"}, "one or more of pending, sending, retrying, succeeded, "
+          "failed, comma separated"),
+    Param("since", {"type": "string", "format": "date-time"}, "created at or after"),
+    Param("until", {"type": "string", "format": "date-time"}, "created before"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+    Param("before", UUID, "next_before of the previous page"))
+
+
+class ReplayFilter(BaseModel):
+    """Which finished deliveries to replay: `state` (succeeded, failed or both, comma
+    separated), `since` and `until` (ISO 8601 times, on when a delivery was created)."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: str | None = None
+    since: str | None = None
+    until: str | None = None
 
 
 async def _delivery(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow:
@@ -51,6 +79,8 @@ def delivery_filter(request: web.Request, query: Mapping[str, str],
 
 
 @routes.get("/api/deliveries")
+@operation("The delivery log, newest first", tags=("deliveries",),
+           responses={200: DeliveryList}, params=LOG_FILTERS)
 async def list_deliveries(request: web.Request) -> web.Response:
     """Newest first; filter by automation, case, state and time; page with `limit`, `before`.
 
@@ -67,6 +97,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/deliveries/{delivery_id}")
+@operation("A delivery with every attempt", tags=("deliveries",),
+           responses={200: DeliveryWithAttempts}, path_schemas=BY_ID)
 async def get_delivery(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
@@ -76,6 +108,8 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/deliveries/{delivery_id}/replay")
+@operation("Send a finished delivery again (same webhook-id)", tags=("deliveries",),
+           responses={202: ReplayRequested, **errors(409)}, path_schemas=BY_ID)
 async def replay(request: web.Request) -> web.Response:
     """Sent again with the same webhook-id, through the endpoint's cap; the attempts land here."""
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -90,16 +124,14 @@ async def replay(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/automations/{automation_id}/replay")
+@operation("Replay the automation's finished deliveries matching state, since and until",
+           body=ReplayFilter, tags=("deliveries",), responses={202: Replayed},
+           path_schemas={"automation_id": {"format": "uuid"}})
 async def replay_many(request: web.Request) -> web.Response:
     """Every finished delivery of the automation matching `state`, `since` and `until`."""
-    body = await read_json(request) if request.body_exists else {}
-    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
-        raise invalid("body", "expected a JSON object of state, since and until")
-    unknown = set(body) - {"state", "since", "until"}
-    if unknown:
-        raise invalid(sorted(unknown)[0], "expected only state, since and until")
+    body = await read_model(request, ReplayFilter) if request.body_exists else ReplayFilter()
     automation = path_uuid(request, "automation_id", "automation")
-    where = delivery_filter(request, body, automation)
+    where = delivery_filter(request, body.model_dump(exclude_none=True), automation)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         found(await automation_rows.get_automation(conn, automation), "no automation has that id")
         replayed = await delivery_rows.replay_deliveries(conn, where)

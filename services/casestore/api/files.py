@@ -4,17 +4,20 @@ import re
 
 from aiohttp import hdrs, web
 
+from services.casestore.api.answers import FileInfo, Uploaded
 from services.casestore.api.cases import ADMIN_AUTHOR
 from services.casestore.api.params import invalid, path_uuid
 from services.casestore.errors import found
 from services.casestore.files import attach_file, check_name, content_disposition
 from services.casestore.repo import files as file_rows
+from shared.openapi import Param, errors, operation
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner, file_path, file_url
 from shared.web import Forbidden, TooLarge, json_response
 
 routes = web.RouteTableDef()
 NO_FILE = "no file has that id"
+BY_ID = {"file_id": {"format": "uuid"}}
 DEFAULT_TYPE = "application/octet-stream"
 MEDIA_TYPE = re.compile(r"^[\x21-\x7e]+/[\x21-\x7e]+( *;[\x20-\x7e]*)?$")
 
@@ -31,6 +34,11 @@ def _too_large(limit: int) -> TooLarge:
 
 
 @routes.post("/api/cases/{case_id}/files/{field_id}")
+@operation("Upload a file into a file field of the case (the body is the file)",
+           tags=("files",), responses={201: Uploaded},
+           raw_body={"*/*": {"type": "string", "format": "binary"}},
+           params=(Param("name", {"type": "string"}, "the file's name"),),
+           path_schemas={"case_id": {"format": "uuid"}})
 async def upload(request: web.Request) -> web.Response:
     """The raw file is the body, its type the Content-Type header, its name `?name=`."""
     case_id = path_uuid(request, "case_id", "case")
@@ -51,6 +59,8 @@ async def upload(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/files/{file_id}")
+@operation("A stored file and a fresh signed download URL", tags=("files",),
+           responses={200: FileInfo}, path_schemas=BY_ID)
 async def file_info(request: web.Request) -> web.Response:
     """What is stored, and a fresh signed download URL."""
     async with request.app[POOL].acquire() as conn:
@@ -59,6 +69,13 @@ async def file_info(request: web.Request) -> web.Response:
 
 
 @routes.get("/files/{file_id}")
+@operation("Download a file (the signed URL is the credential)", tags=("files",),
+           public=True, path_schemas=BY_ID, params=(
+               Param("expires", {"type": "string"}, "Unix time", required=True),
+               Param("signature", {"type": "string"}, required=True)),
+           responses={200: {"content": {"*/*": {"schema": {"type": "string",
+                                                               "format": "binary"}}}},
+                      **errors(403)})
 async def download(request: web.Request) -> web.Response:
     """Public: the signature in the URL is the credential (receivers get these URLs)."""
     raw_id = request.match_info["file_id"]

@@ -6,6 +6,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from services.casestore.api.answers import FormList, FormStructure
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
@@ -13,6 +14,7 @@ from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
 from shared.forms import FieldError, FieldType, FormDefinition, sample_value
+from shared.openapi import Empty, errors, operation
 from shared.service import POOL, SETTINGS
 from shared.web import json_response, read_model
 
@@ -30,6 +32,8 @@ async def load_form(conn: Conn, form_id: str) -> FormDefinition:
 
 
 @routes.post("/api/forms")
+@operation("Create a form", body=FormDefinition, tags=("forms",),
+           responses={201: FormDefinition, **errors(409)})
 async def create_form(request: web.Request) -> web.Response:
     form = await read_model(request, FormDefinition)
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -42,6 +46,7 @@ async def create_form(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/forms")
+@operation("List the forms", tags=("forms",), responses={200: FormList})
 async def list_forms(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         forms = await form_rows.list_forms(conn)
@@ -49,6 +54,7 @@ async def list_forms(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/forms/{form_id}")
+@operation("One form", tags=("forms",), responses={200: FormDefinition})
 async def get_form(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
@@ -56,6 +62,8 @@ async def get_form(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/forms/{form_id}")
+@operation("Replace a form (the id must match the URL); emits form.changed",
+           body=FormDefinition, tags=("forms",), responses={200: FormDefinition})
 async def replace_form(request: web.Request) -> web.Response:
     form = await read_model(request, FormDefinition)
     if form.id != request.match_info["form_id"]:
@@ -69,6 +77,8 @@ async def replace_form(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/forms/{form_id}")
+@operation("Delete a form without cases", tags=("forms",),
+           responses={200: Empty, **errors(409)})
 async def delete_form(request: web.Request) -> web.Response:
     form_id = request.match_info["form_id"]
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -93,6 +103,8 @@ def curl_example(url: str, form: FormDefinition) -> str:
 
 
 @routes.get("/api/forms/{form_id}/structure")
+@operation("The Form Structure: fields, webhook URL and a ready curl line", tags=("forms",),
+           responses={200: FormStructure})
 async def form_structure(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])

@@ -2,11 +2,13 @@
 
 from aiohttp import web
 
+from services.casestore.api.answers import AutomationTimers, CaseTimers
 from services.casestore.api.params import invalid, path_uuid, query_int
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import timers as timer_rows
+from shared.openapi import Param, operation
 from shared.service import POOL
 from shared.web import json_response
 
@@ -14,6 +16,8 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/api/cases/{case_id}/timers")
+@operation("The timers of a case's time-based triggers, soonest first", tags=("timers",),
+           responses={200: CaseTimers}, path_schemas={"case_id": {"format": "uuid"}})
 async def case_timers(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         case = found(await case_rows.get_case(conn, path_uuid(request, "case_id", "case")),
@@ -23,6 +27,10 @@ async def case_timers(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/automations/{automation_id}/timers")
+@operation("The timers of an automation, soonest first", tags=("timers",),
+           responses={200: AutomationTimers}, path_schemas={"automation_id": {"format": "uuid"}},
+           params=(Param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                   Param("after", {"type": "integer"}, "next_after of the previous page")))
 async def automation_timers(request: web.Request) -> web.Response:
     """Soonest first; page with `limit` (1-500, default 100) and `after=<next_after>`."""
     limit = query_int(request, "limit", 100, 500) or 100

@@ -6,11 +6,13 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.casestore.api.answers import User, UserList
 from services.casestore.api.logins import LOGINS
 from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from services.casestore.repo import access as access_rows
 from shared.forms import SLUG, FieldError, Label
+from shared.openapi import Empty, errors, operation
 from shared.service import POOL
 from shared.web import json_response, read_model
 
@@ -40,6 +42,8 @@ def _forms_must_exist() -> ValidationFailed:
 
 
 @routes.post("/api/users")
+@operation("Create a user who may obtain auth keys", body=NewUser, tags=("users",),
+           responses={201: User, **errors(409, 503)})
 async def create_user(request: web.Request) -> web.Response:
     user = await read_model(request, NewUser)
     password_hash = await request.app[LOGINS].hash(hasher.hash, user.password)
@@ -56,6 +60,8 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/users/{username}")
+@operation("Replace the user's forms; a new password revokes their auth keys",
+           body=UserChange, tags=("users",), responses={200: User, **errors(503)})
 async def change_user(request: web.Request) -> web.Response:
     """Applies at once: a key of the user stops working on a form taken away from them.
 
@@ -81,6 +87,7 @@ async def change_user(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/users")
+@operation("The users and their forms", tags=("users",), responses={200: UserList})
 async def list_users(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await access_rows.list_users(conn)
@@ -88,6 +95,8 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/users/{username}")
+@operation("Remove the user and all their auth keys", tags=("users",),
+           responses={200: Empty})
 async def delete_user(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         if not await access_rows.delete_user(conn, request.match_info["username"]):

@@ -6,10 +6,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.casestore.api.answers import AuthKey, Webhook
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
+from shared.openapi import Empty, errors, operation
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
 from shared.web import BadRequest, json_response, read_model
@@ -36,11 +38,15 @@ def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, objec
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
+@operation("The form's incoming webhook: URL and settings", tags=("incoming webhook",),
+           responses={200: Webhook})
 async def get_webhook(request: web.Request) -> web.Response:
     return json_response(_shown(request, await _hook(request)))
 
 
 @routes.put("/api/forms/{form_id}/incoming-webhook")
+@operation("Enable or disable the webhook, user authentication on or off (keeps the token)",
+           body=WebhookSettings, tags=("incoming webhook",), responses={200: Webhook})
 async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
@@ -52,6 +58,8 @@ async def put_webhook(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/rotate")
+@operation("A new token: the old URL answers 404 from then on", tags=("incoming webhook",),
+           responses={200: Webhook})
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         row = found(await access_rows.rotate_webhook_token(
@@ -119,6 +127,9 @@ async def _allowed_user(request: web.Request) -> tuple[Credentials, access_rows.
 
 
 @routes.post("/api/forms/{form_id}/incoming-webhook/auth-keys")
+@operation("Issue an auth key for a user (what ingest forwards credentials to)",
+           body=Credentials, tags=("incoming webhook",),
+           responses={200: AuthKey, **errors(429, 503)})
 async def issue_auth_key(request: web.Request) -> web.Response:
     """What `POST /hooks/{token}` with username and password is forwarded to."""
     creds, hook = await _allowed_user(request)
@@ -133,6 +144,8 @@ async def issue_auth_key(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/forms/{form_id}/incoming-webhook/auth-keys")
+@operation("Revoke every auth key of a user on this webhook", body=Credentials,
+           tags=("incoming webhook",), responses={200: Empty, **errors(429, 503)})
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     creds, hook = await _allowed_user(request)
     async with request.app[POOL].acquire() as conn:

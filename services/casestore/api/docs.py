@@ -1,0 +1,69 @@
+"""The OpenAPI description (`/api/openapi.json`) and Swagger UI to browse it (`/api/docs`).
+
+The document is built once, at start-up, from the routes casestore serves and ingest's public
+routes (with ingest's public URL as their server), each described by its `@operation`. Neither
+needs the admin token: the description holds no secret, and the page asks for the token to
+try requests. Swagger UI's files come from the `swagger-ui-bundle-v2` package, never a CDN.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+import orjson
+from aiohttp import web
+from swagger_ui_bundle import swagger_ui_path
+
+from services.ingest import handlers as ingest_handlers
+from services.ingest import returns as ingest_returns
+from shared.openapi import Served, describe
+from shared.settings import Settings
+
+routes = web.RouteTableDef()
+OPENAPI = web.AppKey("openapi", bytes)
+PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
+ASSETS = "/api/docs/assets"
+DESCRIPTION = ("Casewire's admin API (casestore, bearer token CASEWIRE_ADMIN_TOKEN) and its "
+               "public incoming-webhook endpoints (ingest, at CASEWIRE_PUBLIC_BASE_URL).")
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Casewire API</title>
+<link rel="stylesheet" href="docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""
+
+
+def _version() -> str:
+    try:
+        return version("casewire")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def served(app: web.Application, settings: Settings) -> list[Served]:
+    """casestore's own routes, and ingest's at its public URL."""
+    own = [Served(r.method, r.resource.canonical, r.handler) for r in app.router.routes()
+           if r.resource is not None and not r.resource.canonical.startswith(ASSETS)]
+    ingest = [Served(d.method, d.path, d.handler, settings.public_base_url.rstrip("/"))
+              for table in (ingest_handlers.routes, ingest_returns.routes) for d in table
+              if isinstance(d, web.RouteDef)]
+    return [*own, *ingest]
+
+
+def add_docs(app: web.Application, settings: Settings) -> None:
+    """Mount the description and the page; call after every other route is added."""
+    app.router.add_routes(routes)
+    app.router.add_static(ASSETS, swagger_ui_path, append_version=True)
+    document = describe(served(app, settings), title="Casewire", version=_version(),
+                        description=DESCRIPTION)
+    app[OPENAPI] = orjson.dumps(document)
+
+
+@routes.get("/api/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+@routes.get("/api/docs")
+async def docs_page(_: web.Request) -> web.Response:
+    return web.Response(text=PAGE, content_type="text/html")
