@@ -12,7 +12,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from shared import broker
+from shared import broker, metrics
 from shared.consumer import Consumer, Handler
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -27,6 +27,8 @@ AMQP = web.AppKey("amqp", AbstractRobustConnection)
 PUBLISHER = web.AppKey("publisher", broker.Publisher)
 # ingest and dispatcher call casestore's API for the few writes they need (auth keys, claims).
 CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
+# The consumer of the service's work queue (casestore and the dispatcher).
+WORK_CONSUMER = web.AppKey("work_consumer", Consumer)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -62,11 +64,12 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler
         settings = app[SETTINGS]
         channel = await app[AMQP].channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
-        queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
-                                                consumer, settings.delivery_limit)
+        names = broker.Names(settings.name_prefix)
+        queue = await broker.declare_work_queue(channel, names, consumer, settings.delivery_limit)
         gate = OutageGate(probe_for(app), retry_seconds=settings.outage_retry_seconds,
                           hold_seconds=settings.outage_hold_seconds)
-        running = Consumer(queue, handler_for(app), gate)
+        running = app[WORK_CONSUMER] = Consumer(queue, handler_for(app), gate,
+                                                dead_letter_exchange=names.dead_letter)
         await running.start()
         yield
         await running.stop(settings.shutdown_grace_seconds)
@@ -94,6 +97,17 @@ def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any,
         await cancel_and_wait(task)
 
     return ctx
+
+
+def _in_hand(app: web.Application) -> dict[str, int]:
+    consumer = app.get(WORK_CONSUMER)
+    return {} if consumer is None else {consumer.queue_name: consumer.in_hand}
+
+
+# Queue depths for /metrics, read in the background (shared.metrics); after amqp_ctx.
+queue_metrics_ctx: CleanupCtx = task_ctx("queue-metrics", lambda app: metrics.read_queues_forever(
+    app[AMQP], broker.Names(app[SETTINGS].name_prefix), lambda: _in_hand(app),
+    app[SETTINGS].pipeline_metrics_seconds))
 
 
 def db_probe(app: web.Application) -> Probe:

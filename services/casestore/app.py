@@ -19,7 +19,7 @@ from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import domain_errors
 from services.casestore.automations import SECRET_BOX
 from services.casestore.consumers import CONSUMER, CommandConsumer
-from services.casestore.outbox import OutboxRelay
+from services.casestore.outbox import OutboxRelay, read_backlog_forever
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
 from shared import broker
@@ -36,8 +36,10 @@ from shared.service import (
     loop_ctx,
     pool_ctx,
     publisher_ctx,
+    queue_metrics_ctx,
     require_secrets,
     server_header,
+    task_ctx,
 )
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware, correlation_middleware
@@ -74,7 +76,9 @@ def create_app(settings: Settings) -> web.Application:
                                 app[POOL], app[SETTINGS])),
                             loop_ctx("timer-scheduler", lambda app: TimerScheduler(
                                 app[POOL], app[SETTINGS])),
-                            automation_sends.dispatcher_client_ctx])
+                            automation_sends.dispatcher_client_ctx, queue_metrics_ctx,
+                            task_ctx("outbox-metrics", lambda app: read_backlog_forever(
+                                app[POOL], app[SETTINGS].pipeline_metrics_seconds))])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
                    files):
         app.router.add_routes(module.routes)

@@ -25,6 +25,7 @@ from shared.service import (
     db_ready,
     pool_ctx,
     publisher_ctx,
+    queue_metrics_ctx,
     require_secrets,
     server_header,
 )
@@ -56,7 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SECRET_BOX] = SecretBox(settings.encryption_key)  # a bad key stops it here, not later
     app.cleanup_ctx.extend([pool_ctx, metrics.refresh_ctx, amqp_ctx, publisher_ctx, dispatch_ctx,
                             consumer_ctx(CONSUMER, lambda app: handler_for(app[DISPATCH]),
-                                         db_probe)])
+                                         db_probe), queue_metrics_ctx])
     app.router.add_routes(api.routes)
     queue_name = broker.Names(settings.name_prefix).queue(CONSUMER)
 

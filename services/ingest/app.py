@@ -25,6 +25,7 @@ from shared.service import (
     casestore_client_ctx,
     pool_ctx,
     publisher_ctx,
+    queue_metrics_ctx,
     require_secrets,
     server_header,
     task_ctx,
@@ -82,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, casestore_client_ctx, cache_ctx,
-                            task_ctx("forms-reload", periodic_reload)])
+                            task_ctx("forms-reload", periodic_reload), queue_metrics_ctx])
     app.router.add_routes(handlers.routes)
     app.router.add_routes(returns.routes)
 

@@ -12,6 +12,7 @@ from services.ingest.answers import Published, bad, failure, not_found, publish,
 from services.ingest.bodies import read_object
 from services.ingest.idempotency import Verdict
 from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
+from services.ingest.metrics import NOT_A_CASE, counted
 from services.ingest.models import Hook, HookOptions
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.repo import auth_key_user
@@ -103,6 +104,7 @@ async def _user(request: web.Request, hook: Hook) -> str | web.Response | None:
 
 @routes.post("/hooks/{token}")
 @routes.post("/hooks/{token}/{options:.+}")
+@counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
     wait = request.app[LIMITER].acquire(hook.token)
@@ -113,6 +115,7 @@ async def create_case(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if options == HookOptions() and _is_credentials(request, hook, body):
+        request[NOT_A_CASE] = True
         return await _forward_credentials(request, hook, "POST", body)
     username = await _user(request, hook)
     if isinstance(username, web.Response):
