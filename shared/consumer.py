@@ -164,8 +164,8 @@ class Consumer:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str,
                            error: Exception) -> None:
         """To the dead letters, saying why (see the module's docstring)."""
-        DEAD_LETTERS.labels(reason).inc()
         if self._dead_letter_exchange is not None:
+            DEAD_LETTERS.labels(reason).inc()
             try:
                 async with asyncio.timeout(BROKER_CALL_TIMEOUT * 5):
                     await self._publish_dead_letter(message, reason, str(error))
@@ -190,7 +190,8 @@ class Consumer:
         copy = aio_pika.Message(
             message.body, headers=headers, content_type=message.content_type,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message.message_id,
-            correlation_id=message.correlation_id, type=message.type,
+            # The event type stays readable when the routing key no longer says it.
+            correlation_id=message.correlation_id, type=message.type or message.routing_key,
             timestamp=message.timestamp)
         exchange = await self._queue.channel.get_exchange(self._dead_letter_exchange,
                                                           ensure=False)
