@@ -44,6 +44,10 @@ async def outbox_backlog(conn: Conn) -> tuple[int, float]:
     return int(row["waiting"]), max(float(row["oldest"]), 0.0)
 
 
+async def parked_count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox_parked"))
+
+
 async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
     """Delete and return a batch of unsent events, oldest first; run it in a transaction and
     roll back (or restore_outbox) what could not be published. SKIP LOCKED lets several relays
