@@ -119,19 +119,28 @@ async def wait_for_cases(api: aiohttp.ClientSession, form_id: str, count: int,
 
 
 async def wait_dead_lettered(settings: Settings, marker: bytes, within: float = 10.0) -> None:
-    """Take the dead-lettered message whose body holds `marker`; fail if none arrives in time."""
+    """Take the dead-lettered message whose body holds `marker`; fail if none arrives in time.
+
+    Every other one is held until the queue is read through, then handed back: a quorum queue
+    delivers a returned message first, so handing each back at once would show it again and
+    again, and never what lies behind it."""
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         dead = await channel.get_queue(f"{settings.name_prefix}.dead-letters")
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
-            message = await dead.get(fail=False)
-            if message is not None and marker in message.body:
-                await message.ack()
-                return
-            if message is not None:
+            found, others = False, []
+            while (message := await dead.get(fail=False)) is not None:
+                if not found and marker in message.body:
+                    await message.ack()
+                    found = True
+                else:
+                    others.append(message)
+            for message in others:
                 await message.nack(requeue=True)
+            if found:
+                return
             await asyncio.sleep(0.1)
     raise AssertionError("the message never reached the dead-letter queue")
 

@@ -39,6 +39,9 @@ def counted(handler: Handler) -> Handler:
         except web.HTTPException as exc:
             CASES.labels(outcome(exc.status, exc.text.encode() if exc.text else None)).inc()
             raise
+        except Exception:
+            CASES.labels("internal_error").inc()  # answered 500 by the middleware
+            raise
         if not request.get(NOT_A_CASE):
             body = response.body if isinstance(response.body, bytes) else None
             CASES.labels(outcome(response.status, body)).inc()
