@@ -1,11 +1,18 @@
-"""The `casewire` command: migrate the database, run the whole system, inspect queues."""
+"""The `casewire` command: migrate the database, run the whole system, inspect and operate it.
+
+`casewire run` writes the settings it ran with to .casewire/env; every other command reads them
+there (the environment still wins), so a command looks at the stack `make run` started.
+"""
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -15,10 +22,10 @@ import aiohttp
 import orjson
 import structlog
 
-from services import cli_deliveries
+from services import cli_automations, cli_dead_letters, cli_deliveries, cli_queues
 from services.casestore.automations import reencrypt_secrets
 from services.casestore.migrate import migrate
-from shared import broker
+from shared import metrics
 from shared.crypto import SecretBox, new_key
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -30,6 +37,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 SERVICES = ("casestore", "ingest", "dispatcher")
 STATE_DIR = Path(".casewire")
+ENV_FILE = STATE_DIR / "env"
+DEV_NETWORKS = ["127.0.0.0/8", "::1/128"]
 DEMO_FORM = {
     "id": "demo",
     "name": "Demo",
@@ -57,6 +66,30 @@ def _dev_secret(configured: str, name: str,
         path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _env_value(value: Any) -> str:
+    """As the settings read it back: lists as JSON, in double quotes (dotenv syntax)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def write_env(settings: Settings) -> None:
+    """The settings of this run, for every other `casewire` command (secrets too: mode 0600)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    lines = [f"CASEWIRE_{name.upper()}={_env_value(value)}"
+             for name, value in settings.model_dump(mode="json").items()]
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.chmod(0o600)
+    ENV_FILE.write_text("# written by `casewire run`; read by every other casewire command\n"
+                        + "\n".join(lines) + "\n")
+
+
+def settings_for(command: str) -> Settings:
+    """`run` takes the environment alone; the others the last run's settings beneath it."""
+    if command != "run" and ENV_FILE.exists():
+        return Settings(_env_file=ENV_FILE)
+    return Settings()
 
 
 async def _check_broker(settings: Settings) -> None:
@@ -165,15 +198,31 @@ async def run(settings: Settings) -> int:
     await _check_broker(settings)
     env = {**os.environ, "CASEWIRE_ADMIN_TOKEN": token, "CASEWIRE_SIGNING_KEY": signing_key,
            "CASEWIRE_ENCRYPTION_KEY": encryption_key}
+    env.pop(metrics.MULTIPROC_DIR, None)
     # A dev run may send outgoing webhooks to a receiver on this machine; production may not.
-    env.setdefault("CASEWIRE_OUTGOING_ALLOW_NETWORKS", '["127.0.0.0/8", "::1/128"]')
+    env.setdefault("CASEWIRE_OUTGOING_ALLOW_NETWORKS", json.dumps(DEV_NETWORKS))
+    write_env(settings.model_copy(update={
+        "admin_token": token, "signing_key": signing_key, "encryption_key": encryption_key,
+        "outgoing_allow_networks": json.loads(env["CASEWIRE_OUTGOING_ALLOW_NETWORKS"])}))
+    # Several ingest processes on one port report as one: a fresh directory they all write
+    # their metrics to, which a scrape of any of them adds up (shared/metrics.py).
+    metrics_dir = tempfile.mkdtemp(prefix="casewire-ingest-metrics-")
+    try:
+        return await _run_children(settings, token, env, {metrics.MULTIPROC_DIR: metrics_dir}
+                                   if settings.ingest_workers > 1 else {})
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def _run_children(settings: Settings, token: str, env: dict[str, str],
+                        ingest_env: dict[str, str]) -> int:
     # Own sessions: a terminal's Ctrl-C reaches only us, and each child gets exactly one SIGTERM
     # (a second signal would cut its graceful shutdown short).
     processes = [name for name in SERVICES
                  for _ in range(settings.ingest_workers if name == "ingest" else 1)]
-    children = [await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{name}",
-                                                     env=env, start_new_session=True)
-                for name in processes]
+    children = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"services.{name}", start_new_session=True,
+        env={**env, **ingest_env} if name == "ingest" else env) for name in processes]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,24 +239,6 @@ async def run(settings: Settings) -> int:
         return 0 if stop.is_set() else 1
     finally:
         await _stop(children)
-
-
-async def queues(settings: Settings) -> int:
-    """Print each Casewire queue's depth and consumer count."""
-    names = broker.Names(settings.name_prefix)
-    connection = await broker.connect(settings)
-    try:
-        for queue_name in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
-            channel = await connection.channel()
-            try:
-                result = (await channel.declare_queue(queue_name, passive=True)).declaration_result
-                print(f"{queue_name:40} messages={result.message_count:<8} "
-                      f"consumers={result.consumer_count}")
-            except aio_pika.exceptions.ChannelClosed:
-                print(f"{queue_name:40} (not declared yet)")
-    finally:
-        await connection.close()
-    return 0
 
 
 async def rotate_encryption_key(settings: Settings) -> int:
@@ -236,28 +267,42 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="create the database if needed and apply migrations")
     sub.add_parser("run", help="run ingest, casestore and dispatcher with a demo form (dev)")
-    sub.add_parser("queues", help="show queue depths (dead letters too) and consumers")
+    queues = sub.add_parser("queues", help="show queue depths (dead letters too) and consumers")
+    queues.add_argument("--recreate-dead-letters", action="store_true",
+                        help="declare the dead-letter queue again with CASEWIRE_DEAD_LETTER_MAX, "
+                        "keeping its messages")
+    sub.add_parser("status", help="every service's readiness, the queues and the outbox")
     sub.add_parser("rotate-encryption-key",
                    help="re-encrypt stored secrets with the first key of CASEWIRE_ENCRYPTION_KEY")
     replay_parser = cli_deliveries.add_parsers(sub)
+    dead_parser = cli_dead_letters.add_parsers(sub)
+    cli_automations.add_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "replay" and (problem := cli_deliveries.replay_usage_problem(args)):
         replay_parser.error(problem)
-    settings = Settings()
+    if args.command == "dead-letters" and (problem := cli_dead_letters.usage_problem(args)):
+        dead_parser.error(problem)
+    settings = settings_for(args.command)
     if args.command == "migrate":  # a Job's log: JSON lines like the services'
         configure_logging("migrate", settings.log_level, settings.log_json)
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "migrate": lambda: _migrate(settings), "run": lambda: run(settings),
-        "queues": lambda: queues(settings),
+        "queues": lambda: cli_queues.queues(settings, args.recreate_dead_letters),
+        "status": lambda: cli_queues.status(settings),
         "rotate-encryption-key": lambda: rotate_encryption_key(settings),
         "deliveries": lambda: cli_deliveries.deliveries(settings, args),
-        "replay": lambda: cli_deliveries.replay(settings, args)}
+        "replay": lambda: cli_deliveries.replay(settings, args),
+        "dead-letters": lambda: cli_dead_letters.dead_letters_command(settings, args),
+        "automations": lambda: cli_automations.automations(settings, args)}
     try:
         sys.exit(asyncio.run(commands[args.command]()))
     except (DependencyUnavailable, ConfigurationError) as exc:
         if args.command == "migrate":
             log.error("migrate_failed", error=str(exc))
         print(f"casewire {args.command}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except aio_pika.exceptions.AMQPError as exc:
+        print(f"casewire {args.command}: RabbitMQ refused: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

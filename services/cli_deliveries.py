@@ -33,7 +33,7 @@ def _client(settings: Settings) -> aiohttp.ClientSession:
                                  timeout=aiohttp.ClientTimeout(total=30))
 
 
-async def _call(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
+async def call_api(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
     try:
         async with _client(settings) as http, http.request(method, path, **kwargs) as resp:
             body = await resp.json()
@@ -81,7 +81,7 @@ def _line(d: dict[str, Any]) -> str:
 
 
 async def _attempts(settings: Settings, delivery_id: str) -> None:
-    found = await _call(settings, "GET", f"/api/deliveries/{delivery_id}")
+    found = await call_api(settings, "GET", f"/api/deliveries/{delivery_id}")
     print(f"{found['id']}  {found['state']}  webhook-id {found['webhook_id']}")
     for a in found["attempts"]:
         outcome = a["response_status"] or a["error"]
@@ -97,7 +97,7 @@ async def deliveries(settings: Settings, args: argparse.Namespace) -> int:
     params = {k: v for k, v in (("automation", args.automation), ("case", args.case),
                                 ("state", args.state), ("since", args.since),
                                 ("until", args.until), ("limit", str(args.limit))) if v}
-    for d in (await _call(settings, "GET", "/api/deliveries", params=params))["deliveries"]:
+    for d in (await call_api(settings, "GET", "/api/deliveries", params=params))["deliveries"]:
         print(_line(d))
     return 0
 
@@ -115,12 +115,12 @@ def replay_usage_problem(args: argparse.Namespace) -> str | None:
 async def replay(settings: Settings, args: argparse.Namespace) -> int:
     """One delivery again, or every finished delivery of an automation in a time window."""
     if args.automation is None:
-        result = await _call(settings, "POST", f"/api/deliveries/{args.delivery_id}/replay")
+        result = await call_api(settings, "POST", f"/api/deliveries/{args.delivery_id}/replay")
         print(f"replay requested for {result['delivery_id']}")
         return 0
     window = {k: v for k, v in (("state", args.state), ("since", args.since),
                                 ("until", args.until)) if v}
-    result = await _call(settings, "POST", f"/api/automations/{args.automation}/replay",
+    result = await call_api(settings, "POST", f"/api/automations/{args.automation}/replay",
                          json=window)
     print(f"{result['replayed']} deliveries of automation {result['automation_id']} "
           "replayed")

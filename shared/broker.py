@@ -1,7 +1,11 @@
 """RabbitMQ plumbing: robust connection, topology, confirmed publishing (consuming: consumer.py)."""
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import structlog
@@ -13,6 +17,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from pamqp.commands import Basic
+from prometheus_client import Histogram
 
 from shared.errors import DependencyUnavailable, OutcomeUnknown, Unroutable
 from shared.events import (
@@ -36,6 +41,15 @@ log = structlog.get_logger(__name__)
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 # How long a readiness check waits for the publisher's channel to finish restoring.
 RESTORED_WITHIN = 0.05
+# Reading the dead letters hands each one back (basic.nack): RabbitMQ 4.0 to 4.2 count every
+# return against a quorum queue's delivery limit (20 by default), and the dead-letter queue has
+# nowhere further to send a message, so its limit is set out of reach.
+DEAD_LETTER_RETURNS = 1_000_000
+
+PUBLISH_CONFIRM_SECONDS = Histogram(
+    "casewire_publish_confirm_seconds",
+    "From a publish to the broker's confirm (confirmed publishes only)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 
 
 @dataclass(frozen=True)
@@ -76,15 +90,49 @@ async def connect(settings: Settings) -> AbstractRobustConnection:
         ) from exc
 
 
-async def declare_exchanges(channel: AbstractChannel, names: Names) -> AbstractExchange:
-    """Declare the events exchange and the dead-letter exchange with its queue."""
+def dead_letter_arguments(max_length: int) -> dict[str, Any]:
+    """The dead-letter queue's declare arguments: a quorum queue keeping the newest
+    `max_length` messages (x-overflow drop-head, the default, drops the oldest)."""
+    return {"x-queue-type": "quorum", "x-max-length": max_length,
+            "x-delivery-limit": DEAD_LETTER_RETURNS}
+
+
+async def dead_letters_as_declared(connection: AbstractRobustConnection, names: Names,
+                                   max_length: int) -> dict[str, Any]:
+    """The arguments this process declares the dead-letter queue with: its length limit; or, if
+    the queue exists with other arguments (an older Casewire, another CASEWIRE_DEAD_LETTER_MAX),
+    none: it is declared passively, as it is, since a declare cannot change a queue's arguments
+    (PRECONDITION_FAILED). Tried on a bare channel of the connection, which the broker may
+    close without the robust channel machinery reopening it."""
+    wanted = dead_letter_arguments(max_length)
+    if connection.transport is None:
+        raise DependencyUnavailable("the broker connection closed during start-up")
+    channel = await connection.transport.connection.channel()
+    try:
+        await channel.queue_declare(names.dead_letters, durable=True, arguments=wanted)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        log.warning("dead_letter_queue_arguments_differ", queue=names.dead_letters,
+                    error=str(exc), note="its length limit is as it was created; "
+                    "`casewire queues --recreate-dead-letters` applies CASEWIRE_DEAD_LETTER_MAX")
+        return {}
+    finally:
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
+            await channel.close()
+    return wanted
+
+
+async def declare_exchanges(channel: AbstractChannel, names: Names,
+                            dead_letters: Mapping[str, Any] | None = None) -> AbstractExchange:
+    """Declare the events exchange and the dead-letter exchange; the dead-letter queue too when
+    given its arguments (`dead_letters_as_declared`: empty, passively)."""
     dlx = await channel.declare_exchange(
         names.dead_letter, aio_pika.ExchangeType.TOPIC, durable=True
     )
-    dead = await channel.declare_queue(
-        names.dead_letters, durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await dead.bind(dlx, routing_key="#")
+    if dead_letters is not None:
+        dead = await channel.declare_queue(names.dead_letters, durable=True,
+                                           arguments=dict(dead_letters) or None,
+                                           passive=not dead_letters)
+        await dead.bind(dlx, routing_key="#")
     return await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
@@ -98,9 +146,10 @@ WORK_QUEUES: dict[str, tuple[str, ...]] = {
 
 
 async def declare_work_queue(channel: AbstractChannel, names: Names, consumer: str,
-                             delivery_limit: int) -> AbstractQueue:
+                             delivery_limit: int, dead_letters: Mapping[str, Any] | None = None
+                             ) -> AbstractQueue:
     """A durable quorum queue with a delivery limit and a dead-letter exchange."""
-    exchange = await declare_exchanges(channel, names)
+    exchange = await declare_exchanges(channel, names, dead_letters)
     queue = await channel.declare_queue(
         names.queue(consumer),
         durable=True,
@@ -115,11 +164,12 @@ async def declare_work_queue(channel: AbstractChannel, names: Names, consumer: s
     return queue
 
 
-async def declare_topology(channel: AbstractChannel, names: Names, delivery_limit: int
-                           ) -> AbstractExchange:
+async def declare_topology(channel: AbstractChannel, names: Names, delivery_limit: int,
+                           dead_letters: Mapping[str, Any]) -> AbstractExchange:
+    """Every work queue and the dead-letter queue: each publisher declares all of them."""
     for consumer in WORK_QUEUES:
         await declare_work_queue(channel, names, consumer, delivery_limit)
-    return await declare_exchanges(channel, names)
+    return await declare_exchanges(channel, names, dead_letters)
 
 
 async def delete_topology(amqp_url: str, prefix: str) -> None:
@@ -128,7 +178,7 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for queue in (*map(names.queue, WORK_QUEUES), names.dead_letters):
+        for queue in all_queues(names):
             await channel.queue_delete(queue)
         for exchange in (names.events, names.dead_letter):
             await channel.exchange_delete(exchange)
@@ -150,9 +200,10 @@ class Publisher:
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, settings: Settings) -> "Publisher":
+        names = Names(settings.name_prefix)
+        dead_letters = await dead_letters_as_declared(connection, names, settings.dead_letter_max)
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await declare_topology(channel, Names(settings.name_prefix),
-                                          settings.delivery_limit)
+        exchange = await declare_topology(channel, names, settings.delivery_limit, dead_letters)
         return cls(connection, channel, exchange, settings.publish_timeout)
 
     def can_publish(self) -> bool:
@@ -185,6 +236,7 @@ class Publisher:
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id,
             correlation_id=correlation_id, message_type=routing_key)
         handed_over = False
+        started = time.perf_counter()
         try:
             # A robust connection that is reconnecting makes publish wait: bound it all.
             async with asyncio.timeout(self._timeout):
@@ -206,13 +258,32 @@ class Publisher:
             if handed_over:
                 raise OutcomeUnknown(f"{routing_key} sent, not confirmed: {exc!r}") from exc
             raise DependencyUnavailable(f"{routing_key} not sent: {exc!r}") from exc
+        PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self._channel.close()
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """What a passive declare tells of a queue: messages ready (not those delivered and not yet
+    acknowledged) and consumers."""
+
+    ready: int
+    consumers: int
+
+
+async def queue_state(channel: AbstractChannel, queue_name: str) -> QueueState:
+    """Raises aio_pika.exceptions.ChannelNotFoundEntity (closing the channel) if it is not there."""
+    result = (await channel.declare_queue(queue_name, passive=True)).declaration_result
+    return QueueState(int(result.message_count or 0), int(result.consumer_count or 0))
+
+
+def all_queues(names: Names) -> tuple[str, ...]:
+    """Every work queue, then the dead-letter queue."""
+    return (*map(names.queue, WORK_QUEUES), names.dead_letters)
+
+
 async def consumer_count(channel: AbstractChannel, queue_name: str) -> int:
     """How many consumers the broker sees on a queue (a robust reconnect can come back with 0)."""
-    result = await channel.declare_queue(queue_name, passive=True)
-    declaration = result.declaration_result
-    return int(declaration.consumer_count or 0)
+    return (await queue_state(channel, queue_name)).consumers

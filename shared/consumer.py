@@ -4,6 +4,11 @@ Each message ends in one of four ways: acked once its handler finished (its effe
 dead-lettered at once if it can never succeed (unparseable, or a PermanentMessageError);
 requeued if it failed for its own sake (the queue's delivery limit dead-letters it in the end);
 or held while a dependency is down (shared.outages), which spends none of its deliveries.
+
+A message dead-lettered here goes to the dead-letter exchange as a copy that says why, in
+headers a reject cannot add (`x-casewire-reason`, `-error`, `-queue`, `-dead-lettered-at`);
+the original is acked once the broker confirmed the copy. Should that publish fail, the message
+is rejected instead and the broker dead-letters it (with its `x-death` reason, no error).
 """
 
 import asyncio
@@ -11,6 +16,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -22,6 +28,7 @@ from shared.acks import Acks, ChannelAcks
 from shared.errors import PermanentMessageError
 from shared.events import Envelope
 from shared.logging import bound_context
+from shared.metrics import DEAD_LETTERS
 from shared.outages import OUTAGES, HoldExpired, OutageGate
 
 log = structlog.get_logger(__name__)
@@ -37,6 +44,8 @@ BROKER_CALL_TIMEOUT = 1.0
 _REDELIVERED: ContextVar[bool] = ContextVar("redelivered", default=False)
 # Broker-set headers that must not follow a message handed back as a fresh copy.
 _BROKER_HEADERS = ("x-delivery-count", "x-death")
+# The longest error kept in a dead letter's header.
+ERROR_CHARS = 2000
 
 
 def is_redelivery() -> bool:
@@ -50,16 +59,30 @@ class Consumer:
     a rolling deploy from sending every in-flight webhook twice.
     """
 
-    def __init__(self, queue: AbstractQueue, handler: Handler, gate: OutageGate | None = None):
+    def __init__(self, queue: AbstractQueue, handler: Handler, gate: OutageGate | None = None,
+                 dead_letter_exchange: str | None = None):
+        """Without `dead_letter_exchange`, a message that can never succeed is rejected (the
+        queue's own dead-letter exchange, if any, takes it, without the error)."""
         self._queue = queue
         self._handler = handler
         self._gate = gate
+        self._dead_letter_exchange = dead_letter_exchange
         self._tag: str | None = None
         self._stopping = False
         self._in_hand: set[asyncio.Task[Any]] = set()
         self._acks = Acks()
         if gate is not None:
             gate.attach(pause=self._pause, resume=self._resume)
+
+    @property
+    def queue_name(self) -> str:
+        return self._queue.name
+
+    @property
+    def in_hand(self) -> int:
+        """Deliveries taken and not yet settled: this consumer's unacknowledged messages (a
+        finished one counts until its coalesced ack is written)."""
+        return len(self._in_hand)
 
     async def start(self) -> None:
         self._tag = await self._queue.consume(self._on_message)
@@ -93,7 +116,7 @@ class Consumer:
             envelope = Envelope.from_bytes(message.body)
         except ValidationError as exc:
             log.error("message_unparseable", error=str(exc), routing_key=message.routing_key)
-            await message.reject(requeue=False)
+            await self._dead_letter(message, "unparseable", exc)
             acks.settled(message)
             return
         _REDELIVERED.set(bool(message.redelivered))
@@ -106,7 +129,8 @@ class Consumer:
                 acks.settled(message)
             except (PermanentMessageError, ValidationError) as exc:
                 log.error("message_dead_lettered", reason=str(exc))
-                await message.reject(requeue=False)
+                await self._dead_letter(
+                    message, "invalid" if isinstance(exc, ValidationError) else "permanent", exc)
                 acks.settled(message)
             except Exception:
                 # Transient until proven otherwise; the queue's delivery limit dead-letters poison.
@@ -136,6 +160,42 @@ class Consumer:
                     raise
                 log.warning("message_retrying", error=repr(exc), attempt=own_failures)
                 await asyncio.sleep(OWN_BACKOFF * 2 ** (own_failures - 1))
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str,
+                           error: Exception) -> None:
+        """To the dead letters, saying why (see the module's docstring)."""
+        if self._dead_letter_exchange is not None:
+            DEAD_LETTERS.labels(reason).inc()
+            try:
+                async with asyncio.timeout(BROKER_CALL_TIMEOUT * 5):
+                    await self._publish_dead_letter(message, reason, str(error))
+            except (aio_pika.exceptions.AMQPError, RuntimeError, OSError, TimeoutError) as exc:
+                log.warning("dead_letter_copy_failed", error=repr(exc))
+            else:
+                await message.ack()
+                return
+        await message.reject(requeue=False)
+
+    async def _publish_dead_letter(self, message: AbstractIncomingMessage, reason: str,
+                                   error: str) -> None:
+        assert self._dead_letter_exchange is not None
+        headers = {k: v for k, v in (message.headers or {}).items() if k != "x-delivery-count"}
+        headers.update({
+            "x-casewire-reason": reason,
+            # A header must be UTF-8; an error may quote undecodable input.
+            "x-casewire-error": error[:ERROR_CHARS].encode("utf-8", "backslashreplace").decode(),
+            "x-casewire-queue": self._queue.name,
+            "x-casewire-dead-lettered-at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        })
+        copy = aio_pika.Message(
+            message.body, headers=headers, content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message.message_id,
+            # The event type stays readable when the routing key no longer says it.
+            correlation_id=message.correlation_id, type=message.type or message.routing_key,
+            timestamp=message.timestamp)
+        exchange = await self._queue.channel.get_exchange(self._dead_letter_exchange,
+                                                          ensure=False)
+        await exchange.publish(copy, routing_key=message.routing_key or "", mandatory=False)
 
     async def _hand_back(self, message: AbstractIncomingMessage) -> None:
         """A copy back to the queue (confirmed), then the original acked: no return counted.

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from shared import broker
+from shared import broker, metrics
 from shared.consumer import Consumer, Handler
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -32,6 +32,8 @@ PUBLISHER = web.AppKey("publisher", broker.Publisher)
 # ingest calls casestore's API for the one write it needs (auth keys).
 CASESTORE = web.AppKey("casestore", aiohttp.ClientSession)
 SCHEMA = web.AppKey("schema", SchemaCheck)
+# The consumer of the service's work queue (casestore and the dispatcher).
+WORK_CONSUMER = web.AppKey("work_consumer", Consumer)
 
 log = structlog.get_logger(__name__)
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -41,14 +43,14 @@ def new_app(service: str, settings: Settings, *middlewares: Middleware,
             **options: Any) -> web.Application:
     """The app every service starts from: its secrets checked, the edge middleware first (then
     `middlewares`), no server version in any answer, the settings under SETTINGS, and the
-    resources every service has: its Postgres pool, broker connection and publisher (the
-    service adds its own cleanup contexts after these)."""
+    resources every service has: its Postgres pool, broker connection and publisher, and the
+    queue depths read for /metrics (the service adds its own cleanup contexts after these)."""
     require_secrets(settings)
     app = web.Application(middlewares=[edge_middleware(service), *middlewares], **options)
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SCHEMA] = SchemaCheck()
-    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx])
+    app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, queue_metrics_ctx])
     return app
 
 
@@ -82,11 +84,12 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler
         settings = app[SETTINGS]
         channel = await app[AMQP].channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
-        queue = await broker.declare_work_queue(channel, broker.Names(settings.name_prefix),
-                                                consumer, settings.delivery_limit)
+        names = broker.Names(settings.name_prefix)
+        queue = await broker.declare_work_queue(channel, names, consumer, settings.delivery_limit)
         gate = OutageGate((probe_for or db_probe)(app), retry_seconds=settings.outage_retry_seconds,
                           hold_seconds=settings.outage_hold_seconds)
-        running = Consumer(queue, handler_for(app), gate)
+        running = app[WORK_CONSUMER] = Consumer(queue, handler_for(app), gate,
+                                                dead_letter_exchange=names.dead_letter)
         await running.start()
         yield
         await running.stop(settings.shutdown_grace_seconds)
@@ -114,6 +117,17 @@ def task_ctx(name: str, factory: Callable[[web.Application], Coroutine[Any, Any,
         await cancel_and_wait(task)
 
     return ctx
+
+
+def _in_hand(app: web.Application) -> dict[str, int]:
+    consumer = app.get(WORK_CONSUMER)
+    return {} if consumer is None else {consumer.queue_name: consumer.in_hand}
+
+
+# Queue depths for /metrics, read in the background (shared.metrics); after amqp_ctx.
+queue_metrics_ctx: CleanupCtx = task_ctx("queue-metrics", lambda app: metrics.read_queues_forever(
+    app[AMQP], broker.Names(app[SETTINGS].name_prefix), lambda: _in_hand(app),
+    app[SETTINGS].pipeline_metrics_seconds))
 
 
 def db_probe(app: web.Application) -> Probe:

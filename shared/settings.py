@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     prefetch: int = 64
     # A poison message is dead-lettered after this many deliveries instead of looping forever.
     delivery_limit: int = 5
+    # The dead-letter queue keeps at most this many messages (the oldest go first); it is set
+    # when the queue is created (`casewire queues --recreate-dead-letters` applies a new value).
+    dead_letter_max: PositiveInt = 100_000
     publish_timeout: PositiveFloat = 5.0
     # On shutdown, how long consumers wait for messages in hand (e.g. a delivery being sent).
     shutdown_grace_seconds: NonNegativeFloat = 20.0
@@ -102,6 +105,9 @@ class Settings(BaseSettings):
     # How often the dispatcher reads the delivery backlog, paused endpoints and disabled
     # automations from Postgres for /metrics (one small query each).
     metrics_refresh_seconds: PositiveFloat = 15.0
+    # How often every service reads queue depths from the broker (and casestore the outbox's
+    # backlog from Postgres) for /metrics; a scrape only reads the last values.
+    pipeline_metrics_seconds: PositiveFloat = 5.0
     # How long a rotated signing secret keeps signing beside the new one, by default.
     secret_overlap_hours: NonNegativeFloat = 24.0
 

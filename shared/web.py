@@ -11,11 +11,12 @@ import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
 from shared.forms import FieldError
 from shared.logging import bound_context, correlation_id_or_new
+from shared.metrics import exposition
 
 CORRELATION_HEADER = "X-Correlation-ID"
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -195,7 +196,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(_: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def add_ops_routes(app: web.Application, readiness: ReadinessCheck) -> None:

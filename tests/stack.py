@@ -96,6 +96,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
         # production wait; the wait itself is tested on the guard alone.
         "password_hash_wait_seconds": 30.0,
         "metrics_refresh_seconds": 0.2,
+        "pipeline_metrics_seconds": 0.2,
         # Tests post to webhooks made a moment ago many times a second, which production
         # integrations do not; the production budget is tested in test_unknown_tokens.
         "token_lookups_per_second": 1000.0,

@@ -8,11 +8,13 @@ import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.casestore.migrate import drop_database, migrations
 from services.cli import DEMO_RECEIVER
@@ -30,6 +32,13 @@ from tests.receiver import Receiver, Reply
 from tests.stack import Stack, isolated_settings
 
 
+@pytest.fixture(autouse=True)
+def own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's commands in a directory of their own: `casewire run` writes .casewire/ where
+    it runs, and the other commands read the settings there."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 async def run_env() -> AsyncIterator[dict[str, str]]:
     settings = isolated_settings(f"cli{uuid.uuid4().hex[:8]}")
@@ -37,7 +46,8 @@ async def run_env() -> AsyncIterator[dict[str, str]]:
                   admin_token=settings.admin_token, signing_key=settings.signing_key,
                   encryption_key=settings.encryption_key,
                   public_base_url=settings.public_base_url,
-                  casestore_url=settings.casestore_url, ingest_port=str(settings.ingest_port),
+                  casestore_url=settings.casestore_url, dispatcher_url=settings.dispatcher_url,
+                  ingest_port=str(settings.ingest_port),
                   casestore_port=str(settings.casestore_port),
                   dispatcher_port=str(settings.dispatcher_port))
     try:
@@ -147,6 +157,19 @@ async def test_run_with_two_ingest_workers_serves_the_webhook_from_both(
                 return total if total >= 40 else 0
 
             assert await until(at_least_40) == 40
+        # Whichever process answers a scrape, it reports both (prometheus-client's
+        # multiprocess mode): every one of them sees all 40 cases.
+        metrics = f"http://127.0.0.1:{run_env['CASEWIRE_INGEST_PORT']}/metrics"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for _ in range(6):
+                async with http.get(metrics) as resp:
+                    assert accepted(await resp.text()) == 40
+
+
+def accepted(exposition: str) -> float:
+    return sum(s.value for family in text_string_to_metric_families(exposition)
+               for s in family.samples
+               if s.name == "casewire_ingest_cases_total" and s.labels["outcome"] == "accepted")
 
 
 @pytest.mark.parametrize(("setting", "value", "sentence"), [

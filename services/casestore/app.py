@@ -21,7 +21,7 @@ from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
-from services.casestore.outbox import OutboxRelay
+from services.casestore.outbox import OutboxRelay, read_backlog_forever
 from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
@@ -34,6 +34,7 @@ from shared.service import (
     consumer_readiness,
     loop_ctx,
     new_app,
+    task_ctx,
 )
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware
@@ -66,7 +67,9 @@ def create_app(settings: Settings) -> web.Application:
                             loop_ctx("timer-scheduler", lambda app: TimerScheduler(
                                 app[POOL], app[SETTINGS])),
                             loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
-                            automation_sends.dispatcher_client_ctx])
+                            automation_sends.dispatcher_client_ctx,
+                            task_ctx("outbox-metrics", lambda app: read_backlog_forever(
+                                app[POOL], app[SETTINGS].pipeline_metrics_seconds))])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
                    files):
         app.router.add_routes(module.routes)

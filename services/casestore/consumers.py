@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from prometheus_client import Counter
 
 from services.casestore import cases, delivery_work
 from services.casestore.batcher import Batcher
@@ -41,6 +42,13 @@ CONSUMER = "casestore"
 # Bounded in practice by the consumer's prefetch: only that many commands are ever in hand.
 BATCH_LIMIT = 500
 CreateRequest = tuple[Envelope, CaseCreateRequested]
+
+COMMANDS_APPLIED = Counter("casewire_commands_applied_total",
+                           "Events casestore applied: cases created, deliveries taken on and "
+                           "settled, receivers' answers written")
+DUPLICATES_SKIPPED = Counter("casewire_duplicates_skipped_total",
+                             "Events casestore had applied before (a redelivery, or a retry "
+                             "with an Idempotency-Key already used), so changed nothing")
 
 
 def _checked(envelope: Envelope, command: CaseCreateRequested,
@@ -113,6 +121,7 @@ class CommandConsumer:
         """A connection in a transaction that has claimed the event id; None for a duplicate."""
         async with self._pool.acquire() as conn, conn.transaction():
             if not await outbox_rows.mark_processed(conn, CONSUMER, [envelope.id]):
+                DUPLICATES_SKIPPED.inc()
                 log.info("duplicate_event_skipped")
                 yield None
             else:
@@ -130,8 +139,10 @@ class CommandConsumer:
             raise PermanentMessageError("case.create_requested without form_id")
         created = await self._creates.submit((envelope, command))
         if created is None:
+            DUPLICATES_SKIPPED.inc()
             log.info("duplicate_event_skipped")
         else:
+            COMMANDS_APPLIED.inc()
             log.info("case_created", case_id=str(envelope.id), case_number=created,
                      form_id=envelope.form_id)
 
@@ -167,7 +178,10 @@ class CommandConsumer:
                 for e, _ in requests]
 
     async def delivery_work(self, envelope: Envelope) -> None:
-        if not await self._deliveries.submit(envelope):
+        if await self._deliveries.submit(envelope):
+            COMMANDS_APPLIED.inc()
+        else:
+            DUPLICATES_SKIPPED.inc()
             log.info("duplicate_event_skipped")
 
     async def _deliveries_many(self, envelopes: list[Envelope]) -> list[bool | Exception]:
@@ -201,3 +215,4 @@ class CommandConsumer:
             if conn is None:
                 return
             await write_response_data(conn, answer, causation_id=str(envelope.id))
+        COMMANDS_APPLIED.inc()

@@ -17,7 +17,7 @@ from enum import Enum
 
 import asyncpg
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.casestore.repo import outbox as outbox_rows
 from shared.broker import Publisher
@@ -31,6 +31,11 @@ log = structlog.get_logger(__name__)
 NOTIFY_CHANNEL = "casewire_outbox"
 OUTBOX_PARKED = Counter("casewire_outbox_parked_total",
                         "Outbox events the broker refused for good, parked in outbox_parked")
+OUTBOX_WAITING = Gauge("casewire_outbox_waiting", "Outbox rows not yet published",
+                       multiprocess_mode="mostrecent")
+OUTBOX_OLDEST = Gauge("casewire_outbox_oldest_seconds",
+                      "Age of the oldest outbox row not yet published (0 when none wait)",
+                      multiprocess_mode="mostrecent")
 
 
 class Outcome(Enum):
@@ -116,3 +121,17 @@ class OutboxRelay:
         finally:
             if listener is not None:
                 await listener.close()
+
+
+async def read_backlog_forever(pool: asyncpg.Pool, every: float) -> None:
+    """Keep the outbox gauges current (the whole table's: every casestore reports the same)."""
+    while True:
+        try:
+            async with pool.acquire(timeout=every) as conn:
+                waiting, oldest = await outbox_rows.outbox_backlog(conn)
+            OUTBOX_WAITING.set(waiting)
+            OUTBOX_OLDEST.set(oldest)
+        except Exception as exc:
+            # A database outage: the gauges keep their last values; try again next time.
+            log.warning("outbox_metrics_not_read", error=repr(exc))
+        await asyncio.sleep(every)

@@ -13,6 +13,7 @@ from services.ingest.answers import Published, failure, publish, unknown_webhook
 from services.ingest.bodies import read_object
 from services.ingest.idempotency import Verdict
 from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
+from services.ingest.metrics import NOT_A_CASE, counted
 from services.ingest.models import Hook, HookOptions
 from services.ingest.repo import auth_key_user
 from services.ingest.tokens import well_formed
@@ -129,6 +130,7 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
            "webhook with user authentication, get an auth key)", body=CaseValues,
            public=True, tags=("incoming webhook",), paths=HOOK_PATHS, params=HOOK_HEADERS,
            responses={200: Empty, **errors(422, 429, 503)})
+@counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
     wait = request.app[LIMITER].acquire(hook.token)
@@ -136,6 +138,7 @@ async def create_case(request: web.Request) -> web.Response:
         raise RateLimited("too many requests for this webhook", retry_after=wait)
     body = await read_object(request)
     if options == HookOptions() and _is_credentials(request, hook, body):
+        request[NOT_A_CASE] = True
         return await _forward_credentials(request, hook, "POST", body)
     username = await _user(request, hook)
     data, errors = validate_case_data(hook.form, body, check_mandatory=not options.skip_validate,

@@ -28,6 +28,21 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
         [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
 
 
+async def outbox_backlog(conn: Conn) -> tuple[int, float]:
+    """Rows waiting to be published (those a relay is publishing now too), and the age in
+    seconds of the oldest (0 when none wait)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS waiting,"
+        " COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest"
+        " FROM outbox")
+    assert row is not None
+    return int(row["waiting"]), max(float(row["oldest"]), 0.0)
+
+
+async def parked_count(conn: Conn) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox_parked"))
+
+
 async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
     """Delete and return a batch of unsent events, oldest first; run it in a transaction and
     roll back (or restore_outbox) what could not be published. SKIP LOCKED lets several relays
