@@ -324,10 +324,10 @@ class CasewireBench:
         self.say(f"POST to arrival at {moderate:,.0f}/s: p50 {lat.get('p50', 0):.1f} ms, "
                  f"p99 {lat.get('p99', 0):.1f} ms")
 
-        # The healthy endpoint gets the soak's rate; with as many again for the hanging one,
-        # the cases per second stay within what the delivery burst went through.
-        self.say(f"isolation: {moderate:,.0f} cases/s to a healthy endpoint alone, then as "
-                 "many again to one that hangs")
+        # The soak's rate, half of it to a healthy endpoint, half to a partner that answers
+        # at once, then to one that hangs.
+        self.say(f"isolation: {moderate:,.0f} cases/s, half to a healthy endpoint, half to a "
+                 "partner that answers, then to one that hangs")
         figures["isolation"] = await isolation.measure(self, moderate, p.isolation_seconds)
         iso = figures["isolation"]
         self.say(f"isolation: healthy throughput ratio {iso['throughput_ratio'] or 0:.2f}, "

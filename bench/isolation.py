@@ -1,18 +1,17 @@
 """Isolation: an endpoint that never answers must not slow down another one.
 
-Two phases, each sending R cases a second (open loop) to a form whose automation's endpoint
-answers at once (the receiver's bucket `isolation`):
-
-1. `isolation baseline`: that form alone;
-2. `isolation, hanging`: twice the rate, every other request to a second form whose
-   automation's endpoint never answers (timeout 60 s, 3 attempts), so each form gets R/s. Its
-   first attempts fill the endpoint's slots (CASEWIRE_ENDPOINT_CONCURRENCY) and hang; every
-   later delivery of it waits in casestore's schedule.
-
-For each phase: the healthy endpoint's throughput (its cases over the time from the phase's
-first POST to its last arrival; at a rate the pipeline keeps up with, R if nothing holds it up)
-and its POST-to-arrival latency. The ratios put phase 2 over phase 1; the goal is a throughput
-of at least 0.9 of the baseline's and a p99 within 2x.
+Two phases with the same load, R cases a second (open loop), every other request to a form
+whose automation's endpoint answers at once (the receiver's bucket `isolation`), so it gets
+R/2; the rest goes to a second form:
+1. `isolation baseline`: whose endpoint answers at once too (bucket `isolation-partner`);
+2. `isolation, hanging`: whose endpoint never answers (timeout 60 s, 3 attempts). Its first
+   attempts fill the endpoint's slots (CASEWIRE_ENDPOINT_CONCURRENCY) and hang; every later
+   delivery of it waits in casestore's schedule.
+Only the partner's behaviour differs, so what the healthy endpoint loses is what the hanging
+one costs it, not a heavier load. For each phase: the healthy endpoint's throughput (its cases
+over the time from the phase's first POST to its last arrival; R/2 if nothing holds it up) and
+its POST-to-arrival latency. The ratios put phase 2 over phase 1; the goal is a throughput of
+at least 0.9 of the baseline's and a p99 within 2x.
 """
 
 from __future__ import annotations
@@ -29,26 +28,28 @@ from bench.stats import percentiles
 if TYPE_CHECKING:
     from bench.casewire import CasewireBench
 
-HEALTHY, HANGING = "bench-iso-healthy", "bench-iso-hanging"
-MIXED = "bench-iso-mixed"  # the load of phase 2, both forms
+HEALTHY, PARTNER, HANGING = "bench-iso-healthy", "bench-iso-partner", "bench-iso-hanging"
+MIXED = "bench-iso-mixed"  # the load of a phase, both forms
 BUCKET = "isolation"
 WARM_UP_RATE = 20.0
 
 
 async def measure(bench: CasewireBench, rate: float, seconds: float) -> dict[str, Any]:
-    """Both phases at `rate` healthy cases a second for `seconds` each; the figures."""
+    """Both phases at `rate` cases a second (half of them the healthy form's) for `seconds`
+    each; the figures."""
     healthy = await bench.stack.create_form(HEALTHY, workload.automation(
         f"{bench.receiver_url}/deliver/{BUCKET}", name="bench healthy endpoint"))
+    partner = await bench.stack.create_form(PARTNER, workload.automation(
+        f"{bench.receiver_url}/deliver/{BUCKET}-partner", name="bench partner endpoint"))
     hanging = await bench.stack.create_form(HANGING, workload.automation(
         f"{bench.receiver_url}/hang", timeout=60, name="bench hanging endpoint"))
     # Not measured: the rules cache and connections to the new endpoint are warm after this.
-    await _run(bench, "isolation warm-up", _job(bench, (healthy,), WARM_UP_RATE, 0.5))
-    alone = await _run(bench, "isolation baseline", _job(bench, (healthy,), rate, seconds))
-    beside = await _run(bench, "isolation, hanging",
-                        _job(bench, (healthy, hanging), 2 * rate, seconds))
+    await _run(bench, "isolation warm-up", _job(bench, (healthy, partner), WARM_UP_RATE, 0.5))
+    alone = await _run(bench, "isolation baseline", _job(bench, (healthy, partner), rate, seconds))
+    beside = await _run(bench, "isolation, hanging", _job(bench, (healthy, hanging), rate, seconds))
     arrivals = await _arrivals(bench)
     figures: dict[str, Any] = {
-        "rate": rate, "seconds": seconds,
+        "rate": rate / 2, "seconds": seconds,
         "alone": _figures(alone, arrivals), "beside_hanging": _figures(beside, arrivals),
         "hanging_endpoint": await _hanging(bench)}
     a, b = figures["alone"], figures["beside_hanging"]

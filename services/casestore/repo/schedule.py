@@ -11,9 +11,13 @@ from services.casestore.repo import Conn
 from shared.events import DeliveryRequested
 
 NOTIFY_CHANNEL = "casewire_deliveries"
-# Work that is due: waiting for its (next) attempt, or handed out and never answered.
-DUE = ("((d.state IN ('pending', 'retrying') AND d.next_attempt_at <= now())"
-       " OR (d.state = 'sending' AND d.lease_until <= now()))")
+# Work that is due, in two kinds, each read through its own partial index by automation:
+# waiting for its (next) attempt, or handed out and never answered. Never one OR of the two:
+# the planner then takes a bitmap scan of both indexes, which never marks the entries of
+# deliveries that have moved on as dead, and every round reads all of them again (the
+# index of attempts in flight gains one per delivery until a vacuum).
+WAITING = "d.state IN ('pending', 'retrying') AND d.next_attempt_at <= now()"
+LOST = "d.state = 'sending' AND d.lease_until <= now()"
 
 
 async def wake_scheduler(conn: Conn) -> None:
@@ -56,8 +60,10 @@ async def lock_due_endpoints(conn: Conn, limit: int,
         " JOIN forms f ON f.id = a.form_id"
         " WHERE (h.state <> 'open' OR h.open_until <= now())"
         " AND ($2::uuid[] IS NULL OR h.automation_id = ANY($2))"
-        " AND EXISTS (SELECT 1 FROM deliveries d"
-        f"   WHERE d.automation_id = h.automation_id AND {DUE})"
+        " AND (EXISTS (SELECT 1 FROM deliveries d"
+        f"   WHERE d.automation_id = h.automation_id AND {WAITING})"
+        "  OR EXISTS (SELECT 1 FROM deliveries d"
+        f"   WHERE d.automation_id = h.automation_id AND {LOST}))"
         " ORDER BY h.automation_id LIMIT $1 FOR UPDATE OF h SKIP LOCKED", limit, only))
 
 
@@ -68,13 +74,18 @@ async def hand_out(conn: Conn, automation_id: uuid.UUID, room: int,
     A lost attempt (its lease ran out) goes out again under the same number; a new one counts.
     """
     return list(await conn.fetch(
-        "UPDATE deliveries d SET state = 'sending', updated_at = now(),"
+        "WITH waiting AS (SELECT d.id, d.next_attempt_at AS due_at FROM deliveries d"
+        f"  WHERE d.automation_id = $1 AND {WAITING}"
+        "  ORDER BY d.next_attempt_at, d.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+        " lost AS (SELECT d.id, d.lease_until AS due_at FROM deliveries d"
+        f"  WHERE d.automation_id = $1 AND {LOST}"
+        "  ORDER BY d.lease_until, d.id LIMIT $2 FOR UPDATE SKIP LOCKED),"
+        " due AS (SELECT id FROM (SELECT * FROM waiting UNION ALL SELECT * FROM lost) u"
+        "  ORDER BY due_at, id LIMIT $2)"
+        " UPDATE deliveries d SET state = 'sending', updated_at = now(),"
         " lease_until = now() + make_interval(secs => $3),"
         " attempts_made = d.attempts_made + (d.state <> 'sending')::int"
-        " FROM (SELECT id FROM deliveries d WHERE d.automation_id = $1 AND " + DUE +
-        "   ORDER BY coalesce(d.next_attempt_at, d.lease_until), d.id LIMIT $2"
-        "   FOR UPDATE SKIP LOCKED) due"
-        " WHERE d.id = due.id"
+        " FROM due WHERE d.id = due.id"
         " RETURNING d.id, d.automation_id, d.form_id, d.webhook_id, d.attempts_made,"
         " d.case_snapshot, d.lease_until", automation_id, room, lease_seconds))
 
