@@ -109,16 +109,23 @@ class PlayedDispatcher:
                      values: dict[str, Any] | None = None, body: str = "{}",
                      times: int = 1) -> DeliveryAttempted:
         """Say how the attempt went, as the dispatcher would after sending it."""
-        report = DeliveryAttempted(
-            delivery_id=due.delivery_id, automation_id=due.automation_id,
-            attempt=attempt(due.number, status, body=body,
-                            error=None if status else "timeout after 10s"),
-            verdict=verdict or verdict_of(status), retry_after=retry_after,
-            values=values or {})
+        report = outcome(due, status, verdict=verdict, retry_after=retry_after, values=values,
+                         body=body)
         event = new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
                           case_id=due.case.case_id)
         await publish_raw(self.settings, DELIVERY_ATTEMPTED, [event.to_bytes()] * times)
         return report
+
+
+def outcome(due: DeliveryDue, status: int | None, *, verdict: Verdict | None = None,
+            retry_after: float | None = None, values: dict[str, Any] | None = None,
+            body: str = "{}") -> DeliveryAttempted:
+    """The dispatcher's report of an attempt answered with `status` (None: no answer)."""
+    return DeliveryAttempted(
+        delivery_id=due.delivery_id, automation_id=due.automation_id,
+        attempt=attempt(due.number, status, body=body,
+                        error=None if status else "timeout after 10s"),
+        verdict=verdict or verdict_of(status), retry_after=retry_after, values=values or {})
 
 
 async def playing(settings: Settings, stack: Stack) -> AsyncIterator[PlayedDispatcher]:

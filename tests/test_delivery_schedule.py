@@ -12,6 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.casestore import delivery_work
+from shared.db import create_pool
+from shared.events import DeliveryAttempted
 from shared.settings import Settings
 from tests.faults import replaced
 from tests.helpers import (
@@ -24,7 +27,7 @@ from tests.helpers import (
     until,
     with_settings,
 )
-from tests.scheduling import PlayedDispatcher, shown
+from tests.scheduling import PlayedDispatcher, outcome, shown
 from tests.stack import Stack
 
 
@@ -187,6 +190,34 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
     await played.report(await played.due(), 500)
     await played.report(await played.due(within=6), 500)  # the probe
     await until(lambda: health_is(api, automation, ("open", 3)))
+
+
+async def settled_together(settings: Settings, reports: list[DeliveryAttempted]) -> None:
+    """Settle the reports in one transaction, in order, as casestore does with a batch."""
+    pool = await create_pool(settings)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            work = delivery_work.Round()
+            for report in reports:
+                await delivery_work.settle(conn, report, settings, str(uuid.uuid4()), work)
+            await work.finish(conn)
+    finally:
+        await pool.close()
+
+
+async def test_outcomes_settled_together_count_for_the_endpoint_in_their_order(
+        api: aiohttp.ClientSession, played: PlayedDispatcher, settings: Settings) -> None:
+    automation, case = await setup(api)
+    for _ in range(4):
+        await played.request(automation, case)
+    first, second, third, fourth = await played.dues(4)
+    await settled_together(settings, [outcome(first, 200), outcome(second, 500)])
+    assert await health_is(api, automation, ("closed", 1))
+    await settled_together(settings, [outcome(third, 500), outcome(fourth, 200)])
+    assert await health_is(api, automation, ("closed", 0))
+    health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    assert health["failing_since"] is None
+    assert health["last_success_at"] is not None
 
 
 async def test_410_gone_disables_the_automation_and_enabling_sends_what_waited(

@@ -193,19 +193,21 @@ class CommandConsumer:
             fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
             endpoints: set[uuid.UUID] = set()
+            work = delivery_work.Round()
             for envelope in envelopes:
                 if envelope.id not in fresh or envelope.id in applied:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
                     request = DeliveryRequested.model_validate(envelope.data)
-                    await delivery_work.take_on(conn, request, envelope.form_id or "")
+                    await delivery_work.take_on(conn, request, envelope.form_id or "", work)
                     endpoints.add(request.automation_id)
                 else:
                     report = DeliveryAttempted.model_validate(envelope.data)
                     await delivery_work.settle(conn, report, self._settings,
-                                               causation_id=str(envelope.id))
+                                               causation_id=str(envelope.id), work=work)
                     endpoints.add(report.automation_id)  # a slot came free
+            await work.finish(conn)
             await hand_out_now(conn, endpoints, self._settings)
         return [e.id in fresh for e in envelopes]
 

@@ -9,6 +9,7 @@ an automation whose deliveries have all failed for days is disabled.
 """
 
 import uuid
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -40,11 +41,49 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
-async def take_on(conn: Conn, request: DeliveryRequested, form_id: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What a new delivery of an automation is kept under: its name, schedule and attempts."""
+
+    name: str
+    schedule: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class Round:
+    """One transaction's delivery work: what it read once for all its events (automations,
+    endpoints given a health row) and the endpoints whose last attempt in it succeeded, written
+    at `finish` (a failure of the same endpoint writes them first, so the order holds)."""
+
+    terms: dict[uuid.UUID, Terms | None] = field(default_factory=dict)
+    endpoints: set[uuid.UUID] = field(default_factory=set)
+    succeeded: set[uuid.UUID] = field(default_factory=set)
+
+    async def finish(self, conn: Conn) -> None:
+        if self.succeeded:
+            await schedule_rows.record_success(conn, sorted(self.succeeded))
+            self.succeeded.clear()
+
+
+async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
+    if automation_id not in work.terms:
+        automation = await automation_rows.get_automation(conn, automation_id)
+        terms = None
+        if automation is not None:
+            definition = AutomationDefinition.model_validate(automation.definition)
+            settings = definition.action.settings
+            terms = Terms(definition.name, settings.retry,
+                          attempts_allowed(settings.retry, settings.attempts))
+        work.terms[automation_id] = terms
+    return work.terms[automation_id]
+
+
+async def take_on(conn: Conn, request: DeliveryRequested, form_id: str, work: Round) -> bool:
     """Record a requested delivery as due now; False if there is nothing to do (a repeat, a
     deleted automation, or a `once` automation that already fired for the case)."""
-    automation = await automation_rows.get_automation(conn, request.automation_id)
-    if automation is None:
+    terms = await _terms(conn, request.automation_id, work)
+    if terms is None:
         log.info("delivery_of_deleted_automation_dropped", delivery_id=str(request.delivery_id))
         return False
     if request.once:
@@ -54,16 +93,15 @@ async def take_on(conn: Conn, request: DeliveryRequested, form_id: str) -> bool:
             log.info("automation_once_already_fired", automation_id=str(request.automation_id),
                      case_id=str(request.case.case_id))
             return False
-    definition = AutomationDefinition.model_validate(automation.definition)
-    settings = definition.action.settings
-    taken = await schedule_rows.insert_requested(
-        conn, request, form_id, definition.name, settings.retry,
-        attempts_allowed(settings.retry, settings.attempts))
-    return taken
+    if request.automation_id not in work.endpoints:
+        await schedule_rows.ensure_health(conn, request.automation_id)
+        work.endpoints.add(request.automation_id)
+    return await schedule_rows.insert_requested(conn, request, form_id, terms.name,
+                                                terms.schedule, terms.attempts)
 
 
 async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
-                 causation_id: str) -> None:
+                 causation_id: str, work: Round) -> None:
     """Record one attempt and decide what comes next for its delivery and its endpoint."""
     if not await delivery_rows.insert_attempt(conn, report.delivery_id, report.attempt):
         return  # this report was applied before
@@ -79,9 +117,11 @@ async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
         state = "failed"
     await schedule_rows.settle(conn, report.delivery_id, state, wait)
     if report.verdict == "succeeded":
-        await schedule_rows.record_success(conn, report.automation_id)
+        work.succeeded.add(report.automation_id)
         await _write_answer(conn, report, delivery["case_id"], causation_id)
     else:
+        if report.automation_id in work.succeeded:
+            await work.finish(conn)
         await _count_failure(conn, report, settings)
 
 

@@ -40,9 +40,13 @@ async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
         request.delivery_id, request.automation_id, request.case.case_id, form_id,
         request.event_id, request.webhook_id, automation_name, schedule,
         request.case.model_dump(mode="json"), attempts, out_until)
-    await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
-                       " ON CONFLICT DO NOTHING", request.automation_id)
     return inserted is True
+
+
+async def ensure_health(conn: Conn, automation_id: uuid.UUID) -> None:
+    """The endpoint's health row, made on its first delivery."""
+    await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
+                       " ON CONFLICT DO NOTHING", automation_id)
 
 
 async def lock_due_endpoints(conn: Conn, limit: int,
@@ -154,11 +158,11 @@ async def health_of(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, HealthR
             for r in rows}
 
 
-async def record_success(conn: Conn, automation_id: uuid.UUID) -> None:
+async def record_success(conn: Conn, automation_ids: list[uuid.UUID]) -> None:
     await conn.execute(
         "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
         " times_opened = 0, open_until = NULL, failing_since = NULL, last_success_at = now()"
-        " WHERE automation_id = $1", automation_id)
+        " WHERE automation_id = ANY($1::uuid[])", automation_ids)
 
 
 async def record_failure(conn: Conn, automation_id: uuid.UUID,
