@@ -332,7 +332,9 @@ class CasewireBench:
         iso = figures["isolation"]
         self.say(f"isolation: healthy throughput ratio {iso['throughput_ratio'] or 0:.2f}, "
                  f"p99 ratio {iso['p99_ratio'] or 0:.2f}")
+        self._profile("timers")
         figures["timers"] = await timers.measure(self, p.timers_pending, p.timers_burst)
+        self._profile(None)
         fired = figures["timers"]
         self.say(f"timers: {fired['fired']:,} of {fired['burst']:,} fired at "
                  f"{fired['rate'] or 0:,.0f}/s; checking")

@@ -11,8 +11,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from services.casestore.timer_scheduler import TimerScheduler
 from services.casestore.timer_times import field_time, next_occurrence
 from shared.automations import DateReached
+from shared.db import create_pool
 from shared.durations import parse
 from tests.helpers import FormFactory, call, until, webhook_action
 from tests.receiver import Receiver
@@ -247,6 +249,51 @@ async def test_two_casestores_share_the_timers_without_firing_one_twice(
     numbers = [s.json()["caseNumber"] for s in receiver.at(url)]
     assert sorted(numbers) == list(range(1, 41))
     del sent
+
+
+async def test_due_timers_fire_before_timers_are_built_for_old_cases(
+        make_form: FormFactory, api: aiohttp.ClientSession, receiver: Receiver,
+        stack: Stack) -> None:
+    url = receiver.endpoint()
+    due_form, old_form = await make_form(), await make_form()
+    due = await timed_automation(api, due_form["form_id"], url,
+                                 [{"event": "date_reached", "field": "seen-at"}])
+    for _ in range(5):
+        await new_case(api, due_form["form_id"], **{"seen-at": soon(3600).isoformat()})
+    for _ in range(3):
+        await new_case(api, old_form["form_id"], **{"seen-at": soon(3600).isoformat()})
+    later = await timed_automation(api, old_form["form_id"], url,
+                                   [{"event": "date_reached", "field": "seen-at"}])
+    pool = await create_pool(stack.settings)
+    ids = [uuid.UUID(due["id"]), uuid.UUID(later["id"])]
+    try:
+        await until(lambda: pool.fetchval(
+            "SELECT NOT EXISTS (SELECT 1 FROM timer_rebuilds WHERE automation_id = ANY($1))", ids))
+        await stack.stop("casestore")
+        # Five timers fall due while the later automation's timers are (again) to be built.
+        await pool.execute("UPDATE timers SET due_at = now() - interval '1 second'"
+                           " WHERE automation_id = $1", ids[0])
+        await pool.execute("DELETE FROM timers WHERE automation_id = $1", ids[1])
+        await pool.execute("INSERT INTO timer_rebuilds (automation_id) VALUES ($1)", ids[1])
+        scheduler = TimerScheduler(pool, stack.settings.model_copy(update={"timer_batch": 2}))
+
+        async def timers(automation_id: uuid.UUID, only_due: bool = False) -> int:
+            return int(await pool.fetchval(
+                "SELECT count(*) FROM timers WHERE automation_id = $1"
+                " AND (NOT $2 OR due_at <= now())", automation_id, only_due))
+
+        rounds_with_due_left = 0
+        while await scheduler.step():
+            if await timers(ids[0], only_due=True):
+                rounds_with_due_left += 1
+                assert await timers(ids[1]) == 0
+        assert rounds_with_due_left >= 2
+        assert [await timers(ids[0], only_due=True), await timers(ids[1])] == [0, 3]
+    finally:
+        await pool.close()
+        if "casestore" not in stack.runners:
+            await stack.start("casestore")
+    await receiver.wait_for(url, 5, within=20)
 
 
 async def test_timers_due_while_everything_was_stopped_fire_once_late(

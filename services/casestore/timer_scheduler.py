@@ -138,12 +138,21 @@ class TimerScheduler:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def step(self) -> bool:
+        """Fire one batch; rebuild one only once firing has caught up (a full batch means more
+        may be due, and a due timer must not wait behind building timers for old cases).
+        Whether there was anything to do."""
+        fired = await self.fire_once()
+        if fired >= self._settings.timer_batch:
+            return True
+        return fired + await self.rebuild_once() > 0
+
     async def run(self) -> None:
         """Until stopped: fire what is due, rebuild what waits, then sleep until the next due
         timer (at most CASEWIRE_TIMER_POLL_SECONDS, so timers set meanwhile are seen)."""
         while not self._stopping.is_set():
             try:
-                busy = await self.fire_once() + await self.rebuild_once()
+                busy = await self.step()
                 pause = 0.0 if busy else await self._until_next()
             except Exception:
                 log.exception("timer_scheduler_failed")
