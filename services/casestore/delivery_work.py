@@ -52,12 +52,11 @@ class Terms:
 
 @dataclass(slots=True)
 class Round:
-    """One transaction's delivery work: what it read once for all its events (automations,
-    endpoints given a health row) and the endpoints whose last attempt in it succeeded, written
-    at `finish` (a failure of the same endpoint writes them first, so the order holds)."""
+    """One transaction's delivery work: the automations it read once for all its events (None:
+    deleted), and the endpoints whose last attempt in it succeeded, written at `finish` (a
+    failure of the same endpoint writes them first, so the order holds)."""
 
     terms: dict[uuid.UUID, Terms | None] = field(default_factory=dict)
-    endpoints: set[uuid.UUID] = field(default_factory=set)
     succeeded: set[uuid.UUID] = field(default_factory=set)
 
     async def finish(self, conn: Conn) -> None:
@@ -67,10 +66,12 @@ class Round:
 
 
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
+    """The automation's terms, read once per transaction; its endpoint gets its health row."""
     if automation_id not in work.terms:
         automation = await automation_rows.get_automation(conn, automation_id)
         terms = None
         if automation is not None:
+            await schedule_rows.ensure_health(conn, automation_id)
             definition = AutomationDefinition.model_validate(automation.definition)
             settings = definition.action.settings
             terms = Terms(definition.name, settings.retry,
@@ -93,9 +94,6 @@ async def take_on(conn: Conn, request: DeliveryRequested, form_id: str, work: Ro
             log.info("automation_once_already_fired", automation_id=str(request.automation_id),
                      case_id=str(request.case.case_id))
             return False
-    if request.automation_id not in work.endpoints:
-        await schedule_rows.ensure_health(conn, request.automation_id)
-        work.endpoints.add(request.automation_id)
     return await schedule_rows.insert_requested(conn, request, form_id, terms.name,
                                                 terms.schedule, terms.attempts)
 
