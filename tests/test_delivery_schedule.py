@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -14,7 +14,7 @@ import pytest
 
 from services.casestore import delivery_work
 from shared.db import create_pool
-from shared.events import DeliveryAttempted
+from shared.events import DeliveryAttempted, DeliveryRequested
 from shared.settings import Settings
 from tests.faults import replaced
 from tests.helpers import (
@@ -27,7 +27,7 @@ from tests.helpers import (
     until,
     with_settings,
 )
-from tests.scheduling import PlayedDispatcher, outcome, shown
+from tests.scheduling import PlayedDispatcher, attempt, outcome, shown, snapshot
 from tests.stack import Stack
 
 
@@ -192,17 +192,20 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
     await until(lambda: health_is(api, automation, ("open", 3)))
 
 
-async def settled_together(settings: Settings, reports: list[DeliveryAttempted]) -> None:
-    """Settle the reports in one transaction, in order, as casestore does with a batch."""
+async def applied_together(settings: Settings, requests: list[tuple[DeliveryRequested, str]],
+                           reports: list[DeliveryAttempted]) -> None:
+    """Apply the events in one transaction, in order, as casestore does with a batch."""
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            work = delivery_work.Round()
-            for report in reports:
-                await delivery_work.settle(conn, report, settings, str(uuid.uuid4()), work)
-            await work.finish(conn)
+            await delivery_work.apply(conn, requests,
+                                      [(r, str(uuid.uuid4())) for r in reports], settings)
     finally:
         await pool.close()
+
+
+async def settled_together(settings: Settings, reports: list[DeliveryAttempted]) -> None:
+    await applied_together(settings, [], reports)
 
 
 async def test_outcomes_settled_together_count_for_the_endpoint_in_their_order(
@@ -218,6 +221,26 @@ async def test_outcomes_settled_together_count_for_the_endpoint_in_their_order(
     health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
     assert health["failing_since"] is None
     assert health["last_success_at"] is not None
+
+
+async def test_a_first_attempt_reported_in_the_batch_that_requests_it_settles_it_once(
+        api: aiohttp.ClientSession, played: PlayedDispatcher, settings: Settings) -> None:
+    """The dispatcher sends a first attempt itself once the request is confirmed; request
+    and report (here twice) may then reach casestore together."""
+    automation, case = await setup(api)
+    delivery_id = uuid.uuid4()
+    request = DeliveryRequested(
+        delivery_id=delivery_id, automation_id=automation["id"], event_id=uuid.uuid4(),
+        webhook_id=f"msg_{delivery_id.hex}", case=snapshot(case),
+        first_attempt_until=datetime.now(UTC) + timedelta(minutes=1))
+    report = DeliveryAttempted(delivery_id=delivery_id, automation_id=automation["id"],
+                               attempt=attempt(1, 200), verdict="succeeded")
+    await applied_together(settings, [(request, automation["form_id"])], [report, report])
+    done = await shown(api, delivery_id, "succeeded", within=0)
+    assert done["attempt_count"] == 1
+    health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    assert health["last_success_at"] is not None
+    await played.none_due(0.5)
 
 
 async def test_410_gone_disables_the_automation_and_enabling_sends_what_waited(

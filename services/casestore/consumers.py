@@ -192,22 +192,19 @@ class CommandConsumer:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
-            endpoints: set[uuid.UUID] = set()
-            work = delivery_work.Round()
+            requests: list[tuple[DeliveryRequested, str]] = []
+            reports: list[tuple[DeliveryAttempted, str]] = []
             for envelope in envelopes:
                 if envelope.id not in fresh or envelope.id in applied:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    request = DeliveryRequested.model_validate(envelope.data)
-                    await delivery_work.take_on(conn, request, envelope.form_id or "", work)
-                    endpoints.add(request.automation_id)
+                    requests.append((DeliveryRequested.model_validate(envelope.data),
+                                     envelope.form_id or ""))
                 else:
-                    report = DeliveryAttempted.model_validate(envelope.data)
-                    await delivery_work.settle(conn, report, self._settings,
-                                               causation_id=str(envelope.id), work=work)
-                    endpoints.add(report.automation_id)  # a slot came free
-            await work.finish(conn)
+                    reports.append((DeliveryAttempted.model_validate(envelope.data),
+                                    str(envelope.id)))
+            endpoints = await delivery_work.apply(conn, requests, reports, self._settings)
             await hand_out_now(conn, endpoints, self._settings)
         return [e.id in fresh for e in envelopes]
 

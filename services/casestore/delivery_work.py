@@ -65,6 +65,19 @@ class Round:
             self.succeeded.clear()
 
 
+async def apply(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
+                reports: list[tuple[DeliveryAttempted, str]], settings: Settings
+                ) -> set[uuid.UUID]:
+    """One transaction's delivery work: the requests taken on first (a report's delivery was
+    requested before its attempt was sent, maybe in the same batch), then the reports settled
+    in their order. Returns the endpoints touched, which may send more now."""
+    work = Round()
+    await take_on(conn, requests, work)
+    await settle(conn, reports, settings, work)
+    await work.finish(conn)
+    return {r.automation_id for r, _ in requests} | {r.automation_id for r, _ in reports}
+
+
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
     """The automation's terms, read once per transaction; its endpoint gets its health row."""
     if automation_id not in work.terms:
@@ -80,47 +93,69 @@ async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | N
     return work.terms[automation_id]
 
 
-async def take_on(conn: Conn, request: DeliveryRequested, form_id: str, work: Round) -> bool:
-    """Record a requested delivery as due now; False if there is nothing to do (a repeat, a
-    deleted automation, or a `once` automation that already fired for the case)."""
-    terms = await _terms(conn, request.automation_id, work)
-    if terms is None:
-        log.info("delivery_of_deleted_automation_dropped", delivery_id=str(request.delivery_id))
-        return False
-    if request.once:
-        owner = await automation_rows.claim_once(conn, request.automation_id, request.case.case_id,
-                                      request.delivery_id)
-        if owner != request.delivery_id:
-            log.info("automation_once_already_fired", automation_id=str(request.automation_id),
-                     case_id=str(request.case.case_id))
-            return False
-    return await schedule_rows.insert_requested(conn, request, form_id, terms.name,
-                                                terms.schedule, terms.attempts)
+async def take_on(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
+                  work: Round) -> None:
+    """Record requested deliveries (each with its form id) as due now. Nothing is recorded for
+    a repeat, a deleted automation, or a `once` automation that already fired for the case."""
+    new: dict[uuid.UUID, schedule_rows.NewDelivery] = {}
+    for request, form_id in requests:
+        terms = await _terms(conn, request.automation_id, work)
+        if terms is None:
+            log.info("delivery_of_deleted_automation_dropped",
+                     delivery_id=str(request.delivery_id))
+            continue
+        if request.once:
+            owner = await automation_rows.claim_once(conn, request.automation_id,
+                                                     request.case.case_id, request.delivery_id)
+            if owner != request.delivery_id:
+                log.info("automation_once_already_fired",
+                         automation_id=str(request.automation_id),
+                         case_id=str(request.case.case_id))
+                continue
+        new.setdefault(request.delivery_id, schedule_rows.NewDelivery(
+            request, form_id, terms.name, terms.schedule, terms.attempts))
+    await schedule_rows.insert_requested(conn, list(new.values()))
 
 
-async def settle(conn: Conn, report: DeliveryAttempted, settings: Settings,
-                 causation_id: str, work: Round) -> None:
-    """Record one attempt and decide what comes next for its delivery and its endpoint."""
-    if not await delivery_rows.insert_attempt(conn, report.delivery_id, report.attempt):
-        return  # this report was applied before
-    delivery = await schedule_rows.delivery_for_outcome(conn, report.delivery_id)
-    if (delivery is None or delivery["state"] != "sending"
-            or delivery["attempts_made"] != report.attempt.number):
-        return  # a late report of an attempt handed out again since: logged, nothing more
-    state, wait = "succeeded", None
-    if report.verdict == "retry" and delivery["attempts_made"] < delivery["attempts_allowed"]:
-        state, wait = "retrying", retry_delay(delivery["schedule"], delivery["attempts_made"],
-                                              report.retry_after, settings)
-    elif report.verdict != "succeeded":
-        state = "failed"
-    await schedule_rows.settle(conn, report.delivery_id, state, wait)
-    if report.verdict == "succeeded":
-        work.succeeded.add(report.automation_id)
-        await _write_answer(conn, report, delivery["case_id"], causation_id)
-    else:
-        if report.automation_id in work.succeeded:
-            await work.finish(conn)
-        await _count_failure(conn, report, settings)
+async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], settings: Settings,
+                 work: Round) -> None:
+    """Record attempts (each with the id of the event that reported it) and decide, in their
+    order, what comes next for each delivery and its endpoint."""
+    first: dict[uuid.UUID, tuple[DeliveryAttempted, str]] = {}
+    for report, causation_id in reports:
+        first.setdefault(report.attempt.id, (report, causation_id))
+    if not first:
+        return
+    recorded = await delivery_rows.insert_attempts(
+        conn, sorted(((r.delivery_id, r.attempt) for r, _ in first.values()),
+                     key=lambda pair: pair[0]))
+    fresh = [(r, c) for r, c in first.values() if r.attempt.id in recorded]
+    deliveries = await schedule_rows.deliveries_for_outcome(
+        conn, sorted({r.delivery_id for r, _ in fresh}))
+    decided = []
+    for report, causation_id in fresh:
+        delivery = deliveries.get(report.delivery_id)
+        if (delivery is None or delivery["state"] != "sending"
+                or delivery["attempts_made"] != report.attempt.number):
+            continue  # a late report of an attempt handed out again since: logged, nothing more
+        state, wait = "succeeded", None
+        if report.verdict == "retry" and delivery["attempts_made"] < delivery["attempts_allowed"]:
+            state, wait = "retrying", retry_delay(delivery["schedule"], delivery["attempts_made"],
+                                                  report.retry_after, settings)
+        elif report.verdict != "succeeded":
+            state = "failed"
+        delivery["state"] = state
+        decided.append((report, causation_id, delivery["case_id"], state, wait))
+    await schedule_rows.settle(conn, [(r.delivery_id, state, wait)
+                                      for r, _, _, state, wait in decided])
+    for report, causation_id, case_id, _, _ in decided:
+        if report.verdict == "succeeded":
+            work.succeeded.add(report.automation_id)
+            await _write_answer(conn, report, case_id, causation_id)
+        else:
+            if report.automation_id in work.succeeded:
+                await work.finish(conn)
+            await _count_failure(conn, report, settings)
 
 
 async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID,

@@ -103,18 +103,26 @@ def _replace_nul(value: Any) -> Any:
     return value
 
 
-async def insert_attempt(conn: Conn, delivery_id: uuid.UUID, attempt: Attempt) -> bool:
-    """Add one attempt to a delivery's log; False if it is there already."""
-    return bool(await conn.fetchval(
+async def insert_attempts(conn: Conn, attempts: list[tuple[uuid.UUID, Attempt]]
+                          ) -> set[uuid.UUID]:
+    """Add attempts to their deliveries' logs in one statement; the ids of those that were not
+    there already (an attempt of a delivery that no longer exists is not added)."""
+    rows = [(delivery_id, a.id, a.number, a.started_at, a.duration_ms,
+             _replace_nul(a.request.model_dump(mode="json")), a.response_status,
+             _replace_nul(a.response_headers), _replace_nul(a.response_body),
+             _replace_nul(a.error)) for delivery_id, a in attempts]
+    inserted = await conn.fetch(
         "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
         " request, response_status, response_headers, response_body, error)"
-        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10"
-        " WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $2)"
-        " ON CONFLICT (id) DO NOTHING RETURNING true",
-        attempt.id, delivery_id, attempt.number, attempt.started_at, attempt.duration_ms,
-        _replace_nul(attempt.request.model_dump(mode="json")), attempt.response_status,
-        _replace_nul(attempt.response_headers), _replace_nul(attempt.response_body),
-        _replace_nul(attempt.error)))
+        " SELECT a.id, a.delivery_id, a.number, a.started_at, a.duration_ms, a.request,"
+        " a.response_status, a.response_headers, a.response_body, a.error"
+        " FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::float8[],"
+        " $6::jsonb[], $7::int[], $8::jsonb[], $9::text[], $10::text[])"
+        " AS a(delivery_id, id, number, started_at, duration_ms, request, response_status,"
+        " response_headers, response_body, error)"
+        " WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id", *map(list, zip(*rows, strict=True)))
+    return {row["id"] for row in inserted}
 
 
 @dataclass(frozen=True)

@@ -25,22 +25,41 @@ async def wake_scheduler(conn: Conn) -> None:
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
-async def insert_requested(conn: Conn, request: DeliveryRequested, form_id: str,
-                           automation_name: str, schedule: str, attempts: int) -> bool:
-    """A new delivery, due at once (or its first attempt out already, until its lease); False
-    if it exists already (a repeated request)."""
-    out_until = request.first_attempt_until
-    inserted = await conn.fetchval(
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A requested delivery as casestore keeps it, under its automation's terms of the time."""
+
+    request: DeliveryRequested
+    form_id: str
+    automation_name: str
+    schedule: str
+    attempts: int
+
+    def values(self) -> tuple[Any, ...]:
+        r = self.request
+        return (r.delivery_id, r.automation_id, r.case.case_id, self.form_id, r.event_id,
+                r.webhook_id, self.automation_name, self.schedule, r.case.model_dump(mode="json"),
+                self.attempts, r.first_attempt_until)
+
+
+async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> None:
+    """New deliveries in one statement, each due at once (or its first attempt out already,
+    until its lease); one that exists already (a repeated request) is left as it is."""
+    if not deliveries:
+        return
+    await conn.execute(
         "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
         " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
         " attempts_made, lease_until)"
-        " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $11::timestamptz IS NULL THEN 'pending'"
-        " ELSE 'sending' END, $7, $8, $9, $10, now(), ($11::timestamptz IS NOT NULL)::int, $11)"
-        " ON CONFLICT (id) DO NOTHING RETURNING true",
-        request.delivery_id, request.automation_id, request.case.case_id, form_id,
-        request.event_id, request.webhook_id, automation_name, schedule,
-        request.case.model_dump(mode="json"), attempts, out_until)
-    return inserted is True
+        " SELECT n.id, n.automation_id, n.case_id, n.form_id, n.event_id, n.webhook_id,"
+        " CASE WHEN n.out_until IS NULL THEN 'pending' ELSE 'sending' END, n.name, n.schedule,"
+        " n.snapshot, n.attempts, now(), (n.out_until IS NOT NULL)::int, n.out_until"
+        " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],"
+        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[])"
+        " AS n(id, automation_id, case_id, form_id, event_id, webhook_id, name, schedule,"
+        " snapshot, attempts, out_until)"
+        " ON CONFLICT (id) DO NOTHING",
+        *map(list, zip(*(d.values() for d in deliveries), strict=True)))
 
 
 async def ensure_health(conn: Conn, automation_id: uuid.UUID) -> None:
@@ -105,19 +124,29 @@ async def half_open(conn: Conn, automation_id: uuid.UUID) -> None:
                        " WHERE automation_id = $1 AND state = 'open'", automation_id)
 
 
-async def delivery_for_outcome(conn: Conn, delivery_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def deliveries_for_outcome(conn: Conn, delivery_ids: list[uuid.UUID]
+                                 ) -> dict[uuid.UUID, dict[str, Any]]:
+    """The deliveries these outcomes are for, locked in one order (so concurrent settlers
+    cannot deadlock) and only against other updates (an attempt's foreign key check may go
+    on); a dict each, so settling can note what it decided."""
+    rows = await conn.fetch(
         "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
-        " d.attempts_allowed FROM deliveries d WHERE d.id = $1 FOR UPDATE", delivery_id)
+        " d.attempts_allowed FROM deliveries d WHERE d.id = ANY($1::uuid[])"
+        " ORDER BY d.id FOR NO KEY UPDATE", delivery_ids)
+    return {row["id"]: dict(row) for row in rows}
 
 
-async def settle(conn: Conn, delivery_id: uuid.UUID, state: str,
-                 next_in_seconds: float | None) -> None:
+async def settle(conn: Conn, outcomes: list[tuple[uuid.UUID, str, float | None]]) -> None:
+    """Each delivery's new state, and when its next attempt is due (None: no next attempt)."""
+    if not outcomes:
+        return
+    ids, states, waits = map(list, zip(*outcomes, strict=True))
     await conn.execute(
-        "UPDATE deliveries SET state = $2, lease_until = NULL, updated_at = now(),"
-        " next_attempt_at = CASE WHEN $3::float8 IS NULL THEN NULL"
-        "   ELSE now() + make_interval(secs => $3) END WHERE id = $1",
-        delivery_id, state, next_in_seconds)
+        "UPDATE deliveries d SET state = s.state, lease_until = NULL, updated_at = now(),"
+        " next_attempt_at = CASE WHEN s.wait IS NULL THEN NULL"
+        "   ELSE now() + make_interval(secs => s.wait) END"
+        " FROM unnest($1::uuid[], $2::text[], $3::float8[]) AS s(id, state, wait)"
+        " WHERE d.id = s.id", ids, states, waits)
 
 
 @dataclass(frozen=True, slots=True)
