@@ -210,6 +210,7 @@ class DeliveryRequested(BaseModel):
     webhook_id: str  # Standard Webhooks message id, stable across retries and replays
     case: "CaseChanged"
     once: bool = False  # casestore grants it only if it is the automation's first for the case
+    form_id: str = ""  # the case's form (a message of one request had it on the envelope)
     # Set when the dispatcher sends the first attempt itself, at once (it had a free slot for
     # a healthy endpoint): casestore records the attempt as out until then, and hands out
     # only what comes after it.
@@ -241,6 +242,40 @@ class DeliveryAttempted(BaseModel):
     # Response data of a 2xx answer, by case field, written in the same transaction.
     values: dict[str, Any] = Field(default_factory=dict)
     automation_depth: int = 0
+    # The correlation id the attempt was sent under; the case update its answer causes carries
+    # it (reports travel many to a message, under the message's own).
+    correlation_id: str | None = None
+
+
+class DeliveryRequests(BaseModel):
+    """`delivery.requested`: the deliveries one dispatcher requested together, one message
+    for all (each broker message costs far more than its bytes)."""
+
+    requests: list[DeliveryRequested]
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> list[DeliveryRequested]:
+        """The requests in a message; also in one from before requests travelled together
+        (a single request as the data, its form on the envelope), still queued after an
+        upgrade."""
+        if "requests" in envelope.data:
+            return cls.model_validate(envelope.data).requests
+        single = DeliveryRequested.model_validate(envelope.data)
+        return [single.model_copy(update={"form_id": single.form_id or envelope.form_id or ""})]
+
+
+class DeliveryReports(BaseModel):
+    """`delivery.attempted`: attempts one dispatcher reports together, in the order they
+    ended."""
+
+    reports: list[DeliveryAttempted]
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> list[DeliveryAttempted]:
+        """The reports in a message; also in one from before they travelled together."""
+        if "reports" in envelope.data:
+            return cls.model_validate(envelope.data).reports
+        return [DeliveryAttempted.model_validate(envelope.data)]
 
 
 class AutomationDisabled(BaseModel):

@@ -74,6 +74,8 @@ class PlayedDispatcher:
                                     automation_id=automation["id"], event_id=uuid.uuid4(),
                                     webhook_id=f"msg_{delivery_id.hex}", case=snapshot(case),
                                     once=once)
+        # One request per message, as before requests travelled together: casestore still
+        # reads that form (messages queued across an upgrade), and every test here uses it.
         # A repeat is a new message with the same delivery, as after a dispatcher crash.
         await publish_raw(self.settings, DELIVERY_REQUESTED, [
             new_event(DELIVERY_REQUESTED, request, form_id=automation["form_id"],

@@ -6,7 +6,7 @@ import uuid
 import aiohttp
 import pytest
 
-from services.casestore.batcher import Batcher
+from shared.batcher import Batcher
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, Envelope, new_event
 from shared.settings import Settings

@@ -18,6 +18,7 @@ from shared.settings import Settings
 from tests.helpers import (
     RESPONSE_FORM_FIELDS,
     AutomationFactory,
+    EventTap,
     FormFactory,
     case_when,
     get_case,
@@ -317,6 +318,27 @@ async def test_response_data_is_written_back_into_the_case(
     assert found["data"] == {"text-field": "hello", "external-id": "CRM-42",
                              "crm-status": "open"}
     assert found["history"][-1]["author"] == f"Automation: {automation['name']}"
+
+
+async def test_the_answers_case_update_carries_its_own_requests_correlation_id(
+        make_form: FormFactory, make_automation: AutomationFactory, http: aiohttp.ClientSession,
+        receiver: Receiver, events: EventTap) -> None:
+    """Reports travel to casestore many to a message; each answer's update is still traced to
+    the incoming request that made its case."""
+    hook = await make_form(fields=RESPONSE_FORM_FIELDS)
+    url = receiver.endpoint(Reply(body={"id": "CRM-42", "result": {"status": "open"}}))
+    await make_automation(hook["form_id"], url, action=with_response(url))
+
+    async def post(trace: str) -> None:
+        async with http.post(hook["url"], json={"text-field": "hello"},
+                             headers={"X-Correlation-ID": trace}) as resp:
+            assert resp.status == 200
+
+    traces = {f"answer-trace-{n}" for n in range(6)}
+    await asyncio.gather(*(post(t) for t in traces))
+    updates = [await events.next(lambda e: e["type"] == "case.updated"
+                                 and e["form_id"] == hook["form_id"]) for _ in traces]
+    assert {u["correlation_id"] for u in updates} == traces
 
 
 async def test_a_non_json_answer_writes_nothing(

@@ -14,13 +14,13 @@ import structlog
 from prometheus_client import Counter
 
 from services.casestore import cases, delivery_work
-from services.casestore.batcher import Batcher
 from services.casestore.repo import Conn
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import idempotency as idempotency_rows
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.responses import write_response_data
 from services.casestore.scheduler import hand_out_now
+from shared.batcher import Batcher
 from shared.errors import PermanentMessageError
 from shared.events import (
     CASE_CREATE_REQUESTED,
@@ -30,7 +30,9 @@ from shared.events import (
     CaseCreateRequested,
     CaseResponseData,
     DeliveryAttempted,
+    DeliveryReports,
     DeliveryRequested,
+    DeliveryRequests,
     Envelope,
 )
 from shared.forms import FormDefinition, validate_case_data
@@ -199,11 +201,9 @@ class CommandConsumer:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    requests.append((DeliveryRequested.model_validate(envelope.data),
-                                     envelope.form_id or ""))
+                    requests.extend((r, r.form_id) for r in DeliveryRequests.of(envelope))
                 else:
-                    reports.append((DeliveryAttempted.model_validate(envelope.data),
-                                    str(envelope.id)))
+                    reports.extend((r, str(envelope.id)) for r in DeliveryReports.of(envelope))
             endpoints = await delivery_work.apply(conn, requests, reports, self._settings)
             await hand_out_now(conn, endpoints, self._settings)
         return [e.id in fresh for e in envelopes]

@@ -28,6 +28,7 @@ from shared.events import (
     DeliveryRequested,
     new_event,
 )
+from shared.logging import bound_context
 from shared.schedule import (
     FAILING_REASON_PREFIX,
     GONE_REASON,
@@ -162,10 +163,13 @@ async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUI
                         causation_id: str) -> None:
     if not report.values:
         return
-    await write_response_data(conn, CaseResponseData(
-        case_id=case_id, automation_id=report.automation_id, delivery_id=report.delivery_id,
-        values=report.values, automation_depth=report.automation_depth),
-        causation_id=causation_id)
+    # The case update carries the correlation id the attempt was sent under.
+    with bound_context(**({"correlation_id": report.correlation_id}
+                          if report.correlation_id else {})):
+        await write_response_data(conn, CaseResponseData(
+            case_id=case_id, automation_id=report.automation_id, delivery_id=report.delivery_id,
+            values=report.values, automation_depth=report.automation_depth),
+            causation_id=causation_id)
 
 
 async def _count_failure(conn: Conn, report: DeliveryAttempted, settings: Settings) -> None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from services.dispatcher import api, metrics
 from services.dispatcher.api import DEPENDENCIES
+from services.dispatcher.bundling import Bundler
 from services.dispatcher.consumers import CONSUMER, handler_for
 from services.dispatcher.deliveries import Dependencies
 from services.dispatcher.in_flight import InFlight
@@ -13,6 +14,14 @@ from services.dispatcher.repo import Reader
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared.crypto import SecretBox
+from shared.events import (
+    DELIVERY_ATTEMPTED,
+    DELIVERY_REQUESTED,
+    DeliveryAttempted,
+    DeliveryReports,
+    DeliveryRequested,
+    DeliveryRequests,
+)
 from shared.service import POOL, PUBLISHER, SETTINGS, consumer_ctx, consumer_readiness, new_app
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware
@@ -25,11 +34,17 @@ async def dependencies_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sender = Sender(settings)
     reader = Reader(app[POOL], app[SECRET_BOX])
+    requests: Bundler[DeliveryRequested] = Bundler(app[PUBLISHER], DELIVERY_REQUESTED,
+                       lambda items: DeliveryRequests(requests=items))
+    reports: Bundler[DeliveryAttempted] = Bundler(app[PUBLISHER], DELIVERY_ATTEMPTED,
+                      lambda items: DeliveryReports(reports=items))
     app[DEPENDENCIES] = Dependencies(
-        settings=settings, reader=reader, publisher=app[PUBLISHER], sender=sender,
+        settings=settings, reader=reader, requests=requests, reports=reports, sender=sender,
         rules=RulesCache(reader), in_flight=InFlight(settings.endpoint_concurrency))
-    yield
-    await app[DEPENDENCIES].in_flight.drain(settings.shutdown_grace_seconds)
+    async with requests.running(), reports.running():
+        yield
+        # Attempts finishing now still report their outcome.
+        await app[DEPENDENCIES].in_flight.drain(settings.shutdown_grace_seconds)
     await sender.close()
 
 

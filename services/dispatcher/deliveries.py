@@ -18,26 +18,18 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from services.dispatcher import metrics
+from services.dispatcher.bundling import Bundler
 from services.dispatcher.content import Delivery, build_content
 from services.dispatcher.in_flight import InFlight
 from services.dispatcher.repo import Automation, Reader
 from services.dispatcher.request import build_request
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender, Sent
-from shared import broker
 from shared.automations import response_values
 from shared.consumer import is_redelivery
 from shared.errors import DependencyUnavailable
-from shared.events import (
-    DELIVERY_ATTEMPTED,
-    DELIVERY_REQUESTED,
-    CaseChanged,
-    DeliveryAttempted,
-    DeliveryDue,
-    DeliveryRequested,
-    Envelope,
-    new_event,
-)
+from shared.events import CaseChanged, DeliveryAttempted, DeliveryDue, DeliveryRequested, Envelope
+from shared.logging import bound_correlation_id
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -57,11 +49,13 @@ def webhook_id_for(delivery_id: uuid.UUID) -> str:
 @dataclass(frozen=True)
 class Dependencies:
     """What the dispatcher's handlers use of the running process: settings, the database
-    reader, the publisher, the HTTP sender, the rules cache and the attempts in flight."""
+    reader, what it sends casestore (requests and reports, many to a message), the HTTP
+    sender, the rules cache and the attempts in flight."""
 
     settings: Settings
     reader: Reader
-    publisher: broker.Publisher
+    requests: Bundler[DeliveryRequested]
+    reports: Bundler[DeliveryAttempted]
     sender: Sender
     rules: RulesCache
     in_flight: InFlight
@@ -97,12 +91,11 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
                 form_id=envelope.form_id or "", form_revision=form_revision,
                 webhook_id=webhook_id_for(delivery_id), number=1, case=case,
                 lease_until=lease))
-        requests.append(new_event(DELIVERY_REQUESTED, DeliveryRequested(
+        requests.append(DeliveryRequested(
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
-            webhook_id=webhook_id_for(delivery_id), case=case,
-            once=automation.definition.once, first_attempt_until=lease),
-            form_id=envelope.form_id, case_id=case.case_id, causation_id=str(envelope.id)))
-    await asyncio.gather(*(deps.publisher.publish(r) for r in requests))
+            webhook_id=webhook_id_for(delivery_id), case=case, form_id=envelope.form_id or "",
+            once=automation.definition.once, first_attempt_until=lease))
+    await asyncio.gather(*(deps.requests.send(r) for r in requests))
     for due in first:
         on_due(deps, due)
 
@@ -151,14 +144,13 @@ async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
     report = DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
-        automation_depth=due.case.automation_depth)
-    await _report(deps, new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
-                                  case_id=due.case.case_id), due.lease_until)
+        automation_depth=due.case.automation_depth, correlation_id=bound_correlation_id())
+    await _report(deps, report, due.lease_until)
     _log(due, sent, values)
 
 
-async def _report(deps: Dependencies, event: Envelope, lease_until: datetime) -> None:
-    """Publish the outcome, through a broker outage as long as the lease lasts; after that
+async def _report(deps: Dependencies, report: DeliveryAttempted, lease_until: datetime) -> None:
+    """Report the outcome, through a broker outage as long as the lease lasts; after that
     casestore sends the attempt again anyway."""
     seconds = max(1.0, (lease_until - datetime.now(UTC)).total_seconds())
     try:
@@ -166,9 +158,10 @@ async def _report(deps: Dependencies, event: Envelope, lease_until: datetime) ->
                 retry=retry_if_exception_type(DependencyUnavailable), reraise=True,
                 stop=stop_before_delay(seconds), wait=wait_exponential(0.5, max=10)):
             with trying:
-                await deps.publisher.publish(event)
+                await deps.reports.send(report)
     except DependencyUnavailable:
-        log.warning("attempt_outcome_not_reported", event_id=str(event.id))
+        log.warning("attempt_outcome_not_reported", delivery_id=str(report.delivery_id),
+                    number=report.attempt.number)
 
 
 def _log(due: DeliveryDue, sent: Sent, values: dict[str, Any]) -> None:

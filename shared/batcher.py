@@ -1,8 +1,9 @@
 """Micro-batching: concurrent callers' items are written together, each caller gets its outcome.
 
-Every message handler awaits its own item's outcome, so a message is still acked only after the
-transaction holding its effect has committed. Batches form by themselves: whatever arrived while
-the previous batch was being written is the next batch, so a lone item waits for nothing.
+Every caller awaits its own item's outcome, so a message handler still acks only after what
+holds its effect (casestore's transaction, the dispatcher's confirmed publish) is done. Batches
+form by themselves: whatever arrived while the previous batch was being written is the next
+batch, so a lone item waits for nothing.
 """
 
 import asyncio
