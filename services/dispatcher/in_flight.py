@@ -28,15 +28,17 @@ class InFlight:
     # schedule (its circuit breaker, its waits) rather than straight out.
     failing: set[uuid.UUID] = field(default_factory=set)
     # Attempts begun here lately: an attempt message that comes back after a lost connection
-    # (its ack lost with it) is not sent a second time by the process that sent it.
-    begun: OrderedDict[tuple[uuid.UUID, int], None] = field(default_factory=OrderedDict)
+    # (its ack lost with it) is not sent a second time by the process that sent it. Kept as
+    # one int per attempt (`_memo`): half the memory of a (UUID, number) tuple.
+    begun: OrderedDict[int, None] = field(default_factory=OrderedDict)
 
     def start(self, key: tuple[uuid.UUID, int], work: Coroutine[Any, Any, None]) -> None:
-        if key in self.begun:
+        memo = _memo(key)
+        if memo in self.begun:
             work.close()
             log.info("attempt_already_begun", delivery_id=str(key[0]), number=key[1])
             return
-        self.begun[key] = None
+        self.begun[memo] = None
         if len(self.begun) > REMEMBERED_ATTEMPTS:
             self.begun.popitem(last=False)
         task = asyncio.create_task(work)
@@ -92,3 +94,7 @@ class InFlight:
             await asyncio.wait(unfinished)
 
 
+def _memo(key: tuple[uuid.UUID, int]) -> int:
+    """(delivery id, attempt number) as one int: the number above the id's 128 bits."""
+    delivery_id, number = key
+    return (number << 128) | delivery_id.int
