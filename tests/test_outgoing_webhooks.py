@@ -14,6 +14,7 @@ import pytest
 import structlog
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from services.dispatcher.bundling import BUNDLE_LIMIT
 from shared.settings import Settings
 from tests.helpers import (
     RESPONSE_FORM_FIELDS,
@@ -339,6 +340,34 @@ async def test_the_answers_case_update_carries_its_own_requests_correlation_id(
     updates = [await events.next(lambda e: e["type"] == "case.updated"
                                  and e["form_id"] == hook["form_id"]) for _ in traces]
     assert {u["correlation_id"] for u in updates} == traces
+
+
+async def test_requests_of_cases_fired_together_travel_together_at_most_32_to_a_message(
+        make_form: FormFactory, make_automation: AutomationFactory, http: aiohttp.ClientSession,
+        receiver: Receiver, events: EventTap) -> None:
+    """A broker message costs far more than its bytes: what the dispatcher requests while its
+    previous request awaits its confirm goes out in one message."""
+    hook = await make_form()
+    url = receiver.endpoint(Reply())
+    await make_automation(hook["form_id"], url)
+    cases = 80
+
+    async def post(n: int) -> None:
+        async with http.post(hook["url"], json={"text-field": f"case {n}"}) as resp:
+            assert resp.status == 200
+
+    def ours(event: dict[str, Any]) -> int:
+        if event["type"] != "delivery.requested":
+            return 0
+        return sum(r["form_id"] == hook["form_id"] for r in event["data"]["requests"])
+
+    await asyncio.gather(*(post(n) for n in range(cases)))
+    sizes: list[int] = []
+    while sum(sizes) < cases:
+        sizes.append(ours(await events.next(lambda e: ours(e) > 0, within=30)))
+    assert max(sizes) <= BUNDLE_LIMIT == 32
+    assert len(sizes) < cases, sizes  # some requests travelled together
+    await receiver.wait_for(url, cases)
 
 
 async def test_a_non_json_answer_writes_nothing(
