@@ -192,7 +192,7 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
     await until(lambda: health_is(api, automation, ("open", 3)))
 
 
-async def applied_together(settings: Settings, requests: list[tuple[DeliveryRequested, str]],
+async def applied_together(settings: Settings, requests: list[DeliveryRequested],
                            reports: list[DeliveryAttempted]) -> None:
     """Apply the events in one transaction, in order, as casestore does with a batch."""
     pool = await create_pool(settings)
@@ -231,11 +231,11 @@ async def test_a_first_attempt_reported_in_the_batch_that_requests_it_settles_it
     delivery_id = uuid.uuid4()
     request = DeliveryRequested(
         delivery_id=delivery_id, automation_id=automation["id"], event_id=uuid.uuid4(),
-        webhook_id=f"msg_{delivery_id.hex}", case=snapshot(case),
+        webhook_id=f"msg_{delivery_id.hex}", case=snapshot(case), form_id=automation["form_id"],
         first_attempt_until=datetime.now(UTC) + timedelta(minutes=1))
     report = DeliveryAttempted(delivery_id=delivery_id, automation_id=automation["id"],
                                attempt=attempt(1, 200), verdict="succeeded")
-    await applied_together(settings, [(request, automation["form_id"])], [report, report])
+    await applied_together(settings, [request], [report, report])
     done = await shown(api, delivery_id, "succeeded", within=0)
     assert done["attempt_count"] == 1
     health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]

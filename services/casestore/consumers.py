@@ -194,14 +194,14 @@ class CommandConsumer:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
-            requests: list[tuple[DeliveryRequested, str]] = []
+            requests: list[DeliveryRequested] = []
             reports: list[tuple[DeliveryAttempted, str]] = []
             for envelope in envelopes:
                 if envelope.id not in fresh or envelope.id in applied:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    requests.extend((r, r.form_id) for r in DeliveryRequests.of(envelope))
+                    requests.extend(DeliveryRequests.of(envelope))
                 else:
                     reports.extend((r, str(envelope.id)) for r in DeliveryReports.of(envelope))
             endpoints = await delivery_work.apply(conn, requests, reports, self._settings)

@@ -66,7 +66,7 @@ class Round:
             self.succeeded.clear()
 
 
-async def apply(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
+async def apply(conn: Conn, requests: list[DeliveryRequested],
                 reports: list[tuple[DeliveryAttempted, str]], settings: Settings
                 ) -> set[uuid.UUID]:
     """One transaction's delivery work: the requests taken on first (a report's delivery was
@@ -76,7 +76,7 @@ async def apply(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
     await take_on(conn, requests, work)
     await settle(conn, reports, settings, work)
     await work.finish(conn)
-    return {r.automation_id for r, _ in requests} | {r.automation_id for r, _ in reports}
+    return {r.automation_id for r in requests} | {r.automation_id for r, _ in reports}
 
 
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
@@ -94,12 +94,11 @@ async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | N
     return work.terms[automation_id]
 
 
-async def take_on(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
-                  work: Round) -> None:
-    """Record requested deliveries (each with its form id) as due now. Nothing is recorded for
+async def take_on(conn: Conn, requests: list[DeliveryRequested], work: Round) -> None:
+    """Record requested deliveries as due now. Nothing is recorded for
     a repeat, a deleted automation, or a `once` automation that already fired for the case."""
     new: dict[uuid.UUID, schedule_rows.NewDelivery] = {}
-    for request, form_id in requests:
+    for request in requests:
         terms = await _terms(conn, request.automation_id, work)
         if terms is None:
             log.info("delivery_of_deleted_automation_dropped",
@@ -114,7 +113,7 @@ async def take_on(conn: Conn, requests: list[tuple[DeliveryRequested, str]],
                          case_id=str(request.case.case_id))
                 continue
         new.setdefault(request.delivery_id, schedule_rows.NewDelivery(
-            request, form_id, terms.name, terms.schedule, terms.attempts))
+            request, terms.name, terms.schedule, terms.attempts))
     await schedule_rows.insert_requested(conn, list(new.values()))
 
 

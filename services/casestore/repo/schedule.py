@@ -30,14 +30,13 @@ class NewDelivery:
     """A requested delivery as casestore keeps it, under its automation's terms of the time."""
 
     request: DeliveryRequested
-    form_id: str
     automation_name: str
     schedule: str
     attempts: int
 
     def values(self) -> tuple[Any, ...]:
         r = self.request
-        return (r.delivery_id, r.automation_id, r.case.case_id, self.form_id, r.event_id,
+        return (r.delivery_id, r.automation_id, r.case.case_id, r.form_id, r.event_id,
                 r.webhook_id, self.automation_name, self.schedule, r.case.model_dump(mode="json"),
                 self.attempts, r.first_attempt_until)
 
