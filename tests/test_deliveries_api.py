@@ -76,6 +76,7 @@ async def test_filters_by_automation_case_state_and_time_newest_first(
            await delivered(api, played, automation, case_b, 200),
            await delivered(api, played, other, case_a, 201)]
     waiting = str(await played.request(other, case_b))
+    await shown(api, uuid.UUID(waiting))  # casestore took it on (the request is a message)
     assert await listed(api, automation=automation["id"]) == [ids[1], ids[0]]
     assert await listed(api, case=case_a["id"]) == [ids[2], ids[0]]
     assert await listed(api, case=case_a["id"], state="succeeded") == [ids[2]]
