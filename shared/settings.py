@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # those slots), so that the hops between attempts do not leave the slots idle.
     endpoint_concurrency: PositiveInt = 4
     endpoint_window: PositiveInt = 32
+    # How long a first attempt may expect to wait in the dispatcher that fired it for one of
+    # those slots (from the endpoint's recent answer times) rather than go through the
+    # schedule; 0: only when a slot is free.
+    first_attempt_wait_seconds: NonNegativeFloat = 1.0
     # Consecutive failed attempts that pause an endpoint, and the first pause's length.
     breaker_failures: PositiveInt = 5
     breaker_cooldown_seconds: PositiveFloat = 60.0

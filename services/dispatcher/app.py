@@ -40,7 +40,8 @@ async def dependencies_ctx(app: web.Application) -> AsyncIterator[None]:
                       lambda items: DeliveryReports(reports=items))
     app[DEPENDENCIES] = Dependencies(
         settings=settings, reader=reader, requests=requests, reports=reports, sender=sender,
-        rules=RulesCache(reader), in_flight=InFlight(settings.endpoint_concurrency))
+        rules=RulesCache(reader), in_flight=InFlight(
+            settings.endpoint_concurrency, settings.first_attempt_wait_seconds))
     async with requests.running(), reports.running():
         yield
         # Attempts finishing now still report their outcome.

@@ -63,12 +63,12 @@ class Dependencies:
 
 def _sends_first_itself(deps: Dependencies, automation: Automation) -> bool:
     """The first attempt may go straight out (one hop less than through casestore's schedule)
-    when this dispatcher has a free slot for an endpoint that did not just fail here, and
+    when this dispatcher can start it soon (`InFlight.take_first`, which then holds it) and
     nothing else must be settled first: a `once` claim, a rate limit, or whether casestore
     has the delivery already (a case event that came back may have been delivered)."""
     settings = automation.definition.action.settings
     return (not automation.definition.once and settings.max_per_second is None
-            and not is_redelivery() and deps.in_flight.free_now(automation.id))
+            and not is_redelivery() and deps.in_flight.take_first(automation.id))
 
 
 async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseChanged,
@@ -95,9 +95,14 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
             webhook_id=webhook_id_for(delivery_id), case=case, form_id=envelope.form_id or "",
             once=automation.definition.once, first_attempt_until=lease))
-    await asyncio.gather(*(deps.requests.send(r) for r in requests))
+    try:
+        await asyncio.gather(*(deps.requests.send(r) for r in requests))
+    except BaseException:
+        for due in first:
+            deps.in_flight.release(due.automation_id)
+        raise
     for due in first:
-        on_due(deps, due)
+        on_due(deps, due, taken=True)
 
 
 async def send(deps: Dependencies, automation: Automation, delivery: Delivery, number: int) -> Sent:
@@ -111,9 +116,10 @@ async def send(deps: Dependencies, automation: Automation, delivery: Delivery, n
         timeout=definition.action.settings.timeout)
 
 
-def on_due(deps: Dependencies, due: DeliveryDue) -> None:
+def on_due(deps: Dependencies, due: DeliveryDue, *, taken: bool = False) -> None:
     """Start the attempt and return: the message is acknowledged while the request runs."""
-    deps.in_flight.start((due.delivery_id, due.number), attempt(deps, due))
+    deps.in_flight.start(due.automation_id, (due.delivery_id, due.number), attempt(deps, due),
+                         taken=taken)
 
 
 async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
@@ -138,7 +144,8 @@ async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
         with metrics.IN_FLIGHT.track_inprogress():
             sent = await send(deps, automation, delivery, due.number)
     metrics.record(sent)
-    deps.in_flight.outcome(automation.id, sent.verdict == "succeeded")
+    deps.in_flight.outcome(automation.id, sent.verdict == "succeeded",
+                           sent.attempt.duration_ms / 1000)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     report = DeliveryAttempted(
