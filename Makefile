@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 LOCK := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links
 
-.PHONY: install run test lint migrate format lock bench bench-quick clean
+.PHONY: install run test lint migrate format lock bench bench-quick bench-side clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,6 +51,11 @@ bench: $(DEV)
 bench-quick: $(DEV)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench --quick $(BENCH_ARGS)
+
+# Two versions side by side: make bench-side BASE=<revision> [OTHER=<revision>]
+bench-side: $(DEV)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.side_by_side $(BASE) $(OTHER) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -16,7 +16,6 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -26,7 +25,7 @@ from bench.loadgen import LoadGenerator
 from bench.procs import Children, free_port, wait_http
 from bench.profiler import Profiler
 from bench.profiles import PROFILES, Profile
-from bench.stack import CasewireStack
+from bench.stack import CasewireStack, database_url
 from shared.logging import configure_logging
 from shared.settings import Settings
 
@@ -40,10 +39,6 @@ class Progress:
     def __call__(self, message: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr,
               flush=True)
-
-
-def database_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
 async def measure_limits(http: limits.HttpLimits, settings: Settings, run_id: str,

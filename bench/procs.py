@@ -84,13 +84,14 @@ class Children:
     running: list[Child] = field(default_factory=list)
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
-              cpus: set[int] | None = None) -> Child:
+              cpus: set[int] | None = None, cwd: Path | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log: IO[bytes] = log_path.open("wb")
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
             [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            cwd=cwd)
         log.close()
         if cpus:
             os.sched_setaffinity(process.pid, cpus)

@@ -6,10 +6,14 @@ database `casewire_bench_<id>`, its own exchange/queue prefix `casewire-bench-<i
 ports, and removes all of them at the end.
 """
 
+import asyncio
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiohttp
@@ -21,6 +25,11 @@ from shared import broker
 from shared.crypto import new_key
 
 SERVICES = ("casestore", "ingest", "dispatcher")
+
+
+def database_url(base: str, name: str) -> str:
+    """`base` with its database replaced by `name`."""
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
 @dataclass
@@ -44,6 +53,8 @@ class CasewireStack:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     migrated: bool = False
     ingest_workers: int = 1  # ingest processes sharing its port, as CASEWIRE_INGEST_WORKERS
+    # Another version's checkout to run the services (and its migrations) from; None: this one.
+    code_dir: Path | None = None
 
     @property
     def prefix(self) -> str:
@@ -80,14 +91,17 @@ class CasewireStack:
         }
 
     async def start(self) -> None:
-        await migrate(self.database_url)
-        self.migrated = True
         env = self.env()
+        if self.code_dir is None:
+            await migrate(self.database_url)
+        else:
+            await _migrate_with(self.code_dir, env)
+        self.migrated = True
         for service in SERVICES:
             for n in range(self.ingest_workers if service == "ingest" else 1):
                 name = f"{service}-{n + 1}" if n else service
                 self.services[name] = self.children.start(name, ["-m", f"services.{service}"],
-                                                          env=env)
+                                                          env=env, cwd=self.code_dir)
         for name, child in self.services.items():
             await wait_http(child, f"{self.url(_service(name))}/readyz", within=60)
 
@@ -131,6 +145,16 @@ class CasewireStack:
         finally:
             if self.migrated:
                 await drop_database(self.database_url)
+
+
+async def _migrate_with(code_dir: Path, env: dict[str, str]) -> None:
+    """That version's own migrations, through its own `casewire migrate`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from services.cli import main; main(['migrate'])", cwd=code_dir,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"migrating with {code_dir} failed: {output.decode()[-2000:]}")
 
 
 def _service(process_name: str) -> str:

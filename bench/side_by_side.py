@@ -1,0 +1,187 @@
+"""`python -m bench.side_by_side BASE [OTHER]`: two versions of Casewire, one delivery burst on
+both at the same moment, their ratio.
+
+These hosts are shared: the same code delivers 2x faster in one minute than in the next, so two
+runs of `make bench` cannot tell a 10% change from the drift. Here both versions run at once,
+each on its own stack (database, queue prefix, receiver, load generator), and each round posts
+the same burst to both at the same moment: the drift hits both, and their ratio holds. Every
+round starts fresh stacks. BASE and OTHER are git revisions (checked out into temporary
+worktrees); OTHER defaults to this checkout as it is, uncommitted changes included.
+
+Per round and side: cases delivered per second (from the first POST to the last arrival) and
+the CPU milliseconds the three services spent per delivered case. Postgres and RabbitMQ serve
+both sides, so their CPU cannot be split between them and is not in the figure.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bench import workload
+from bench.loadgen import Job, LoadGenerator
+from bench.procs import Child, Children, cpu_seconds, free_port, wait_http
+from bench.stack import CasewireStack, database_url
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+WARM_UP = 300
+
+
+@dataclass
+class Side:
+    label: str
+    code_dir: Path
+    stack: CasewireStack
+    receiver: Child
+    receiver_url: str
+    path: str = ""
+
+    async def arrived(self, http: aiohttp.ClientSession) -> int:
+        async with http.get(f"{self.receiver_url}/stats") as resp:
+            return int((await resp.json())["count"])
+
+    async def wait_arrived(self, http: aiohttp.ClientSession, target: int) -> float:
+        """When `target` deliveries had arrived (monotonic)."""
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if await self.arrived(http) >= target:
+                return time.monotonic()
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"{self.label}: deliveries stopped short of {target}")
+
+    def job(self, cases: int, id_base: int) -> Job:
+        return Job(port=self.stack.ports["ingest"], path=self.path, body=workload.BODY_TEMPLATE,
+                   connections=32, duration=3600, max_requests=cases, id_base=id_base)
+
+
+@contextlib.contextmanager
+def checkout(revision: str | None) -> Iterator[Path]:
+    """This checkout (None), or `revision` in a temporary worktree removed afterwards."""
+    if revision is None:
+        yield ROOT
+        return
+    git = shutil.which("git") or "git"
+    with tempfile.TemporaryDirectory(prefix="casewire-side-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run([git, "-C", str(ROOT), "worktree", "add", "--detach", "-q",  # noqa: S603 - a revision the operator named
+                        str(tree), revision], check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run([git, "-C", str(ROOT), "worktree", "remove", "--force",  # noqa: S603
+                            str(tree)], check=False)
+
+
+@contextlib.asynccontextmanager
+async def side(label: str, code_dir: Path, children: Children, settings: Settings
+               ) -> AsyncIterator[Side]:
+    port = free_port()
+    receiver = children.start(f"receiver-{label}", ["-m", "bench.receiver", str(port)])
+    receiver_url = f"http://127.0.0.1:{port}"
+    run_id = secrets.token_hex(4)
+    stack = CasewireStack(run_id, settings.amqp_url,
+                          database_url(settings.database_url, f"casewire_bench_{run_id}"),
+                          children, code_dir=code_dir)
+    try:
+        await wait_http(receiver, f"{receiver_url}/stats")
+        await stack.start()
+        forms = await stack.create_forms(f"{receiver_url}/deliver")
+        yield Side(label, code_dir, stack, receiver, receiver_url, forms.delivery_url)
+    finally:
+        await stack.stop()
+        children.stop(receiver)
+
+
+async def burst(sides: list[Side], gens: list[LoadGenerator], cases: int, id_base: int,
+                http: aiohttp.ClientSession) -> list[tuple[float, float]]:
+    """(cases/s, services' CPU ms per case) of each side, its burst posted with the others'."""
+    before = [await s.arrived(http) for s in sides]
+    pids = [list(s.stack.pids().values()) for s in sides]
+    cpu = [sum(cpu_seconds(p) for p in group) for group in pids]
+    started = time.monotonic()
+    loads = await asyncio.gather(*(g.run(s.job(cases, id_base)) for s, g in zip(sides, gens,
+                                                                                 strict=True)))
+    for s, load in zip(sides, loads, strict=True):
+        if load.ok != cases:
+            raise RuntimeError(f"{s.label}: {load.ok} of {cases} accepted ({load.statuses})")
+    ended = await asyncio.gather(*(s.wait_arrived(http, b + cases)
+                                   for s, b in zip(sides, before, strict=True)))
+    return [(cases / (end - started),
+             (sum(cpu_seconds(p) for p in group) - spent) / cases * 1000)
+            for end, group, spent in zip(ended, pids, cpu, strict=True)]
+
+
+async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[LoadGenerator],
+                     children: Children, settings: Settings, cases: int
+                     ) -> dict[str, tuple[float, float]]:
+    async with contextlib.AsyncExitStack() as stack:
+        # Which side starts first alternates, so neither is always the one with warm caches.
+        order = trees if number % 2 == 0 else trees[::-1]
+        sides = [await stack.enter_async_context(side(label, code, children, settings))
+                 for label, code in order]
+        async with aiohttp.ClientSession() as http:
+            await burst(sides, gens, WARM_UP, (2 * number + 1) * 10**10, http)
+            await asyncio.sleep(2)
+            figures = await burst(sides, gens, cases, (2 * number + 2) * 10**10, http)
+        return {s.label: f for s, f in zip(sides, figures, strict=True)}
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+async def compare(base: str, other: str | None, rounds: int, cases: int) -> None:
+    settings = Settings()
+    other_label = other or "this checkout"
+    with checkout(base) as base_dir, checkout(other) as other_dir, \
+            tempfile.TemporaryDirectory(prefix="casewire-side-logs-") as logs:
+        children = Children(Path(logs))
+        gens = [LoadGenerator(1), LoadGenerator(1)]
+        for gen in gens:
+            gen.start()
+        ratios: list[tuple[float, float]] = []
+        try:
+            trees = [(base, base_dir), (other_label, other_dir)]
+            for number in range(rounds):
+                got = await round_trip(number, trees, gens, children, settings, cases)
+                (rate_a, cpu_a), (rate_b, cpu_b) = got[base], got[other_label]
+                ratios.append((rate_b / rate_a, cpu_b / cpu_a))
+                print(f"round {number + 1}: {base} {rate_a:.1f} cases/s at {cpu_a:.2f} ms, "
+                      f"{other_label} {rate_b:.1f} cases/s at {cpu_b:.2f} ms", flush=True)
+        finally:
+            for gen in gens:
+                gen.stop()
+            children.stop_all()
+    print(f"{other_label} against {base}, median (range) of {rounds} rounds: delivered cases/s "
+          f"{_spread([r for r, _ in ratios])}, services' CPU per case "
+          f"{_spread([c for _, c in ratios])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.side_by_side", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="git revision to compare against")
+    parser.add_argument("other", nargs="?", help="git revision (default: this checkout)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--cases", type=int, default=3000, help="cases per side and round")
+    args = parser.parse_args()
+    try:
+        asyncio.run(compare(args.base, args.other, args.rounds, args.cases))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
