@@ -3,6 +3,7 @@ waits between attempts that survive the services, secrets rotated with an overla
 
 import asyncio
 import re
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import structlog
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from services.dispatcher.api import DEPENDENCIES
 from shared.settings import Settings
 from tests.faults import CuttableProxy, replaced
 from tests.helpers import AutomationFactory, FormFactory, call, new_case, until, webhook_action
@@ -92,6 +94,40 @@ async def test_the_wait_between_attempts_survives_a_dispatcher_stop(
     await asyncio.sleep(0.5)
     first, second = receiver.at(url)  # neither lost nor repeated
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+async def test_first_attempts_waiting_in_a_stopped_dispatcher_go_out_when_their_lease_ends(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver, stack: Stack) -> None:
+    """A dispatcher keeps the first attempts of an endpoint that answers in time waiting for
+    its slot instead of sending them through the schedule. Stopped before it sent them, it
+    loses none and charges none: casestore hands each out again when its lease runs out."""
+    hook = await make_form()
+    url = receiver.endpoint(Reply(delay=2.0))
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, attempts=1, timeout=10))
+    async with replaced(stack, "dispatcher", endpoint_concurrency=1,
+                        first_attempt_wait_seconds=12.0, shutdown_grace_seconds=0.0,
+                        delivery_lease_margin_seconds=0.5) as other:
+        held = other.runners["dispatcher"].app[DEPENDENCIES].in_flight.held
+        endpoint = uuid.UUID(automation["id"])
+        await new_case(api, hook["form_id"])
+        await receiver.wait_for(url, 1)  # from now on the dispatcher knows its 2 s answers
+        await until(lambda: asyncio.sleep(0, result=not held[endpoint]))
+        await asyncio.gather(*(new_case(api, hook["form_id"]) for _ in range(6)))
+        # One sending, five waiting for the one slot: 5 rounds of 2 s are within the 12 s.
+        await until(lambda: asyncio.sleep(0, result=held[endpoint] == 6))
+        assert len(receiver.at(url)) <= 2
+    # Stopped with no grace: the attempt in flight is cut off, the five waiting never start.
+    async def all_succeeded() -> list[dict[str, Any]] | None:
+        found = await call(api, "GET", "/api/deliveries", 200,
+                           params={"automation": automation["id"], "state": "succeeded"})
+        return found["deliveries"] if len(found["deliveries"]) == 7 else None
+
+    done = await until(all_succeeded, within=60)
+    assert [d["attempt_count"] for d in done] == [1] * 7  # went out again as attempt #1
+    arrived = {r.headers["webhook-id"] for r in receiver.at(url)}
+    assert arrived == {d["webhook_id"] for d in done}
 
 
 async def test_the_wait_between_attempts_survives_losing_the_broker(
