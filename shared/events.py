@@ -215,6 +215,9 @@ class DeliveryRequested(BaseModel):
     # a healthy endpoint): casestore records the attempt as out until then, and hands out
     # only what comes after it.
     first_attempt_until: datetime | None = None
+    # The incoming request's: every attempt casestore hands out, and the case update its
+    # answer causes, stay traced to it (a bundle's envelope has one correlation id for all).
+    correlation_id: str | None = None
 
 
 class DeliveryDue(BaseModel):

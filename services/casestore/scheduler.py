@@ -81,7 +81,8 @@ def _due_event(row: asyncpg.Record, endpoint: asyncpg.Record) -> Any:
                       form_id=row["form_id"], form_revision=endpoint["form_revision"],
                       webhook_id=row["webhook_id"], number=row["attempts_made"], case=case,
                       lease_until=row["lease_until"])
-    return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id)
+    return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id,
+                     correlation_id=row["correlation_id"])
 
 
 class DeliveryScheduler:

@@ -94,7 +94,8 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
         requests.append(DeliveryRequested(
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
             webhook_id=webhook_id_for(delivery_id), case=case, form_id=envelope.form_id or "",
-            once=automation.definition.once, first_attempt_until=lease))
+            once=automation.definition.once, first_attempt_until=lease,
+            correlation_id=bound_correlation_id()))
     try:
         await asyncio.gather(*(deps.requests.send(r) for r in requests))
     except BaseException:

@@ -38,7 +38,7 @@ class NewDelivery:
         r = self.request
         return (r.delivery_id, r.automation_id, r.case.case_id, r.form_id, r.event_id,
                 r.webhook_id, self.automation_name, self.schedule, r.case.model_dump(mode="json"),
-                self.attempts, r.first_attempt_until)
+                self.attempts, r.first_attempt_until, r.correlation_id)
 
 
 async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> None:
@@ -49,14 +49,15 @@ async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> None:
     await conn.execute(
         "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
         " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
-        " attempts_made, lease_until)"
+        " attempts_made, lease_until, correlation_id)"
         " SELECT n.id, n.automation_id, n.case_id, n.form_id, n.event_id, n.webhook_id,"
         " CASE WHEN n.out_until IS NULL THEN 'pending' ELSE 'sending' END, n.name, n.schedule,"
-        " n.snapshot, n.attempts, now(), (n.out_until IS NOT NULL)::int, n.out_until"
+        " n.snapshot, n.attempts, now(), (n.out_until IS NOT NULL)::int, n.out_until,"
+        " n.correlation_id"
         " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],"
-        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[])"
+        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[], $12::text[])"
         " AS n(id, automation_id, case_id, form_id, event_id, webhook_id, name, schedule,"
-        " snapshot, attempts, out_until)"
+        " snapshot, attempts, out_until, correlation_id)"
         " ON CONFLICT (id) DO NOTHING",
         *map(list, zip(*(d.values() for d in deliveries), strict=True)))
 
@@ -109,7 +110,7 @@ async def hand_out(conn: Conn, automation_id: uuid.UUID, room: int,
         " attempts_made = d.attempts_made + (d.state <> 'sending')::int"
         " FROM due WHERE d.id = due.id"
         " RETURNING d.id, d.automation_id, d.form_id, d.webhook_id, d.attempts_made,"
-        " d.case_snapshot, d.lease_until", automation_id, room, lease_seconds))
+        " d.case_snapshot, d.lease_until, d.correlation_id", automation_id, room, lease_seconds))
 
 
 async def count_in_window(conn: Conn, automation_id: uuid.UUID, window_start: datetime,
