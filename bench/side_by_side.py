@@ -8,9 +8,12 @@ the same burst to both at the same moment: the drift hits both, and their ratio 
 round starts fresh stacks. BASE and OTHER are git revisions (checked out into temporary
 worktrees); OTHER defaults to this checkout as it is, uncommitted changes included.
 
-Per round and side: cases delivered per second (from the first POST to the last arrival) and
-the CPU milliseconds the three services spent per delivered case. Postgres and RabbitMQ serve
-both sides, so their CPU cannot be split between them and is not in the figure.
+Per round and side: cases delivered per second (from the first POST to the last arrival), the
+CPU milliseconds the three services spent per delivered case, and those of the Postgres
+backends serving its database. Postgres's shared processes (WAL writer, checkpointer) and
+RabbitMQ serve both sides, so their CPU cannot be split and is in neither figure. With `--rate`
+the cases are posted at that rate to each side instead of all at once, as in `make bench`'s
+soak: then the CPU per case is what to compare.
 """
 
 import argparse
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from bench import workload
 from bench.loadgen import Job, LoadGenerator
@@ -61,9 +65,21 @@ class Side:
             await asyncio.sleep(0.02)
         raise RuntimeError(f"{self.label}: deliveries stopped short of {target}")
 
-    def job(self, cases: int, id_base: int) -> Job:
+    async def backends(self) -> list[int]:
+        """The Postgres backends serving this side's database (its services' pools)."""
+        conn = await asyncpg.connect(self.stack.database_url)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity"
+                                    " WHERE datname = current_database()"
+                                    " AND pid <> pg_backend_pid()")
+        finally:
+            await conn.close()
+        return [int(r["pid"]) for r in rows]
+
+    def job(self, cases: int, id_base: int, rate: float | None = None) -> Job:
         return Job(port=self.stack.ports["ingest"], path=self.path, body=workload.BODY_TEMPLATE,
-                   connections=32, duration=3600, max_requests=cases, id_base=id_base)
+                   connections=32, duration=3600, max_requests=cases, id_base=id_base,
+                   rate=rate)
 
 
 @contextlib.contextmanager
@@ -104,28 +120,37 @@ async def side(label: str, code_dir: Path, children: Children, settings: Setting
         children.stop(receiver)
 
 
+Figures = tuple[float, float, float]  # cases/s; CPU ms per case: services, Postgres backends
+
+
 async def burst(sides: list[Side], gens: list[LoadGenerator], cases: int, id_base: int,
-                http: aiohttp.ClientSession) -> list[tuple[float, float]]:
-    """(cases/s, services' CPU ms per case) of each side, its burst posted with the others'."""
+                http: aiohttp.ClientSession, rate: float | None = None) -> list[Figures]:
+    """Each side's figures, its cases posted with the others' (all at once, or at `rate` a
+    second). A Postgres backend that started meanwhile counts whole."""
     before = [await s.arrived(http) for s in sides]
     pids = [list(s.stack.pids().values()) for s in sides]
     cpu = [sum(cpu_seconds(p) for p in group) for group in pids]
+    pg_cpu = [{p: cpu_seconds(p) for p in await s.backends()} for s in sides]
     started = time.monotonic()
-    loads = await asyncio.gather(*(g.run(s.job(cases, id_base)) for s, g in zip(sides, gens,
-                                                                                 strict=True)))
+    loads = await asyncio.gather(*(g.run(s.job(cases, id_base, rate))
+                                   for s, g in zip(sides, gens, strict=True)))
     for s, load in zip(sides, loads, strict=True):
         if load.ok != cases:
             raise RuntimeError(f"{s.label}: {load.ok} of {cases} accepted ({load.statuses})")
     ended = await asyncio.gather(*(s.wait_arrived(http, b + cases)
                                    for s, b in zip(sides, before, strict=True)))
-    return [(cases / (end - started),
-             (sum(cpu_seconds(p) for p in group) - spent) / cases * 1000)
-            for end, group, spent in zip(ended, pids, cpu, strict=True)]
+    figures = []
+    for side_, end, group, spent, pg in zip(sides, ended, pids, cpu, pg_cpu, strict=True):
+        services = sum(cpu_seconds(p) for p in group) - spent
+        postgres = sum(cpu_seconds(p) - pg.get(p, 0.0) for p in await side_.backends())
+        figures.append((cases / (end - started), services / cases * 1000,
+                        postgres / cases * 1000))
+    return figures
 
 
 async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[LoadGenerator],
-                     children: Children, settings: Settings, cases: int
-                     ) -> dict[str, tuple[float, float]]:
+                     children: Children, settings: Settings, cases: int, rate: float | None
+                     ) -> dict[str, Figures]:
     async with contextlib.AsyncExitStack() as stack:
         # Which side starts first alternates, so neither is always the one with warm caches.
         order = trees if number % 2 == 0 else trees[::-1]
@@ -134,7 +159,7 @@ async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[Load
         async with aiohttp.ClientSession() as http:
             await burst(sides, gens, WARM_UP, (2 * number + 1) * 10**10, http)
             await asyncio.sleep(2)
-            figures = await burst(sides, gens, cases, (2 * number + 2) * 10**10, http)
+            figures = await burst(sides, gens, cases, (2 * number + 2) * 10**10, http, rate)
         return {s.label: f for s, f in zip(sides, figures, strict=True)}
 
 
@@ -142,7 +167,8 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-async def compare(base: str, other: str | None, rounds: int, cases: int) -> None:
+async def compare(base: str, other: str | None, rounds: int, cases: int,
+                  rate: float | None) -> None:
     settings = Settings()
     other_label = other or "this checkout"
     with checkout(base) as base_dir, checkout(other) as other_dir, \
@@ -151,22 +177,24 @@ async def compare(base: str, other: str | None, rounds: int, cases: int) -> None
         gens = [LoadGenerator(1), LoadGenerator(1)]
         for gen in gens:
             gen.start()
-        ratios: list[tuple[float, float]] = []
+        ratios: list[Figures] = []
         try:
             trees = [(base, base_dir), (other_label, other_dir)]
             for number in range(rounds):
-                got = await round_trip(number, trees, gens, children, settings, cases)
-                (rate_a, cpu_a), (rate_b, cpu_b) = got[base], got[other_label]
-                ratios.append((rate_b / rate_a, cpu_b / cpu_a))
-                print(f"round {number + 1}: {base} {rate_a:.1f} cases/s at {cpu_a:.2f} ms, "
-                      f"{other_label} {rate_b:.1f} cases/s at {cpu_b:.2f} ms", flush=True)
+                got = await round_trip(number, trees, gens, children, settings, cases, rate)
+                a, b = got[base], got[other_label]
+                ratios.append((b[0] / a[0], b[1] / a[1], b[2] / a[2]))
+                print(f"round {number + 1}: " + ", ".join(
+                    f"{label} {f[0]:.1f} cases/s at {f[1]:.2f} ms (+ Postgres {f[2]:.2f} ms)"
+                    for label, f in ((base, a), (other_label, b))), flush=True)
         finally:
             for gen in gens:
                 gen.stop()
             children.stop_all()
     print(f"{other_label} against {base}, median (range) of {rounds} rounds: delivered cases/s "
-          f"{_spread([r for r, _ in ratios])}, services' CPU per case "
-          f"{_spread([c for _, c in ratios])}")
+          f"{_spread([r[0] for r in ratios])}, services' CPU per case "
+          f"{_spread([r[1] for r in ratios])}, their Postgres backends' "
+          f"{_spread([r[2] for r in ratios])}")
 
 
 def main() -> None:
@@ -176,9 +204,11 @@ def main() -> None:
     parser.add_argument("other", nargs="?", help="git revision (default: this checkout)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--cases", type=int, default=3000, help="cases per side and round")
+    parser.add_argument("--rate", type=float,
+                        help="post at this many cases a second per side (default: all at once)")
     args = parser.parse_args()
     try:
-        asyncio.run(compare(args.base, args.other, args.rounds, args.cases))
+        asyncio.run(compare(args.base, args.other, args.rounds, args.cases, args.rate))
     except KeyboardInterrupt:
         sys.exit(130)
 
