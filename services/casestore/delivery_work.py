@@ -71,12 +71,15 @@ async def apply(conn: Conn, requests: list[DeliveryRequested],
                 ) -> set[uuid.UUID]:
     """One transaction's delivery work: the requests taken on first (a report's delivery was
     requested before its attempt was sent, maybe in the same batch), then the reports settled
-    in their order. Returns the endpoints touched, which may send more now."""
+    in their order. Returns the endpoints that may send more now: those with a new delivery
+    due, and those whose attempts ended (a first attempt the dispatcher sends itself makes
+    nothing due, and takes room rather than freeing it)."""
     work = Round()
     await take_on(conn, requests, work)
     await settle(conn, reports, settings, work)
     await work.finish(conn)
-    return {r.automation_id for r in requests} | {r.automation_id for r, _ in reports}
+    return ({r.automation_id for r in requests if r.first_attempt_until is None}
+            | {r.automation_id for r, _ in reports})
 
 
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
