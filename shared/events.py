@@ -211,9 +211,9 @@ class DeliveryRequested(BaseModel):
     case: "CaseChanged"
     once: bool = False  # casestore grants it only if it is the automation's first for the case
     form_id: str = ""  # the case's form (a message of one request had it on the envelope)
-    # Set when the dispatcher sends the first attempt itself, at once (it had a free slot for
-    # a healthy endpoint): casestore records the attempt as out until then, and hands out
-    # only what comes after it.
+    # Set when the dispatcher sends the first attempt itself (it can start it soon, see
+    # services/dispatcher/in_flight.py): casestore records the attempt as out until then, and
+    # hands out only what comes after it.
     first_attempt_until: datetime | None = None
     # The incoming request's: every attempt casestore hands out, and the case update its
     # answer causes, stay traced to it (a bundle's envelope has one correlation id for all).

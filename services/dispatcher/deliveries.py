@@ -67,6 +67,7 @@ def _sends_first_itself(deps: Dependencies, automation: Automation) -> bool:
     nothing else must be settled first: a `once` claim, a rate limit, or whether casestore
     has the delivery already (a case event that came back may have been delivered)."""
     settings = automation.definition.action.settings
+    # take_first last: it counts the attempt as held, so only once everything else allows it.
     return (not automation.definition.once and settings.max_per_second is None
             and not is_redelivery() and deps.in_flight.take_first(automation.id))
 
