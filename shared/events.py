@@ -218,6 +218,9 @@ class DeliveryRequested(BaseModel):
     # The incoming request's: every attempt casestore hands out, and the case update its
     # answer causes, stay traced to it (a bundle's envelope has one correlation id for all).
     correlation_id: str | None = None
+    # How that first attempt went, when it ended before the request went out: casestore
+    # settles it in the same transaction, one message and one transaction fewer per case.
+    report: "DeliveryAttempted | None" = None
 
 
 class DeliveryDue(BaseModel):

@@ -130,6 +130,53 @@ async def test_first_attempts_waiting_in_a_stopped_dispatcher_go_out_when_their_
     assert arrived == {d["webhook_id"] for d in done}
 
 
+@pytest.mark.parametrize(("quick", "cut_for"), [(False, 11.5), (True, 1.0)],
+                         ids=["outcome-not-reported-in-its-lease", "request-carrying-it-lost"])
+async def test_an_attempt_whose_outcome_never_reached_casestore_goes_out_again(
+        settings: Settings, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver, stack: Stack, quick: bool,
+        cut_for: float) -> None:
+    """The dispatcher loses the broker as its receiver gets the first attempt. Either its
+    report cannot go out within the attempt's lease (10 s timeout + 0.5 s), or, for an endpoint
+    known to answer at once, the request that was to carry it is lost. The same dispatcher,
+    back on the broker, sends the attempt again when casestore hands it out again (it
+    remembers the attempts it began only while their lease lasts)."""
+    hook = await make_form()
+    url = receiver.endpoint(*([Reply()] if quick else []), Reply(delay=0.08 if quick else 0.5),
+                            Reply())
+    automation = await make_automation(hook["form_id"], url,
+                                       action=webhook_action(url, timeout=10))
+    proxy = CuttableProxy(urlsplit(settings.amqp_url).port or 5672)
+    await proxy.start()
+    try:
+        async with replaced(stack, "dispatcher", delivery_lease_margin_seconds=0.5,
+                            amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/"):
+            if quick:  # from its answer on, the dispatcher knows the endpoint answers at once
+                await new_case(api, hook["form_id"])
+                await delivery_of(api, automation, "succeeded")
+            case = await new_case(api, hook["form_id"])
+            sent = len(receiver.at(url)) + 1
+            await receiver.wait_for(url, sent)
+            await proxy.cut()
+            await asyncio.sleep(cut_for)
+            await proxy.start()
+            again = await receiver.wait_for(url, sent + 1, within=40)
+
+            async def settled() -> dict[str, Any] | None:
+                found = await call(api, "GET", "/api/deliveries", 200, params={
+                    "automation": automation["id"], "state": "succeeded"})
+                ours = [d for d in found["deliveries"] if d["case_id"] == case["id"]]
+                return ours[0] if ours else None
+
+            done = await until(settled, within=20)
+            assert again[-1].headers["webhook-id"] == again[-2].headers["webhook-id"] \
+                == done["webhook_id"]
+            logged = await call(api, "GET", f"/api/deliveries/{done['id']}", 200)
+            assert [(a["number"], a["response_status"]) for a in logged["attempts"]] == [(1, 200)]
+    finally:
+        await proxy.cut()
+
+
 async def test_the_wait_between_attempts_survives_losing_the_broker(
         settings: Settings, make_form: FormFactory, make_automation: AutomationFactory,
         api: aiohttp.ClientSession, receiver: Receiver, stack: Stack) -> None:

@@ -1,15 +1,16 @@
-"""The dispatcher's attempts in flight: the process that began an attempt never begins it again
-(an attempt message that comes back after a lost connection, a case event published twice),
-and it keeps a first attempt to itself only while the endpoint's slots are free or its wait
-for one is short."""
+"""The dispatcher's attempts in flight: the process that began an attempt does not begin it
+again while its lease lasts (an attempt message that comes back after a lost connection, a case
+event published twice), and it keeps a first attempt to itself only while the endpoint's slots
+are free or its wait for one is short."""
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from services.dispatcher.in_flight import MOST_HELD, InFlight
 
 
-async def test_an_attempt_begun_here_is_not_begun_again_but_its_next_number_is() -> None:
+async def test_an_attempt_begun_here_is_begun_again_only_after_its_lease() -> None:
     in_flight = InFlight(concurrency=4)
     ran: list[str] = []
 
@@ -17,12 +18,23 @@ async def test_an_attempt_begun_here_is_not_begun_again_but_its_next_number_is()
         ran.append(name)
 
     endpoint, delivery = uuid.uuid4(), uuid.uuid4()
-    in_flight.start(endpoint, (delivery, 1), attempt("first"))
-    in_flight.start(endpoint, (delivery, 1), attempt("first again"))
-    in_flight.start(endpoint, (delivery, 2), attempt("second"))
-    in_flight.start(endpoint, (uuid.uuid4(), 1), attempt("another delivery"))
+    lease = datetime.now(UTC) + timedelta(seconds=30)
+    in_flight.start(endpoint, (delivery, 1, lease), attempt("first"), taken=True)
+    assert not in_flight.start(endpoint, (delivery, 1, lease), attempt("its message again"))
+    assert not in_flight.start(endpoint, (delivery, 1, lease + timedelta(seconds=5)),
+                               attempt("its case event again"), taken=True)
+    # casestore never had the lease (the request that said so was lost) and hands it out.
+    in_flight.start(endpoint, (delivery, 1, lease + timedelta(seconds=9)), attempt("handed out"))
+    in_flight.start(endpoint, (delivery, 2, lease), attempt("second"))
+    in_flight.start(endpoint, (uuid.uuid4(), 1, lease), attempt("another delivery"))
+    # An attempt whose lease ran out: its outcome never reached casestore, which hands it out
+    # again under a new lease.
+    lapsed = uuid.uuid4()
+    in_flight.start(endpoint, (lapsed, 1, datetime.now(UTC)), attempt("lapsed"))
+    in_flight.start(endpoint, (lapsed, 1, lease), attempt("lapsed, handed out again"))
     await in_flight.drain(5)
-    assert sorted(ran) == ["another delivery", "first", "second"]
+    assert sorted(ran) == ["another delivery", "first", "handed out", "lapsed",
+                           "lapsed, handed out again", "second"]
     assert not in_flight.held  # nothing counted as held once the attempts are done
 
 
@@ -84,7 +96,7 @@ async def test_a_taken_first_attempt_is_held_until_it_finishes() -> None:
     async def attempt() -> None:
         await finish.wait()
 
-    in_flight.start(endpoint, (uuid.uuid4(), 1), attempt(), taken=True)
+    in_flight.start(endpoint, (uuid.uuid4(), 1, datetime.now(UTC)), attempt(), taken=True)
     await asyncio.sleep(0)
     assert not in_flight.take_first(endpoint)  # still the one slot's attempt
     finish.set()

@@ -373,6 +373,39 @@ async def test_requests_of_cases_fired_together_travel_together_at_most_32_to_a_
     await receiver.wait_for(url, cases)
 
 
+async def test_a_first_attempt_answered_at_once_goes_to_casestore_with_its_request(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver, events: EventTap) -> None:
+    """An endpoint known to answer at once: the dispatcher sends the first attempt before it
+    requests the delivery, and the request carries the attempt's report, one message where
+    there were two. casestore settles it all in one go: delivery, attempt, response data."""
+    hook = await make_form(fields=RESPONSE_FORM_FIELDS)
+    url = receiver.endpoint(Reply(body={"id": "CRM-42", "result": {"status": "open"}}))
+    await make_automation(hook["form_id"], url, action=with_response(url))
+    await new_case(api, hook["form_id"])
+    await receiver.wait_for(url, 1)  # from now on the dispatcher knows the endpoint is quick
+    case = await new_case(api, hook["form_id"])
+
+    def requests_of_case(event: dict[str, Any]) -> list[dict[str, Any]]:
+        if event["type"] != "delivery.requested":
+            return []
+        return [r for r in event["data"]["requests"] if r["case"]["case_id"] == case["id"]]
+
+    [request] = requests_of_case(await events.next(lambda e: bool(requests_of_case(e))))
+    assert request["report"]["verdict"] == "succeeded"
+    assert request["report"]["attempt"]["number"] == 1
+    found = await case_when(api, case["id"], lambda c: "crm-status" in c["data"])
+    assert found["data"] == {"text-field": "hello", "external-id": "CRM-42",
+                             "crm-status": "open"}
+    settled = await delivery(api, request["delivery_id"])
+    assert settled["state"] == "succeeded"
+    assert [(a["number"], a["response_status"]) for a in settled["attempts"]] == [(1, 200)]
+    with pytest.raises(AssertionError, match="no matching event"):  # no report of its own
+        await events.next(lambda e: e["type"] == "delivery.attempted" and any(
+            r["delivery_id"] == request["delivery_id"] for r in e["data"]["reports"]),
+            within=1.0)
+
+
 async def test_a_non_json_answer_writes_nothing(
         make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
         receiver: Receiver) -> None:

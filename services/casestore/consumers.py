@@ -201,7 +201,11 @@ class CommandConsumer:
                     continue
                 applied.add(envelope.id)  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    requests.extend(DeliveryRequests.of(envelope))
+                    taken = DeliveryRequests.of(envelope)
+                    requests.extend(taken)
+                    # A first attempt that ended before its request went out.
+                    reports.extend((r.report, str(envelope.id)) for r in taken
+                                   if r.report is not None)
                 else:
                     reports.extend((r, str(envelope.id)) for r in DeliveryReports.of(envelope))
             endpoints = await delivery_work.apply(conn, requests, reports, self._settings)

@@ -35,6 +35,11 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 DELIVERY_NAMESPACE = uuid.UUID("0b6c2f4e-8d1a-4f57-9a3e-5c7d9e1f2a3b")
+# A first attempt the endpoint should answer within half of this (by its recent attempts
+# from here) starts before its request goes out, and the request waits for it up to this
+# long, to take its report along. The case event holds its prefetch slot meanwhile, so only
+# an endpoint that answers at once is worth it.
+REPORT_WAIT_SECONDS = 0.2
 
 
 def delivery_id_for(event_id: uuid.UUID, automation_id: uuid.UUID) -> uuid.UUID:
@@ -77,9 +82,10 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
     """Hand the deliveries these automations cause to casestore; returns once confirmed.
 
     A first attempt the dispatcher sends itself starts only after casestore has the delivery,
-    so its outcome never arrives before the delivery it belongs to.
+    so its outcome never arrives before the delivery it belongs to; but one the endpoint
+    should answer at once starts first, and its report goes with the request (`Handoff`).
     """
-    requests, first = [], []
+    requests, first, handoffs = [], [], {}
     for automation in automations:
         delivery_id = delivery_id_for(envelope.id, automation.id)
         lease = None
@@ -92,19 +98,75 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
                 form_id=envelope.form_id or "", form_revision=form_revision,
                 webhook_id=webhook_id_for(delivery_id), number=1, case=case,
                 lease_until=lease))
+            if deps.in_flight.ends_within(automation.id, REPORT_WAIT_SECONDS / 2):
+                handoffs[delivery_id] = Handoff.new()
         requests.append(DeliveryRequested(
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
             webhook_id=webhook_id_for(delivery_id), case=case, form_id=envelope.form_id or "",
             once=automation.definition.once, first_attempt_until=lease,
             correlation_id=bound_correlation_id()))
+    later = [due for due in first if due.delivery_id not in handoffs]
     try:
+        # Begun here already (its case event fired again): its outcome never reached casestore,
+        # so casestore is to hand it out at once.
+        again = {due.delivery_id for due in first if due.delivery_id in handoffs
+                 and not on_due(deps, due, taken=True, handoff=handoffs[due.delivery_id])}
+        if handoffs:
+            await asyncio.wait([h.ready for h in handoffs.values()], timeout=REPORT_WAIT_SECONDS)
+        requests = [r.model_copy(update={"first_attempt_until": None}) if r.delivery_id in again
+                    else _with_report(r, handoffs.get(r.delivery_id)) for r in requests]
         await asyncio.gather(*(deps.requests.send(r) for r in requests))
     except BaseException:
-        for due in first:
+        for due in later:
             deps.in_flight.release(due.automation_id)
+        for handoff in handoffs.values():
+            handoff.confirm(False)
         raise
-    for due in first:
+    for handoff in handoffs.values():
+        handoff.confirm(True)
+    for due in later:
         on_due(deps, due, taken=True)
+
+
+@dataclass
+class Handoff:
+    """A first attempt begun before its request went out. If it ends in time its report goes
+    with the request (`offer`); later, the report follows once the request is confirmed, and
+    is dropped if the request was not (the case event comes back, and with it the delivery).
+    """
+
+    ready: asyncio.Future[DeliveryAttempted | None]
+    confirmed: asyncio.Future[bool]
+    open: bool = True  # the request has not gone out yet
+
+    @classmethod
+    def new(cls) -> "Handoff":
+        loop = asyncio.get_running_loop()
+        return cls(loop.create_future(), loop.create_future())
+
+    def offer(self, report: DeliveryAttempted | None) -> bool:
+        """Whether the request takes the report along (None: the attempt made none)."""
+        if not self.open:
+            return False
+        self.ready.set_result(report)
+        return report is not None
+
+    def take(self) -> DeliveryAttempted | None:
+        self.open = False
+        return self.ready.result() if self.ready.done() else None
+
+    def confirm(self, published: bool) -> None:
+        self.open = False
+        if not self.confirmed.done():
+            self.confirmed.set_result(published)
+
+
+def _with_report(request: DeliveryRequested, handoff: Handoff | None) -> DeliveryRequested:
+    report = handoff.take() if handoff is not None else None
+    if report is None:
+        return request
+    metrics.REPORTED_WITH_REQUEST.inc()
+    return request.model_copy(update={"report": report})
 
 
 async def send(deps: Dependencies, automation: Automation, delivery: Delivery, number: int) -> Sent:
@@ -118,20 +180,45 @@ async def send(deps: Dependencies, automation: Automation, delivery: Delivery, n
         timeout=definition.action.settings.timeout)
 
 
-def on_due(deps: Dependencies, due: DeliveryDue, *, taken: bool = False) -> None:
-    """Start the attempt and return: the message is acknowledged while the request runs."""
-    deps.in_flight.start(due.automation_id, (due.delivery_id, due.number), attempt(deps, due),
-                         taken=taken)
+def on_due(deps: Dependencies, due: DeliveryDue, *, taken: bool = False,
+           handoff: Handoff | None = None) -> bool:
+    """Start the attempt and return (the message is acknowledged while the request runs);
+    False if this process began it before."""
+    key = (due.delivery_id, due.number, due.lease_until)
+    started = deps.in_flight.start(due.automation_id, key, attempt(deps, due, handoff),
+                                   taken=taken)
+    if not started and handoff is not None:
+        handoff.offer(None)  # nothing to wait for
+    return started
 
 
-async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
+async def attempt(deps: Dependencies, due: DeliveryDue, handoff: Handoff | None = None) -> None:
+    try:
+        report = await _make_attempt(deps, due)
+    except BaseException:
+        if handoff is not None:
+            handoff.offer(None)
+        raise
+    if handoff is not None:
+        if handoff.offer(report):
+            return  # it goes to casestore with its request
+        if report is not None and not await handoff.confirmed:
+            log.info("attempt_report_dropped", delivery_id=str(due.delivery_id),
+                     note="its request did not go out; the case event comes back")
+            return
+    if report is not None:
+        await _report(deps, report, due.lease_until)
+
+
+async def _make_attempt(deps: Dependencies, due: DeliveryDue) -> DeliveryAttempted | None:
+    """Send the attempt; how it went, or None if it was not sent."""
     rules = await deps.rules.get(due.form_id, due.form_revision)
     automation = rules.automation(due.automation_id) if rules is not None else None
     if rules is None or automation is None:
         # Disabled or deleted since casestore handed it out: it hands it out again if the
         # automation comes back.
         log.info("attempt_of_inactive_automation", delivery_id=str(due.delivery_id))
-        return
+        return None
     # The request must end within the attempt's lease, or casestore sends it again meanwhile.
     latest_start = due.lease_until - timedelta(
         seconds=automation.definition.action.settings.timeout)
@@ -139,7 +226,7 @@ async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
         if not free:
             log.info("attempt_found_no_slot_in_its_lease", delivery_id=str(due.delivery_id),
                      number=due.number, note="casestore hands it out again")
-            return
+            return None
         delivery = Delivery(automation_id=automation.id, delivery_id=due.delivery_id,
                         case=due.case, form=rules.form,
                         automation_depth=due.case.automation_depth)
@@ -150,12 +237,11 @@ async def attempt(deps: Dependencies, due: DeliveryDue) -> None:
                            sent.attempt.duration_ms / 1000)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
-    report = DeliveryAttempted(
+    _log(due, sent, values)
+    return DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
         automation_depth=due.case.automation_depth, correlation_id=bound_correlation_id())
-    await _report(deps, report, due.lease_until)
-    _log(due, sent, values)
 
 
 async def _report(deps: Dependencies, report: DeliveryAttempted, lease_until: datetime) -> None:

@@ -28,6 +28,8 @@ REMEMBERED_ATTEMPTS = 100_000
 MOST_HELD = 1000
 # Weight of the newest attempt in an endpoint's mean attempt time.
 DURATION_WEIGHT = 0.2
+# An attempt as casestore handed it out: delivery id, number, lease.
+AttemptKey = tuple[uuid.UUID, int, datetime]
 
 
 @dataclass
@@ -42,10 +44,13 @@ class InFlight:
     # Endpoints whose last attempt from here failed: their attempts go through casestore's
     # schedule (its circuit breaker, its waits) rather than straight out.
     failing: set[uuid.UUID] = field(default_factory=set)
-    # Attempts begun here lately: an attempt message that comes back after a lost connection
-    # (its ack lost with it) is not sent a second time by the process that sent it. Kept as
-    # one int per attempt (`_memo`): half the memory of a (UUID, number) tuple.
-    begun: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    # Attempts begun here lately, with the end of the lease each was begun under. This
+    # process does not send one again for an attempt message that comes back after a lost
+    # connection (its ack lost with it: the same lease), nor for its case event fired again
+    # while that lease lasts (published twice). casestore handing it out under another lease
+    # means its outcome never arrived: that is sent. Keyed by one int per attempt (`_memo`):
+    # half the memory of a (UUID, number) tuple.
+    begun: OrderedDict[int, float] = field(default_factory=OrderedDict)
     # Per endpoint: attempts here (sending, or waiting for a slot), and the mean seconds its
     # recent attempts took.
     held: Counter[uuid.UUID] = field(default_factory=Counter)
@@ -66,31 +71,47 @@ class InFlight:
         mean = self.seconds.get(automation_id)
         if mean is None or held >= MOST_HELD:
             return False
-        # Rounds of `concurrency` attempts that must end before this one can start.
-        wait = -(-(held - self.concurrency + 1) // self.concurrency) * mean
-        return wait <= self.first_attempt_wait_seconds
+        # The rounds before the next attempt's own must end before it can start.
+        return (self._rounds(held + 1) - 1) * mean <= self.first_attempt_wait_seconds
+
+    def ends_within(self, automation_id: uuid.UUID, seconds: float) -> bool:
+        """Whether the endpoint's attempt taken last (`take_first`) should have ended within
+        `seconds`, judging by its recent attempts: the rounds ahead of it, then its own."""
+        mean = self.seconds.get(automation_id)
+        return mean is not None and self._rounds(self.held[automation_id]) * mean <= seconds
+
+    def _rounds(self, attempts: int) -> int:
+        """Rounds of `concurrency` attempts at once that `attempts` take."""
+        return -(-attempts // self.concurrency)
 
     def release(self, automation_id: uuid.UUID) -> None:
         self.held[automation_id] -= 1
         if self.held[automation_id] <= 0:
             del self.held[automation_id]
 
-    def start(self, automation_id: uuid.UUID, key: tuple[uuid.UUID, int],
-              work: Coroutine[Any, Any, None], *, taken: bool = False) -> None:
+    def start(self, automation_id: uuid.UUID, key: AttemptKey,
+              work: Coroutine[Any, Any, None], *, taken: bool = False) -> bool:
+        """Run `work` unless this process began the attempt before (see `begun`; `taken`: a
+        first attempt fired here, not handed out); whether it runs."""
         if not taken:
             self.held[automation_id] += 1
-        memo = _memo(key)
-        if memo in self.begun:
+        delivery_id, number, lease_until = key
+        memo = _memo(delivery_id, number)
+        until = self.begun.get(memo)
+        if until is not None and (until == lease_until.timestamp()
+                                  or (taken and until > datetime.now(UTC).timestamp())):
             work.close()
             self.release(automation_id)
-            log.info("attempt_already_begun", delivery_id=str(key[0]), number=key[1])
-            return
-        self.begun[memo] = None
+            log.info("attempt_already_begun", delivery_id=str(delivery_id), number=number)
+            return False
+        self.begun[memo] = lease_until.timestamp()
+        self.begun.move_to_end(memo)
         if len(self.begun) > REMEMBERED_ATTEMPTS:
             self.begun.popitem(last=False)
         task = asyncio.create_task(work)
         self.tasks.add(task)
         task.add_done_callback(functools.partial(self._finished, automation_id))
+        return True
 
     def _finished(self, automation_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -139,7 +160,6 @@ class InFlight:
             await asyncio.wait(unfinished)
 
 
-def _memo(key: tuple[uuid.UUID, int]) -> int:
+def _memo(delivery_id: uuid.UUID, number: int) -> int:
     """(delivery id, attempt number) as one int: the number above the id's 128 bits."""
-    delivery_id, number = key
     return (number << 128) | delivery_id.int

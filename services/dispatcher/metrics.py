@@ -28,6 +28,10 @@ ATTEMPT_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0))
 IN_FLIGHT = Gauge("casewire_delivery_requests_in_flight",
                   "Outgoing webhook attempts this process is sending now")
+REPORTED_WITH_REQUEST = Counter(
+    "casewire_first_attempts_reported_with_request_total",
+    "First attempts that ended before their delivery's request went out, and went to "
+    "casestore in its message (one message and one transaction fewer)")
 WAITING = Gauge("casewire_deliveries_waiting",
                 "Deliveries on their way, by state (all dispatchers' and endpoints')", ["state"])
 PAUSED = Gauge("casewire_endpoints_paused",
