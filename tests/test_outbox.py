@@ -1,5 +1,6 @@
-"""The outbox relay: nothing committed is lost, nothing is sent twice by a clean stop, and one
-row the broker refuses holds up nothing."""
+"""The outbox: a command's events go out as its transaction commits, the relay takes whatever
+that left behind; nothing committed is lost, nothing is sent twice by a clean stop, and one row
+the broker refuses holds up nothing."""
 
 import asyncio
 import uuid
@@ -10,11 +11,15 @@ import aiohttp
 import asyncpg
 import pytest
 
+from services.casestore.outbox import PublishAtCommit
+from services.casestore.repo import outbox as outbox_rows
+from shared import broker, db
 from shared.events import Envelope
 from shared.settings import Settings
 from tests.faults import CuttableProxy, replaced
-from tests.helpers import EventTap, sample_form, tap_events, until
+from tests.helpers import EventTap, FormFactory, sample_form, tap_events, until
 from tests.stack import Stack
+from tests.test_pipeline_metrics import scrape, value
 
 TEST_KEY = "test.outbox"
 
@@ -27,7 +32,8 @@ async def tap(settings: Settings, stack: Stack) -> AsyncIterator[EventTap]:
 
 
 async def insert_outbox(settings: Settings, correlation_ids: list[str],
-                       routing_key: str = TEST_KEY) -> list[str]:
+                       routing_key: str = TEST_KEY, relay_after_seconds: float = 0.0
+                       ) -> list[str]:
     """Rows as casestore writes them, in one transaction; returns their event ids.
 
     The envelopes are built by hand: `new_event` would replace an unusable correlation id, and
@@ -38,8 +44,9 @@ async def insert_outbox(settings: Settings, correlation_ids: list[str],
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.executemany(
-            "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3::jsonb)",
-            [(e.id, e.type, e.to_bytes().decode()) for e in events])
+            "INSERT INTO outbox (event_id, routing_key, envelope, relay_after)"
+            " VALUES ($1, $2, $3::jsonb, now() + make_interval(secs => $4))",
+            [(e.id, e.type, e.to_bytes().decode(), relay_after_seconds) for e in events])
     finally:
         await conn.close()
     return [str(e.id) for e in events]
@@ -144,3 +151,61 @@ async def test_events_waiting_while_the_broker_is_gone_go_out_once_it_is_back(
         created = await events.next(
             lambda e: e["type"] == "case.created" and e["case_id"] == case_id, within=30)
     assert created["data"]["data"] == {"text-field": "while cut"}
+
+
+async def test_a_webhooks_case_event_goes_out_as_its_transaction_commits(
+        settings: Settings, stack: Stack, make_form: FormFactory, http: aiohttp.ClientSession,
+        events: EventTap) -> None:
+    """casestore publishes the events of a command's transaction itself once it commits, and
+    deletes their rows: the relay has nothing to do."""
+    hook = await make_form()
+    casestore = stack.url("casestore")
+    before = value(await scrape(casestore), "casewire_outbox_published_at_commit_total")
+    async with http.post(hook["url"], json={"text-field": "at commit"}) as resp:
+        assert resp.status == 200
+    created = await events.next(lambda e: e["type"] == "case.created"
+                                and e["form_id"] == hook["form_id"])
+    after = value(await scrape(casestore), "casewire_outbox_published_at_commit_total")
+    assert after >= before + 1
+
+    async def row_gone() -> bool:
+        left = await fetch(settings, "SELECT event_id FROM outbox")
+        return created["id"] not in {str(r["event_id"]) for r in left}
+
+    await until(row_gone)
+
+
+async def test_a_row_left_by_a_publish_at_commit_is_the_relays_after_its_grace(
+        settings: Settings, tap: EventTap) -> None:
+    """A casestore that committed and died before it published: its row waits out the grace
+    (the publish at commit might still be under way), then the relay sends it."""
+    left, = await insert_outbox(settings, ["left behind"], relay_after_seconds=2.5)
+    assert await drain(tap, quiet=1.5) == []
+    assert (await tap.next(lambda _: True, within=10))["id"] == left
+
+
+async def test_an_event_the_broker_did_not_take_at_commit_is_the_relays_at_once(
+        settings: Settings, tap: EventTap) -> None:
+    """Published at commit into a broker connection that is gone: the row goes to the relay
+    (the stack's casestore, on the broker) at once, long before its 15 s grace is over."""
+    proxy = CuttableProxy(urlsplit(settings.amqp_url).port or 5672)
+    await proxy.start()
+    cut_off = settings.model_copy(update={
+        "amqp_url": f"amqp://guest:guest@127.0.0.1:{proxy.port}/"})
+    connection = await broker.connect(cut_off)
+    pool = await db.create_pool(settings)
+    try:
+        at_commit = PublishAtCommit(pool, await broker.Publisher.open(connection, cut_off),
+                                    settings)
+        running = asyncio.create_task(at_commit.run())
+        await proxy.cut()
+        event = Envelope(type=TEST_KEY, data={"n": 1}, correlation_id="at-commit")
+        async with pool.acquire() as conn, at_commit.transaction(conn):
+            await outbox_rows.insert_outbox(conn, [event])
+        assert (await tap.next(lambda _: True, within=10))["id"] == str(event.id)
+        at_commit.stop()
+        await running
+    finally:
+        await pool.close()
+        await connection.close()
+        await proxy.cut()

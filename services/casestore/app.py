@@ -21,7 +21,7 @@ from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
-from services.casestore.outbox import OutboxRelay, read_backlog_forever
+from services.casestore.outbox import OutboxRelay, PublishAtCommit, read_backlog_forever
 from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
@@ -40,11 +40,18 @@ from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
+AT_COMMIT = web.AppKey("at_commit", PublishAtCommit)
+
+
+def at_commit(app: web.Application) -> PublishAtCommit:
+    app[AT_COMMIT] = PublishAtCommit(app[POOL], app[PUBLISHER], app[SETTINGS])
+    return app[AT_COMMIT]
 
 
 async def commands_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Outlives the queue consumer (cleanup runs in reverse), so draining messages finish."""
-    app[COMMANDS] = CommandConsumer(app[POOL], app[SETTINGS])
+    """Outlives the queue consumer (cleanup runs in reverse), so draining messages finish; the
+    publisher of their events at commit outlives both."""
+    app[COMMANDS] = CommandConsumer(app[POOL], app[SETTINGS], app[AT_COMMIT])
     async with app[COMMANDS].running():
         yield
 
@@ -59,7 +66,8 @@ def create_app(settings: Settings) -> web.Application:
                   refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
-    app.cleanup_ctx.extend([commands_ctx, consumer_ctx(CONSUMER, command_consumer),
+    app.cleanup_ctx.extend([loop_ctx("outbox-at-commit", at_commit),
+                            commands_ctx, consumer_ctx(CONSUMER, command_consumer),
                             loop_ctx("outbox-relay", lambda app: OutboxRelay(
                                 app[POOL], app[PUBLISHER], app[SETTINGS])),
                             loop_ctx("delivery-scheduler", lambda app: DeliveryScheduler(

@@ -14,6 +14,7 @@ import structlog
 from prometheus_client import Counter
 
 from services.casestore import cases, delivery_work
+from services.casestore.outbox import PublishAtCommit
 from services.casestore.repo import Conn
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import idempotency as idempotency_rows
@@ -98,9 +99,10 @@ async def _holding_their_keys(conn: Conn, requests: list[CreateRequest],
 class CommandConsumer:
     """Applies each event once: the processed-event row commits with its effect."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, at_commit: PublishAtCommit):
         self._pool = pool
         self._settings = settings
+        self._at_commit = at_commit
         self._creates: Batcher[CreateRequest, int | None] = Batcher(
             "case-creates", self._create_many, max_size=BATCH_LIMIT)
         self._deliveries: Batcher[Envelope, bool] = Batcher(
@@ -155,7 +157,7 @@ class CommandConsumer:
         error for a command that cannot be applied (dead-lettered, so an operator can recover
         it): its form is gone, or its data breaks the very form it was checked against.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, self._at_commit.transaction(conn):
             form_ids = sorted({e.form_id for e, _ in requests if e.form_id is not None})
             forms = await form_rows.get_forms(conn, form_ids)
             checked = {e.id: _checked(e, c, forms) for e, c in requests}
@@ -191,7 +193,7 @@ class CommandConsumer:
 
         Outcomes: True once applied, False for an event applied before (a redelivery).
         """
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, self._at_commit.transaction(conn):
             fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
             applied: set[uuid.UUID] = set()
             requests: list[DeliveryRequested] = []

@@ -59,6 +59,9 @@ class Round:
 
     terms: dict[uuid.UUID, Terms | None] = field(default_factory=dict)
     succeeded: set[uuid.UUID] = field(default_factory=set)
+    # Deliveries recorded as succeeded when taken on (their first attempt's report came with
+    # the request), by id, with their case: their report is settled already.
+    settled: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
 
     async def finish(self, conn: Conn) -> None:
         if self.succeeded:
@@ -116,8 +119,20 @@ async def take_on(conn: Conn, requests: list[DeliveryRequested], work: Round) ->
                          case_id=str(request.case.case_id))
                 continue
         new.setdefault(request.delivery_id, schedule_rows.NewDelivery(
-            request, terms.name, terms.schedule, terms.attempts))
-    await schedule_rows.insert_requested(conn, list(new.values()))
+            request, terms.name, terms.schedule, terms.attempts,
+            succeeded=_succeeded_at_once(request)))
+    inserted = await schedule_rows.insert_requested(conn, list(new.values()))
+    work.settled.update((d.request.delivery_id, d.request.case.case_id) for d in new.values()
+                        if d.succeeded and d.request.delivery_id in inserted)
+
+
+def _succeeded_at_once(request: DeliveryRequested) -> bool:
+    """The request carries its first attempt's report, and that attempt succeeded: the
+    delivery is done before it is written (two statements fewer than settling it)."""
+    report = request.report
+    return (report is not None and request.first_attempt_until is not None
+            and report.verdict == "succeeded" and report.attempt.number == 1
+            and report.delivery_id == request.delivery_id)
 
 
 async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], settings: Settings,
@@ -134,9 +149,13 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
                      key=lambda pair: pair[0]))
     fresh = [(r, c) for r, c in first.values() if r.attempt.id in recorded]
     deliveries = await schedule_rows.deliveries_for_outcome(
-        conn, sorted({r.delivery_id for r, _ in fresh}))
-    decided = []
+        conn, sorted({r.delivery_id for r, _ in fresh if r.delivery_id not in work.settled}))
+    decided, settled = [], []
     for report, causation_id in fresh:
+        if report.delivery_id in work.settled:
+            settled.append((report, causation_id, work.settled[report.delivery_id],
+                            "succeeded", None))
+            continue
         delivery = deliveries.get(report.delivery_id)
         if (delivery is None or delivery["state"] != "sending"
                 or delivery["attempts_made"] != report.attempt.number):
@@ -151,7 +170,7 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
         decided.append((report, causation_id, delivery["case_id"], state, wait))
     await schedule_rows.settle(conn, [(r.delivery_id, state, wait)
                                       for r, _, _, state, wait in decided])
-    for report, causation_id, case_id, _, _ in decided:
+    for report, causation_id, case_id, _, _ in settled + decided:
         if report.verdict == "succeeded":
             work.succeeded.add(report.automation_id)
             await _write_answer(conn, report, case_id, causation_id)

@@ -1,4 +1,7 @@
-"""The outbox relay: publishes committed events with confirms, and deletes them if confirmed.
+"""Publishing the outbox: committed events go out with confirms, and are deleted if confirmed.
+
+The events of the consumer's transactions are published by `PublishAtCommit` as each commits;
+the relay publishes every other row, and any row that publish left behind.
 
 Duplicates are possible (a crash between confirm and commit), loss is not; consumers dedupe.
 Each row of a batch settles on its own: confirmed rows are deleted, rows the broker could not
@@ -12,6 +15,8 @@ form.changed while no ingest (whose queue lives only while it runs) is up.
 """
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -19,18 +24,25 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge
 
+from services.casestore.repo import Conn
 from services.casestore.repo import outbox as outbox_rows
+from services.casestore.repo.outbox import NOTIFY_CHANNEL
 from shared.broker import Publisher
 from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
+from shared.outages import OUTAGES
 from shared.settings import Settings
 from shared.tasks import wait_event
 
 log = structlog.get_logger(__name__)
 
-NOTIFY_CHANNEL = "casewire_outbox"
 OUTBOX_PARKED = Counter("casewire_outbox_parked_total",
                         "Outbox events the broker refused for good, parked in outbox_parked")
+PUBLISHED_AT_COMMIT = Counter("casewire_outbox_published_at_commit_total",
+                              "Outbox events casestore published as their transaction "
+                              "committed, without the relay")
+# Rows published at commit that may wait in memory; beyond, the relay takes them.
+MOST_WAITING = 10_000
 OUTBOX_WAITING = Gauge("casewire_outbox_waiting", "Outbox rows not yet published",
                        multiprocess_mode="mostrecent")
 OUTBOX_OLDEST = Gauge("casewire_outbox_oldest_seconds",
@@ -48,6 +60,81 @@ class Parked:
     """The row can never be published: it is moved aside with this error."""
 
     error: str
+
+
+async def publish_row(publisher: Publisher, row: outbox_rows.OutboxRow) -> Outcome | Parked:
+    try:
+        await publisher.publish_json(row.body.encode(), row.routing_key, str(row.event_id),
+                                     row.correlation_id)
+    except Unroutable:
+        # Expected, not alarming: durable consumers' queues always exist (see above).
+        log.info("outbox_event_without_subscriber", routing_key=row.routing_key,
+                 event_id=str(row.event_id))
+    except DependencyUnavailable:
+        return Outcome.LATER
+    except Exception as exc:
+        return Parked(repr(exc))
+    return Outcome.SENT
+
+
+class PublishAtCommit:
+    """Publishes a transaction's outbox events as soon as it commits (`transaction`), where
+    the relay would wait for a NOTIFY and take them in a transaction of its own: one statement
+    per batch instead of three, and no wake-up of the relay.
+
+    The outbox stays the safety net: these rows are written for the relay to take only after
+    a grace, longer than publishing them here can take, so it takes only what this never
+    published (a crash). A row the broker did not take is handed to the relay at once.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, settings: Settings):
+        self._pool = pool
+        self._publisher = publisher
+        # A publish waits for its confirm at most publish_timeout, the delete comes after it.
+        self._grace = 2 * settings.publish_timeout + 5
+        self._rows: list[outbox_rows.OutboxRow] = []
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: Conn) -> AsyncIterator[None]:
+        """A transaction whose outbox events are published once it commits."""
+        at_commit = outbox_rows.AtCommit(self._grace, [])
+        token = outbox_rows.AT_COMMIT.set(at_commit)
+        try:
+            async with conn.transaction():
+                yield
+        finally:
+            outbox_rows.AT_COMMIT.reset(token)
+        # Beyond this many waiting (a slow broker), the relay takes them after the grace.
+        if at_commit.rows and len(self._rows) < MOST_WAITING:
+            self._rows.extend(at_commit.rows)
+            self._wakeup.set()
+
+    def stop(self) -> None:
+        """End once the rows in hand are published."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while self._rows or not self._stopping.is_set():
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            rows, self._rows = self._rows, []
+            if rows:
+                await self._publish(rows)
+
+    async def _publish(self, rows: list[outbox_rows.OutboxRow]) -> None:
+        outcomes = await asyncio.gather(*(publish_row(self._publisher, r) for r in rows))
+        sent = [r.id for r, o in zip(rows, outcomes, strict=True) if o is Outcome.SENT]
+        left = [r.id for r, o in zip(rows, outcomes, strict=True) if o is not Outcome.SENT]
+        PUBLISHED_AT_COMMIT.inc(len(sent))
+        try:
+            async with self._pool.acquire() as conn:
+                await outbox_rows.settle_at_commit(conn, sent, left)
+        except OUTAGES as exc:
+            # The relay publishes them again after the grace; consumers deduplicate.
+            log.warning("outbox_rows_left_to_relay", count=len(rows), error=repr(exc))
 
 
 class OutboxRelay:
@@ -76,21 +163,12 @@ class OutboxRelay:
         return len(rows), not later
 
     async def _publish(self, row: outbox_rows.OutboxRow) -> Outcome | Parked:
-        try:
-            await self._publisher.publish_json(row.body.encode(), row.routing_key,
-                                               str(row.event_id), row.correlation_id)
-        except Unroutable:
-            # Expected, not alarming: durable consumers' queues always exist (see above).
-            log.info("outbox_event_without_subscriber", routing_key=row.routing_key,
-                     event_id=str(row.event_id))
-        except DependencyUnavailable:
-            return Outcome.LATER
-        except Exception as exc:
+        outcome = await publish_row(self._publisher, row)
+        if isinstance(outcome, Parked):
             OUTBOX_PARKED.inc()
             log.warning("outbox_event_parked", event_id=str(row.event_id),
-                        routing_key=row.routing_key, error=repr(exc))
-            return Parked(repr(exc))
-        return Outcome.SENT
+                        routing_key=row.routing_key, error=outcome.error)
+        return outcome
 
     def _notified(self, *_: object) -> None:
         self._wakeup.set()

@@ -1,6 +1,7 @@
 """The transactional outbox, its parked rows, and the events each consumer has applied."""
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,47 @@ class OutboxRow(TypedRow):
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class AtCommit:
+    """Set (`AT_COMMIT`) while a transaction's events are to be published by casestore itself
+    once it commits: they are written for the relay to take only after `grace_seconds`, and
+    collected in `rows` to publish."""
+
+    grace_seconds: float
+    rows: list[OutboxRow]
+
+
+NOTIFY_CHANNEL = "casewire_outbox"  # NOTIFY'd on an insert of rows the relay is to take now
+AT_COMMIT: ContextVar[AtCommit | None] = ContextVar("outbox_at_commit", default=None)
+
+
 async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3)",
-        [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
+    at_commit = AT_COMMIT.get()
+    if at_commit is None:
+        await conn.executemany(
+            "INSERT INTO outbox (event_id, routing_key, envelope) VALUES ($1, $2, $3)",
+            [(e.id, e.type, e.model_dump(mode="json")) for e in envelopes])
+        return
+    rows = await conn.fetch(
+        "INSERT INTO outbox (event_id, routing_key, envelope, relay_after)"
+        " SELECT e, r, b, now() + make_interval(secs => $4)"
+        " FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS t(e, r, b)"
+        " RETURNING id, event_id, routing_key, envelope::text AS body,"
+        " envelope->>'correlation_id' AS correlation_id, created_at",
+        [e.id for e in envelopes], [e.type for e in envelopes],
+        [e.model_dump(mode="json") for e in envelopes], at_commit.grace_seconds)
+    at_commit.rows.extend(OutboxRow.from_record(r) for r in rows)
+
+
+async def settle_at_commit(conn: Conn, sent: list[int], left: list[int]) -> None:
+    """Delete the rows published at commit; hand those that were not (`left`) to the relay
+    at once."""
+    if sent:
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", sent)
+    if left:
+        await conn.execute("UPDATE outbox SET relay_after = now() WHERE id = ANY($1::bigint[])"
+                           " AND relay_after > now()", left)
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 async def outbox_backlog(conn: Conn) -> tuple[int, float]:
@@ -51,8 +89,8 @@ async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
     Each comes as the JSON text to publish, so relaying never parses an envelope.
     """
     rows = await conn.fetch(
-        "DELETE FROM outbox WHERE id IN"
-        " (SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE relay_after <= now()"
+        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, event_id, routing_key, envelope::text AS body,"
         " envelope->>'correlation_id' AS correlation_id, created_at", limit)
     return sorted((OutboxRow.from_record(r) for r in rows), key=lambda r: r.id)

@@ -34,32 +34,39 @@ class NewDelivery:
     schedule: str
     attempts: int
 
+    # Its first attempt succeeded before the request went out: recorded as succeeded at once.
+    succeeded: bool = False
+
     def values(self) -> tuple[Any, ...]:
         r = self.request
         return (r.delivery_id, r.automation_id, r.case.case_id, r.form_id, r.event_id,
                 r.webhook_id, self.automation_name, self.schedule, r.case.model_dump(mode="json"),
-                self.attempts, r.first_attempt_until, r.correlation_id)
+                self.attempts, r.first_attempt_until, r.correlation_id, self.succeeded)
 
 
-async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> None:
+async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> set[uuid.UUID]:
     """New deliveries in one statement, each due at once (or its first attempt out already,
-    until its lease); one that exists already (a repeated request) is left as it is."""
+    until its lease, or succeeded already); one that exists already (a repeated request) is
+    left as it is. Returns the ids of those it inserted."""
     if not deliveries:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
         " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
         " attempts_made, lease_until, correlation_id)"
         " SELECT n.id, n.automation_id, n.case_id, n.form_id, n.event_id, n.webhook_id,"
-        " CASE WHEN n.out_until IS NULL THEN 'pending' ELSE 'sending' END, n.name, n.schedule,"
-        " n.snapshot, n.attempts, now(), (n.out_until IS NOT NULL)::int, n.out_until,"
-        " n.correlation_id"
+        " CASE WHEN n.succeeded THEN 'succeeded' WHEN n.out_until IS NULL THEN 'pending'"
+        "   ELSE 'sending' END, n.name, n.schedule, n.snapshot, n.attempts,"
+        " CASE WHEN NOT n.succeeded THEN now() END, (n.out_until IS NOT NULL)::int,"
+        " CASE WHEN NOT n.succeeded THEN n.out_until END, n.correlation_id"
         " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],"
-        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[], $12::text[])"
+        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[], $12::text[],"
+        " $13::bool[])"
         " AS n(id, automation_id, case_id, form_id, event_id, webhook_id, name, schedule,"
-        " snapshot, attempts, out_until, correlation_id)"
-        " ON CONFLICT (id) DO NOTHING",
+        " snapshot, attempts, out_until, correlation_id, succeeded)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
         *map(list, zip(*(d.values() for d in deliveries), strict=True)))
+    return {row["id"] for row in rows}
 
 
 async def ensure_health(conn: Conn, automation_id: uuid.UUID) -> None:
@@ -129,6 +136,8 @@ async def deliveries_for_outcome(conn: Conn, delivery_ids: list[uuid.UUID]
     """The deliveries these outcomes are for, locked in one order (so concurrent settlers
     cannot deadlock) and only against other updates (an attempt's foreign key check may go
     on); a dict each, so settling can note what it decided."""
+    if not delivery_ids:
+        return {}
     rows = await conn.fetch(
         "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
         " d.attempts_allowed FROM deliveries d WHERE d.id = ANY($1::uuid[])"
