@@ -71,14 +71,11 @@ async def create_cases(conn: Conn, form: FormDefinition,
     and a batch holds its lock once instead of once per case.
     """
     statuses = [_check_status(form, c.status) for c in new]
-    first = await case_rows.reserve_case_numbers(conn, form.id, len(new))
-    rows = await case_rows.insert_cases(conn, [
-        (c.case_id, form.id, first + i, status, c.data, c.creator, c.skip_triggers)
-        for i, (c, status) in enumerate(zip(new, statuses, strict=True))])
     changes = [[FieldChange(field=k, new=v) for k, v in c.data.items()] for c in new]
-    await case_rows.insert_history(conn, [
-        (row.id, 1, c.creator, [change.model_dump(mode="json") for change in case_changes])
-        for row, c, case_changes in zip(rows, new, changes, strict=True)])
+    rows = await case_rows.insert_cases(conn, form.id, [
+        (c.case_id, status, c.data, c.creator, c.skip_triggers,
+         [change.model_dump(mode="json") for change in case_changes])
+        for c, status, case_changes in zip(new, statuses, changes, strict=True)])
     await timers.on_created(conn, form, rows, {c.case_id for c in new if c.skip_triggers})
     await outbox_rows.insert_outbox(conn, [
         _announce(CASE_CREATED, row, case_changes, c.creator, form_revision=form.revision,

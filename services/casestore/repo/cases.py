@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from services.casestore.repo import Conn
 from shared.cases import CASE_COLUMNS, StoredCase
 from shared.db import TypedRow
@@ -37,25 +39,28 @@ class HistoryRow(TypedRow):
                 "changed_at": self.changed_at.isoformat(), "changes": self.changes}
 
 
-async def reserve_case_numbers(conn: Conn, form_id: str, count: int) -> int:
-    """The first of `count` consecutive numbers; the counter row stays locked until commit."""
-    last = await conn.fetchval(
-        "UPDATE case_counters SET last_number = last_number + $2 WHERE form_id = $1"
-        " RETURNING last_number", form_id, count)
-    return int(last) - count + 1
+# (id, status, data, creator, skip_triggers, the first history entry's changes)
+NewCaseRow = tuple[uuid.UUID, str, dict[str, Any], str, bool, list[dict[str, Any]]]
 
 
-NewCaseRow = tuple[uuid.UUID, str, int, str, dict[str, Any], str, bool]
-
-
-async def insert_cases(conn: Conn, rows: list[NewCaseRow]) -> list[CaseRow]:
-    """Insert (id, form_id, case_number, status, data, creator, skip_triggers) rows, returned
-    in input order."""
+async def insert_cases(conn: Conn, form_id: str, rows: list[NewCaseRow]) -> list[CaseRow]:
+    """Insert cases numbered on from the form's counter, in input order, each with its first
+    history entry (version 1, by its creator), returned in input order. One statement: the
+    counter row is each form's point of contention, and stays locked until commit."""
     inserted = await conn.fetch(
-        "INSERT INTO cases (id, form_id, case_number, status, data, creator, skip_triggers)"
-        " SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[],"
-        f" $6::text[], $7::bool[]) RETURNING {CASE_COLUMNS}",
-        *map(list, zip(*rows, strict=True)))
+        "WITH new AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[],"
+        "  $6::bool[], $7::text[]) WITH ORDINALITY AS t(id, status, data, creator, skip,"
+        "  changes, n)),"
+        " numbered AS (UPDATE case_counters SET last_number = last_number + cardinality($2)"
+        "  WHERE form_id = $1 RETURNING last_number - cardinality($2) AS before),"
+        " history AS (INSERT INTO case_history (case_id, version, author, changes)"
+        "  SELECT id, 1, creator, changes::jsonb FROM new)"
+        " INSERT INTO cases (id, form_id, case_number, status, data, creator, skip_triggers)"
+        " SELECT new.id, $1, numbered.before + new.n, new.status, new.data, new.creator,"
+        f" new.skip FROM new, numbered RETURNING {CASE_COLUMNS}",
+        form_id, *map(list, zip(*(row[:5] for row in rows), strict=True)),
+        # As JSON text: a list of lists would be taken for a two-dimensional array.
+        [orjson.dumps(row[5]).decode() for row in rows])
     by_id = {r["id"]: r for r in inserted}
     return [CaseRow.from_record(by_id[row[0]]) for row in rows]
 
