@@ -123,13 +123,19 @@ async def side(label: str, code_dir: Path, children: Children, settings: Setting
 Figures = tuple[float, float, float]  # cases/s; CPU ms per case: services, Postgres backends
 
 
+@dataclass
+class Measured:
+    figures: Figures
+    services: dict[str, float]  # CPU ms per case of each service
+
+
 async def burst(sides: list[Side], gens: list[LoadGenerator], cases: int, id_base: int,
-                http: aiohttp.ClientSession, rate: float | None = None) -> list[Figures]:
+                http: aiohttp.ClientSession, rate: float | None = None) -> list[Measured]:
     """Each side's figures, its cases posted with the others' (all at once, or at `rate` a
     second). A Postgres backend that started meanwhile counts whole."""
     before = [await s.arrived(http) for s in sides]
-    pids = [list(s.stack.pids().values()) for s in sides]
-    cpu = [sum(cpu_seconds(p) for p in group) for group in pids]
+    pids = [s.stack.pids() for s in sides]
+    cpu = [{name: cpu_seconds(p) for name, p in group.items()} for group in pids]
     pg_cpu = [{p: cpu_seconds(p) for p in await s.backends()} for s in sides]
     started = time.monotonic()
     loads = await asyncio.gather(*(g.run(s.job(cases, id_base, rate))
@@ -139,18 +145,18 @@ async def burst(sides: list[Side], gens: list[LoadGenerator], cases: int, id_bas
             raise RuntimeError(f"{s.label}: {load.ok} of {cases} accepted ({load.statuses})")
     ended = await asyncio.gather(*(s.wait_arrived(http, b + cases)
                                    for s, b in zip(sides, before, strict=True)))
-    figures = []
+    measured = []
     for side_, end, group, spent, pg in zip(sides, ended, pids, cpu, pg_cpu, strict=True):
-        services = sum(cpu_seconds(p) for p in group) - spent
+        each = {name: (cpu_seconds(p) - spent[name]) / cases * 1000 for name, p in group.items()}
         postgres = sum(cpu_seconds(p) - pg.get(p, 0.0) for p in await side_.backends())
-        figures.append((cases / (end - started), services / cases * 1000,
-                        postgres / cases * 1000))
-    return figures
+        measured.append(Measured((cases / (end - started), sum(each.values()),
+                                  postgres / cases * 1000), each))
+    return measured
 
 
 async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[LoadGenerator],
                      children: Children, settings: Settings, cases: int, rate: float | None
-                     ) -> dict[str, Figures]:
+                     ) -> dict[str, Measured]:
     async with contextlib.AsyncExitStack() as stack:
         # Which side starts first alternates, so neither is always the one with warm caches.
         order = trees if number % 2 == 0 else trees[::-1]
@@ -159,8 +165,8 @@ async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[Load
         async with aiohttp.ClientSession() as http:
             await burst(sides, gens, WARM_UP, (2 * number + 1) * 10**10, http)
             await asyncio.sleep(2)
-            figures = await burst(sides, gens, cases, (2 * number + 2) * 10**10, http, rate)
-        return {s.label: f for s, f in zip(sides, figures, strict=True)}
+            measured = await burst(sides, gens, cases, (2 * number + 2) * 10**10, http, rate)
+        return {s.label: m for s, m in zip(sides, measured, strict=True)}
 
 
 def _spread(values: list[float]) -> str:
@@ -182,11 +188,14 @@ async def compare(base: str, other: str | None, rounds: int, cases: int,
             trees = [(base, base_dir), (other_label, other_dir)]
             for number in range(rounds):
                 got = await round_trip(number, trees, gens, children, settings, cases, rate)
-                a, b = got[base], got[other_label]
+                a, b = got[base].figures, got[other_label].figures
                 ratios.append((b[0] / a[0], b[1] / a[1], b[2] / a[2]))
                 print(f"round {number + 1}: " + ", ".join(
-                    f"{label} {f[0]:.1f} cases/s at {f[1]:.2f} ms (+ Postgres {f[2]:.2f} ms)"
-                    for label, f in ((base, a), (other_label, b))), flush=True)
+                    f"{label} {m.figures[0]:.1f} cases/s at {m.figures[1]:.2f} ms ("
+                    + " ".join(f"{name} {ms:.2f}" for name, ms in sorted(m.services.items()))
+                    + f"; + Postgres {m.figures[2]:.2f} ms)"
+                    for label, m in ((base, got[base]), (other_label, got[other_label]))),
+                      flush=True)
         finally:
             for gen in gens:
                 gen.stop()
