@@ -30,6 +30,8 @@ from tests.helpers import (
     with_response,
 )
 from tests.receiver import Receiver, Reply
+from tests.stack import Stack
+from tests.test_pipeline_metrics import reaches, scrape, value
 
 FINISHED = ("succeeded", "failed")
 
@@ -375,7 +377,7 @@ async def test_requests_of_cases_fired_together_travel_together_at_most_32_to_a_
 
 async def test_a_first_attempt_answered_at_once_goes_to_casestore_with_its_request(
         make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
-        receiver: Receiver, events: EventTap) -> None:
+        receiver: Receiver, events: EventTap, stack: Stack) -> None:
     """An endpoint known to answer at once: the dispatcher sends the first attempt before it
     requests the delivery, and the request carries the attempt's report, one message where
     there were two. casestore settles it all in one go: delivery, attempt, response data."""
@@ -384,6 +386,8 @@ async def test_a_first_attempt_answered_at_once_goes_to_casestore_with_its_reque
     await make_automation(hook["form_id"], url, action=with_response(url))
     await new_case(api, hook["form_id"])
     await receiver.wait_for(url, 1)  # from now on the dispatcher knows the endpoint is quick
+    counted = "casewire_first_attempts_reported_with_request_total"
+    before = value(await scrape(stack.url("dispatcher")), counted)
     case = await new_case(api, hook["form_id"])
 
     def requests_of_case(event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -397,6 +401,7 @@ async def test_a_first_attempt_answered_at_once_goes_to_casestore_with_its_reque
     found = await case_when(api, case["id"], lambda c: "crm-status" in c["data"])
     assert found["data"] == {"text-field": "hello", "external-id": "CRM-42",
                              "crm-status": "open"}
+    await reaches(stack.url("dispatcher"), counted, lambda shown: shown >= before + 1)
     settled = await delivery(api, request["delivery_id"])
     assert settled["state"] == "succeeded"
     assert [(a["number"], a["response_status"]) for a in settled["attempts"]] == [(1, 200)]

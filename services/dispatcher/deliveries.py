@@ -124,6 +124,7 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
         raise
     for handoff in handoffs.values():
         handoff.confirm(True)
+    metrics.REPORTED_WITH_REQUEST.inc(sum(r.report is not None for r in requests))
     for due in later:
         on_due(deps, due, taken=True)
 
@@ -163,10 +164,7 @@ class Handoff:
 
 def _with_report(request: DeliveryRequested, handoff: Handoff | None) -> DeliveryRequested:
     report = handoff.take() if handoff is not None else None
-    if report is None:
-        return request
-    metrics.REPORTED_WITH_REQUEST.inc()
-    return request.model_copy(update={"report": report})
+    return request if report is None else request.model_copy(update={"report": report})
 
 
 async def send(deps: Dependencies, automation: Automation, delivery: Delivery, number: int) -> Sent:
