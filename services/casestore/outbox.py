@@ -30,7 +30,6 @@ from services.casestore.repo.outbox import NOTIFY_CHANNEL
 from shared.broker import Publisher
 from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
-from shared.outages import OUTAGES
 from shared.settings import Settings
 from shared.tasks import wait_event
 
@@ -132,8 +131,9 @@ class PublishAtCommit:
         try:
             async with self._pool.acquire() as conn:
                 await outbox_rows.settle_at_commit(conn, sent, left)
-        except OUTAGES as exc:
-            # The relay publishes them again after the grace; consumers deduplicate.
+        except Exception as exc:
+            # An outage, or anything else: this loop must go on. The relay publishes the rows
+            # again after the grace; consumers deduplicate.
             log.warning("outbox_rows_left_to_relay", count=len(rows), error=repr(exc))
 
 
