@@ -223,6 +223,32 @@ async def test_outcomes_settled_together_count_for_the_endpoint_in_their_order(
     assert health["last_success_at"] is not None
 
 
+async def test_a_busy_endpoints_successes_rewrite_its_health_once_a_second(
+        api: aiohttp.ClientSession, played: PlayedDispatcher, settings: Settings) -> None:
+    """`last_success_at` is kept to the second: a success within a second of the one written
+    leaves a healthy endpoint's row alone; an older one is brought up to date."""
+    automation, case = await setup(api)
+    for _ in range(3):
+        await played.request(automation, case)
+    first, second, third = await played.dues(3)
+    await settled_together(settings, [outcome(first, 200)])
+    pool = await create_pool(settings)
+    try:
+        lately = datetime.now(UTC) - timedelta(seconds=0.5)
+        long_ago = datetime.now(UTC) - timedelta(seconds=5)
+        set_last = "UPDATE endpoint_health SET last_success_at = $2 WHERE automation_id = $1"
+        await pool.execute(set_last, uuid.UUID(automation["id"]), lately)
+        await settled_together(settings, [outcome(second, 200)])
+        health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+        assert datetime.fromisoformat(health["last_success_at"]) == lately
+        await pool.execute(set_last, uuid.UUID(automation["id"]), long_ago)
+        await settled_together(settings, [outcome(third, 200)])
+        health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+        assert datetime.fromisoformat(health["last_success_at"]) > lately
+    finally:
+        await pool.close()
+
+
 async def test_a_first_attempt_reported_in_the_batch_that_requests_it_settles_it_once(
         api: aiohttp.ClientSession, played: PlayedDispatcher, settings: Settings) -> None:
     """The dispatcher sends a first attempt itself once the request is confirmed; request

@@ -59,14 +59,25 @@ class Round:
 
     terms: dict[uuid.UUID, Terms | None] = field(default_factory=dict)
     succeeded: set[uuid.UUID] = field(default_factory=set)
+    # Endpoints healthy with a success in the last second when read: their successes in this
+    # round change nothing worth a write, unless a failure comes first.
+    succeeded_lately: set[uuid.UUID] = field(default_factory=set)
     # Deliveries recorded as succeeded when taken on (their first attempt's report came with
     # the request), by id, with their case: their report is settled already.
     settled: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    # Endpoints with an attempt that was in flight and ended here: they may have room now.
+    freed: set[uuid.UUID] = field(default_factory=set)
 
     async def finish(self, conn: Conn) -> None:
-        if self.succeeded:
-            await schedule_rows.record_success(conn, sorted(self.succeeded))
-            self.succeeded.clear()
+        if written := self.succeeded - self.succeeded_lately:
+            await schedule_rows.record_success(conn, sorted(written))
+        self.succeeded.clear()
+
+    async def failed(self, conn: Conn, automation_id: uuid.UUID) -> None:
+        """Before a failure of the endpoint is counted: its earlier successes first."""
+        if automation_id in self.succeeded:
+            await self.finish(conn)
+        self.succeeded_lately.discard(automation_id)
 
 
 async def apply(conn: Conn, requests: list[DeliveryRequested],
@@ -75,27 +86,28 @@ async def apply(conn: Conn, requests: list[DeliveryRequested],
     """One transaction's delivery work: the requests taken on first (a report's delivery was
     requested before its attempt was sent, maybe in the same batch), then the reports settled
     in their order. Returns the endpoints that may send more now: those with a new delivery
-    due, and those whose attempts ended (a first attempt the dispatcher sends itself makes
-    nothing due, and takes room rather than freeing it)."""
+    due, and those with an attempt in flight that ended (a first attempt the dispatcher sends
+    itself makes nothing due and takes room; written as succeeded with its request, it never
+    took any)."""
     work = Round()
     await take_on(conn, requests, work)
     await settle(conn, reports, settings, work)
     await work.finish(conn)
-    return ({r.automation_id for r in requests if r.first_attempt_until is None}
-            | {r.automation_id for r, _ in reports})
+    return {r.automation_id for r in requests if r.first_attempt_until is None} | work.freed
 
 
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
     """The automation's terms, read once per transaction; its endpoint gets its health row."""
     if automation_id not in work.terms:
-        automation = await automation_rows.get_automation(conn, automation_id)
+        row = await schedule_rows.terms_and_health(conn, automation_id)
         terms = None
-        if automation is not None:
-            await schedule_rows.ensure_health(conn, automation_id)
-            definition = AutomationDefinition.model_validate(automation.definition)
+        if row is not None:
+            definition = AutomationDefinition.model_validate(row["definition"])
             settings = definition.action.settings
             terms = Terms(definition.name, settings.retry,
                           attempts_allowed(settings.retry, settings.attempts))
+            if row["succeeded_lately"]:
+                work.succeeded_lately.add(automation_id)
         work.terms[automation_id] = terms
     return work.terms[automation_id]
 
@@ -150,6 +162,8 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
     fresh = [(r, c) for r, c in first.values() if r.attempt.id in recorded]
     deliveries = await schedule_rows.deliveries_for_outcome(
         conn, sorted({r.delivery_id for r, _ in fresh if r.delivery_id not in work.settled}))
+    work.succeeded_lately.update(d["automation_id"] for d in deliveries.values()
+                                 if d["succeeded_lately"])
     decided, settled = [], []
     for report, causation_id in fresh:
         if report.delivery_id in work.settled:
@@ -167,6 +181,7 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
         elif report.verdict != "succeeded":
             state = "failed"
         delivery["state"] = state
+        work.freed.add(report.automation_id)
         decided.append((report, causation_id, delivery["case_id"], state, wait))
     await schedule_rows.settle(conn, [(r.delivery_id, state, wait)
                                       for r, _, _, state, wait in decided])
@@ -175,8 +190,7 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
             work.succeeded.add(report.automation_id)
             await _write_answer(conn, report, case_id, causation_id)
         else:
-            if report.automation_id in work.succeeded:
-                await work.finish(conn)
+            await work.failed(conn, report.automation_id)
             await _count_failure(conn, report, settings)
 
 

@@ -69,10 +69,24 @@ async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> set[uui
     return {row["id"] for row in rows}
 
 
-async def ensure_health(conn: Conn, automation_id: uuid.UUID) -> None:
-    """The endpoint's health row, made on its first delivery."""
-    await conn.execute("INSERT INTO endpoint_health (automation_id) VALUES ($1)"
-                       " ON CONFLICT DO NOTHING", automation_id)
+# The endpoint (health row h) is healthy and succeeded in the last second: another success
+# need not be written, so a busy endpoint's row is not rewritten per delivery
+# (`last_success_at` is kept to the second).
+SUCCEEDED_LATELY = (
+    "coalesce(h.state = 'closed' AND h.consecutive_failures = 0 AND h.times_opened = 0"
+    " AND h.open_until IS NULL AND h.failing_since IS NULL"
+    " AND h.last_success_at > now() - interval '1 second', false) AS succeeded_lately")
+
+
+async def terms_and_health(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Record | None:
+    """The automation's definition and whether its endpoint succeeded lately (None: no such
+    automation); the endpoint's health row is made on its first delivery."""
+    return await conn.fetchrow(
+        "WITH made AS (INSERT INTO endpoint_health (automation_id)"
+        "  SELECT id FROM automations WHERE id = $1 ON CONFLICT DO NOTHING)"
+        f" SELECT a.definition, {SUCCEEDED_LATELY}"
+        " FROM automations a LEFT JOIN endpoint_health h ON h.automation_id = a.id"
+        " WHERE a.id = $1", automation_id)
 
 
 async def lock_due_endpoints(conn: Conn, limit: int,
@@ -135,13 +149,15 @@ async def deliveries_for_outcome(conn: Conn, delivery_ids: list[uuid.UUID]
                                  ) -> dict[uuid.UUID, dict[str, Any]]:
     """The deliveries these outcomes are for, locked in one order (so concurrent settlers
     cannot deadlock) and only against other updates (an attempt's foreign key check may go
-    on); a dict each, so settling can note what it decided."""
+    on); a dict each, so settling can note what it decided, with whether its endpoint
+    succeeded lately."""
     if not delivery_ids:
         return {}
     rows = await conn.fetch(
         "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
-        " d.attempts_allowed FROM deliveries d WHERE d.id = ANY($1::uuid[])"
-        " ORDER BY d.id FOR NO KEY UPDATE", delivery_ids)
+        f" d.attempts_allowed, {SUCCEEDED_LATELY} FROM deliveries d"
+        " LEFT JOIN endpoint_health h ON h.automation_id = d.automation_id"
+        " WHERE d.id = ANY($1::uuid[]) ORDER BY d.id FOR NO KEY UPDATE OF d", delivery_ids)
     return {row["id"]: dict(row) for row in rows}
 
 
