@@ -209,3 +209,29 @@ async def test_an_event_the_broker_did_not_take_at_commit_is_the_relays_at_once(
         await pool.close()
         await connection.close()
         await proxy.cut()
+
+
+async def test_rows_published_at_commit_are_deleted_together_and_by_a_clean_stop(
+        settings: Settings, tap: EventTap) -> None:
+    """Published rows are deleted in batches, the last ones as the publisher stops: none is
+    left for the relay to send again after a restart."""
+    connection = await broker.connect(settings)
+    pool = await db.create_pool(settings)
+    try:
+        at_commit = PublishAtCommit(pool, await broker.Publisher.open(connection, settings),
+                                    settings)
+        running = asyncio.create_task(at_commit.run())
+        events = [Envelope(type=TEST_KEY, data={"n": n}, correlation_id="at-commit")
+                  for n in range(3)]
+        for event in events:
+            async with pool.acquire() as conn, at_commit.transaction(conn):
+                await outbox_rows.insert_outbox(conn, [event])
+        assert {(await tap.next(lambda _: True))["id"] for _ in events} == \
+            {str(e.id) for e in events}
+        at_commit.stop()
+        await running
+        left = await fetch(settings, "SELECT event_id FROM outbox")
+        assert {r["event_id"] for r in left}.isdisjoint({e.id for e in events})
+    finally:
+        await pool.close()
+        await connection.close()
