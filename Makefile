@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 LOCK := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links
 
-.PHONY: install run test lint migrate format lock bench bench-quick bench-side clean
+.PHONY: install run test lint migrate format lock bench bench-quick bench-side bench-floor clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -56,6 +56,11 @@ bench-quick: $(DEV)
 bench-side: $(DEV)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench.side_by_side $(BASE) $(OTHER) $(BENCH_ARGS)
+
+# What a delivered case costs with nothing but its hops, beside Casewire at the same rate.
+bench-floor: $(DEV)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.floor $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -53,17 +53,10 @@ class Side:
     path: str = ""
 
     async def arrived(self, http: aiohttp.ClientSession) -> int:
-        async with http.get(f"{self.receiver_url}/stats") as resp:
-            return int((await resp.json())["count"])
+        return await arrived(http, self.receiver_url)
 
     async def wait_arrived(self, http: aiohttp.ClientSession, target: int) -> float:
-        """When `target` deliveries had arrived (monotonic)."""
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if await self.arrived(http) >= target:
-                return time.monotonic()
-            await asyncio.sleep(0.02)
-        raise RuntimeError(f"{self.label}: deliveries stopped short of {target}")
+        return await wait_arrived(http, self.receiver_url, target, self.label)
 
     async def backends(self) -> list[int]:
         """The Postgres backends serving this side's database (its services' pools)."""
@@ -80,6 +73,23 @@ class Side:
         return Job(port=self.stack.ports["ingest"], path=self.path, body=workload.BODY_TEMPLATE,
                    connections=32, duration=3600, max_requests=cases, id_base=id_base,
                    rate=rate)
+
+
+async def arrived(http: aiohttp.ClientSession, receiver_url: str) -> int:
+    """Deliveries the receiver (`bench.receiver`) has had."""
+    async with http.get(f"{receiver_url}/stats") as resp:
+        return int((await resp.json())["count"])
+
+
+async def wait_arrived(http: aiohttp.ClientSession, receiver_url: str, target: int,
+                       label: str) -> float:
+    """When `target` deliveries had arrived (monotonic)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if await arrived(http, receiver_url) >= target:
+            return time.monotonic()
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"{label}: deliveries stopped short of {target}")
 
 
 @contextlib.contextmanager
