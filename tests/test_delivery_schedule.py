@@ -29,6 +29,7 @@ from tests.helpers import (
 )
 from tests.scheduling import PlayedDispatcher, attempt, outcome, shown, snapshot
 from tests.stack import Stack
+from tests.test_pipeline_metrics import reaches, scrape, value
 
 
 async def health_when(api: aiohttp.ClientSession, automation: dict[str, Any],
@@ -98,7 +99,11 @@ async def test_a_delivery_fails_when_its_attempts_run_out_or_the_answer_is_final
 
 
 async def test_repeated_requests_and_reports_change_nothing(
-        api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+        api: aiohttp.ClientSession, played: PlayedDispatcher, stack: Stack) -> None:
+    """A delivery and an attempt are written once by their own ids; the repeats count as
+    duplicates skipped."""
+    skipped = "casewire_duplicates_skipped_total"
+    before = value(await scrape(stack.url("casestore")), skipped)
     automation, case = await setup(api)
     delivery_id = await played.request(automation, case, times=3)
     due = await played.due()
@@ -109,6 +114,7 @@ async def test_repeated_requests_and_reports_change_nothing(
     listed = await call(api, "GET", "/api/deliveries", 200,
                         params={"automation": automation["id"]})
     assert len(listed["deliveries"]) == 1
+    await reaches(stack.url("casestore"), skipped, lambda shown: shown - before == 4)
 
 
 async def test_nul_characters_in_a_receivers_answer_are_stored_replaced(

@@ -1,7 +1,8 @@
 """casestore's consumer: case commands, delivery records and receivers' answers, each once.
 
-Every handler records the event id in processed_events in the same transaction as its effect,
-so a redelivered message finds its id taken and changes nothing.
+A case command and an answer record their event id in processed_events in the same
+transaction as their effect, so a redelivered message finds its id taken and changes nothing.
+Delivery work needs no such record: each delivery and attempt is written once by its own id.
 """
 
 import contextlib
@@ -94,6 +95,13 @@ async def _holding_their_keys(conn: Conn, requests: list[CreateRequest],
         conn, [claims[s] for s in sorted(claims)])
     keyed = {e.id for e, c in requests if c.idempotency_key is not None}
     return (fresh - keyed) | holders
+
+
+def _changed(requests: list[DeliveryRequested], reports: list[DeliveryAttempted],
+             work: delivery_work.Round) -> bool:
+    """Whether an event's delivery work changed anything."""
+    return (any(r.delivery_id not in work.existing for r in requests)
+            or any(r.attempt.id in work.recorded for r in reports))
 
 
 class CommandConsumer:
@@ -191,28 +199,34 @@ class CommandConsumer:
     async def _deliveries_many(self, envelopes: list[Envelope]) -> list[bool | Exception]:
         """Take on requested deliveries and settle attempts, many in one transaction.
 
-        Outcomes: True once applied, False for an event applied before (a redelivery).
+        Outcomes: True once applied, False for an event that changed nothing: its deliveries
+        existed and its attempts were recorded already (a redelivery), or it came twice in
+        the batch.
         """
         async with self._pool.acquire() as conn, self._at_commit.transaction(conn):
-            fresh = await outbox_rows.mark_processed(conn, CONSUMER, [e.id for e in envelopes])
-            applied: set[uuid.UUID] = set()
-            requests: list[DeliveryRequested] = []
-            reports: list[tuple[DeliveryAttempted, str]] = []
+            taken: dict[uuid.UUID, tuple[list[DeliveryRequested], list[DeliveryAttempted]]] = {}
             for envelope in envelopes:
-                if envelope.id not in fresh or envelope.id in applied:
-                    continue
-                applied.add(envelope.id)  # the same message twice in one batch: once
+                if envelope.id in taken:
+                    continue  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    taken = DeliveryRequests.of(envelope)
-                    requests.extend(taken)
+                    requested = DeliveryRequests.of(envelope)
                     # A first attempt that ended before its request went out.
-                    reports.extend((r.report, str(envelope.id)) for r in taken
-                                   if r.report is not None)
+                    taken[envelope.id] = (requested, [r.report for r in requested
+                                                      if r.report is not None])
                 else:
-                    reports.extend((r, str(envelope.id)) for r in DeliveryReports.of(envelope))
-            endpoints = await delivery_work.apply(conn, requests, reports, self._settings)
-            await hand_out_now(conn, endpoints, self._settings)
-        return [e.id in fresh for e in envelopes]
+                    taken[envelope.id] = ([], DeliveryReports.of(envelope))
+            requests = [r for asked, _ in taken.values() for r in asked]
+            work = await delivery_work.apply(
+                conn, requests, [(r, str(event_id)) for event_id, (_, told) in taken.items()
+                                 for r in told], self._settings)
+            await hand_out_now(conn, delivery_work.may_send_more(requests, work),
+                               self._settings)
+        outcomes: list[bool | Exception] = []
+        seen: set[uuid.UUID] = set()
+        for envelope in envelopes:
+            outcomes.append(envelope.id not in seen and _changed(*taken[envelope.id], work))
+            seen.add(envelope.id)
+        return outcomes
 
     async def response_data(self, envelope: Envelope) -> None:
         answer = CaseResponseData.model_validate(envelope.data)

@@ -67,6 +67,10 @@ class Round:
     settled: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     # Endpoints with an attempt that was in flight and ended here: they may have room now.
     freed: set[uuid.UUID] = field(default_factory=set)
+    # Requested deliveries that existed already, and the attempts recorded now: what tells a
+    # repeated event (it changes nothing) from a new one.
+    existing: set[uuid.UUID] = field(default_factory=set)
+    recorded: set[uuid.UUID] = field(default_factory=set)
 
     async def finish(self, conn: Conn) -> None:
         if written := self.succeeded - self.succeeded_lately:
@@ -81,19 +85,25 @@ class Round:
 
 
 async def apply(conn: Conn, requests: list[DeliveryRequested],
-                reports: list[tuple[DeliveryAttempted, str]], settings: Settings
-                ) -> set[uuid.UUID]:
+                reports: list[tuple[DeliveryAttempted, str]], settings: Settings) -> Round:
     """One transaction's delivery work: the requests taken on first (a report's delivery was
     requested before its attempt was sent, maybe in the same batch), then the reports settled
-    in their order. Returns the endpoints that may send more now: those with a new delivery
-    due, and those with an attempt in flight that ended (a first attempt the dispatcher sends
-    itself makes nothing due and takes room; written as succeeded with its request, it never
-    took any)."""
+    in their order. Each is applied once by its own key (the delivery's id, the attempt's), so
+    a repeated event changes nothing."""
     work = Round()
     await take_on(conn, requests, work)
     await settle(conn, reports, settings, work)
     await work.finish(conn)
-    return {r.automation_id for r in requests if r.first_attempt_until is None} | work.freed
+    return work
+
+
+def may_send_more(requests: list[DeliveryRequested], work: Round) -> set[uuid.UUID]:
+    """The endpoints that may send more after `work`: those with a new delivery due, and
+    those with an attempt in flight that ended (a first attempt the dispatcher sends itself
+    makes nothing due and takes room; written as succeeded with its request, it never took
+    any)."""
+    return {r.automation_id for r in requests
+            if r.first_attempt_until is None and r.delivery_id not in work.existing} | work.freed
 
 
 async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | None:
@@ -134,6 +144,7 @@ async def take_on(conn: Conn, requests: list[DeliveryRequested], work: Round) ->
             request, terms.name, terms.schedule, terms.attempts,
             succeeded=_succeeded_at_once(request)))
     inserted = await schedule_rows.insert_requested(conn, list(new.values()))
+    work.existing.update(new.keys() - inserted)
     work.settled.update((d.request.delivery_id, d.request.case.case_id) for d in new.values()
                         if d.succeeded and d.request.delivery_id in inserted)
 
@@ -159,6 +170,7 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
     recorded = await delivery_rows.insert_attempts(
         conn, sorted(((r.delivery_id, r.attempt) for r, _ in first.values()),
                      key=lambda pair: pair[0]))
+    work.recorded.update(recorded)
     fresh = [(r, c) for r, c in first.values() if r.attempt.id in recorded]
     deliveries = await schedule_rows.deliveries_for_outcome(
         conn, sorted({r.delivery_id for r, _ in fresh if r.delivery_id not in work.settled}))
