@@ -175,8 +175,9 @@ async def casewire_target(children: Children, settings: Settings) -> AsyncIterat
 
 
 @contextlib.asynccontextmanager
-async def floor_target(children: Children, settings: Settings) -> AsyncIterator[Target]:
-    """The floor's processes and receiver."""
+async def floor_target(children: Children, settings: Settings,
+                       roles: tuple[str, ...] = ROLES) -> AsyncIterator[Target]:
+    """The floor's processes (`roles` of them) and receiver."""
     port, receiver_port = free_port(), free_port()
     receiver = children.start("floor-receiver", ["-m", "bench.receiver", str(receiver_port)])
     run_id = secrets.token_hex(4)
@@ -191,7 +192,7 @@ async def floor_target(children: Children, settings: Settings) -> AsyncIterator[
         await conn.close()
     args = [floor.amqp_url, floor.database_url, floor.prefix, floor.receiver_url]
     started = {role: children.start(f"floor-{role}", ["-m", "bench.floor", "--role", role,
-                                                      str(port), *args]) for role in ROLES}
+                                                      str(port), *args]) for role in roles}
     try:
         await wait_http(receiver, f"{floor.receiver_url}/stats")
         await wait_http(started["ingest"], f"http://127.0.0.1:{port}/ready")
@@ -255,6 +256,16 @@ async def saturate(target: Target, gen: LoadGenerator, cases: int, id_base: int
         await conn.close()
 
 
+async def _ingest_alone(children: Children, settings: Settings, gen: LoadGenerator,
+                        cases: int) -> float:
+    """Accepted/s of the floor's ingest with nothing else running (its queue just fills)."""
+    async with floor_target(children, settings, roles=("ingest",)) as target:
+        load = await gen.run(Job(port=target.port, path=target.path,
+                                 body=workload.BODY_TEMPLATE, connections=128, duration=3600,
+                                 max_requests=cases, id_base=9 * 10**11))
+    return load.ok_per_second
+
+
 async def compare(rounds: int, cases: int, rate: float, burst: int) -> None:
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="casewire-floor-logs-") as logs:
@@ -284,6 +295,7 @@ async def compare(rounds: int, cases: int, rate: float, burst: int) -> None:
                           flush=True)
             bare = (await broker_limit(settings.amqp_url, f"casewire-floor-{secrets.token_hex(4)}",
                                        BROKER_PROFILE))["best"]["rate"] if burst else 0.0
+            alone = await _ingest_alone(children, settings, gen, burst) if burst else 0.0
         finally:
             gen.stop()
             children.stop_all()
@@ -295,7 +307,9 @@ async def compare(rounds: int, cases: int, rate: float, burst: int) -> None:
     if burst:
         print(f"bare broker {bare:,.0f} msg/s; of it, median of {rounds} rounds: " + "; ".join(
             f"{label} ingest {statistics.median(r[0] for r in got) / bare:.2f}, to storage "
-            f"{statistics.median(r[1] for r in got) / bare:.2f}" for label, got in rates.items()))
+            f"{statistics.median(r[1] for r in got) / bare:.2f}" for label, got in rates.items())
+            + f"; the floor's ingest alone (nothing consuming) {alone:,.0f} accepted/s, "
+              f"{alone / bare:.2f}")
 
 
 def main() -> None:
