@@ -337,9 +337,11 @@ async def test_the_extended_schedule_tries_eight_times_over_its_27_hours(
         assert failed["attempt_count"] == failed["attempts_allowed"] == 8
         await played.none_due(0.3)
     waits = [b - a for a, b in itertools.pairwise(handed)]
-    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h scaled by 1/10,000, +-20%.
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h scaled by 1/10,000, +-20%: 10 h is 2.88-4.32 s,
+    # and comes later by up to the scheduler's poll (0.2 s) and the report's and hand-out's
+    # trips (the wait starts when casestore settles the report): 1 s on a busy machine.
     assert waits[5] > waits[2] > waits[0]
-    assert 2.8 < waits[5] < 4.6
+    assert 2.8 < waits[5] < 4.32 + 1.0
 
 
 async def test_max_per_second_spaces_an_endpoints_attempts(
