@@ -105,7 +105,8 @@ def _changed(requests: list[DeliveryRequested], reports: list[DeliveryAttempted]
 
 
 class CommandConsumer:
-    """Applies each event once: the processed-event row commits with its effect."""
+    """Applies each event once: by its processed-event row, committed with its effect, or by
+    the ids its delivery work is written under."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, at_commit: PublishAtCommit):
         self._pool = pool
