@@ -91,8 +91,14 @@ async def apply(conn: Conn, requests: list[DeliveryRequested],
     in their order. Each is applied once by its own key (the delivery's id, the attempt's), so
     a repeated event changes nothing."""
     work = Round()
-    await take_on(conn, requests, work)
-    await settle(conn, reports, settings, work)
+    first: dict[uuid.UUID, tuple[DeliveryAttempted, str]] = {}
+    for report, causation_id in reports:
+        first.setdefault(report.attempt.id, (report, causation_id))
+    # In one order of their deliveries, as every transaction takes their locks.
+    attempts = sorted(((r.delivery_id, r.attempt) for r, _ in first.values()),
+                      key=lambda pair: pair[0])
+    await take_on(conn, requests, attempts, work)
+    await settle(conn, list(first.values()), settings, work)
     await work.finish(conn)
     return work
 
@@ -122,9 +128,11 @@ async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | N
     return work.terms[automation_id]
 
 
-async def take_on(conn: Conn, requests: list[DeliveryRequested], work: Round) -> None:
-    """Record requested deliveries as due now. Nothing is recorded for
-    a repeat, a deleted automation, or a `once` automation that already fired for the case."""
+async def take_on(conn: Conn, requests: list[DeliveryRequested],
+                  attempts: list[delivery_rows.NewAttempt], work: Round) -> None:
+    """Record requested deliveries as due now, and the attempts reported, in one statement.
+    No delivery is recorded for a repeat, a deleted automation, or a `once` automation that
+    already fired for the case; no attempt for a repeat or a delivery that does not exist."""
     new: dict[uuid.UUID, schedule_rows.NewDelivery] = {}
     for request in requests:
         terms = await _terms(conn, request.automation_id, work)
@@ -143,7 +151,8 @@ async def take_on(conn: Conn, requests: list[DeliveryRequested], work: Round) ->
         new.setdefault(request.delivery_id, schedule_rows.NewDelivery(
             request, terms.name, terms.schedule, terms.attempts,
             succeeded=_succeeded_at_once(request)))
-    inserted = await schedule_rows.insert_requested(conn, list(new.values()))
+    inserted, work.recorded = await schedule_rows.insert_requested(conn, list(new.values()),
+                                                                   attempts)
     work.existing.update(new.keys() - inserted)
     work.settled.update((d.request.delivery_id, d.request.case.case_id) for d in new.values()
                         if d.succeeded and d.request.delivery_id in inserted)
@@ -160,18 +169,11 @@ def _succeeded_at_once(request: DeliveryRequested) -> bool:
 
 async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], settings: Settings,
                  work: Round) -> None:
-    """Record attempts (each with the id of the event that reported it) and decide, in their
-    order, what comes next for each delivery and its endpoint."""
-    first: dict[uuid.UUID, tuple[DeliveryAttempted, str]] = {}
-    for report, causation_id in reports:
-        first.setdefault(report.attempt.id, (report, causation_id))
-    if not first:
+    """For the attempts recorded now (each with the id of the event that reported it), decide
+    in their order what comes next for each delivery and its endpoint."""
+    fresh = [(r, c) for r, c in reports if r.attempt.id in work.recorded]
+    if not fresh:
         return
-    recorded = await delivery_rows.insert_attempts(
-        conn, sorted(((r.delivery_id, r.attempt) for r, _ in first.values()),
-                     key=lambda pair: pair[0]))
-    work.recorded.update(recorded)
-    fresh = [(r, c) for r, c in first.values() if r.attempt.id in recorded]
     deliveries = await schedule_rows.deliveries_for_outcome(
         conn, sorted({r.delivery_id for r, _ in fresh if r.delivery_id not in work.settled}))
     work.succeeded_lately.update(d["automation_id"] for d in deliveries.values()

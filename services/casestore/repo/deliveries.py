@@ -103,25 +103,43 @@ def _replace_nul(value: Any) -> Any:
     return value
 
 
-async def insert_attempts(conn: Conn, attempts: list[tuple[uuid.UUID, Attempt]]
-                          ) -> set[uuid.UUID]:
-    """Add attempts to their deliveries' logs in one statement; the ids of those that were not
-    there already (an attempt of a delivery that no longer exists is not added)."""
+NewAttempt = tuple[uuid.UUID, Attempt]  # (delivery id, attempt)
+ATTEMPT_TYPES = ("uuid", "uuid", "int", "timestamptz", "float8", "jsonb", "int", "jsonb", "text",
+                 "text")
+
+
+def attempt_columns(attempts: list[NewAttempt]) -> list[list[Any]]:
+    """The parameters of `insert_attempts_sql`: one list per column."""
     rows = [(delivery_id, a.id, a.number, a.started_at, a.duration_ms,
              _replace_nul(a.request.model_dump(mode="json")), a.response_status,
              _replace_nul(a.response_headers), _replace_nul(a.response_body),
              _replace_nul(a.error)) for delivery_id, a in attempts]
-    inserted = await conn.fetch(
-        "INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
-        " request, response_status, response_headers, response_body, error)"
-        " SELECT a.id, a.delivery_id, a.number, a.started_at, a.duration_ms, a.request,"
-        " a.response_status, a.response_headers, a.response_body, a.error"
-        " FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::float8[],"
-        " $6::jsonb[], $7::int[], $8::jsonb[], $9::text[], $10::text[])"
-        " AS a(delivery_id, id, number, started_at, duration_ms, request, response_status,"
-        " response_headers, response_body, error)"
-        " WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id", *map(list, zip(*rows, strict=True)))
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def insert_attempts_sql(first: int, new_deliveries: str | None = None) -> str:
+    """Adding the attempts of parameters $first.. (`attempt_columns`), returning the ids of
+    those not there already. An attempt of a delivery that does not exist is not added; one of
+    a delivery the same statement inserts counts if its ids are the CTE `new_deliveries`."""
+    arrays = ", ".join(f"${first + n}::{t}[]" for n, t in enumerate(ATTEMPT_TYPES))
+    exists = "EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)"
+    if new_deliveries is not None:
+        exists = f"(a.delivery_id IN (SELECT id FROM {new_deliveries}) OR {exists})"
+    return ("INSERT INTO delivery_attempts (id, delivery_id, number, started_at, duration_ms,"
+            " request, response_status, response_headers, response_body, error)"
+            " SELECT a.id, a.delivery_id, a.number, a.started_at, a.duration_ms, a.request,"
+            " a.response_status, a.response_headers, a.response_body, a.error"
+            f" FROM unnest({arrays}) AS a(delivery_id, id, number, started_at, duration_ms,"
+            " request, response_status, response_headers, response_body, error)"
+            f" WHERE {exists} ON CONFLICT (id) DO NOTHING RETURNING id")
+
+
+async def insert_attempts(conn: Conn, attempts: list[NewAttempt]) -> set[uuid.UUID]:
+    """Add attempts to their deliveries' logs in one statement; the ids of those that were not
+    there already (an attempt of a delivery that no longer exists is not added)."""
+    if not attempts:
+        return set()
+    inserted = await conn.fetch(insert_attempts_sql(1), *attempt_columns(attempts))
     return {row["id"] for row in inserted}
 
 

@@ -8,6 +8,12 @@ from typing import Any
 import asyncpg
 
 from services.casestore.repo import Conn
+from services.casestore.repo.deliveries import (
+    NewAttempt,
+    attempt_columns,
+    insert_attempts,
+    insert_attempts_sql,
+)
 from shared.events import DeliveryRequested
 
 NOTIFY_CHANNEL = "casewire_deliveries"
@@ -44,29 +50,42 @@ class NewDelivery:
                 self.attempts, r.first_attempt_until, r.correlation_id, self.succeeded)
 
 
-async def insert_requested(conn: Conn, deliveries: list[NewDelivery]) -> set[uuid.UUID]:
-    """New deliveries in one statement, each due at once (or its first attempt out already,
-    until its lease, or succeeded already); one that exists already (a repeated request) is
-    left as it is. Returns the ids of those it inserted."""
+# New deliveries from unnest($1..$13) (`NewDelivery.values`), returning the ids inserted.
+INSERT_REQUESTED = (
+    "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
+    " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
+    " attempts_made, lease_until, correlation_id)"
+    " SELECT n.id, n.automation_id, n.case_id, n.form_id, n.event_id, n.webhook_id,"
+    " CASE WHEN n.succeeded THEN 'succeeded' WHEN n.out_until IS NULL THEN 'pending'"
+    "   ELSE 'sending' END, n.name, n.schedule, n.snapshot, n.attempts,"
+    " CASE WHEN NOT n.succeeded THEN now() END, (n.out_until IS NOT NULL)::int,"
+    " CASE WHEN NOT n.succeeded THEN n.out_until END, n.correlation_id"
+    " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],"
+    " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[], $12::text[],"
+    " $13::bool[])"
+    " AS n(id, automation_id, case_id, form_id, event_id, webhook_id, name, schedule,"
+    " snapshot, attempts, out_until, correlation_id, succeeded)"
+    " ON CONFLICT (id) DO NOTHING RETURNING id")
+
+
+async def insert_requested(conn: Conn, deliveries: list[NewDelivery],
+                           attempts: list[NewAttempt]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """New deliveries, each due at once (or its first attempt out already, until its lease, or
+    succeeded already), and attempts, of these deliveries or others, in one statement (one
+    round trip fewer per case than two: a first attempt's report often comes with its
+    request). A delivery that exists already (a repeated request) is left as it is; so is an
+    attempt. Returns the ids of the deliveries inserted and of the attempts added."""
     if not deliveries:
-        return set()
+        return set(), await insert_attempts(conn, attempts)
+    columns = [list(column) for column in zip(*(d.values() for d in deliveries), strict=True)]
+    if not attempts:
+        return {row["id"] for row in await conn.fetch(INSERT_REQUESTED, *columns)}, set()
     rows = await conn.fetch(
-        "INSERT INTO deliveries (id, automation_id, case_id, form_id, event_id, webhook_id, state,"
-        " automation_name, schedule, case_snapshot, attempts_allowed, next_attempt_at,"
-        " attempts_made, lease_until, correlation_id)"
-        " SELECT n.id, n.automation_id, n.case_id, n.form_id, n.event_id, n.webhook_id,"
-        " CASE WHEN n.succeeded THEN 'succeeded' WHEN n.out_until IS NULL THEN 'pending'"
-        "   ELSE 'sending' END, n.name, n.schedule, n.snapshot, n.attempts,"
-        " CASE WHEN NOT n.succeeded THEN now() END, (n.out_until IS NOT NULL)::int,"
-        " CASE WHEN NOT n.succeeded THEN n.out_until END, n.correlation_id"
-        " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::text[],"
-        " $7::text[], $8::text[], $9::jsonb[], $10::int[], $11::timestamptz[], $12::text[],"
-        " $13::bool[])"
-        " AS n(id, automation_id, case_id, form_id, event_id, webhook_id, name, schedule,"
-        " snapshot, attempts, out_until, correlation_id, succeeded)"
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
-        *map(list, zip(*(d.values() for d in deliveries), strict=True)))
-    return {row["id"] for row in rows}
+        f"WITH inserted AS ({INSERT_REQUESTED}), added AS ({insert_attempts_sql(14, 'inserted')})"
+        " SELECT true AS delivery, id FROM inserted UNION ALL SELECT false, id FROM added",
+        *columns, *attempt_columns(attempts))
+    return ({r["id"] for r in rows if r["delivery"]}, {r["id"] for r in rows if not r["delivery"]})
+
 
 
 # The endpoint (health row h) is healthy and succeeded in the last second: another success
