@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # those slots (from the endpoint's recent answer times) rather than go through the
     # schedule; 0: only when a slot is free.
     first_attempt_wait_seconds: NonNegativeFloat = 1.0
+    # A first attempt the endpoint should answer within half of this (by its recent attempts
+    # from that dispatcher) starts before its request goes out, and the request waits for it
+    # up to this long, to take its report along. The case event holds its prefetch slot
+    # meanwhile, so only an endpoint that answers at once is worth it; 0: never.
+    report_wait_seconds: NonNegativeFloat = 0.2
     # Consecutive failed attempts that pause an endpoint, and the first pause's length.
     breaker_failures: PositiveInt = 5
     breaker_cooldown_seconds: PositiveFloat = 60.0

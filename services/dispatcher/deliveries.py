@@ -35,11 +35,6 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 DELIVERY_NAMESPACE = uuid.UUID("0b6c2f4e-8d1a-4f57-9a3e-5c7d9e1f2a3b")
-# A first attempt the endpoint should answer within half of this (by its recent attempts
-# from here) starts before its request goes out, and the request waits for it up to this
-# long, to take its report along. The case event holds its prefetch slot meanwhile, so only
-# an endpoint that answers at once is worth it.
-REPORT_WAIT_SECONDS = 0.2
 
 
 def delivery_id_for(event_id: uuid.UUID, automation_id: uuid.UUID) -> uuid.UUID:
@@ -98,7 +93,8 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
                 form_id=envelope.form_id or "", form_revision=form_revision,
                 webhook_id=webhook_id_for(delivery_id), number=1, case=case,
                 lease_until=lease))
-            if deps.in_flight.ends_within(automation.id, REPORT_WAIT_SECONDS / 2):
+            wait = deps.settings.report_wait_seconds
+            if wait and deps.in_flight.ends_within(automation.id, wait / 2):
                 handoffs[delivery_id] = Handoff.new()
         requests.append(DeliveryRequested(
             delivery_id=delivery_id, automation_id=automation.id, event_id=envelope.id,
@@ -112,7 +108,8 @@ async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseC
         again = {due.delivery_id for due in first if due.delivery_id in handoffs
                  and not on_due(deps, due, taken=True, handoff=handoffs[due.delivery_id])}
         if handoffs:
-            await asyncio.wait([h.ready for h in handoffs.values()], timeout=REPORT_WAIT_SECONDS)
+            await asyncio.wait([h.ready for h in handoffs.values()],
+                               timeout=deps.settings.report_wait_seconds)
         requests = [r.model_copy(update={"first_attempt_until": None}) if r.delivery_id in again
                     else _with_report(r, handoffs.get(r.delivery_id)) for r in requests]
         await asyncio.gather(*(deps.requests.send(r) for r in requests))
