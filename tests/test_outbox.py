@@ -3,6 +3,7 @@ that left behind; nothing committed is lost, nothing is sent twice by a clean st
 the broker refuses holds up nothing."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -61,6 +62,27 @@ async def drain(tap: EventTap, quiet: float = 1.5) -> list[str]:
         except AssertionError:
             return seen
         seen.append(event["id"])
+
+
+@contextlib.asynccontextmanager
+async def publishing_at_commit(settings: Settings, broker_settings: Settings
+                               ) -> AsyncIterator[tuple[asyncpg.Pool, PublishAtCommit]]:
+    """A publisher at commit of our own (on `broker_settings`' broker), stopped cleanly after
+    the block: it publishes and settles every row in hand first."""
+    connection = await broker.connect(broker_settings)
+    pool = await db.create_pool(settings)
+    try:
+        at_commit = PublishAtCommit(
+            pool, await broker.Publisher.open(connection, broker_settings), settings)
+        running = asyncio.create_task(at_commit.run())
+        try:
+            yield pool, at_commit
+        finally:
+            at_commit.stop()
+            await running
+    finally:
+        await pool.close()
+        await connection.close()
 
 
 async def fetch(settings: Settings, sql: str) -> list[asyncpg.Record]:
@@ -192,46 +214,28 @@ async def test_an_event_the_broker_did_not_take_at_commit_is_the_relays_at_once(
     await proxy.start()
     cut_off = settings.model_copy(update={
         "amqp_url": f"amqp://guest:guest@127.0.0.1:{proxy.port}/"})
-    connection = await broker.connect(cut_off)
-    pool = await db.create_pool(settings)
     try:
-        at_commit = PublishAtCommit(pool, await broker.Publisher.open(connection, cut_off),
-                                    settings)
-        running = asyncio.create_task(at_commit.run())
-        await proxy.cut()
-        event = Envelope(type=TEST_KEY, data={"n": 1}, correlation_id="at-commit")
-        async with pool.acquire() as conn, at_commit.transaction(conn):
-            await outbox_rows.insert_outbox(conn, [event])
-        assert (await tap.next(lambda _: True, within=10))["id"] == str(event.id)
-        at_commit.stop()
-        await running
+        async with publishing_at_commit(settings, cut_off) as (pool, at_commit):
+            await proxy.cut()
+            event = Envelope(type=TEST_KEY, data={"n": 1}, correlation_id="at-commit")
+            async with pool.acquire() as conn, at_commit.transaction(conn):
+                await outbox_rows.insert_outbox(conn, [event])
+            assert (await tap.next(lambda _: True, within=10))["id"] == str(event.id)
     finally:
-        await pool.close()
-        await connection.close()
         await proxy.cut()
 
 
-async def test_rows_published_at_commit_are_deleted_together_and_by_a_clean_stop(
+async def test_rows_published_at_commit_are_all_deleted_by_a_clean_stop(
         settings: Settings, tap: EventTap) -> None:
     """Published rows are deleted in batches, the last ones as the publisher stops: none is
     left for the relay to send again after a restart."""
-    connection = await broker.connect(settings)
-    pool = await db.create_pool(settings)
-    try:
-        at_commit = PublishAtCommit(pool, await broker.Publisher.open(connection, settings),
-                                    settings)
-        running = asyncio.create_task(at_commit.run())
-        events = [Envelope(type=TEST_KEY, data={"n": n}, correlation_id="at-commit")
-                  for n in range(3)]
+    events = [Envelope(type=TEST_KEY, data={"n": n}, correlation_id="at-commit")
+              for n in range(3)]
+    async with publishing_at_commit(settings, settings) as (pool, at_commit):
         for event in events:
             async with pool.acquire() as conn, at_commit.transaction(conn):
                 await outbox_rows.insert_outbox(conn, [event])
         assert {(await tap.next(lambda _: True))["id"] for _ in events} == \
             {str(e.id) for e in events}
-        at_commit.stop()
-        await running
-        left = await fetch(settings, "SELECT event_id FROM outbox")
-        assert {r["event_id"] for r in left}.isdisjoint({e.id for e in events})
-    finally:
-        await pool.close()
-        await connection.close()
+    left = await fetch(settings, "SELECT event_id FROM outbox")
+    assert {r["event_id"] for r in left}.isdisjoint({e.id for e in events})
