@@ -6,7 +6,7 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 LOCK := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links
 
-.PHONY: install run test lint migrate format lock bench bench-quick bench-side bench-floor clean
+.PHONY: install run test test-tools lint migrate format lock bench bench-quick bench-side bench-floor clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,12 @@ migrate: $(RUNTIME)
 run: $(RUNTIME)
 	$(VENV)/bin/casewire run
 
-test: $(DEV)
+# Chromium, promtool and curl come from Debian's packages: installed here when root with apt,
+# otherwise one sentence names the command and nothing runs.
+test-tools:
+	@tests/system-tools.sh
+
+test: $(DEV) test-tools
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(DEV)

@@ -34,7 +34,7 @@ PHONE = {"width": 390, "height": 844}
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM_INSTALLED:
-        pytest.fail("Chromium is not installed: `apt-get install chromium` (.ci/run does it)")
+        pytest.fail("Chromium is not installed: `make test` installs it (tests/system-tools.sh)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         yield launched

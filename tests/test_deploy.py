@@ -78,10 +78,15 @@ def test_every_manifest_is_deployed_by_a_kustomization() -> None:
     assert files - listed == {(K8S / "secret.example.yaml").resolve()}
 
 
-def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
+def installed_promtool() -> str:
     promtool = shutil.which("promtool")
-    if promtool is None:  # .ci/run installs Debian's prometheus package, so CI always has it
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    if promtool is None:
+        pytest.fail("promtool is not installed: `make test` installs it (tests/system-tools.sh)")
+    return promtool
+
+
+def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
+    promtool = installed_promtool()
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules()))
     result = subprocess.run([promtool, "check", "rules", str(path)],
@@ -91,9 +96,7 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
 
 
 def test_promtool_sees_the_alerts_fire_on_their_cases(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    promtool = installed_promtool()
     # promtool compares annotations too: the cases check when each alert fires, and its labels.
     bare = {"groups": [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"}
                                        for r in g["rules"]]} for g in rules()["groups"]]}
