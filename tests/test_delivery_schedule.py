@@ -198,6 +198,79 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
     await until(lambda: health_is(api, automation, ("open", 3)))
 
 
+@pytest.fixture
+async def tripping_wide(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
+    """A casestore whose circuits open after 2 failures in a row, for 3 seconds, and that
+    hands out 12 attempts of an endpoint at a time."""
+    async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=3.0,
+                        endpoint_window=12) as other, aiohttp.ClientSession(
+            base_url=other.url("casestore"),
+            headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
+        yield api
+
+
+async def test_failures_of_attempts_in_flight_as_the_circuit_opened_do_not_lengthen_it(
+        tripping_wide: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    """Twelve attempts in flight all fail for one outage: the first two open the circuit
+    once; the other ten, handed out before it opened, neither count nor reopen it, and the
+    probe goes out when the first pause ends."""
+    api = tripping_wide
+    automation, case = await setup(api, attempts=3)
+    for _ in range(12):
+        await played.request(automation, case)
+    in_flight = await played.dues(12)
+    for due in in_flight:
+        await played.report(due, 503)
+    health = await health_when(api, automation, "open")
+    await asyncio.sleep(1.0)  # every report settled
+    after = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    assert (after["state"], after["open_until"]) == ("open", health["open_until"])
+    assert after["consecutive_failures"] == 2
+    opened_for = (datetime.fromisoformat(after["open_until"])
+                  - datetime.fromisoformat(after["last_failure_at"]))
+    assert opened_for < timedelta(seconds=3.5)  # the first pause, never doubled
+    await played.none_due(1.0)
+    probe = await played.due(within=6)  # within the first pause's 3 s, not 6, 12, ... 2 ** 10
+    await played.none_due(0.3)  # only the probe while half open
+    await played.report(probe, 200)
+    await health_when(api, automation, "closed")
+
+
+async def test_a_late_failure_waits_for_no_probe_and_only_the_probes_failure_doubles_the_pause(
+        tripping_wide: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    """An attempt still out when the pause ends holds the probe back; its failure, arriving
+    after the pause, neither reopens the circuit nor counts. The probe's failure reopens it,
+    for twice as long."""
+    api = tripping_wide
+    automation, case = await setup(api, attempts=3)
+    for _ in range(3):
+        await played.request(automation, case)
+    first, second, late = await played.dues(3)
+    await played.report(first, 500)
+    await played.report(second, 500)
+    opened = await health_when(api, automation, "open")
+    await played.none_due(3.5)  # the pause is over, but `late` is still out
+    await played.report(late, 500)
+    probe = await played.due(within=5)
+    shown_health = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    assert (shown_health["consecutive_failures"], shown_health["open_until"]) == \
+        (2, opened["open_until"])
+    await played.none_due(0.3)  # only the probe while half open
+    await played.report(probe, 500)
+    reopened = await until(lambda: reopened_after(api, automation, opened["open_until"]))
+    assert reopened["consecutive_failures"] == 3
+    paused_for = (datetime.fromisoformat(reopened["open_until"])
+                  - datetime.fromisoformat(reopened["last_failure_at"]))
+    assert timedelta(seconds=5.5) < paused_for < timedelta(seconds=6.5)
+
+
+async def reopened_after(api: aiohttp.ClientSession, automation: dict[str, Any],
+                         open_until: str) -> dict[str, Any] | None:
+    health: dict[str, Any] = (
+        await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
+    return health if health["state"] == "open" and health["open_until"] != open_until else None
+
+
 async def applied_together(settings: Settings, requests: list[DeliveryRequested],
                            reports: list[DeliveryAttempted]) -> None:
     """Apply the events in one transaction, in order, as casestore does with a batch."""

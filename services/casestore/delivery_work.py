@@ -10,6 +10,7 @@ an automation whose deliveries have all failed for days is disabled.
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -205,7 +206,8 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
             await _write_answer(conn, report, case_id, causation_id)
         else:
             await work.failed(conn, report.automation_id)
-            await _count_failure(conn, report, settings)
+            await _count_failure(conn, report, deliveries[report.delivery_id]["handed_out_at"],
+                                 settings)
 
 
 async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID,
@@ -221,16 +223,24 @@ async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUI
             causation_id=causation_id)
 
 
-async def _count_failure(conn: Conn, report: DeliveryAttempted, settings: Settings) -> None:
+async def _count_failure(conn: Conn, report: DeliveryAttempted, handed_out_at: datetime,
+                         settings: Settings) -> None:
+    """Count a failed attempt against its endpoint's circuit, if it was handed out under the
+    circuit's current state: the attempts in flight as it opened (or as its probe went out)
+    fail for the same outage and must neither open it again nor lengthen its pause."""
     if report.verdict == "gone":
         await disable(conn, report.automation_id, GONE_REASON)
         return
     before = await schedule_rows.health(conn, report.automation_id) or schedule_rows.HealthRow()
-    # A failed probe opens it again at once; otherwise enough failures in a row do.
-    trips = before.state == "half_open" \
-        or before.consecutive_failures + 1 >= settings.breaker_failures
+    counts = before.state_since is None or handed_out_at >= before.state_since
+    # A failed probe opens it again at once; otherwise enough failures in a row do. An open
+    # circuit only ever reopens through its probe.
+    trips = counts and (before.state == "half_open" or (
+        before.state == "closed"
+        and before.consecutive_failures + 1 >= settings.breaker_failures))
     after = await schedule_rows.record_failure(
-        conn, report.automation_id, cooldown(before.times_opened + 1, settings) if trips else None)
+        conn, report.automation_id, counts,
+        cooldown(before.times_opened + 1, settings) if trips else None)
     if trips:
         log.warning("endpoint_paused", automation_id=str(report.automation_id),
                     consecutive_failures=after["consecutive_failures"])

@@ -160,7 +160,7 @@ async def count_in_window(conn: Conn, automation_id: uuid.UUID, window_start: da
 
 
 async def half_open(conn: Conn, automation_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE endpoint_health SET state = 'half_open'"
+    await conn.execute("UPDATE endpoint_health SET state = 'half_open', state_since = now()"
                        " WHERE automation_id = $1 AND state = 'open'", automation_id)
 
 
@@ -169,12 +169,14 @@ async def deliveries_for_outcome(conn: Conn, delivery_ids: list[uuid.UUID]
     """The deliveries these outcomes are for, locked in one order (so concurrent settlers
     cannot deadlock) and only against other updates (an attempt's foreign key check may go
     on); a dict each, so settling can note what it decided, with whether its endpoint
-    succeeded lately."""
+    succeeded lately and when the attempt was handed out (its row's last update: a delivery
+    is not touched while its attempt is out)."""
     if not delivery_ids:
         return {}
     rows = await conn.fetch(
         "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
-        f" d.attempts_allowed, {SUCCEEDED_LATELY} FROM deliveries d"
+        " d.attempts_allowed, d.updated_at AS handed_out_at,"
+        f" {SUCCEEDED_LATELY} FROM deliveries d"
         " LEFT JOIN endpoint_health h ON h.automation_id = d.automation_id"
         " WHERE d.id = ANY($1::uuid[]) ORDER BY d.id FOR NO KEY UPDATE OF d", delivery_ids)
     return {row["id"]: dict(row) for row in rows}
@@ -199,6 +201,7 @@ class HealthRow:
     `half_open` (one probe decides). The defaults are a new endpoint's."""
 
     state: str = "closed"
+    state_since: datetime | None = None
     consecutive_failures: int = 0
     times_opened: int = 0
     open_until: datetime | None = None
@@ -213,8 +216,8 @@ class HealthRow:
                    for key in times}}
 
 
-HEALTH_COLUMNS = ("state, consecutive_failures, times_opened, open_until, failing_since,"
-                  " last_success_at, last_failure_at")
+HEALTH_COLUMNS = ("state, state_since, consecutive_failures, times_opened, open_until,"
+                  " failing_since, last_success_at, last_failure_at")
 
 
 async def health(conn: Conn, automation_id: uuid.UUID) -> HealthRow | None:
@@ -234,22 +237,25 @@ async def health_of(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, HealthR
 async def record_success(conn: Conn, automation_ids: list[uuid.UUID]) -> None:
     await conn.execute(
         "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
+        " state_since = CASE WHEN state = 'closed' THEN state_since ELSE now() END,"
         " times_opened = 0, open_until = NULL, failing_since = NULL, last_success_at = now()"
         " WHERE automation_id = ANY($1::uuid[])", automation_ids)
 
 
-async def record_failure(conn: Conn, automation_id: uuid.UUID,
+async def record_failure(conn: Conn, automation_id: uuid.UUID, counts: bool,
                          open_for: float | None) -> asyncpg.Record:
-    """Count a failure; `open_for` seconds opens the circuit. Returns the health after."""
+    """Note a failure; one that `counts` adds to the failures in a row, and `open_for` seconds
+    opens the circuit. Returns the health after."""
     row = await conn.fetchrow(
-        "UPDATE endpoint_health SET consecutive_failures = consecutive_failures + 1,"
+        "UPDATE endpoint_health SET consecutive_failures = consecutive_failures + $3::int,"
         " last_failure_at = now(), failing_since = coalesce(failing_since, now()),"
         " state = CASE WHEN $2::float8 IS NULL THEN state ELSE 'open' END,"
+        " state_since = CASE WHEN $2::float8 IS NULL THEN state_since ELSE now() END,"
         " times_opened = times_opened + ($2::float8 IS NOT NULL)::int,"
         " open_until = CASE WHEN $2::float8 IS NULL THEN open_until"
         "   ELSE now() + make_interval(secs => $2) END"
         " WHERE automation_id = $1 RETURNING state, consecutive_failures, times_opened,"
-        " failing_since, now() - failing_since AS failing_for", automation_id, open_for)
+        " failing_since, now() - failing_since AS failing_for", automation_id, open_for, counts)
     assert row is not None
     return row
 
