@@ -194,6 +194,9 @@ class RequestSettings(_Strict):
     # `attempts` above, and at most `max_per_second` requests a second to this endpoint.
     retry: Literal["standard", "extended"] = "standard"
     max_per_second: int | None = Field(default=None, ge=1, le=10_000)
+    # The most requests in flight to this endpoint from one dispatcher, however well it
+    # answers (its limit adapts below this); None: CASEWIRE_ENDPOINT_CONCURRENCY.
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
 
     @field_validator("url")
     @classmethod

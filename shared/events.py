@@ -251,6 +251,9 @@ class DeliveryAttempted(BaseModel):
     # The correlation id the attempt was sent under; the case update its answer causes carries
     # it (reports travel many to a message, under the message's own).
     correlation_id: str | None = None
+    # The endpoint's limit of requests in flight in the dispatcher that sent it, after this
+    # answer: casestore hands out the endpoint's attempts ahead by it.
+    limit: int | None = None
 
 
 class DeliveryRequests(BaseModel):

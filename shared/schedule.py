@@ -1,7 +1,8 @@
 """When a delivery's next attempt is due, and when an unhealthy endpoint may be tried again.
 
-Every wait is multiplied by CASEWIRE_RETRY_TIME_SCALE, so tests run the whole 27-hour extended
-schedule in seconds through the same code.
+Every wait of Casewire's own is multiplied by CASEWIRE_RETRY_TIME_SCALE, so tests run the whole
+27-hour extended schedule in seconds through the same code; a receiver's Retry-After is its
+own and is kept as it asked.
 """
 
 import random
@@ -30,8 +31,8 @@ def retry_delay(schedule: Schedule, attempts_made: int, retry_after: float | Non
                 settings: Settings) -> float:
     """Seconds from now until the next attempt, after `attempts_made` attempts failed."""
     if retry_after is not None:  # already capped by CASEWIRE_RETRY_AFTER_CAP_SECONDS
-        wait = retry_after
-    elif schedule == "extended":
+        return retry_after
+    if schedule == "extended":
         base = EXTENDED_WAITS[min(attempts_made, len(EXTENDED_WAITS)) - 1]
         wait = base * random.uniform(1 - JITTER, 1 + JITTER)
     else:

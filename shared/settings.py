@@ -84,10 +84,15 @@ class Settings(BaseSettings):
     # circuit cool-downs, disabling after days of failures) is multiplied by this; tests make
     # 27 hours pass in seconds.
     retry_time_scale: PositiveFloat = 1.0
-    # Requests in flight per automation (endpoint) in one dispatcher; and how many attempts of
-    # one endpoint casestore hands out ahead (in flight, or waiting in a dispatcher for one of
-    # those slots), so that the hops between attempts do not leave the slots idle.
-    endpoint_concurrency: PositiveInt = 4
+    # Requests in flight per automation (endpoint) in one dispatcher: the limit starts at
+    # endpoint_initial_concurrency and adapts to how the endpoint answers
+    # (services/dispatcher/limits.py), never above the automation's `max_in_flight` or, if it
+    # sets none, endpoint_concurrency. casestore hands out up to twice the limit a dispatcher
+    # last reported of an endpoint's attempts ahead (in flight, or waiting in a dispatcher for
+    # room), so that the hops between attempts do not leave it idle; at least endpoint_window,
+    # at most twice the ceiling.
+    endpoint_concurrency: int = Field(default=100, ge=1, le=1000)
+    endpoint_initial_concurrency: int = Field(default=10, ge=1, le=1000)
     endpoint_window: PositiveInt = 32
     # How long a first attempt may expect to wait in the dispatcher that fired it for one of
     # those slots (from the endpoint's recent answer times) rather than go through the

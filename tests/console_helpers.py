@@ -82,7 +82,7 @@ def automation_fields(name: str, url: str, *, when: tuple[str, ...] = ("case_cre
             ("content-rows", str(len(content))), ("response-rows", str(len(response))),
             *{"method": "POST", "auth": "none", "attempts": "1", "timeout": "10",
               "protocol": "json", "retry": "standard", "max_per_second": "",
-              **settings}.items()]
+              "max_in_flight": "", **settings}.items()]
     for n, kind in enumerate(KINDS):
         data.append((f"when-{n}-event", kind.event))
         if kind.event in when:

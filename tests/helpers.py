@@ -304,7 +304,8 @@ def definition(**overrides: Any) -> dict[str, Any]:
             ],
             "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
                          "attempts": 3, "timeout": 30, "protocol": "json",
-                         "retry": "standard", "max_per_second": None},
+                         "retry": "standard", "max_per_second": None,
+                         "max_in_flight": None},
             "response": [{"field": "email", "key": "contact.email"}],
         },
     }

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,13 +38,28 @@ class Reply:
     hang: bool = False  # answer only once `Receiver.release` is set (at the latest, on stop)
 
 
+@dataclass
+class Capacity:
+    """What a path takes at once: above `most` concurrent requests it answers `over`."""
+
+    most: int
+    over: Reply = field(default_factory=lambda: Reply(status=429, headers={"Retry-After": "1"}))
+
+
 class Receiver:
-    """Records every request; answers each path from a script of replies (the last repeats)."""
+    """Records every request; answers each path from a script of replies (the last repeats),
+    within the path's capacity if it has one, and counts its concurrent requests."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.requests: list[Received] = []
         self._scripts: dict[str, list[Reply]] = {}
+        self.capacity: dict[str, Capacity] = {}
+        # Per path: requests being answered now, and the most there were at once.
+        self.concurrent: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+        # Paths that answer 503 at once, as a receiver in an outage.
+        self.down: set[str] = set()
         self._arrived = asyncio.Condition()
         self.release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -77,8 +93,11 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def at(self, url: str) -> list[Received]:
-        path = url.split(str(self.port), 1)[1].split("?", 1)[0]
+        path = self.path(url)
         return [r for r in self.requests if r.path == path]
+
+    def path(self, url: str) -> str:
+        return url.split(str(self.port), 1)[1].split("?", 1)[0]
 
     async def wait_for(self, url: str, count: int, within: float = 15.0) -> list[Received]:
         async with asyncio.timeout(within), self._arrived:
@@ -95,8 +114,21 @@ class Receiver:
         async with self._arrived:
             self.requests.append(seen)
             self._arrived.notify_all()
-        script = self._scripts.get(request.path, [Reply()])
+        self.concurrent[request.path] += 1
+        self.peak[request.path] = max(self.peak[request.path], self.concurrent[request.path])
+        try:
+            return await self._answer(request.path)
+        finally:
+            self.concurrent[request.path] -= 1
+
+    async def _answer(self, path: str) -> web.StreamResponse:
+        script = self._scripts.get(path, [Reply()])
         reply = script.pop(0) if len(script) > 1 else script[0]
+        capacity = self.capacity.get(path)
+        if path in self.down:
+            reply = Reply(status=503)
+        elif capacity is not None and self.concurrent[path] > capacity.most:
+            reply = capacity.over
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if reply.hang:

@@ -76,7 +76,8 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
     assert created["action"]["settings"] == {"method": "POST", "url": NOWHERE,
                                              "auth": {"type": "none"}, "attempts": 1,
                                              "timeout": 10, "protocol": "json",
-                                             "retry": "standard", "max_per_second": None}
+                                             "retry": "standard", "max_per_second": None,
+                                             "max_in_flight": None}
     assert created["action"]["content"] == created["action"]["response"] == []
 
 

@@ -62,7 +62,7 @@ async def test_automation_is_created_and_edited_like_the_api_does(
                                         ("s", "template", "#{case_number}")),
                                auth="basic", username="crm", password="s3cret",
                                response=(("email", "a.b"),),
-                               retry="extended", max_per_second="5"),
+                               retry="extended", max_per_second="5", max_in_flight="7"),
             ("if", '{"any": [{"field": "priority", "op": "eq", "value": "high"},'
                    ' {"all": [{"field": "amount", "op": "gt", "value": 3}]}]}')])
         automation = location.split("/")[-1].split("?")[0]
@@ -73,12 +73,14 @@ async def test_automation_is_created_and_edited_like_the_api_does(
         assert shown["action"]["content"][1] == {"key": "v", "value": 42}
         settings = shown["action"]["settings"]
         assert settings["retry"] == "extended"
-        assert settings["max_per_second"] == 5
+        assert (settings["max_per_second"], settings["max_in_flight"]) == (5, 7)
         assert settings["auth"] == {"type": "basic", "username": "crm", "password": "***"}
         assert shown["action"]["response"] == [{"field": "email", "key": "a.b"}]
         page = await console.page(f"/console/automations/{automation}")
         assert "To CRM" in page
         assert 'placeholder="unchanged"' in page
+        assert "Requests in flight allowed</dt><dd>not measured yet" in page
+        assert "Delivered in the last minute</dt><dd>0" in page
         # Saved again with the password left blank: the stored one is kept.
         await console.post(f"/console/automations/{automation}", automation_fields(
             "Renamed", url, content=(("t", "field", "text-field"),), auth="basic",
@@ -115,6 +117,28 @@ async def test_enable_disable_rotate_and_test_send(
     assert shown["enabled"] is True
     until = datetime.fromisoformat(shown["previous_secret_until"])
     assert timedelta(hours=1.9) < until - datetime.now(UTC) < timedelta(hours=2.1)
+
+
+async def test_an_automation_page_shows_its_endpoints_limit_and_what_it_delivered_lately(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    form_id = await _form_with_hook(make_form)
+    url = receiver.endpoint()
+    automation = (await make_automation(form_id, url))["id"]
+    for _ in range(3):
+        await api.post(f"/api/forms/{form_id}/cases", json={"data": {"text-field": "x"}})
+    await receiver.wait_for(url, 3)
+    initial, ceiling = (stack.settings.endpoint_initial_concurrency,
+                        stack.settings.endpoint_concurrency)
+
+    async def shown() -> str | None:
+        async with signed_in(stack) as console:
+            page = await console.page(f"/console/automations/{automation}")
+        return page if "Delivered in the last minute</dt><dd>3" in page else None
+
+    page = await until(shown)
+    assert (f"Requests in flight allowed</dt><dd>{initial} (adapts to its answers; at most "
+            f"{ceiling})") in page
 
 
 async def test_replay_of_failed_deliveries_since_a_time(

@@ -128,8 +128,9 @@ async def test_nul_characters_in_a_receivers_answer_are_stored_replaced(
 
 @pytest.fixture
 async def narrow(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
-    """A casestore handing out at most 4 attempts of an endpoint at a time."""
-    async with replaced(stack, "casestore", endpoint_window=4) as other, aiohttp.ClientSession(
+    """A casestore handing out at most 4 attempts of an endpoint at a time (twice a ceiling
+    of 2)."""
+    async with replaced(stack, "casestore", endpoint_concurrency=2) as other, aiohttp.ClientSession(
             base_url=other.url("casestore"),
             headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
         yield api
@@ -153,9 +154,10 @@ async def test_an_endpoints_window_of_attempts_is_handed_out_and_others_go_by(
 
 @pytest.fixture
 async def tripping(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
-    """A casestore whose circuits open after 2 failures in a row, for two seconds."""
+    """A casestore whose circuits open after 2 failures in a row, for two seconds, handing out
+    2 attempts of an endpoint at a time (twice a ceiling of 1)."""
     async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=2.0,
-                        endpoint_window=1) as other, aiohttp.ClientSession(
+                        endpoint_concurrency=1) as other, aiohttp.ClientSession(
             base_url=other.url("casestore"),
             headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
         yield api
@@ -165,18 +167,17 @@ async def test_failures_in_a_row_pause_the_endpoint_until_one_probe_succeeds(
         tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     api = tripping
     automation, case = await setup(api)
-    ids = [await played.request(automation, case) for _ in range(4)]
-    failed = []
-    for _ in range(2):  # one at a time, in whichever order the scheduler picks them
-        failed.append(await played.due())
-        await played.report(failed[-1], 500)
+    for _ in range(2):
+        await played.request(automation, case)
+    for due in await played.dues(2):
+        await played.report(due, 500)
     health = await health_when(api, automation, "open")
     assert health["consecutive_failures"] == 2
     assert health["open_until"] is not None
+    waiting = [await played.request(automation, case) for _ in range(2)]
     await played.none_due(0.6)  # paused
-    attempted = {due.delivery_id for due in failed}
-    for waiting in set(ids) - attempted:  # waiting deliveries are not charged an attempt
-        assert (await shown(api, waiting, "pending"))["attempt_count"] == 0
+    for delivery_id in waiting:  # waiting deliveries are not charged an attempt
+        assert (await shown(api, delivery_id, "pending"))["attempt_count"] == 0
     probe = await played.due(within=6)
     await played.none_due(0.3)  # only the probe while half open
     await played.report(probe, 200)
@@ -190,10 +191,12 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
         tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     api = tripping
     automation, case = await setup(api)
-    for _ in range(3):
+    for _ in range(2):
         await played.request(automation, case)
-    await played.report(await played.due(), 500)
-    await played.report(await played.due(), 500)
+    for due in await played.dues(2):
+        await played.report(due, 500)
+    await health_when(api, automation, "open")
+    await played.request(automation, case)
     await played.report(await played.due(within=6), 500)  # the probe
     await until(lambda: health_is(api, automation, ("open", 3)))
 
@@ -201,9 +204,9 @@ async def test_a_failed_probe_pauses_the_endpoint_again(
 @pytest.fixture
 async def tripping_wide(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.ClientSession]:
     """A casestore whose circuits open after 2 failures in a row, for 3 seconds, and that
-    hands out 12 attempts of an endpoint at a time."""
+    hands out 12 attempts of an endpoint at a time (twice a ceiling of 6)."""
     async with replaced(stack, "casestore", breaker_failures=2, breaker_cooldown_seconds=3.0,
-                        endpoint_window=12) as other, aiohttp.ClientSession(
+                        endpoint_concurrency=6) as other, aiohttp.ClientSession(
             base_url=other.url("casestore"),
             headers={"Authorization": f"Bearer {settings.admin_token}"}) as api:
         yield api
@@ -415,6 +418,18 @@ async def test_the_extended_schedule_tries_eight_times_over_its_27_hours(
     # trips (the wait starts when casestore settles the report): 1 s on a busy machine.
     assert waits[5] > waits[2] > waits[0]
     assert 2.8 < waits[5] < 4.32 + 1.0
+
+
+async def test_a_receivers_retry_after_is_kept_whatever_the_time_scale(
+        settings: Settings, stack: Stack, played: PlayedDispatcher) -> None:
+    async with replaced(stack, "casestore", retry_time_scale=0.0001) as other, \
+            aiohttp.ClientSession(base_url=other.url("casestore"), headers={
+                "Authorization": f"Bearer {settings.admin_token}"}) as api:
+        automation, case = await setup(api, attempts=2)
+        await played.request(automation, case)
+        await played.report(await played.due(), 429, retry_after=1.5)
+        await played.none_due(1.2)  # scaled, it would have been 0.15 ms
+        assert (await played.due(within=5)).number == 2
 
 
 async def test_max_per_second_spaces_an_endpoints_attempts(

@@ -123,8 +123,37 @@ async def test_an_endpoint_whose_circuit_opened_counts_as_paused(
         await new_case(api, hook["form_id"])
     await receiver.wait_for(url, stack.settings.breaker_failures)
     await reaches(stack, gauge, before + 1)
+    await new_case(api, hook["form_id"])  # waits for the pause to end: its age shows
+    oldest = "casewire_delivery_oldest_due_seconds"
+
+    async def waited() -> bool:
+        return value(await scrape(stack), oldest, automation_id=automation["id"]) > 0.5
+
+    await until(waited)
     await delete(api, automation)
     await reaches(stack, gauge, before)
+    await reaches(stack, oldest, 0, automation_id=automation["id"])  # nothing due: no series
+
+
+async def test_an_endpoints_limit_in_flight_and_time_since_the_case_change_are_shown(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory,
+        api: aiohttp.ClientSession, receiver: Receiver) -> None:
+    hook = await make_form()
+    url = receiver.endpoint(Reply(delay=0.5))
+    automation = await make_automation(hook["form_id"], url)
+    of_it = {"automation_id": automation["id"]}
+    await new_case(api, hook["form_id"])
+    await receiver.wait_for(url, 1)
+    during = await scrape(stack)
+    assert value(during, "casewire_endpoint_requests_in_flight", **of_it) == 1
+    assert value(during, "casewire_endpoint_concurrency_limit", **of_it) == \
+        stack.settings.endpoint_initial_concurrency
+    await delivery_of(api, automation, "succeeded")
+    after = await scrape(stack)
+    assert value(after, "casewire_endpoint_requests_in_flight", **of_it) == 0
+    since = "casewire_delivery_seconds_since_case_change"
+    assert value(after, f"{since}_count", **of_it) == 1
+    assert 0.5 <= value(after, f"{since}_sum", **of_it) < 10
 
 
 async def test_an_automation_disabled_by_a_410_counts_as_disabled_gone(

@@ -11,7 +11,7 @@ from services.dispatcher.in_flight import MOST_HELD, InFlight
 
 
 async def test_an_attempt_begun_here_is_begun_again_only_after_its_lease() -> None:
-    in_flight = InFlight(concurrency=4)
+    in_flight = InFlight(initial_limit=4, default_ceiling=4)
     ran: list[str] = []
 
     async def attempt(name: str) -> None:
@@ -43,14 +43,14 @@ def taken(in_flight: InFlight, endpoint: uuid.UUID, tries: int) -> int:
 
 
 def test_an_endpoint_never_heard_from_gets_only_its_free_slots() -> None:
-    in_flight = InFlight(concurrency=4)
+    in_flight = InFlight(initial_limit=4, default_ceiling=4)
     endpoint = uuid.uuid4()
     assert taken(in_flight, endpoint, 10) == 4
     assert taken(in_flight, uuid.uuid4(), 10) == 4  # another endpoint has its own slots
 
 
 def test_a_fast_endpoint_queues_first_attempts_here_for_up_to_the_wait() -> None:
-    in_flight = InFlight(concurrency=4, first_attempt_wait_seconds=1.0)
+    in_flight = InFlight(initial_limit=4, default_ceiling=4, first_attempt_wait_seconds=1.0)
     endpoint = uuid.uuid4()
     in_flight.outcome(endpoint, succeeded=True, seconds=0.01)
     # 4 slots at 10 ms an attempt: 100 rounds of 4 start within a second, after the 4 in the
@@ -61,7 +61,7 @@ def test_a_fast_endpoint_queues_first_attempts_here_for_up_to_the_wait() -> None
 
 
 def test_a_slow_or_failing_endpoint_queues_nothing_here() -> None:
-    in_flight = InFlight(concurrency=4, first_attempt_wait_seconds=1.0)
+    in_flight = InFlight(initial_limit=4, default_ceiling=4, first_attempt_wait_seconds=1.0)
     slow, failing = uuid.uuid4(), uuid.uuid4()
     in_flight.outcome(slow, succeeded=True, seconds=2.0)
     assert taken(in_flight, slow, 10) == 4
@@ -72,7 +72,7 @@ def test_a_slow_or_failing_endpoint_queues_nothing_here() -> None:
 
 
 def test_the_wait_follows_the_endpoints_recent_attempts_and_is_bounded() -> None:
-    in_flight = InFlight(concurrency=4, first_attempt_wait_seconds=1.0)
+    in_flight = InFlight(initial_limit=4, default_ceiling=4, first_attempt_wait_seconds=1.0)
     endpoint = uuid.uuid4()
     in_flight.outcome(endpoint, succeeded=True, seconds=0.01)
     for _ in range(40):  # it became slow
@@ -81,13 +81,13 @@ def test_the_wait_follows_the_endpoints_recent_attempts_and_is_bounded() -> None
     instant = uuid.uuid4()
     in_flight.outcome(instant, succeeded=True, seconds=0.0)
     assert taken(in_flight, instant, 2 * MOST_HELD) == MOST_HELD
-    none_waits = InFlight(concurrency=4, first_attempt_wait_seconds=0.0)
+    none_waits = InFlight(initial_limit=4, default_ceiling=4, first_attempt_wait_seconds=0.0)
     none_waits.outcome(endpoint, succeeded=True, seconds=0.001)
     assert taken(none_waits, endpoint, 10) == 4
 
 
 async def test_a_taken_first_attempt_is_held_until_it_finishes() -> None:
-    in_flight = InFlight(concurrency=1, first_attempt_wait_seconds=0.0)
+    in_flight = InFlight(initial_limit=1, default_ceiling=1, first_attempt_wait_seconds=0.0)
     endpoint = uuid.uuid4()
     assert in_flight.take_first(endpoint)
     assert not in_flight.take_first(endpoint)

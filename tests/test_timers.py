@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 
 from services.casestore.timer_scheduler import TimerScheduler
 from services.casestore.timer_times import field_time, next_occurrence
@@ -56,6 +57,7 @@ async def test_a_datetime_a_few_seconds_ahead_fires_then(
     url = receiver.endpoint()
     automation = await timed_automation(api, hook["form_id"], url,
                                         [{"event": "date_reached", "field": "seen-at"}])
+    fired_before = REGISTRY.get_sample_value("casewire_timer_lateness_seconds_count") or 0.0
     due = soon(2.5)
     case = await new_case(api, hook["form_id"], **{"seen-at": due.isoformat()})
     [timer] = (await call(api, "GET", f"/api/cases/{case['id']}/timers", 200))["timers"]
@@ -70,6 +72,8 @@ async def test_a_datetime_a_few_seconds_ahead_fires_then(
     assert datetime.fromisoformat(body["dueAt"]) == due
     assert 0 <= body["lateBy"] < TOLERANCE
     assert (await call(api, "GET", f"/api/cases/{case['id']}/timers", 200))["timers"] == []
+    # casestore's /metrics (this process's registry) timed how late it fired.
+    assert REGISTRY.get_sample_value("casewire_timer_lateness_seconds_count") == fired_before + 1
 
 
 @pytest.mark.parametrize(("field_in", "offset", "fires_in"), [(4.0, "-PT2S", 2.0),

@@ -72,11 +72,18 @@ class Round:
     # repeated event (it changes nothing) from a new one.
     existing: set[uuid.UUID] = field(default_factory=set)
     recorded: set[uuid.UUID] = field(default_factory=set)
+    # Endpoints' limits as stored when read, and as the reports in this round had them.
+    stored_limits: dict[uuid.UUID, int | None] = field(default_factory=dict)
+    reported_limits: dict[uuid.UUID, int] = field(default_factory=dict)
 
     async def finish(self, conn: Conn) -> None:
         if written := self.succeeded - self.succeeded_lately:
             await schedule_rows.record_success(conn, sorted(written))
         self.succeeded.clear()
+        await schedule_rows.record_limits(conn, {
+            automation_id: limit for automation_id, limit in sorted(self.reported_limits.items())
+            if _worth_writing(self.stored_limits.get(automation_id), limit)})
+        self.reported_limits.clear()
 
     async def failed(self, conn: Conn, automation_id: uuid.UUID) -> None:
         """Before a failure of the endpoint is counted: its earlier successes first."""
@@ -104,6 +111,12 @@ async def apply(conn: Conn, requests: list[DeliveryRequested],
     return work
 
 
+def _worth_writing(stored: int | None, reported: int) -> bool:
+    """Only a change of a fifth or more is written: a limit growing one by one would rewrite
+    a busy endpoint's row per attempt, and the window it sizes need not be exact."""
+    return stored is None or abs(reported - stored) >= max(1.0, stored * 0.2)
+
+
 def may_send_more(requests: list[DeliveryRequested], work: Round) -> set[uuid.UUID]:
     """The endpoints that may send more after `work`: those with a new delivery due, and
     those with an attempt in flight that ended (a first attempt the dispatcher sends itself
@@ -125,6 +138,7 @@ async def _terms(conn: Conn, automation_id: uuid.UUID, work: Round) -> Terms | N
                           attempts_allowed(settings.retry, settings.attempts))
             if row["succeeded_lately"]:
                 work.succeeded_lately.add(automation_id)
+            work.stored_limits[automation_id] = row["concurrency_limit"]
         work.terms[automation_id] = terms
     return work.terms[automation_id]
 
@@ -179,6 +193,10 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
         conn, sorted({r.delivery_id for r, _ in fresh if r.delivery_id not in work.settled}))
     work.succeeded_lately.update(d["automation_id"] for d in deliveries.values()
                                  if d["succeeded_lately"])
+    work.stored_limits.update((d["automation_id"], d["concurrency_limit"])
+                              for d in deliveries.values())
+    work.reported_limits.update((r.automation_id, r.limit) for r, _ in fresh
+                                if r.limit is not None)
     decided, settled = [], []
     for report, causation_id in fresh:
         if report.delivery_id in work.settled:

@@ -3,9 +3,10 @@ may have in flight.
 
 Each round locks the endpoints with due work (FOR UPDATE SKIP LOCKED, so any number of casestore
 replicas share them without handing out twice) and, per endpoint, hands out as many attempts as
-it has room for: its concurrency cap minus what is in flight, one probe while its circuit is
-half open, and no more than its `max_per_second` in the current second. Handed-out attempts
-leave through the outbox, in the same transaction that marks them `sending`.
+it has room for: its window (sized from the limit its dispatchers report) minus what is out,
+one probe while its circuit is half open, and no more than its `max_per_second` in the current
+second. Handed-out attempts leave through the outbox, in the same transaction that marks them
+`sending`.
 """
 
 import asyncio
@@ -29,13 +30,22 @@ log = structlog.get_logger(__name__)
 ENDPOINTS_PER_ROUND = 100
 
 
+def window(endpoint: asyncpg.Record, settings: Settings) -> int:
+    """How many of an endpoint's attempts may be out at once (in flight, or waiting in a
+    dispatcher for room under its limit): twice the limit a dispatcher last reported, so the
+    hops between attempts never leave that limit idle, and at least endpoint_window; never
+    more than twice the automation's ceiling. A paused endpoint gets one probe."""
+    if endpoint["state"] in ("open", "half_open"):
+        return 1
+    ceiling = endpoint["settings"].get("max_in_flight") or settings.endpoint_concurrency
+    limit = endpoint["concurrency_limit"] or settings.endpoint_initial_concurrency
+    return min(2 * int(ceiling), max(settings.endpoint_window, 2 * int(limit)))
+
+
 def room(endpoint: asyncpg.Record, settings: Settings) -> tuple[int, int]:
     """(attempts this endpoint may get now, attempts already counted in this second)."""
     request: dict[str, Any] = endpoint["settings"]
-    # An endpoint that was paused gets one probe; the dispatcher keeps the rest of the window
-    # to endpoint_concurrency requests at a time.
-    cap = 1 if endpoint["state"] in ("open", "half_open") else settings.endpoint_window
-    free = cap - int(endpoint["in_flight"])
+    free = window(endpoint, settings) - int(endpoint["in_flight"])
     per_second = request.get("max_per_second")
     counted = 0
     if per_second:

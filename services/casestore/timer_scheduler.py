@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
+from prometheus_client import Histogram
 
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
@@ -33,6 +34,10 @@ from shared.tasks import wait_event
 
 log = structlog.get_logger(__name__)
 
+LATENESS = Histogram("casewire_timer_lateness_seconds",
+                     "From a timer's due time to the transaction that fired it",
+                     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+                              86400.0))
 SCHEDULER = "Casewire scheduler"
 CASE_FIELDS = CASE_COLUMNS.split(", ")
 
@@ -73,6 +78,7 @@ class TimerScheduler:
             events: list[Envelope] = []
             moved: list[SetTimer] = []
             ended: list[timer_rows.TimerKey] = []
+            lateness: list[float] = []
             definitions: dict[uuid.UUID, AutomationDefinition] = {}
             for record in due:
                 key = (record["automation_id"], record["case_id"], record["trigger_index"])
@@ -84,6 +90,7 @@ class TimerScheduler:
                     continue
                 event, nxt = self._fire(record, trigger, definition)
                 events.append(event)
+                lateness.append((record["now"] - record["due_at"]).total_seconds())
                 if nxt is None:
                     ended.append(key)
                 else:
@@ -91,6 +98,8 @@ class TimerScheduler:
             await outbox_rows.insert_outbox(conn, events)
             await timer_rows.set_timers(conn, moved)
             await timer_rows.remove_timers(conn, ended)
+        for late_by in lateness:  # committed
+            LATENESS.observe(late_by)
         return len(due)
 
     @staticmethod

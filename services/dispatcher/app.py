@@ -41,7 +41,9 @@ async def dependencies_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DEPENDENCIES] = Dependencies(
         settings=settings, reader=reader, requests=requests, reports=reports, sender=sender,
         rules=RulesCache(reader), in_flight=InFlight(
-            settings.endpoint_concurrency, settings.first_attempt_wait_seconds))
+            settings.endpoint_initial_concurrency, settings.endpoint_concurrency,
+            settings.first_attempt_wait_seconds))
+    metrics.ENDPOINT_LIMITS.sources.add(app[DEPENDENCIES].in_flight)
     async with requests.running(), reports.running():
         yield
         # Attempts finishing now still report their outcome.

@@ -69,7 +69,8 @@ def _sends_first_itself(deps: Dependencies, automation: Automation) -> bool:
     settings = automation.definition.action.settings
     # take_first last: it counts the attempt as held, so only once everything else allows it.
     return (not automation.definition.once and settings.max_per_second is None
-            and not is_redelivery() and deps.in_flight.take_first(automation.id))
+            and not is_redelivery()
+            and deps.in_flight.take_first(automation.id, settings.max_in_flight))
 
 
 async def request_deliveries(deps: Dependencies, envelope: Envelope, case: CaseChanged,
@@ -215,11 +216,12 @@ async def _make_attempt(deps: Dependencies, due: DeliveryDue) -> DeliveryAttempt
         log.info("attempt_of_inactive_automation", delivery_id=str(due.delivery_id))
         return None
     # The request must end within the attempt's lease, or casestore sends it again meanwhile.
-    latest_start = due.lease_until - timedelta(
-        seconds=automation.definition.action.settings.timeout)
-    async with deps.in_flight.slot(automation.id, latest_start) as free:
-        if not free:
-            log.info("attempt_found_no_slot_in_its_lease", delivery_id=str(due.delivery_id),
+    settings = automation.definition.action.settings
+    latest_start = due.lease_until - timedelta(seconds=settings.timeout)
+    deps.in_flight.limit(automation.id, settings.max_in_flight)  # as the automation is now
+    async with deps.in_flight.slot(automation.id, latest_start) as started:
+        if started is None:
+            log.info("attempt_found_no_room_in_its_lease", delivery_id=str(due.delivery_id),
                      number=due.number, note="casestore hands it out again")
             return None
         delivery = Delivery(automation_id=automation.id, delivery_id=due.delivery_id,
@@ -227,16 +229,16 @@ async def _make_attempt(deps: Dependencies, due: DeliveryDue) -> DeliveryAttempt
                         automation_depth=due.case.automation_depth)
         with metrics.IN_FLIGHT.track_inprogress():
             sent = await send(deps, automation, delivery, due.number)
-    metrics.record(sent)
-    deps.in_flight.outcome(automation.id, sent.verdict == "succeeded",
-                           sent.attempt.duration_ms / 1000)
+        deps.in_flight.answered(automation.id, started, sent)
+    metrics.record(sent, str(automation.id), due.case.updated_at)
     values = (response_values(automation.definition, sent.response_json)
               if sent.response_json is not None else {})
     _log(due, sent, values)
     return DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
-        automation_depth=due.case.automation_depth, correlation_id=bound_correlation_id())
+        automation_depth=due.case.automation_depth, correlation_id=bound_correlation_id(),
+        limit=deps.in_flight.limit(automation.id).current)
 
 
 async def _report(deps: Dependencies, report: DeliveryAttempted, lease_until: datetime) -> None:

@@ -7,13 +7,20 @@ aggregate those with `max`, not `sum`.
 """
 
 import asyncio
+import weakref
+from collections import Counter as Tally
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import get_args
 
 import asyncpg
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from services.dispatcher import repo
+from services.dispatcher.in_flight import InFlight
 from services.dispatcher.sender import Sent
 from shared.events import Verdict
 from shared.service import POOL, SETTINGS, CleanupCtx, task_ctx
@@ -32,6 +39,16 @@ REPORTED_WITH_REQUEST = Counter(
     "casewire_first_attempts_reported_with_request_total",
     "First attempts that ended before their delivery's request went out, and went to "
     "casestore in its message (one message and one transaction fewer)")
+# From the case change that fired a delivery to its receiver's 2xx, retries and waits included.
+DELIVERED_AFTER = Histogram(
+    "casewire_delivery_seconds_since_case_change",
+    "From the case change to the successful attempt's answer, per automation",
+    ["automation_id"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0,
+             86400.0))
+OLDEST_WAITING = Gauge("casewire_delivery_oldest_due_seconds",
+                       "How long the oldest delivery due and not yet handed out has waited, "
+                       "per automation (all dispatchers')", ["automation_id"])
 WAITING = Gauge("casewire_deliveries_waiting",
                 "Deliveries on their way, by state (all dispatchers' and endpoints')", ["state"])
 PAUSED = Gauge("casewire_endpoints_paused",
@@ -45,16 +62,54 @@ for _verdict in get_args(Verdict):
     ATTEMPTS.labels(_verdict)
 
 
-def record(sent: Sent) -> None:
-    """One attempt's outcome and how long its request took."""
+def record(sent: Sent, automation_id: str, case_changed_at: datetime) -> None:
+    """One attempt's outcome and how long its request took; for a success, how long since the
+    case change that fired it."""
     ATTEMPTS.labels(sent.verdict).inc()
     ATTEMPT_SECONDS.observe(sent.attempt.duration_ms / 1000)
+    if sent.verdict == "succeeded":
+        DELIVERED_AFTER.labels(automation_id).observe(
+            (datetime.now(UTC) - case_changed_at).total_seconds())
+
+
+class EndpointLimits(Collector):
+    """Each endpoint's adaptive limit and requests in flight, read at scrape time from the
+    dispatchers of this process (tests run several): nothing on the attempts' path."""
+
+    def __init__(self) -> None:
+        self.sources: weakref.WeakSet[InFlight] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        limits, in_flight = Tally[str](), Tally[str]()
+        for source in list(self.sources):
+            for automation_id, limit in list(source.limits.items()):
+                limits[str(automation_id)] += limit.current
+                in_flight[str(automation_id)] += limit.in_flight
+        yield _family("casewire_endpoint_concurrency_limit",
+                      "Requests in flight this process allows an endpoint now (adaptive)", limits)
+        yield _family("casewire_endpoint_requests_in_flight",
+                      "Requests in flight to an endpoint from this process", in_flight)
+
+
+def _family(name: str, documentation: str, values: Tally[str]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=["automation_id"])
+    for automation_id, value in sorted(values.items()):
+        family.add_metric([automation_id], value)
+    return family
+
+
+ENDPOINT_LIMITS = EndpointLimits()
+REGISTRY.register(ENDPOINT_LIMITS)
 
 
 async def refresh(pool: asyncpg.Pool) -> None:
     """Read the engine's state once and set the gauges."""
     for state, count in (await repo.waiting_deliveries(pool)).items():
         WAITING.labels(state).set(count)
+    oldest = await repo.oldest_due(pool)
+    OLDEST_WAITING.clear()  # an automation with nothing due has no series
+    for automation_id, seconds in oldest.items():
+        OLDEST_WAITING.labels(str(automation_id)).set(seconds)
     PAUSED.set(await repo.paused_endpoints(pool))
     for reason, count in (await repo.engine_disabled_automations(pool)).items():
         DISABLED.labels(reason).set(count)

@@ -106,6 +106,16 @@ async def waiting_deliveries(pool: asyncpg.Pool) -> dict[str, int]:
     return {state: counted.get(state, 0) for state in WAITING_STATES}
 
 
+async def oldest_due(pool: asyncpg.Pool) -> dict[uuid.UUID, float]:
+    """Per automation with deliveries due and not handed out, seconds the oldest has waited
+    (through the index of waiting deliveries)."""
+    rows = await pool.fetch(
+        "SELECT automation_id, extract(epoch FROM now() - min(next_attempt_at)) AS waited"
+        " FROM deliveries WHERE state IN ('pending', 'retrying') AND next_attempt_at <= now()"
+        " GROUP BY automation_id")
+    return {r["automation_id"]: float(r["waited"]) for r in rows}
+
+
 async def paused_endpoints(pool: asyncpg.Pool) -> int:
     """Enabled automations whose circuit is open or half open."""
     return int(await pool.fetchval(

@@ -111,6 +111,9 @@ class Health(BaseModel):
     failing_since: datetime | None
     last_success_at: datetime | None
     last_failure_at: datetime | None
+    # The limit of requests in flight a dispatcher last reported for the endpoint (null: none
+    # yet); it adapts to how the endpoint answers.
+    concurrency_limit: int | None
 
 
 class Automation(AutomationDefinition):

@@ -56,7 +56,7 @@ class AutomationEditor:
     settings: dict[str, str] = field(default_factory=lambda: {
         "method": "POST", "url": "", "auth": "none", "username": "", "password": "",
         "attempts": "3", "timeout": "10", "protocol": "json", "retry": "standard",
-        "max_per_second": ""})
+        "max_per_second": "", "max_in_flight": ""})
     has_password: bool = False
     response: list[ResponseRow] = field(default_factory=list)
     errors: Errors = field(default_factory=dict)
@@ -88,6 +88,10 @@ class AutomationEditor:
         ).with_blank_rows()
 
 
+# Settings that may be left empty (null: the default).
+OPTIONAL_NUMBERS = ("max_per_second", "max_in_flight")
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
@@ -100,7 +104,7 @@ def _rows(form: FormData, prefix: str) -> range:
 def read(form: FormData, *, has_password: bool) -> AutomationEditor:
     settings = {name: text(form, name) for name in (
         "method", "url", "auth", "username", "attempts", "timeout", "protocol", "retry",
-        "max_per_second")}
+        *OPTIONAL_NUMBERS)}
     password = form.get("password", "")
     settings["password"] = password if isinstance(password, str) else ""
     return AutomationEditor(
@@ -132,11 +136,12 @@ def _settings(editor: AutomationEditor) -> dict[str, Any]:
         kept = MASK if editor.has_password and not s["password"] else s["password"]
         auth.update(username=s["username"], password=kept)
     body: dict[str, Any] = {"method": s["method"], "url": s["url"], "auth": auth,
-                            "protocol": s["protocol"], "retry": s["retry"],
-                            "max_per_second": int(s["max_per_second"])
-                            if s["max_per_second"].isdigit() else s["max_per_second"] or None}
-    for number in ("attempts", "timeout"):
+                            "protocol": s["protocol"], "retry": s["retry"]}
+    for number in ("attempts", "timeout", *OPTIONAL_NUMBERS):
         body[number] = int(s[number]) if s[number].isdigit() else s[number]
+    for number in OPTIONAL_NUMBERS:
+        if s[number] == "":
+            body[number] = None  # the default
     return body
 
 

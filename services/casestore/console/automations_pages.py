@@ -18,6 +18,7 @@ from services.casestore.console.render import page, see_other
 from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
 from shared.automations import META, AutomationDefinition
@@ -32,11 +33,13 @@ def automation_id(request: web.Request) -> uuid.UUID:
 
 
 async def load_shown(request: web.Request, conn: Conn) -> dict[str, Any]:
-    """The automation as GET /api/automations/{id} shows it: health, secret, masked password."""
+    """The automation as GET /api/automations/{id} shows it (health, secret, masked password),
+    and how many of its deliveries succeeded in the last minute."""
     row = found(await automation_rows.get_automation(conn, automation_id(request)),
                 NO_AUTOMATION)
     health = await schedule_rows.health(conn, row.id)
-    return row.to_api(request.config_dict[SECRET_BOX], health)
+    return {**row.to_api(request.config_dict[SECRET_BOX], health),
+            "succeeded_last_minute": await delivery_rows.succeeded_lately(conn, row.id, 60)}
 
 
 def editor_page(request: web.Request, form: FormDefinition,
@@ -44,7 +47,8 @@ def editor_page(request: web.Request, form: FormDefinition,
                 status: int = 200, **context: Any) -> web.Response:
     return page(request, "automation.html", status=status, form=form, editor=editor,
                 shown=shown, kinds=triggers.KINDS, sources=automation_form.SOURCES, meta=META,
-                overlap=request.config_dict[SETTINGS].secret_overlap_hours, **context)
+                overlap=request.config_dict[SETTINGS].secret_overlap_hours,
+                default_ceiling=request.config_dict[SETTINGS].endpoint_concurrency, **context)
 
 
 @routes.get("/forms/{form_id}/automations")

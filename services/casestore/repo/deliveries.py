@@ -199,6 +199,13 @@ async def fail_waiting_deliveries(conn: Conn, automation_id: uuid.UUID) -> None:
         " AND state IN ('pending', 'sending', 'retrying')", automation_id)
 
 
+async def succeeded_lately(conn: Conn, automation_id: uuid.UUID, seconds: float) -> int:
+    """The automation's deliveries that succeeded in the last `seconds`."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM deliveries WHERE automation_id = $1 AND state = 'succeeded'"
+        " AND updated_at > now() - make_interval(secs => $2)", automation_id, seconds))
+
+
 async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> DeliveryRow | None:
     row = await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
     return DeliveryRow.from_record(row) if row else None

@@ -103,7 +103,7 @@ async def terms_and_health(conn: Conn, automation_id: uuid.UUID) -> asyncpg.Reco
     return await conn.fetchrow(
         "WITH made AS (INSERT INTO endpoint_health (automation_id)"
         "  SELECT id FROM automations WHERE id = $1 ON CONFLICT DO NOTHING)"
-        f" SELECT a.definition, {SUCCEEDED_LATELY}"
+        f" SELECT a.definition, h.concurrency_limit, {SUCCEEDED_LATELY}"
         " FROM automations a LEFT JOIN endpoint_health h ON h.automation_id = a.id"
         " WHERE a.id = $1", automation_id)
 
@@ -115,6 +115,7 @@ async def lock_due_endpoints(conn: Conn, limit: int,
     and the consumer's transactions, share them without handing out anything twice)."""
     return list(await conn.fetch(
         "SELECT h.automation_id, h.state, h.open_until, h.window_start, h.window_count,"
+        " h.concurrency_limit,"
         " a.form_id, a.definition->'action'->'settings' AS settings, f.revision AS form_revision,"
         " (SELECT count(*) FROM deliveries s WHERE s.automation_id = h.automation_id"
         "   AND s.state = 'sending' AND s.lease_until > now()) AS in_flight,"
@@ -175,7 +176,7 @@ async def deliveries_for_outcome(conn: Conn, delivery_ids: list[uuid.UUID]
         return {}
     rows = await conn.fetch(
         "SELECT d.id, d.automation_id, d.case_id, d.state, d.schedule, d.attempts_made,"
-        " d.attempts_allowed, d.updated_at AS handed_out_at,"
+        " d.attempts_allowed, d.updated_at AS handed_out_at, h.concurrency_limit,"
         f" {SUCCEEDED_LATELY} FROM deliveries d"
         " LEFT JOIN endpoint_health h ON h.automation_id = d.automation_id"
         " WHERE d.id = ANY($1::uuid[]) ORDER BY d.id FOR NO KEY UPDATE OF d", delivery_ids)
@@ -208,16 +209,17 @@ class HealthRow:
     failing_since: datetime | None = None
     last_success_at: datetime | None = None
     last_failure_at: datetime | None = None
+    concurrency_limit: int | None = None
 
     def to_api(self) -> dict[str, Any]:
         times = ("open_until", "failing_since", "last_success_at", "last_failure_at")
         return {"state": self.state, "consecutive_failures": self.consecutive_failures,
                 **{key: value.isoformat() if (value := getattr(self, key)) else None
-                   for key in times}}
+                   for key in times}, "concurrency_limit": self.concurrency_limit}
 
 
 HEALTH_COLUMNS = ("state, state_since, consecutive_failures, times_opened, open_until,"
-                  " failing_since, last_success_at, last_failure_at")
+                  " failing_since, last_success_at, last_failure_at, concurrency_limit")
 
 
 async def health(conn: Conn, automation_id: uuid.UUID) -> HealthRow | None:
@@ -240,6 +242,15 @@ async def record_success(conn: Conn, automation_ids: list[uuid.UUID]) -> None:
         " state_since = CASE WHEN state = 'closed' THEN state_since ELSE now() END,"
         " times_opened = 0, open_until = NULL, failing_since = NULL, last_success_at = now()"
         " WHERE automation_id = ANY($1::uuid[])", automation_ids)
+
+
+async def record_limits(conn: Conn, limits: dict[uuid.UUID, int]) -> None:
+    """The limits dispatchers reported of these endpoints."""
+    if limits:
+        await conn.execute(
+            "UPDATE endpoint_health h SET concurrency_limit = l.value"
+            " FROM unnest($1::uuid[], $2::int[]) AS l(automation_id, value)"
+            " WHERE h.automation_id = l.automation_id", list(limits), list(limits.values()))
 
 
 async def record_failure(conn: Conn, automation_id: uuid.UUID, counts: bool,
