@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import checks, limits, machine, report
+from bench import checks, floor, limits, machine, report
 from bench.casewire import CasewireBench, Monitor
 from bench.loadgen import LoadGenerator
 from bench.procs import Children, free_port, wait_http
@@ -30,6 +30,9 @@ from shared.logging import configure_logging
 from shared.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
+# The rate of the side-by-side CPU comparison with the floor, as a share of the bare broker's
+# messages a second: the same load relative to the host on every host.
+FLOOR_SHARE = 0.02
 
 
 class Progress:
@@ -131,6 +134,16 @@ async def run(profile: Profile, out_dir: Path, profile_services: bool
         plot["bare_latencies"] = bare.latencies
         say(f"bare aiohttp at {rate:,.0f}/s: p99 "
             f"{limit_figures['aiohttp_latency']['latency_ms'].get('p99', 0):.1f} ms")
+        # The floor at the same share of every host's capacity (200/s where the bare broker
+        # takes 10,000 msg/s), side by side with Casewire on fresh stacks.
+        floor_rate = round(limit_figures["broker"]["best"]["rate"] * FLOOR_SHARE)
+        say(f"the floor beside Casewire at {floor_rate}/s ({profile.floor_rounds} round(s))")
+        measured["floor"] = await floor.cost_side_by_side(
+            children, settings, gen, floor_rate, profile.floor_cases, profile.floor_rounds)
+        say(f"CPU per delivered case at {floor_rate}/s: floor "
+            f"{measured['floor']['floor_ms']:.2f} ms, Casewire "
+            f"{measured['floor']['casewire_ms']:.2f} ms, "
+            f"ratio {measured['floor']['ratio']:.2f}")
     finally:
         if profiler is not None:
             profiler.stop()

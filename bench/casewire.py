@@ -8,7 +8,9 @@
    delivery;
 4. a soak at a fixed moderate rate on that form: POST-to-arrival latency, RSS over time;
 5. isolation (bench/isolation.py): a healthy endpoint alone, then beside one that hangs.
-6. timers (bench/timers.py): claiming from a table of many timers, and many falling due at once.
+6. distant receivers (bench/distant.py): receivers answering after 50-200 ms or 429 above a
+   concurrency, a burst each; and a 20 s outage;
+7. timers (bench/timers.py): claiming from a table of many timers, and many falling due at once.
 
 Every accepted request's id is kept, so `verify` can prove each is exactly one case, each
 case of the delivery form exactly one delivery, and each of the healthy isolation form too.
@@ -29,7 +31,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench import isolation, timers, workload
+from bench import distant, isolation, timers, workload
 from bench.cpu import CpuMeter
 from bench.loadgen import Job, LoadGenerator, LoadResult
 from bench.procs import memory_kib
@@ -332,6 +334,13 @@ class CasewireBench:
         iso = figures["isolation"]
         self.say(f"isolation: healthy throughput ratio {iso['throughput_ratio'] or 0:.2f}, "
                  f"p99 ratio {iso['p99_ratio'] or 0:.2f}")
+        self.say(f"distant receivers: {p.distant_cases} cases at {p.distant_rate:,.0f}/s to "
+                 "each" + (", then a 20 s outage" if p.distant_outage else ""))
+        figures["distant"] = await distant.measure(self, p.distant_cases, p.distant_rate,
+                                                   p.distant_outage)
+        for bucket, got in figures["distant"]["receivers"].items():
+            self.say(f"{bucket}: {got['per_second']:,.0f} deliveries/s, "
+                     f"{got['ratio']:.2f} of what it could take, at most {got['peak']} at once")
         self._profile("timers")
         figures["timers"] = await timers.measure(self, p.timers_pending, p.timers_burst)
         self._profile(None)

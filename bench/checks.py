@@ -36,6 +36,7 @@ def evaluate(checks: dict[str, Any], casewire: dict[str, Any], limits: dict[str,
         failures.append(f"{d['unexpected'] + d['unparseable']} deliveries match no case")
     _isolation(checks.get("isolation"), casewire.get("isolation"), failures, warnings, lines)
     _timers(casewire.get("timers"), failures, warnings, lines)
+    _distant(casewire.get("distant"), failures, warnings, lines)
     log = checks["delivery_log"]
     lines.append(f"delivery log: {log['succeeded']:,} succeeded, {log['failed']} failed, "
                  f"{log.get('waiting', 0)} still waiting of {log['expected']:,}")
@@ -103,3 +104,22 @@ def _timers(figures: dict[str, Any] | None, failures: list[str], warnings: list[
         failures.append(f"timers: {figures['burst'] - figures['fired']:,} due timers never fired")
     elif (figures["rate"] or 0) < 2000:
         warnings.append(f"timers: fired at {figures['rate'] or 0:,.0f}/s, under the 2,000/s goal")
+
+
+def _distant(figures: dict[str, Any] | None, failures: list[str], warnings: list[str],
+             lines: list[str]) -> None:
+    """Every case to a distant receiver arrived; the outage's goal is a warning."""
+    if not figures:
+        return
+    for bucket, got in figures["receivers"].items():
+        lines.append(f"{bucket}: {got['accepted']:,} accepted, {got['delivered']:,} delivered")
+        if got["delivered"] < got["accepted"]:
+            failures.append(f"{got['accepted'] - got['delivered']} cases to {bucket} were "
+                            "never delivered")
+    outage = figures.get("outage")
+    if outage:
+        share = next(v for k, v in outage.items() if k.startswith("within_"))
+        lines.append(f"outage: {outage['arrived']:,} of {outage['accepted']:,} arrived, "
+                     f"{share:.1%} within 150 s of the first POST")
+        if share < 0.95:
+            warnings.append(f"outage: only {share:.1%} arrived within 150 s (goal 95%)")

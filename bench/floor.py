@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -264,6 +265,27 @@ async def _ingest_alone(children: Children, settings: Settings, gen: LoadGenerat
                                  body=workload.BODY_TEMPLATE, connections=128, duration=3600,
                                  max_requests=cases, id_base=9 * 10**11))
     return load.ok_per_second
+
+
+async def cost_side_by_side(children: Children, settings: Settings, gen: LoadGenerator,
+                            rate: float, cases: int, rounds: int) -> dict[str, Any]:
+    """CPU ms per delivered case of the floor and of Casewire at `rate`, each on a fresh stack,
+    rounds alternating (for `make bench`): the medians and Casewire / floor per round."""
+    totals: dict[str, list[float]] = {"floor": [], "casewire": []}
+    for number in range(rounds):
+        for label in ("floor", "casewire") if number % 2 == 0 else ("casewire", "floor"):
+            opened = floor_target if label == "floor" else casewire_target
+            async with opened(children, settings) as target:
+                base = (80 + 3 * number) * 10**10
+                await measure(target, gen, WARM_UP, rate, base)
+                await asyncio.sleep(2)
+                totals[label].append(sum((await measure(target, gen, cases, rate,
+                                                        base + 10**10)).values()))
+    ratios = [c / f for c, f in zip(totals["casewire"], totals["floor"], strict=True)]
+    return {"rate": rate, "cases": cases, "rounds": rounds,
+            "floor_ms": statistics.median(totals["floor"]),
+            "casewire_ms": statistics.median(totals["casewire"]),
+            "ratio": statistics.median(ratios), "ratios": ratios}
 
 
 async def compare(rounds: int, cases: int, rate: float, burst: int) -> None:

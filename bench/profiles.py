@@ -1,4 +1,4 @@
-"""How long and how hard each step runs: `default` (under 5 minutes) and `quick` (under 1)."""
+"""How long and how hard each step runs: `default` (about 9 minutes) and `quick` (under 2)."""
 
 from dataclasses import dataclass
 
@@ -33,6 +33,11 @@ class Profile:
     isolation_seconds: float = 20.0  # each isolation phase (healthy alone, then beside a hang)
     timers_pending: int = 1_000_000  # timers in the table for the claim and the burst
     timers_burst: int = 10_000       # of them falling due at once
+    distant_cases: int = 400         # posted to each distant receiver (bench/distant.py)
+    distant_rate: float = 200.0      # at this rate
+    distant_outage: bool = True      # and the 20 s outage (about 3 minutes)
+    floor_cases: int = 3000          # per round of the floor beside Casewire (bench/floor.py)
+    floor_rounds: int = 2
 
 
 DEFAULT = Profile(name="default")
@@ -57,6 +62,11 @@ QUICK = Profile(
     isolation_seconds=5.0,
     timers_pending=50_000,
     timers_burst=5_000,
+    distant_cases=200,
+    distant_rate=100.0,
+    distant_outage=False,
+    floor_cases=1000,
+    floor_rounds=1,
 )
 
 PROFILES = {p.name: p for p in (DEFAULT, QUICK)}

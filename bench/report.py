@@ -66,7 +66,14 @@ def rows(results: dict[str, Any]) -> list[Row]:
                        cw["delivery_latency"]["latency_ms"].get(p), floor.get(p), "ms",
                        "sum of bare hops: 2 HTTP + 2 publish + 1 commit"))
     out += _cpu_per_case_rows(results["phases"])
+    if "floor" in results:
+        f = results["floor"]
+        out.append(Row(f"CPU per delivered case at {f['rate']:,.0f}/s, beside the floor",
+                       f["casewire_ms"], f["floor_ms"], "ms",
+                       f"the floor (bench/floor.py), {f['rounds']} round(s) of "
+                       f"{f['cases']:,} (goal: <= 1.25)"))
     out += _isolation_rows(cw.get("isolation"))
+    out += _distant_rows(cw.get("distant"))
     out += _timer_rows(cw.get("timers"))
     bare_rss = limits["aiohttp"].get("peak_rss_mib")
     for name, mem in cw["memory"].items():
@@ -115,6 +122,28 @@ def _isolation_rows(iso: dict[str, Any] | None) -> list[Row]:
     for p, goal in (("p50", ""), ("p99", " (goal: <= 2)")):
         out.append(Row(f"isolation: its POST to arrival {p}", beside["latency_ms"].get(p),
                        alone["latency_ms"].get(p), "ms", f"the same alone{goal}"))
+    return out
+
+
+def _distant_rows(d: dict[str, Any] | None) -> list[Row]:
+    """Each distant receiver's deliveries/s against what it could take; the outage."""
+    if not d:
+        return []
+    out = []
+    for bucket, r in d["receivers"].items():
+        could = min(r["capacity"], d["rate"])
+        out.append(Row(f"{bucket}: {r['delivered']:,} of {r['accepted']:,} in "
+                       f"{r['seconds'] or 0:.1f} s, deliveries/s (most at once {r['peak']})",
+                       r["per_second"], could, "deliveries/s",
+                       f"it takes {r['most']} at once in {r['ms']} ms; posted "
+                       f"{d['rate']:,.0f}/s"))
+    outage = d.get("outage")
+    if outage:
+        share = next(v for k, v in outage.items() if k.startswith("within_"))
+        out.append(Row(f"outage {outage['outage_seconds']:.0f} s: arrived within 150 s of the "
+                       "first POST", share * 100, 95.0, "%", "goal"))
+        out.append(Row("outage: seconds from the first POST until 95% arrived",
+                       outage["seconds_to_95_percent"], 150.0, "s", "goal"))
     return out
 
 

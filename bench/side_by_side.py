@@ -13,7 +13,8 @@ CPU milliseconds the three services spent per delivered case, and those of the P
 backends serving its database. Postgres's shared processes (WAL writer, checkpointer) and
 RabbitMQ serve both sides, so their CPU cannot be split and is in neither figure. With `--rate`
 the cases are posted at that rate to each side instead of all at once, as in `make bench`'s
-soak: then the CPU per case is what to compare.
+soak: then the CPU per case is what to compare. With `--receiver-ms` the receiver answers after
+that long, as a distant one does: then the delivered cases/s are what to compare.
 """
 
 import argparse
@@ -75,10 +76,16 @@ class Side:
                    rate=rate)
 
 
+# Where a side's automation sends: the receiver's /deliver, or with --receiver-ms a distant
+# receiver (bench/distant.py) whose deliveries it counts under this bucket.
+DISTANT_BUCKET = "side"
+
+
 async def arrived(http: aiohttp.ClientSession, receiver_url: str) -> int:
     """Deliveries the receiver (`bench.receiver`) has had."""
     async with http.get(f"{receiver_url}/stats") as resp:
-        return int((await resp.json())["count"])
+        stats = await resp.json()
+        return int(stats["count"]) + int(stats["buckets"].get(DISTANT_BUCKET, 0))
 
 
 async def wait_arrived(http: aiohttp.ClientSession, receiver_url: str, target: int,
@@ -111,8 +118,8 @@ def checkout(revision: str | None) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def side(label: str, code_dir: Path, children: Children, settings: Settings
-               ) -> AsyncIterator[Side]:
+async def side(label: str, code_dir: Path, children: Children, settings: Settings,
+               receiver_ms: int | None = None) -> AsyncIterator[Side]:
     port = free_port()
     receiver = children.start(f"receiver-{label}", ["-m", "bench.receiver", str(port)])
     receiver_url = f"http://127.0.0.1:{port}"
@@ -123,7 +130,9 @@ async def side(label: str, code_dir: Path, children: Children, settings: Setting
     try:
         await wait_http(receiver, f"{receiver_url}/stats")
         await stack.start()
-        forms = await stack.create_forms(f"{receiver_url}/deliver")
+        forms = await stack.create_forms(
+            f"{receiver_url}/deliver" if receiver_ms is None
+            else f"{receiver_url}/distant/{DISTANT_BUCKET}?ms={receiver_ms}")
         yield Side(label, code_dir, stack, receiver, receiver_url, forms.delivery_url)
     finally:
         await stack.stop()
@@ -165,12 +174,13 @@ async def burst(sides: list[Side], gens: list[LoadGenerator], cases: int, id_bas
 
 
 async def round_trip(number: int, trees: list[tuple[str, Path]], gens: list[LoadGenerator],
-                     children: Children, settings: Settings, cases: int, rate: float | None
-                     ) -> dict[str, Measured]:
+                     children: Children, settings: Settings, cases: int, rate: float | None,
+                     receiver_ms: int | None = None) -> dict[str, Measured]:
     async with contextlib.AsyncExitStack() as stack:
         # Which side starts first alternates, so neither is always the one with warm caches.
         order = trees if number % 2 == 0 else trees[::-1]
-        sides = [await stack.enter_async_context(side(label, code, children, settings))
+        sides = [await stack.enter_async_context(side(label, code, children, settings,
+                                                      receiver_ms))
                  for label, code in order]
         async with aiohttp.ClientSession() as http:
             await burst(sides, gens, WARM_UP, (2 * number + 1) * 10**10, http)
@@ -184,7 +194,7 @@ def _spread(values: list[float]) -> str:
 
 
 async def compare(base: str, other: str | None, rounds: int, cases: int,
-                  rate: float | None) -> None:
+                  rate: float | None, receiver_ms: int | None = None) -> None:
     settings = Settings()
     other_label = other or "this checkout"
     with checkout(base) as base_dir, checkout(other) as other_dir, \
@@ -197,7 +207,8 @@ async def compare(base: str, other: str | None, rounds: int, cases: int,
         try:
             trees = [(base, base_dir), (other_label, other_dir)]
             for number in range(rounds):
-                got = await round_trip(number, trees, gens, children, settings, cases, rate)
+                got = await round_trip(number, trees, gens, children, settings, cases, rate,
+                                       receiver_ms)
                 a, b = got[base].figures, got[other_label].figures
                 ratios.append((b[0] / a[0], b[1] / a[1], b[2] / a[2]))
                 print(f"round {number + 1}: " + ", ".join(
@@ -225,9 +236,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=3000, help="cases per side and round")
     parser.add_argument("--rate", type=float,
                         help="post at this many cases a second per side (default: all at once)")
+    parser.add_argument("--receiver-ms", type=int,
+                        help="the receiver answers after this many ms (default: at once)")
     args = parser.parse_args()
     try:
-        asyncio.run(compare(args.base, args.other, args.rounds, args.cases, args.rate))
+        asyncio.run(compare(args.base, args.other, args.rounds, args.cases, args.rate,
+                            args.receiver_ms))
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -109,10 +109,11 @@ class PlayedDispatcher:
     async def report(self, due: DeliveryDue, status: int | None, *,
                      verdict: Verdict | None = None, retry_after: float | None = None,
                      values: dict[str, Any] | None = None, body: str = "{}",
-                     times: int = 1) -> DeliveryAttempted:
-        """Say how the attempt went, as the dispatcher would after sending it."""
+                     times: int = 1, limit: int | None = None) -> DeliveryAttempted:
+        """Say how the attempt went, as the dispatcher would after sending it (with its limit
+        for the endpoint, if given)."""
         report = outcome(due, status, verdict=verdict, retry_after=retry_after, values=values,
-                         body=body)
+                         body=body).model_copy(update={"limit": limit})
         event = new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
                           case_id=due.case.case_id)
         await publish_raw(self.settings, DELIVERY_ATTEMPTED, [event.to_bytes()] * times)

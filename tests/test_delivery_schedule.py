@@ -166,7 +166,7 @@ async def tripping(settings: Settings, stack: Stack) -> AsyncIterator[aiohttp.Cl
 async def test_failures_in_a_row_pause_the_endpoint_until_one_probe_succeeds(
         tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     api = tripping
-    automation, case = await setup(api)
+    automation, case = await setup(api, attempts=1)  # no retry goes out between the failures
     for _ in range(2):
         await played.request(automation, case)
     for due in await played.dues(2):
@@ -190,7 +190,7 @@ async def test_failures_in_a_row_pause_the_endpoint_until_one_probe_succeeds(
 async def test_a_failed_probe_pauses_the_endpoint_again(
         tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
     api = tripping
-    automation, case = await setup(api)
+    automation, case = await setup(api, attempts=1)
     for _ in range(2):
         await played.request(automation, case)
     for due in await played.dues(2):
@@ -218,13 +218,14 @@ async def test_failures_of_attempts_in_flight_as_the_circuit_opened_do_not_lengt
     once; the other ten, handed out before it opened, neither count nor reopen it, and the
     probe goes out when the first pause ends."""
     api = tripping_wide
-    automation, case = await setup(api, attempts=3)
+    automation, case = await setup(api, attempts=1)  # no retry goes out between the failures
     for _ in range(12):
         await played.request(automation, case)
     in_flight = await played.dues(12)
     for due in in_flight:
         await played.report(due, 503)
     health = await health_when(api, automation, "open")
+    await played.request(automation, case)  # waits for the pause to end: the probe
     await asyncio.sleep(1.0)  # every report settled
     after = (await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
     assert (after["state"], after["open_until"]) == ("open", health["open_until"])
@@ -245,13 +246,15 @@ async def test_a_late_failure_waits_for_no_probe_and_only_the_probes_failure_dou
     after the pause, neither reopens the circuit nor counts. The probe's failure reopens it,
     for twice as long."""
     api = tripping_wide
-    automation, case = await setup(api, attempts=3)
+    automation, case = await setup(api, attempts=1)
     for _ in range(3):
         await played.request(automation, case)
     first, second, late = await played.dues(3)
     await played.report(first, 500)
     await played.report(second, 500)
     opened = await health_when(api, automation, "open")
+    for _ in range(2):  # wait for the pause to end: a probe, and one after it
+        await played.request(automation, case)
     await played.none_due(3.5)  # the pause is over, but `late` is still out
     await played.report(late, 500)
     probe = await played.due(within=5)
@@ -272,6 +275,25 @@ async def reopened_after(api: aiohttp.ClientSession, automation: dict[str, Any],
     health: dict[str, Any] = (
         await call(api, "GET", f"/api/automations/{automation['id']}", 200))["health"]
     return health if health["state"] == "open" and health["open_until"] != open_until else None
+
+
+async def test_throttling_pauses_an_endpoint_only_once_its_limit_is_down_to_one(
+        tripping: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    """429s reported while the dispatcher's limit was above 1 are throttling, which the limit
+    answers: they do not count toward the circuit. At a limit of 1 they do."""
+    api = tripping
+    automation, case = await setup(api, retry="extended")
+    for _ in range(2):
+        await played.request(automation, case)
+    for round_ in range(3):
+        for due in await played.dues(2, within=5):
+            await played.report(due, 429, retry_after=0.1, limit=8)
+        del round_
+    await asyncio.sleep(0.5)
+    assert await health_is(api, automation, ("closed", 0))
+    for due in await played.dues(2, within=5):
+        await played.report(due, 429, retry_after=0.1, limit=1)
+    await health_when(api, automation, "open")
 
 
 async def applied_together(settings: Settings, requests: list[DeliveryRequested],

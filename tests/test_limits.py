@@ -125,8 +125,13 @@ async def test_a_waiter_that_gives_up_takes_no_room() -> None:
         assert started is not None
 
 
-async def test_retry_after_holds_back_new_requests_until_it_has_passed() -> None:
+async def test_retry_after_at_the_floor_holds_back_new_requests_until_it_has_passed() -> None:
     limit = AdaptiveLimit(initial=10, ceiling=100)
+    async with holding(limit, 1) as starts:
+        limit.answered(starts[0], "overload", 0.01, retry_after=0.5)
+    async with limit.slot(0.1) as started:
+        assert started is not None  # above the floor, the cut is the answer
+    limit = AdaptiveLimit(initial=1, ceiling=100)
     async with holding(limit, 1) as starts:
         limit.answered(starts[0], "overload", 0.01, retry_after=0.5)
     began = time.monotonic()

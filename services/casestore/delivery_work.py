@@ -244,13 +244,15 @@ async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUI
 async def _count_failure(conn: Conn, report: DeliveryAttempted, handed_out_at: datetime,
                          settings: Settings) -> None:
     """Count a failed attempt against its endpoint's circuit, if it was handed out under the
-    circuit's current state: the attempts in flight as it opened (or as its probe went out)
-    fail for the same outage and must neither open it again nor lengthen its pause."""
+    circuit's current state (the attempts in flight as it opened, or as its probe went out,
+    fail for the same outage and must neither open it again nor lengthen its pause) and is no
+    mere throttling."""
     if report.verdict == "gone":
         await disable(conn, report.automation_id, GONE_REASON)
         return
     before = await schedule_rows.health(conn, report.automation_id) or schedule_rows.HealthRow()
-    counts = before.state_since is None or handed_out_at >= before.state_since
+    counts = (before.state_since is None or handed_out_at >= before.state_since) \
+        and not _throttled(report)
     # A failed probe opens it again at once; otherwise enough failures in a row do. An open
     # circuit only ever reopens through its probe.
     trips = counts and (before.state == "half_open" or (
@@ -266,6 +268,12 @@ async def _count_failure(conn: Conn, report: DeliveryAttempted, handed_out_at: d
     if failing_for is not None and failing_for.total_seconds() >= disable_after(settings):
         await disable(conn, report.automation_id,
                       f"{FAILING_REASON_PREFIX}{settings.disable_after_days:g} days")
+
+
+def _throttled(report: DeliveryAttempted) -> bool:
+    """A 429 while the dispatcher's limit was still above 1: the endpoint is asking for less,
+    which the limit gives it (services/dispatcher/limits.py); pausing it would idle it."""
+    return report.attempt.response_status == 429 and (report.limit or 1) > 1
 
 
 async def disable(conn: Conn, automation_id: uuid.UUID, reason: str) -> None:

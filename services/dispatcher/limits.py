@@ -8,8 +8,10 @@ how the endpoint answers, as TCP's congestion window adapts to a path.
   jitter. A slower 2xx stops the growth and, at most once a round trip, takes a tenth off:
   the receiver is queueing.
 - Overload (429, 502, 503, 504) halves it, once a round trip: answers to requests sent
-  before a cut say nothing the cut did not already act on. A `Retry-After` holds back every
-  new request until it has passed.
+  before a cut say nothing the cut did not already act on. The refused delivery waits for its
+  `Retry-After` in casestore's schedule; one that comes with the limit at the floor already
+  holds back every new request to the endpoint until it has passed (above the floor, a hold
+  after each probe past the receiver's capacity would idle it most of the time).
 - No answer (a timeout, a connection error) takes it down to the floor, as TCP after a
   retransmission timeout; slow start leads back to half of what it was.
 - Other answers (a 4xx, a 500) say nothing about load and change nothing.
@@ -135,8 +137,9 @@ class AdaptiveLimit:
             self.threshold = min(self.threshold, self.limit)
             self._cut(started, 0.9)
         elif signal == "overload":
+            at_floor = self.current == FLOOR
             self._cut(started, 0.5)
-            if retry_after:
+            if retry_after and at_floor:
                 self._hold(retry_after)
         elif signal == "no_answer" and self._cut(started, 0.5):
             self.limit = float(FLOOR)
