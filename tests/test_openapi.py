@@ -162,7 +162,8 @@ def _explore(document: dict[str, Any], stack: Stack,
 
 
 async def _things_to_find(stack: Stack, receiver: Receiver) -> dict[str, str]:
-    """A form with its webhook, a user, a case with a file, an automation and its delivery."""
+    """A form with its webhook, a user, a case with a file, an automation and its delivery, an
+    account and its token."""
     headers = {"Authorization": f"Bearer {stack.settings.admin_token}"}
     async with aiohttp.ClientSession(base_url=stack.url("casestore"), headers=headers) as api:
         async def call(method: str, path: str, status: int, **kwargs: Any) -> Any:
@@ -174,6 +175,9 @@ async def _things_to_find(stack: Stack, receiver: Receiver) -> dict[str, str]:
         hook = await call("PUT", "/api/forms/st-form/incoming-webhook", 200, json={})
         await call("POST", "/api/users", 201, json={"username": "st-user", "password": "p" * 8,
                                                     "forms": ["st-form"]})
+        # An account of the same name, so /api/accounts/{username} names one too.
+        await call("POST", "/api/accounts", 201, json={"username": "st-user", "role": "viewer"})
+        token = await call("POST", "/api/accounts/st-user/tokens", 201, json={"name": "st"})
         automation = await call("POST", "/api/forms/st-form/automations", 201, json={
             "name": "st", "when": [{"event": "case_created"}],
             "action": webhook_action(receiver.endpoint())})
@@ -188,7 +192,7 @@ async def _things_to_find(stack: Stack, receiver: Receiver) -> dict[str, str]:
     return {"form_id": "st-form", "token": hook["token"], "username": "st-user",
             "case_id": case["id"], "field_id": "attachment", "file_id": uploaded["id"],
             "automation_id": automation["id"], "delivery_id": sent["id"],
-            "depth": "0"}
+            "depth": "0", "token_id": token["id"]}
 
 
 @pytest.mark.timeout(WITHIN_SECONDS + 60)

@@ -5,6 +5,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.casestore.api import (
+    accounts,
+    audit_log,
+    auth,
     automation_sends,
     automations,
     cases,
@@ -37,7 +40,7 @@ from shared.service import (
     task_ctx,
 )
 from shared.settings import Settings
-from shared.web import add_ops_routes, admin_token_middleware
+from shared.web import add_ops_routes
 
 COMMANDS = web.AppKey("commands", CommandConsumer)
 AT_COMMIT = web.AppKey("at_commit", PublishAtCommit)
@@ -62,7 +65,7 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app("casestore", settings,
-                  admin_token_middleware("/api/", settings.admin_token, PUBLIC_PATHS),
+                  auth.middleware(settings.admin_token, PUBLIC_PATHS),
                   refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
@@ -79,7 +82,7 @@ def create_app(settings: Settings) -> web.Application:
                             task_ctx("outbox-metrics", lambda app: read_backlog_forever(
                                 app[POOL], app[SETTINGS].pipeline_metrics_seconds))])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
-                   files):
+                   files, accounts, audit_log):
         app.router.add_routes(module.routes)
     mount_console(app, settings)
     add_docs(app, settings)

@@ -225,3 +225,53 @@ class FileInfo(FileEntry):
 class Uploaded(FileEntry):
     url: str
     case: Case
+
+
+class Account(BaseModel):
+    username: str
+    role: Literal["admin", "editor", "viewer"]
+    has_password: bool
+    disabled: bool
+    disabled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountList(BaseModel):
+    accounts: list[Account]
+
+
+class Token(BaseModel):
+    id: uuid.UUID
+    username: str
+    name: str
+    prefix: str  # the token's first characters
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked: bool
+    revoked_at: datetime | None
+
+
+class NewToken(Token):
+    token: str  # shown this once, never again
+
+
+class TokenList(BaseModel):
+    tokens: list[Token]
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    target_type: str
+    target_id: str
+    diff: dict[str, Any]
+
+
+class AuditLog(BaseModel):
+    entries: list[AuditEntry]
+    next_before: int | None

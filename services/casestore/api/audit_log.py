@@ -1,0 +1,34 @@
+"""The audit log over the API: newest first, by actor or target, a page at a time."""
+
+from aiohttp import web
+
+from services.casestore.api.answers import AuditLog
+from services.casestore.api.params import query_int
+from services.casestore.repo import audit as audit_rows
+from shared.openapi import Param, operation
+from shared.service import POOL
+from shared.web import json_response
+
+routes = web.RouteTableDef()
+MOST = 500
+
+
+@routes.get("/api/audit-log")
+@operation("Configuration changes, newest first: who, what, when, before and after (secrets "
+           "masked); `before` an entry's id pages back", tags=("audit",),
+           responses={200: AuditLog}, params=(
+               Param("limit", {"type": "integer", "minimum": 1, "maximum": MOST}),
+               Param("before", {"type": "integer", "minimum": 1}, "next_before of the previous "
+                     "page"),
+               Param("actor", {"type": "string"}, "an account's username, admin-token or system"),
+               Param("target", {"type": "string"}, "the id of what changed")))
+async def audit_log(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", 100, MOST) or 100
+    before = query_int(request, "before", None, 2**62)
+    async with request.app[POOL].acquire() as conn:
+        rows = await audit_rows.list_entries(conn, limit=limit + 1, before=before,
+                                             actor=request.query.get("actor"),
+                                             target=request.query.get("target"))
+    page = rows[:limit]
+    return json_response({"entries": [r.to_api() for r in page],
+                          "next_before": page[-1].id if len(rows) > limit else None})
