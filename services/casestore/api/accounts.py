@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import audit
 from services.casestore.actors import RESERVED, Actor, Role
-from services.casestore.api.answers import Account, AccountList, NewToken, TokenList
+from services.casestore.api.answers import Account, AccountList, NewToken, Token, TokenList, shown
 from services.casestore.api.auth import TOKEN_PREFIX, actor_of, requires, token_hash
 from services.casestore.api.logins import LOGINS
 from services.casestore.api.params import path_uuid
@@ -78,8 +78,8 @@ async def create_account(request: web.Request) -> web.Response:
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"account '{new.username}' already exists") from exc
         await audit.record(conn, actor_of(request), "account.created", "account", row.username,
-                           after=row.to_api())
-    return json_response(row.to_api(), status=201)
+                           after=shown(Account, row))
+    return json_response(shown(Account, row), status=201)
 
 
 @routes.get("/api/accounts")
@@ -88,7 +88,7 @@ async def create_account(request: web.Request) -> web.Response:
 async def list_accounts(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         rows = await account_rows.list_accounts(conn)
-    return json_response({"accounts": [r.to_api() for r in rows]})
+    return json_response({"accounts": [shown(Account, r) for r in rows]})
 
 
 @routes.get("/api/accounts/{username}")
@@ -99,7 +99,7 @@ async def get_account(request: web.Request) -> web.Response:
     username = request.match_info["username"]
     async with request.app[POOL].acquire() as conn:
         row = found(await account_rows.get_account(conn, username), _missing(username))
-    return json_response(row.to_api())
+    return json_response(shown(Account, row))
 
 
 async def _keep_an_admin(conn: Conn, row: account_rows.AccountRow, change: AccountChange) -> None:
@@ -126,10 +126,10 @@ async def change_account(request: web.Request) -> web.Response:
             conn, username, role=change.role, password_hash=password_hash,
             disabled=change.disabled)
         await audit.record(conn, actor_of(request), "account.updated", "account", username,
-                           before=before.to_api(),
-                           after={**after.to_api(), **({"password": "new"} if change.password
+                           before=shown(Account, before),
+                           after={**shown(Account, after), **({"password": "new"} if change.password
                                                        else {})})
-    return json_response(after.to_api())
+    return json_response(shown(Account, after))
 
 
 @routes.delete("/api/accounts/{username}")
@@ -144,7 +144,7 @@ async def delete_account(request: web.Request) -> web.Response:
         await _keep_an_admin(conn, before, AccountChange(disabled=True))
         await account_rows.delete_account(conn, username)
         await audit.record(conn, actor_of(request), "account.deleted", "account", username,
-                           before=before.to_api())
+                           before=shown(Account, before))
     return json_response({})
 
 
@@ -168,8 +168,8 @@ async def create_token(request: web.Request) -> web.Response:
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"'{username}' has a token named '{asked.name}' already") from exc
         await audit.record(conn, actor_of(request), "token.created", "token", str(row.id),
-                           after=row.to_api())
-    return json_response({**row.to_api(), "token": token}, status=201)
+                           after=shown(Token, row))
+    return json_response({**shown(Token, row), "token": token}, status=201)
 
 
 @routes.get("/api/accounts/{username}/tokens")
@@ -181,7 +181,7 @@ async def list_tokens(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         await _account_for_tokens(conn, username)
         rows = await account_rows.list_tokens(conn, username)
-    return json_response({"tokens": [r.to_api() for r in rows]})
+    return json_response({"tokens": [shown(Token, r) for r in rows]})
 
 
 @routes.delete("/api/accounts/{username}/tokens/{token_id}")
@@ -195,5 +195,5 @@ async def revoke_token(request: web.Request) -> web.Response:
         row = found(await account_rows.revoke_token(conn, username, token_id),
                     "no token has that id")
         await audit.record(conn, actor, "token.revoked", "token", str(row.id),
-                           after=row.to_api())
+                           after=shown(Token, row))
     return json_response({})

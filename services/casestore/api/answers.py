@@ -275,3 +275,8 @@ class AuditEntry(BaseModel):
 class AuditLog(BaseModel):
     entries: list[AuditEntry]
     next_before: int | None
+
+
+def shown(model: type[BaseModel], value: object) -> dict[str, Any]:
+    """A row as the answer `model` describes it: the model, not the row, builds the JSON."""
+    return model.model_validate(value, from_attributes=True).model_dump(mode="json")

@@ -2,7 +2,7 @@
 
 from aiohttp import web
 
-from services.casestore.api.answers import AuditLog
+from services.casestore.api.answers import AuditEntry, AuditLog, shown
 from services.casestore.api.params import query_int
 from services.casestore.repo import audit as audit_rows
 from shared.openapi import Param, operation
@@ -30,5 +30,5 @@ async def audit_log(request: web.Request) -> web.Response:
                                              actor=request.query.get("actor"),
                                              target=request.query.get("target"))
     page = rows[:limit]
-    return json_response({"entries": [r.to_api() for r in page],
+    return json_response({"entries": [shown(AuditEntry, r) for r in page],
                           "next_before": page[-1].id if len(rows) > limit else None})

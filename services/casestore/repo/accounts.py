@@ -3,7 +3,6 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from services.casestore.repo import Conn
 from shared.db import TypedRow
@@ -11,7 +10,7 @@ from shared.db import TypedRow
 
 @dataclass(frozen=True, slots=True)
 class AccountRow(TypedRow):
-    """An account; never its password hash."""
+    """An account; never its password hash. The API shows it as answers.Account."""
 
     username: str
     role: str
@@ -20,16 +19,14 @@ class AccountRow(TypedRow):
     created_at: datetime
     updated_at: datetime
 
-    def to_api(self) -> dict[str, Any]:
-        return {"username": self.username, "role": self.role,
-                "has_password": self.has_password, "disabled": self.disabled_at is not None,
-                "disabled_at": _iso(self.disabled_at), "created_at": _iso(self.created_at),
-                "updated_at": _iso(self.updated_at)}
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 @dataclass(frozen=True, slots=True)
 class TokenRow(TypedRow):
-    """An API token as it may be listed: its name and prefix, never the token."""
+    """An API token as it may be listed (answers.Token): its name and prefix, never the token."""
 
     id: uuid.UUID
     username: str
@@ -40,11 +37,9 @@ class TokenRow(TypedRow):
     last_used_at: datetime | None
     revoked_at: datetime | None
 
-    def to_api(self) -> dict[str, Any]:
-        return {"id": str(self.id), "username": self.username, "name": self.name,
-                "prefix": self.prefix, "created_at": _iso(self.created_at),
-                "expires_at": _iso(self.expires_at), "last_used_at": _iso(self.last_used_at),
-                "revoked": self.revoked_at is not None, "revoked_at": _iso(self.revoked_at)}
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +51,6 @@ class TokenOwner:
     username: str
     role: str
     stale: bool  # its last use was written over a minute ago (or never)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 ACCOUNT_COLUMNS = ("username, role, password_hash IS NOT NULL AS has_password, disabled_at,"

@@ -10,6 +10,8 @@ from shared.db import TypedRow
 
 @dataclass(frozen=True, slots=True)
 class AuditRow(TypedRow):
+    """One change (the API shows it as answers.AuditEntry)."""
+
     id: int
     at: datetime
     actor: str
@@ -18,11 +20,6 @@ class AuditRow(TypedRow):
     target_type: str
     target_id: str
     diff: dict[str, Any]
-
-    def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "at": self.at.isoformat(), "actor": self.actor, "via": self.via,
-                "action": self.action, "target_type": self.target_type,
-                "target_id": self.target_id, "diff": self.diff}
 
 
 AUDIT_COLUMNS = AuditRow.columns()
