@@ -232,9 +232,12 @@ class DeliveryDue(BaseModel):
     form_revision: int  # the automation as of this revision (or newer) applies
     webhook_id: str
     number: int
-    case: "CaseChanged"
+    # The case as it was when the automation fired; None for an operational event, whose
+    # `payload` is the exact JSON to send (services/casestore/operational.py).
+    case: "CaseChanged | None"
     # casestore sends it again after this; a copy that arrives later is not sent.
     lease_until: datetime
+    payload: dict[str, Any] | None = None
 
 
 class DeliveryAttempted(BaseModel):

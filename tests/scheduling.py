@@ -115,7 +115,7 @@ class PlayedDispatcher:
         report = outcome(due, status, verdict=verdict, retry_after=retry_after, values=values,
                          body=body).model_copy(update={"limit": limit})
         event = new_event(DELIVERY_ATTEMPTED, report, form_id=due.form_id,
-                          case_id=due.case.case_id)
+                          case_id=due.case.case_id if due.case else None)
         await publish_raw(self.settings, DELIVERY_ATTEMPTED, [event.to_bytes()] * times)
         return report
 

@@ -66,6 +66,7 @@ async def test_a_delivery_waits_in_postgres_between_attempts_and_ends_on_success
     automation, case = await setup(api, attempts=3)
     delivery_id = await played.request(automation, case)
     first = await played.due()
+    assert first.case is not None
     assert (first.delivery_id, first.number, first.case.case_id) == (delivery_id, 1,
                                                                    uuid.UUID(case["id"]))
     assert first.webhook_id == f"msg_{delivery_id.hex}"

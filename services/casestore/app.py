@@ -14,6 +14,7 @@ from services.casestore.api import (
     deliveries,
     files,
     forms,
+    operational,
     timers,
     users,
     webhooks,
@@ -24,12 +25,15 @@ from services.casestore.api.middlewares import refuse_nul
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
+from services.casestore.dead_letter_watch import watch_forever
 from services.casestore.outbox import OutboxRelay, PublishAtCommit, read_backlog_forever
 from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
+from shared.broker import Names
 from shared.crypto import SecretBox
 from shared.service import (
+    AMQP,
     POOL,
     PUBLISHER,
     SETTINGS,
@@ -80,9 +84,12 @@ def create_app(settings: Settings) -> web.Application:
                             loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx,
                             task_ctx("outbox-metrics", lambda app: read_backlog_forever(
-                                app[POOL], app[SETTINGS].pipeline_metrics_seconds))])
+                                app[POOL], app[SETTINGS].pipeline_metrics_seconds)),
+                            task_ctx("dead-letter-watch", lambda app: watch_forever(
+                                app[POOL], app[AMQP], Names(app[SETTINGS].name_prefix),
+                                app[SETTINGS].pipeline_metrics_seconds))])
     for module in (forms, webhooks, users, cases, automations, automation_sends, deliveries, timers,
-                   files, accounts, audit_log):
+                   files, accounts, audit_log, operational):
         app.router.add_routes(module.routes)
     mount_console(app, settings)
     add_docs(app, settings)

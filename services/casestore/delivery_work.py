@@ -14,6 +14,8 @@ from datetime import datetime
 
 import structlog
 
+from services.casestore import audit, operational
+from services.casestore.actors import system
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
@@ -78,7 +80,9 @@ class Round:
 
     async def finish(self, conn: Conn) -> None:
         if written := self.succeeded - self.succeeded_lately:
-            await schedule_rows.record_success(conn, sorted(written))
+            for resumed in await schedule_rows.record_success(conn, sorted(written)):
+                await operational.emit(conn, "endpoint.resumed", {"automation_id": str(resumed)},
+                                       about=resumed)
         self.succeeded.clear()
         await schedule_rows.record_limits(conn, {
             automation_id: limit for automation_id, limit in sorted(self.reported_limits.items())
@@ -218,7 +222,9 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
         decided.append((report, causation_id, delivery["case_id"], state, wait))
     await schedule_rows.settle(conn, [(r.delivery_id, state, wait)
                                       for r, _, _, state, wait in decided])
-    for report, causation_id, case_id, _, _ in settled + decided:
+    for report, causation_id, case_id, state, _ in settled + decided:
+        if state == "failed":
+            await _exhausted(conn, report, case_id)
         if report.verdict == "succeeded":
             work.succeeded.add(report.automation_id)
             await _write_answer(conn, report, case_id, causation_id)
@@ -226,6 +232,16 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
             await work.failed(conn, report.automation_id)
             await _count_failure(conn, report, deliveries[report.delivery_id]["handed_out_at"],
                                  settings)
+
+
+async def _exhausted(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID | None) -> None:
+    """The delivery ended failed: tell the operational webhook."""
+    attempt = report.attempt
+    await operational.emit(conn, "delivery.exhausted", {
+        "delivery_id": str(report.delivery_id), "automation_id": str(report.automation_id),
+        "case_id": str(case_id) if case_id else None, "attempts": attempt.number,
+        "last_status": attempt.response_status, "last_error": attempt.error},
+        about=report.automation_id)
 
 
 async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID,
@@ -264,6 +280,12 @@ async def _count_failure(conn: Conn, report: DeliveryAttempted, handed_out_at: d
     if trips:
         log.warning("endpoint_paused", automation_id=str(report.automation_id),
                     consecutive_failures=after["consecutive_failures"])
+        await operational.emit(conn, "endpoint.paused", {
+            "automation_id": str(report.automation_id),
+            "consecutive_failures": after["consecutive_failures"],
+            "paused_seconds": cooldown(before.times_opened + 1, settings),
+            "last_status": report.attempt.response_status, "last_error": report.attempt.error},
+            about=report.automation_id)
     failing_for = after["failing_for"]
     if failing_for is not None and failing_for.total_seconds() >= disable_after(settings):
         await disable(conn, report.automation_id,
@@ -283,6 +305,12 @@ async def disable(conn: Conn, automation_id: uuid.UUID, reason: str) -> None:
         return  # disabled already
     await outbox_rows.insert_outbox(conn, [new_event(
         AUTOMATION_DISABLED, AutomationDisabled(automation_id=automation_id,
-                                                form_id=row["form_id"], reason=reason),
+                                                form_id=row["form_id"] or "", reason=reason),
         form_id=row["form_id"])])
+    await audit.record(conn, system(reason), "automation.disabled", "automation",
+                       str(automation_id), before={"enabled": True},
+                       after={"enabled": False, "disabled_reason": reason})
+    await operational.emit(conn, "automation.disabled", {
+        "automation_id": str(automation_id), "form_id": row["form_id"], "reason": reason,
+        "by": "system"}, about=automation_id)
     log.warning("automation_disabled", automation_id=str(automation_id), reason=reason)

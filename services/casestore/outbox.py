@@ -16,20 +16,24 @@ form.changed while no ingest (whose queue lives only while it runs) is up.
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import Enum
 
 import asyncpg
+import orjson
 import structlog
 from prometheus_client import Counter, Gauge
 
+from services.casestore import operational
 from services.casestore.repo import Conn
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.repo.outbox import NOTIFY_CHANNEL
 from shared.broker import Publisher
 from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
+from shared.events import DELIVERY_DUE
 from shared.settings import Settings
 from shared.tasks import wait_event
 
@@ -160,6 +164,17 @@ class PublishAtCommit:
                         error=repr(exc))
 
 
+def _automation_of(row: outbox_rows.OutboxRow) -> uuid.UUID | None:
+    """The automation a parked attempt was of: the operational webhook's own are not told of
+    (services/casestore/operational.py)."""
+    if row.routing_key != DELIVERY_DUE:
+        return None
+    try:
+        return uuid.UUID(orjson.loads(row.body)["data"]["automation_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class OutboxRelay:
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher, settings: Settings):
         self._pool = pool
@@ -183,6 +198,10 @@ class OutboxRelay:
                 await outbox_rows.restore_outbox(conn, later)
             if parked:
                 await outbox_rows.park_outbox(conn, parked)
+                for row, error in parked:
+                    await operational.emit(conn, "outbox.parked", {
+                        "event_id": str(row.event_id), "routing_key": row.routing_key,
+                        "error": error}, about=_automation_of(row))
         return len(rows), not later
 
     async def _publish(self, row: outbox_rows.OutboxRow) -> Outcome | Parked:

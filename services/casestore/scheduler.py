@@ -86,12 +86,15 @@ async def hand_out_now(conn: Conn, automation_ids: set[uuid.UUID], settings: Set
 
 
 def _due_event(row: asyncpg.Record, endpoint: asyncpg.Record) -> Any:
-    case = CaseChanged.model_validate(row["case_snapshot"])
+    """An attempt as the dispatcher gets it: of a case, or an operational event's payload."""
+    case = (CaseChanged.model_validate(row["case_snapshot"])
+            if row["case_snapshot"] is not None else None)
     due = DeliveryDue(delivery_id=row["id"], automation_id=row["automation_id"],
                       form_id=row["form_id"], form_revision=endpoint["form_revision"],
                       webhook_id=row["webhook_id"], number=row["attempts_made"], case=case,
-                      lease_until=row["lease_until"])
-    return new_event(DELIVERY_DUE, due, form_id=row["form_id"], case_id=case.case_id,
+                      lease_until=row["lease_until"], payload=row["payload"])
+    return new_event(DELIVERY_DUE, due, form_id=row["form_id"] or None,
+                     case_id=case.case_id if case else None,
                      correlation_id=row["correlation_id"])
 
 

@@ -10,6 +10,7 @@ runs out.
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from services.dispatcher.bundling import Bundler
 from services.dispatcher.content import Delivery, build_content
 from services.dispatcher.in_flight import InFlight
 from services.dispatcher.repo import Automation, Reader
-from services.dispatcher.request import build_request
+from services.dispatcher.request import OutgoingRequest, build_request
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender, Sent
 from shared.automations import response_values
@@ -170,10 +171,15 @@ async def send(deps: Dependencies, automation: Automation, delivery: Delivery, n
     definition = automation.definition
     request = build_request(definition.action.settings,
                             build_content(definition, delivery, deps.settings))
+    return await _send(deps, automation, request, delivery.delivery_id, number)
+
+
+async def _send(deps: Dependencies, automation: Automation, request: OutgoingRequest,
+                delivery_id: uuid.UUID, number: int) -> Sent:
     return await deps.sender.send(
         request, secrets=automation.signing_secrets(datetime.now(UTC)),
-        webhook_id=webhook_id_for(delivery.delivery_id), number=number,
-        timeout=definition.action.settings.timeout)
+        webhook_id=webhook_id_for(delivery_id), number=number,
+        timeout=automation.definition.action.settings.timeout)
 
 
 def on_due(deps: Dependencies, due: DeliveryDue, *, taken: bool = False,
@@ -208,13 +214,13 @@ async def attempt(deps: Dependencies, due: DeliveryDue, handoff: Handoff | None 
 
 async def _make_attempt(deps: Dependencies, due: DeliveryDue) -> DeliveryAttempted | None:
     """Send the attempt; how it went, or None if it was not sent."""
-    rules = await deps.rules.get(due.form_id, due.form_revision)
-    automation = rules.automation(due.automation_id) if rules is not None else None
-    if rules is None or automation is None:
+    found = await _what_to_send(deps, due)
+    if found is None:
         # Disabled or deleted since casestore handed it out: it hands it out again if the
         # automation comes back.
         log.info("attempt_of_inactive_automation", delivery_id=str(due.delivery_id))
         return None
+    automation, request = found
     # The request must end within the attempt's lease, or casestore sends it again meanwhile.
     settings = automation.definition.action.settings
     latest_start = due.lease_until - timedelta(seconds=settings.timeout)
@@ -224,21 +230,38 @@ async def _make_attempt(deps: Dependencies, due: DeliveryDue) -> DeliveryAttempt
             log.info("attempt_found_no_room_in_its_lease", delivery_id=str(due.delivery_id),
                      number=due.number, note="casestore hands it out again")
             return None
-        delivery = Delivery(automation_id=automation.id, delivery_id=due.delivery_id,
-                        case=due.case, form=rules.form,
-                        automation_depth=due.case.automation_depth)
         with metrics.IN_FLIGHT.track_inprogress():
-            sent = await send(deps, automation, delivery, due.number)
+            sent = await _send(deps, automation, request(), due.delivery_id, due.number)
         deps.in_flight.answered(automation.id, started, sent)
-    metrics.record(sent, str(automation.id), due.case.updated_at)
+    metrics.record(sent, str(automation.id), due.case.updated_at if due.case else None)
     values = (response_values(automation.definition, sent.response_json)
-              if sent.response_json is not None else {})
+              if sent.response_json is not None and due.case is not None else {})
     _log(due, sent, values)
     return DeliveryAttempted(
         delivery_id=due.delivery_id, automation_id=automation.id, attempt=sent.attempt,
         verdict=sent.verdict, retry_after=sent.retry_after, values=values,
-        automation_depth=due.case.automation_depth, correlation_id=bound_correlation_id(),
-        limit=deps.in_flight.limit(automation.id).current)
+        automation_depth=due.case.automation_depth if due.case else 0,
+        correlation_id=bound_correlation_id(), limit=deps.in_flight.limit(automation.id).current)
+
+
+async def _what_to_send(deps: Dependencies, due: DeliveryDue
+                        ) -> tuple[Automation, Callable[[], OutgoingRequest]] | None:
+    """The automation as it is now, and how to build the request: from the case through its
+    content, or an operational event's payload as it is (None: no such enabled automation)."""
+    if due.case is None:
+        automation = await deps.reader.automation(due.automation_id)
+        if automation is None or not automation.enabled or due.payload is None:
+            return None
+        payload = due.payload
+        return automation, lambda: build_request(automation.definition.action.settings, payload)
+    rules = await deps.rules.get(due.form_id, due.form_revision)
+    found = rules.automation(due.automation_id) if rules is not None else None
+    if rules is None or found is None:
+        return None
+    delivery = Delivery(automation_id=found.id, delivery_id=due.delivery_id, case=due.case,
+                        form=rules.form, automation_depth=due.case.automation_depth)
+    return found, lambda: build_request(found.definition.action.settings, build_content(
+        found.definition, delivery, deps.settings))
 
 
 async def _report(deps: Dependencies, report: DeliveryAttempted, lease_until: datetime) -> None:
@@ -259,6 +282,7 @@ async def _report(deps: Dependencies, report: DeliveryAttempted, lease_until: da
 def _log(due: DeliveryDue, sent: Sent, values: dict[str, Any]) -> None:
     level = log.info if sent.verdict == "succeeded" else log.warning
     level("delivery_attempted", automation_id=str(due.automation_id),
-          delivery_id=str(due.delivery_id), case_id=str(due.case.case_id), number=due.number,
+          delivery_id=str(due.delivery_id),
+          case_id=str(due.case.case_id) if due.case else None, number=due.number,
           verdict=sent.verdict, status=sent.attempt.response_status, error=sent.attempt.error,
           response_fields=sorted(values))

@@ -62,12 +62,12 @@ for _verdict in get_args(Verdict):
     ATTEMPTS.labels(_verdict)
 
 
-def record(sent: Sent, automation_id: str, case_changed_at: datetime) -> None:
+def record(sent: Sent, automation_id: str, case_changed_at: datetime | None) -> None:
     """One attempt's outcome and how long its request took; for a success, how long since the
-    case change that fired it."""
+    case change that fired it (if a case change did)."""
     ATTEMPTS.labels(sent.verdict).inc()
     ATTEMPT_SECONDS.observe(sent.attempt.duration_ms / 1000)
-    if sent.verdict == "succeeded":
+    if sent.verdict == "succeeded" and case_changed_at is not None:
         DELIVERED_AFTER.labels(automation_id).observe(
             (datetime.now(UTC) - case_changed_at).total_seconds())
 

@@ -145,7 +145,7 @@ class Delivery(BaseModel):
     id: uuid.UUID
     automation_id: uuid.UUID
     automation_name: str
-    case_id: uuid.UUID
+    case_id: uuid.UUID | None  # null: an operational event's, of no case
     form_id: str
     event_id: uuid.UUID
     webhook_id: str
@@ -275,6 +275,15 @@ class AuditEntry(BaseModel):
 class AuditLog(BaseModel):
     entries: list[AuditEntry]
     next_before: int | None
+
+
+class OperationalWebhook(BaseModel):
+    automation_id: uuid.UUID  # its deliveries are listed under this automation
+    url: str
+    enabled: bool
+    events: list[str]
+    secret: str  # whsec_...; "***" but for admins
+    updated_at: datetime
 
 
 def shown(model: type[BaseModel], value: object) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from shared.db import TypedRow
 
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, created_at, updated_at,"
                       " disabled_reason, disabled_at, previous_secret, previous_secret_until")
+# The automations of forms; the operational webhook (services/casestore/operational.py) is
+# kept by its own API and never read or changed through these.
+OF_CASES = "kind = 'case'"
 # What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
 MASK = "***"
 
@@ -73,7 +76,8 @@ async def get_automation(conn: Conn, automation_id: uuid.UUID, *,
                          lock: bool = False) -> AutomationRow | None:
     suffix = " FOR UPDATE" if lock else ""
     return _row(await conn.fetchrow(
-        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1{suffix}", automation_id))
+        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE id = $1 AND {OF_CASES}{suffix}",
+        automation_id))
 
 
 async def list_automations(conn: Conn, form_id: str) -> list[AutomationRow]:
@@ -91,7 +95,7 @@ async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
     return _row(await conn.fetchrow(
         "UPDATE automations SET definition = coalesce($2, definition),"
         " enabled = coalesce($3, enabled), secret = coalesce($4, secret), updated_at = now()"
-        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}",
+        f" WHERE id = $1 AND {OF_CASES} RETURNING {AUTOMATION_COLUMNS}",
         automation_id, definition, enabled, secret))
 
 
@@ -118,7 +122,8 @@ async def set_enabled(conn: Conn, automation_id: uuid.UUID, enabled: bool,
         "UPDATE automations SET enabled = $2, updated_at = now(),"
         " disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,"
         " disabled_at = CASE WHEN $2 THEN NULL ELSE now() END"
-        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id, enabled, reason))
+        f" WHERE id = $1 AND {OF_CASES} RETURNING {AUTOMATION_COLUMNS}", automation_id,
+        enabled, reason))
     if row is not None and enabled:
         await conn.execute(
             "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
@@ -133,12 +138,14 @@ async def rotate_secret(conn: Conn, automation_id: uuid.UUID, secret: str,
     return _row(await conn.fetchrow(
         "UPDATE automations SET previous_secret = secret, secret = $2, updated_at = now(),"
         " previous_secret_until = now() + make_interval(secs => $3)"
-        f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id, secret, overlap_seconds))
+        f" WHERE id = $1 AND {OF_CASES} RETURNING {AUTOMATION_COLUMNS}", automation_id, secret,
+        overlap_seconds))
 
 
 async def delete_automation(conn: Conn, automation_id: uuid.UUID) -> AutomationRow | None:
     return _row(await conn.fetchrow(
-        f"DELETE FROM automations WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id))
+        f"DELETE FROM automations WHERE id = $1 AND {OF_CASES} RETURNING {AUTOMATION_COLUMNS}",
+        automation_id))
 
 
 async def claim_once(conn: Conn, automation_id: uuid.UUID, case_id: uuid.UUID,

@@ -34,7 +34,7 @@ class DeliveryRow(TypedRow):
     id: uuid.UUID
     automation_id: uuid.UUID
     automation_name: str
-    case_id: uuid.UUID
+    case_id: uuid.UUID | None  # None: an operational event's, of no case
     form_id: str
     event_id: uuid.UUID
     webhook_id: str
@@ -58,7 +58,7 @@ class DeliveryRow(TypedRow):
         return {
             "id": str(self.id), "automation_id": str(self.automation_id),
             "automation_name": self.automation_name,
-            "case_id": str(self.case_id), "form_id": self.form_id,
+            "case_id": str(self.case_id) if self.case_id else None, "form_id": self.form_id,
             "event_id": str(self.event_id), "webhook_id": self.webhook_id, "state": self.state,
             "schedule": self.schedule, "attempt_count": self.attempt_count,
             "attempts_allowed": self.attempts_allowed,

@@ -115,13 +115,15 @@ async def lock_due_endpoints(conn: Conn, limit: int,
     and the consumer's transactions, share them without handing out anything twice)."""
     return list(await conn.fetch(
         "SELECT h.automation_id, h.state, h.open_until, h.window_start, h.window_count,"
-        " h.concurrency_limit,"
-        " a.form_id, a.definition->'action'->'settings' AS settings, f.revision AS form_revision,"
+        " h.concurrency_limit, coalesce(a.form_id, '') AS form_id,"
+        " a.definition->'action'->'settings' AS settings,"
+        " coalesce(f.revision, 0) AS form_revision,"
         " (SELECT count(*) FROM deliveries s WHERE s.automation_id = h.automation_id"
         "   AND s.state = 'sending' AND s.lease_until > now()) AS in_flight,"
         " now() AS now"
         " FROM endpoint_health h JOIN automations a ON a.id = h.automation_id AND a.enabled"
-        " JOIN forms f ON f.id = a.form_id"
+        # An operational webhook has no form (services/casestore/operational.py).
+        " LEFT JOIN forms f ON f.id = a.form_id"
         " WHERE (h.state <> 'open' OR h.open_until <= now())"
         " AND ($2::uuid[] IS NULL OR h.automation_id = ANY($2))"
         " AND (EXISTS (SELECT 1 FROM deliveries d"
@@ -151,7 +153,8 @@ async def hand_out(conn: Conn, automation_id: uuid.UUID, room: int,
         " attempts_made = d.attempts_made + (d.state <> 'sending')::int"
         " FROM due WHERE d.id = due.id"
         " RETURNING d.id, d.automation_id, d.form_id, d.webhook_id, d.attempts_made,"
-        " d.case_snapshot, d.lease_until, d.correlation_id", automation_id, room, lease_seconds))
+        " d.case_snapshot, d.payload, d.lease_until, d.correlation_id",
+        automation_id, room, lease_seconds))
 
 
 async def count_in_window(conn: Conn, automation_id: uuid.UUID, window_start: datetime,
@@ -236,12 +239,17 @@ async def health_of(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, HealthR
             for r in rows}
 
 
-async def record_success(conn: Conn, automation_ids: list[uuid.UUID]) -> None:
-    await conn.execute(
-        "UPDATE endpoint_health SET state = 'closed', consecutive_failures = 0,"
-        " state_since = CASE WHEN state = 'closed' THEN state_since ELSE now() END,"
+async def record_success(conn: Conn, automation_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """The endpoints answered well; those whose circuit this closes (it was not closed)."""
+    rows = await conn.fetch(
+        "WITH was AS (SELECT automation_id, state FROM endpoint_health"
+        "  WHERE automation_id = ANY($1::uuid[]) FOR UPDATE)"
+        " UPDATE endpoint_health h SET state = 'closed', consecutive_failures = 0,"
+        " state_since = CASE WHEN was.state = 'closed' THEN h.state_since ELSE now() END,"
         " times_opened = 0, open_until = NULL, failing_since = NULL, last_success_at = now()"
-        " WHERE automation_id = ANY($1::uuid[])", automation_ids)
+        " FROM was WHERE h.automation_id = was.automation_id"
+        " RETURNING h.automation_id, was.state <> 'closed' AS resumed", automation_ids)
+    return [r["automation_id"] for r in rows if r["resumed"]]
 
 
 async def record_limits(conn: Conn, limits: dict[uuid.UUID, int]) -> None:
