@@ -12,7 +12,6 @@ PROMETHEUS_MULTIPROC_DIR: each writes its values there and a scrape of any of th
 same in every process, as the most recent.
 """
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
 from shared import broker
+from shared.tasks import every
 
 log = structlog.get_logger(__name__)
 
@@ -82,16 +82,10 @@ async def read_queues(connection: AbstractRobustConnection, names: broker.Names,
 
 
 async def read_queues_forever(connection: AbstractRobustConnection, names: broker.Names,
-                              in_hand: InHand, every: float) -> None:
-    while True:
-        try:
-            async with asyncio.timeout(max(every, 5.0)):
-                await read_queues(connection, names, in_hand)
-        except Exception as exc:
-            # The broker is away: the gauges keep their last values (its absence shows in
-            # /readyz and in the ingest outcomes) and the task lives on to try again.
-            log.warning("queue_metrics_not_read", error=repr(exc))
-        await asyncio.sleep(every)
+                              in_hand: InHand, seconds: float) -> None:
+    # While the broker is away the gauges keep their last values (its absence shows in
+    # /readyz and in the ingest outcomes).
+    await every(seconds, lambda: read_queues(connection, names, in_hand), "queue_metrics_not_read")
 
 
 def exposition() -> bytes:

@@ -8,6 +8,7 @@ shutdown that awaits it hangs.
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -31,3 +32,16 @@ async def cancel_and_wait(task: asyncio.Task[Any], retry_every: float = 1.0) -> 
             log.warning("task_ignored_cancellation", task=task.get_name())
     if not task.cancelled() and task.exception() is not None:
         log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[Any]], failed: str) -> None:
+    """`work` every `seconds` for as long as the task lives (each round bounded in time). A
+    round that fails (a dependency away, or a bug) is logged as `failed` and the next tries
+    again: a task that died would leave what it keeps stale, unnoticed."""
+    while True:
+        try:
+            async with asyncio.timeout(max(seconds, 5.0)):
+                await work()
+        except Exception as exc:
+            log.warning(failed, error=repr(exc))
+        await asyncio.sleep(seconds)

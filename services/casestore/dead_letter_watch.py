@@ -8,7 +8,6 @@ compare and set, so each increase is announced once. A depth that fell (requeued
 noted without a word. Nothing is read while no operational webhook takes the event.
 """
 
-import asyncio
 import contextlib
 
 import aio_pika
@@ -19,6 +18,7 @@ from aio_pika.abc import AbstractRobustConnection
 from services.casestore import operational
 from services.casestore.repo import operational as operational_rows
 from shared import broker
+from shared.tasks import every
 
 log = structlog.get_logger(__name__)
 
@@ -50,12 +50,6 @@ async def look_once(pool: asyncpg.Pool, connection: AbstractRobustConnection,
 
 
 async def watch_forever(pool: asyncpg.Pool, connection: AbstractRobustConnection,
-                        names: broker.Names, every: float) -> None:
-    while True:
-        try:
-            async with asyncio.timeout(max(every, 5.0)):
-                await look_once(pool, connection, names)
-        except Exception as exc:
-            # A broker or database outage: the next look tells what this one missed.
-            log.warning("dead_letters_not_watched", error=repr(exc))
-        await asyncio.sleep(every)
+                        names: broker.Names, seconds: float) -> None:
+    # Through a broker or database outage, the next look tells what the failed one missed.
+    await every(seconds, lambda: look_once(pool, connection, names), "dead_letters_not_watched")

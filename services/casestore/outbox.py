@@ -35,7 +35,7 @@ from shared.db import listen
 from shared.errors import DependencyUnavailable, Unroutable
 from shared.events import DELIVERY_DUE
 from shared.settings import Settings
-from shared.tasks import wait_event
+from shared.tasks import every, wait_event
 
 log = structlog.get_logger(__name__)
 
@@ -243,15 +243,14 @@ class OutboxRelay:
                 await listener.close()
 
 
-async def read_backlog_forever(pool: asyncpg.Pool, every: float) -> None:
-    """Keep the outbox gauges current (the whole table's: every casestore reports the same)."""
-    while True:
-        try:
-            async with pool.acquire(timeout=every) as conn:
-                waiting, oldest = await outbox_rows.outbox_backlog(conn)
-            OUTBOX_WAITING.set(waiting)
-            OUTBOX_OLDEST.set(oldest)
-        except Exception as exc:
-            # A database outage: the gauges keep their last values; try again next time.
-            log.warning("outbox_metrics_not_read", error=repr(exc))
-        await asyncio.sleep(every)
+async def read_backlog(pool: asyncpg.Pool) -> None:
+    """Set the outbox gauges (the whole table's: every casestore reports the same)."""
+    async with pool.acquire() as conn:
+        waiting, oldest = await outbox_rows.outbox_backlog(conn)
+    OUTBOX_WAITING.set(waiting)
+    OUTBOX_OLDEST.set(oldest)
+
+
+async def read_backlog_forever(pool: asyncpg.Pool, seconds: float) -> None:
+    # Through a database outage the gauges keep their last values.
+    await every(seconds, lambda: read_backlog(pool), "outbox_metrics_not_read")

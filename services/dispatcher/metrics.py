@@ -6,7 +6,6 @@ CASEWIRE_METRICS_REFRESH_SECONDS: every dispatcher replica reports the same valu
 aggregate those with `max`, not `sum`.
 """
 
-import asyncio
 import weakref
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from services.dispatcher.in_flight import InFlight
 from services.dispatcher.sender import Sent
 from shared.events import Verdict
 from shared.service import POOL, SETTINGS, CleanupCtx, task_ctx
+from shared.tasks import every
 
 log = structlog.get_logger(__name__)
 
@@ -115,15 +115,9 @@ async def refresh(pool: asyncpg.Pool) -> None:
         DISABLED.labels(reason).set(count)
 
 
-async def refresh_forever(pool: asyncpg.Pool, every: float) -> None:
-    while True:
-        try:
-            await refresh(pool)
-        except Exception:
-            # A database outage or a bug alike: the gauges keep their last values, and the
-            # task lives on to try again (a dead one would leave them stale unnoticed).
-            log.exception("delivery_metrics_not_refreshed")
-        await asyncio.sleep(every)
+async def refresh_forever(pool: asyncpg.Pool, seconds: float) -> None:
+    # Through a database outage the gauges keep their last values.
+    await every(seconds, lambda: refresh(pool), "delivery_metrics_not_refreshed")
 
 
 # The background task that keeps the engine's gauges current, as long as the app runs.
