@@ -14,7 +14,15 @@ import pytest
 
 from services.casestore import delivery_work
 from shared.db import create_pool
-from shared.events import DeliveryAttempted, DeliveryRequested
+from shared.events import (
+    DELIVERY_ATTEMPTED,
+    DELIVERY_REQUESTED,
+    DeliveryAttempted,
+    DeliveryReports,
+    DeliveryRequested,
+    DeliveryRequests,
+    new_event,
+)
 from shared.settings import Settings
 from tests.faults import replaced
 from tests.helpers import (
@@ -24,6 +32,7 @@ from tests.helpers import (
     definition,
     new_case,
     new_form,
+    publish_raw,
     until,
     with_settings,
 )
@@ -560,3 +569,27 @@ async def test_once_grants_exactly_one_of_many_concurrent_requests(
     granted = [d.delivery_id for d in await played.dues(2)]
     await played.none_due(0.5)
     assert len(set(granted) & set(requested)) == 1
+
+
+async def test_a_report_that_overtakes_its_request_waits_for_it(
+        settings: Settings, api: aiohttp.ClientSession, played: PlayedDispatcher) -> None:
+    """With two casestore replicas (or a message held through an outage), the report of a
+    first attempt the dispatcher sent itself can be applied before its delivery's request:
+    it waits for the request instead of being dropped, which left the delivery `sending`
+    until its lease ran out and sent it again."""
+    automation, case = await setup(api)
+    delivery_id = uuid.uuid4()
+    request = DeliveryRequested(
+        delivery_id=delivery_id, automation_id=automation["id"], event_id=uuid.uuid4(),
+        webhook_id=f"msg_{delivery_id.hex}", case=snapshot(case),
+        first_attempt_until=datetime.now(UTC) + timedelta(seconds=70))
+    report = DeliveryAttempted(delivery_id=delivery_id, automation_id=automation["id"],
+                               attempt=attempt(1, 200), verdict="succeeded")
+    for routing_key, payload in ((DELIVERY_ATTEMPTED, DeliveryReports(reports=[report])),
+                                 (DELIVERY_REQUESTED, DeliveryRequests(requests=[request]))):
+        await publish_raw(settings, routing_key, [new_event(
+            routing_key, payload, form_id=automation["form_id"]).to_bytes()])
+        await asyncio.sleep(1.0)  # the report arrives a second before its request
+    done = await shown(api, delivery_id, "succeeded", within=5)
+    assert [a["id"] for a in done["attempts"]] == [str(report.attempt.id)]
+    await played.none_due(1.0)  # nothing is handed out again

@@ -3,8 +3,12 @@
 A case command and an answer record their event id in processed_events in the same
 transaction as their effect, so a redelivered message finds its id taken and changes nothing.
 Delivery work needs no such record: each delivery and attempt is written once by its own id.
+An attempt reported before its delivery is recorded (the request applied by another casestore
+replica at the same moment, or held through an outage) is applied again after a pause, for up
+to CASEWIRE_DELIVERY_LEASE_MARGIN_SECONDS; dropped, it would be sent again at its lease's end.
 """
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -95,6 +99,18 @@ async def _holding_their_keys(conn: Conn, requests: list[CreateRequest],
         conn, [claims[s] for s in sorted(claims)])
     keyed = {e.id for e, c in requests if c.idempotency_key is not None}
     return (fresh - keyed) | holders
+
+
+class ReportBeforeItsDelivery(Exception):
+    """Attempts reported before their delivery was recorded: applied again after a pause."""
+
+    def __init__(self, attempts: list[str]):
+        super().__init__(f"attempts {', '.join(attempts)} of deliveries not recorded yet")
+        self.attempts = attempts
+
+
+# Pauses before a report whose delivery is not there yet is applied again, doubling.
+EARLY_FIRST_PAUSE, EARLY_MOST_PAUSE = 0.1, 5.0
 
 
 def _changed(requests: list[DeliveryRequested], reports: list[DeliveryAttempted],
@@ -191,7 +207,21 @@ class CommandConsumer:
                 for e, _ in requests]
 
     async def delivery_work(self, envelope: Envelope) -> None:
-        if await self._deliveries.submit(envelope):
+        waited, pause = 0.0, EARLY_FIRST_PAUSE
+        while True:
+            try:
+                changed = await self._deliveries.submit(envelope)
+                break
+            except ReportBeforeItsDelivery as early:
+                # Its request is on its way (applied by another casestore, or held through an
+                # outage); dropped, the report would leave the attempt to be sent again when
+                # its lease runs out. By then it is sent again anyway: wait no longer.
+                if waited >= self._settings.delivery_lease_margin_seconds:
+                    log.warning("report_of_unknown_delivery_dropped", attempts=early.attempts)
+                    return
+                await asyncio.sleep(pause)
+                waited, pause = waited + pause, min(pause * 2, EARLY_MOST_PAUSE)
+        if changed:
             COMMANDS_APPLIED.inc()
         else:
             DUPLICATES_SKIPPED.inc()
@@ -225,7 +255,10 @@ class CommandConsumer:
         outcomes: list[bool | Exception] = []
         seen: set[uuid.UUID] = set()
         for envelope in envelopes:
-            outcomes.append(envelope.id not in seen and _changed(*taken[envelope.id], work))
+            early = [str(r.attempt.id) for r in taken[envelope.id][1]
+                     if r.attempt.id in work.early]
+            outcomes.append(ReportBeforeItsDelivery(early) if early else
+                            envelope.id not in seen and _changed(*taken[envelope.id], work))
             seen.add(envelope.id)
         return outcomes
 

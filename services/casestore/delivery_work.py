@@ -74,6 +74,9 @@ class Round:
     # repeated event (it changes nothing) from a new one.
     existing: set[uuid.UUID] = field(default_factory=set)
     recorded: set[uuid.UUID] = field(default_factory=set)
+    # Reported attempts of deliveries not there yet: their request is still on its way
+    # (another casestore, or a message held through an outage, may be applying it).
+    early: set[uuid.UUID] = field(default_factory=set)
     # Endpoints' limits as stored when read, and as the reports in this round had them.
     stored_limits: dict[uuid.UUID, int | None] = field(default_factory=dict)
     reported_limits: dict[uuid.UUID, int] = field(default_factory=dict)
@@ -173,6 +176,9 @@ async def take_on(conn: Conn, requests: list[DeliveryRequested],
     inserted, work.recorded = await schedule_rows.insert_requested(conn, list(new.values()),
                                                                    attempts)
     work.existing.update(new.keys() - inserted)
+    if unrecorded := [(d, a) for d, a in attempts if a.id not in work.recorded]:
+        missing = await delivery_rows.missing(conn, [d for d, _ in unrecorded])
+        work.early.update(a.id for d, a in unrecorded if d in missing)
     work.settled.update((d.request.delivery_id, d.request.case.case_id) for d in new.values()
                         if d.succeeded and d.request.delivery_id in inserted)
 

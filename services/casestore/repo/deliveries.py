@@ -134,6 +134,13 @@ def insert_attempts_sql(first: int, new_deliveries: str | None = None) -> str:
             f" WHERE {exists} ON CONFLICT (id) DO NOTHING RETURNING id")
 
 
+async def missing(conn: Conn, delivery_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of the deliveries that do not exist (or not yet, for this transaction)."""
+    found = await conn.fetch("SELECT id FROM deliveries WHERE id = ANY($1::uuid[])",
+                             delivery_ids)
+    return set(delivery_ids) - {row["id"] for row in found}
+
+
 async def insert_attempts(conn: Conn, attempts: list[NewAttempt]) -> set[uuid.UUID]:
     """Add attempts to their deliveries' logs in one statement; the ids of those that were not
     there already (an attempt of a delivery that no longer exists is not added)."""
