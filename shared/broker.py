@@ -32,6 +32,7 @@ from shared.events import (
     DELIVERY_REQUESTED,
     Envelope,
 )
+from shared.failover import connect_to_nodes
 from shared.retry import startup_retry
 from shared.secrets import redacted_url
 from shared.settings import Settings
@@ -75,18 +76,21 @@ class Names:
 
 
 async def connect(settings: Settings) -> AbstractRobustConnection:
-    """Open the process's one robust connection, failing with a clear sentence if unreachable."""
+    """Open the process's one robust connection, to the first broker node that answers (the
+    others, in turn, if it goes), failing with a clear sentence if none is reachable."""
+    urls = settings.broker_urls
 
     @startup_retry("rabbitmq")
     async def attempt() -> AbstractRobustConnection:
-        return await aio_pika.connect_robust(settings.amqp_url, timeout=settings.connect_timeout)
+        return await connect_to_nodes(urls, settings.connect_timeout)
 
     try:
         return await attempt()
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        where = ", ".join(redacted_url(url) for url in urls)
         raise DependencyUnavailable(
-            f"Cannot reach RabbitMQ at {redacted_url(settings.amqp_url)} ({exc!r}); "
-            "start it or set CASEWIRE_AMQP_URL."
+            f"Cannot reach RabbitMQ at {where} ({exc!r}); "
+            "start it or set CASEWIRE_AMQP_URL (or CASEWIRE_AMQP_URLS)."
         ) from exc
 
 

@@ -1,0 +1,93 @@
+"""Several broker nodes (CASEWIRE_AMQP_URLS): a service connects to the first that answers and,
+when its node goes, moves to the next, publishing and consuming there (shared/failover.py).
+
+Each "node" here is a proxy the test can cut in front of the one real RabbitMQ, so a cut is a
+node lost to the client; `make topology` does the same against a real three-node cluster.
+"""
+
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from shared import broker
+from shared.failover import FailoverConnection
+from shared.settings import Settings
+from tests.faults import CuttableProxy, replaced
+from tests.helpers import FormFactory, until, wait_for_cases
+from tests.stack import Stack, free_port
+
+
+def node_url(port: int) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def nodes(settings: Settings) -> AsyncIterator[list[CuttableProxy]]:
+    proxies = [CuttableProxy(urlsplit(settings.amqp_url).port or 5672) for _ in range(2)]
+    for proxy in proxies:
+        await proxy.start()
+    try:
+        yield proxies
+    finally:
+        for proxy in proxies:
+            await proxy.cut()
+
+
+async def test_a_service_starts_on_the_next_node_when_the_first_is_down(
+        settings: Settings) -> None:
+    both = f"{node_url(free_port())}, {settings.amqp_url}"
+    connection = await broker.connect(settings.model_copy(update={"amqp_urls": both}))
+    try:
+        assert connection.connected.is_set()
+        assert isinstance(connection, FailoverConnection)
+        assert connection.url.port == urlsplit(settings.amqp_url).port
+    finally:
+        await connection.close()
+
+
+async def test_no_node_answering_is_one_sentence_naming_every_node(settings: Settings) -> None:
+    ports = [free_port(), free_port()]
+    dead = settings.model_copy(update={"amqp_urls": ",".join(map(node_url, ports)),
+                                       "connect_timeout": 1.0})
+    with pytest.raises(Exception, match="Cannot reach RabbitMQ") as raised:
+        await broker.connect(dead)
+    assert all(str(port) in str(raised.value) for port in ports)
+
+
+async def test_ingest_and_casestore_move_to_the_next_node_and_lose_no_case(
+        stack: Stack, settings: Settings, nodes: list[CuttableProxy],
+        make_form: FormFactory) -> None:
+    urls = ",".join(node_url(proxy.port) for proxy in nodes)
+    hook = await make_form()
+    path = "/" + hook["url"].split("/", 3)[3]
+    admin = {"Authorization": f"Bearer {settings.admin_token}"}
+    async with replaced(stack, "casestore", amqp_urls=urls) as casestore, \
+            replaced(stack, "ingest", amqp_urls=urls) as ingest, \
+            aiohttp.ClientSession(base_url=ingest.url("ingest")) as http, \
+            aiohttp.ClientSession(base_url=casestore.url("casestore"), headers=admin) as api:
+        assert await post(http, path, "before")
+        accepted = ["before"]
+        await nodes[0].cut()  # the node both services are on
+
+        async def accepted_again() -> bool:
+            key = f"after-{uuid.uuid4().hex[:6]}"
+            if await post(http, path, key):
+                accepted.append(key)
+                return True
+            return False
+
+        await until(accepted_again, within=30, failure="ingest never moved to the next node")
+        cases = await wait_for_cases(api, hook["form_id"], 2, within=30)
+    assert sorted(c["data"]["text-field"] for c in cases) == sorted(accepted)
+
+
+async def post(http: aiohttp.ClientSession, path: str, text: str) -> bool:
+    """Whether ingest accepted the case (200; 503 while it reconnects)."""
+    try:
+        async with http.post(path, json={"text-field": text}) as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
