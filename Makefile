@@ -54,6 +54,12 @@ lock: $(DEV)
 image: test-tools
 	python3 -m bench.topology.image $(IMAGE_ARGS)
 
+# Casewire in its production topology on this machine, from the image: three RabbitMQ nodes, a
+# Postgres primary with a synchronous standby, two replicas of each service, and a fault per
+# scenario under bounded load; writes bench/results/topology.json (docs/scale.md). About 10 minutes.
+topology: $(DEV) test-tools
+	$(PY) -m bench.topology $(TOPOLOGY_ARGS)
+
 # Limits and Casewire's figures on this machine, against the real Postgres and RabbitMQ:
 # one table on stdout, and bench/results/latest.{txt,json,png}. Non-zero exit if anything was lost.
 bench: $(DEV)
