@@ -19,7 +19,7 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 from prometheus_client import Histogram
 
-from shared.errors import DependencyUnavailable, OutcomeUnknown, Unroutable
+from shared.errors import BrokerUnavailable, DependencyUnavailable, OutcomeUnknown, Unroutable
 from shared.events import (
     CASE_CREATE_REQUESTED,
     CASE_CREATED,
@@ -191,8 +191,9 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
 class Publisher:
     """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm.
 
-    A failure raises DependencyUnavailable when the message surely never reached the broker,
-    OutcomeUnknown when it may have (sent, but no confirm in time or the connection died).
+    A failure raises BrokerUnavailable when the message surely never reached the broker (or
+    the broker refused it), OutcomeUnknown when it may have (sent, but no confirm in time or
+    the connection died), Unroutable when no queue is bound to its routing key.
     """
 
     def __init__(self, connection: AbstractRobustConnection, channel: AbstractRobustChannel,
@@ -257,11 +258,11 @@ class Publisher:
         except (aio_pika.exceptions.DeliveryError,
                 aio_pika.exceptions.ChannelInvalidStateError) as exc:
             # A nack is the broker refusing the message; a closed channel refuses to send.
-            raise DependencyUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
+            raise BrokerUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
         except (OSError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:  # timeouts too
             if handed_over:
                 raise OutcomeUnknown(f"{routing_key} sent, not confirmed: {exc!r}") from exc
-            raise DependencyUnavailable(f"{routing_key} not sent: {exc!r}") from exc
+            raise BrokerUnavailable(f"{routing_key} not sent: {exc!r}") from exc
         PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
     async def close(self) -> None:

@@ -1,22 +1,36 @@
 """Several broker nodes (CASEWIRE_AMQP_URLS): a service connects to the first that answers and,
-when its node goes, moves to the next, publishing and consuming there (shared/failover.py).
+when its node goes, moves to the next, publishing and consuming there (shared/failover.py); and
+what a consumer does while the broker refuses what it publishes (a node lost, a queue electing
+its leader): it waits, spending none of the message's deliveries (shared/outages.py).
 
 Each "node" here is a proxy the test can cut in front of the one real RabbitMQ, so a cut is a
 node lost to the client; `make topology` does the same against a real three-node cluster.
 """
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import aio_pika
 import aiohttp
 import pytest
 
 from shared import broker
+from shared.events import DELIVERY_REQUESTED
 from shared.failover import FailoverConnection
 from shared.settings import Settings
 from tests.faults import CuttableProxy, replaced
-from tests.helpers import FormFactory, until, wait_for_cases
+from tests.helpers import (
+    AutomationFactory,
+    FormFactory,
+    dead_letters_mentioning,
+    names,
+    until,
+    wait_for_cases,
+)
+from tests.receiver import Receiver
 from tests.stack import Stack, free_port
 
 
@@ -91,3 +105,40 @@ async def post(http: aiohttp.ClientSession, path: str, text: str) -> bool:
             return resp.status == 200
     except aiohttp.ClientError:
         return False
+
+
+@contextlib.asynccontextmanager
+async def broker_refusing(settings: Settings, routing_key: str) -> AsyncIterator[None]:
+    """The broker nacks every message published with `routing_key`, as it does while a quorum
+    queue has no leader: a queue that takes nothing (length 0, reject-publish) is bound to it,
+    and a message routed to a queue that rejects it is nacked."""
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(names(settings).events)
+        refusing = await channel.declare_queue(
+            f"{settings.name_prefix}.refusing-{uuid.uuid4().hex[:6]}", exclusive=True,
+            arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        await refusing.bind(exchange, routing_key=routing_key)
+        try:
+            yield
+        finally:
+            await refusing.delete()
+
+
+async def test_a_case_event_whose_delivery_request_the_broker_refuses_waits_for_it(
+        settings: Settings, make_form: FormFactory, make_automation: AutomationFactory,
+        receiver: Receiver, http: aiohttp.ClientSession) -> None:
+    """The database is up, so this is no outage to the dispatcher's probe; requeueing each
+    refused request spent the case event's deliveries and dead-lettered it within seconds."""
+    hook = await make_form()
+    url = receiver.endpoint()
+    await make_automation(hook["form_id"], url)
+    marker = f"refused-{uuid.uuid4().hex[:8]}"
+    async with broker_refusing(settings, DELIVERY_REQUESTED):
+        async with http.post(hook["url"], json={"text-field": marker}) as resp:
+            assert resp.status == 200
+        await asyncio.sleep(12)  # more than five requeues (the delivery limit) took
+    [sent] = await receiver.wait_for(url, 1, within=40)
+    assert sent.json()["text"] == marker
+    assert await dead_letters_mentioning(settings, marker.encode()) == 0

@@ -103,6 +103,7 @@ def main() -> None:
     try:
         results = asyncio.run(run_all(work, names))
     finally:
+        keep_logs(work)
         shutil.rmtree(work, ignore_errors=True)
     document = report(results, time.monotonic() - started)
     RESULTS.mkdir(exist_ok=True)
@@ -111,6 +112,17 @@ def main() -> None:
     print(f"topology: took {document['took_s']} s; bench/results/topology.json", file=sys.stderr)
     if any(r[key] for r in results for key in MUST_BE_ZERO):
         sys.exit(1)
+
+
+def keep_logs(work: Path) -> None:
+    """The services' and the nodes' logs of the last run, for reading after it (not in git)."""
+    kept = RESULTS / "topology-logs"
+    shutil.rmtree(kept, ignore_errors=True)
+    for log in [*work.glob("logs/*.log"), *work.glob("rabbit-*/log/*.log"), *work.glob("*.out"),
+                *work.glob("postgres/*.log")]:
+        target = kept / log.relative_to(work)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, target)
 
 
 def table(results: list[dict[str, Any]]) -> str:

@@ -123,13 +123,16 @@ async def run(t: Topology, name: str, hook_path: str, fault: Fault) -> dict[str,
     timers = fault is nothing
     load = Load(hook_path, [r.url for r in t.replicas.of("ingest")], name,
                 TIMER_DELAY if timers else None)
+    dead_before = await t.tap.dead_letters()
     sending = asyncio.create_task(load.run(RATE, SECONDS))
     await asyncio.sleep(FAULT_AT)
     fault_at = time.monotonic()
     described = await fault(t)
     await sending
     await drain(t, name, load, timers)
-    return {"name": name, "fault": described, **await count(t, name, load, fault_at, timers)}
+    counted = await count(t, name, load, fault_at, timers)
+    counted["dead_lettered"] -= dead_before
+    return {"name": name, "fault": described, **counted}
 
 
 async def drain(t: Topology, name: str, load: Load, timers: bool) -> None:
