@@ -32,16 +32,17 @@ from shared.events import (
     DELIVERY_REQUESTED,
     Envelope,
 )
-from shared.failover import connect_to_nodes
-from shared.retry import startup_retry
-from shared.secrets import redacted_url
+from shared.failover import connect as connect  # the process's one connection, for every service
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 # How long a readiness check waits for the publisher's channel to finish restoring.
 RESTORED_WITHIN = 0.05
+# The shortest time between two renewals of a publisher's channel after nacks.
+RENEW_SECONDS = 1.0
 # Reading the dead letters hands each one back (basic.nack): RabbitMQ 4.0 to 4.2 count every
 # return against a quorum queue's delivery limit (20 by default), and the dead-letter queue has
 # nowhere further to send a message, so its limit is set out of reach.
@@ -73,25 +74,6 @@ class Names:
 
     def queue(self, consumer: str) -> str:
         return f"{self.prefix}.{consumer}"
-
-
-async def connect(settings: Settings) -> AbstractRobustConnection:
-    """Open the process's one robust connection, to the first broker node that answers (the
-    others, in turn, if it goes), failing with a clear sentence if none is reachable."""
-    urls = settings.broker_urls
-
-    @startup_retry("rabbitmq")
-    async def attempt() -> AbstractRobustConnection:
-        return await connect_to_nodes(urls, settings.connect_timeout)
-
-    try:
-        return await attempt()
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-        where = ", ".join(redacted_url(url) for url in urls)
-        raise DependencyUnavailable(
-            f"Cannot reach RabbitMQ at {where} ({exc!r}); "
-            "start it or set CASEWIRE_AMQP_URL (or CASEWIRE_AMQP_URLS)."
-        ) from exc
 
 
 def dead_letter_arguments(max_length: int) -> dict[str, Any]:
@@ -202,6 +184,8 @@ class Publisher:
         self._channel = channel
         self._exchange = exchange.name
         self._timeout = timeout
+        self._renewing: asyncio.Task[None] | None = None
+        self._renewed_at = -RENEW_SECONDS
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, settings: Settings) -> "Publisher":
@@ -258,6 +242,8 @@ class Publisher:
         except (aio_pika.exceptions.DeliveryError,
                 aio_pika.exceptions.ChannelInvalidStateError) as exc:
             # A nack is the broker refusing the message; a closed channel refuses to send.
+            if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                self._renew_channel()
             raise BrokerUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
         except (OSError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:  # timeouts too
             if handed_over:
@@ -265,7 +251,32 @@ class Publisher:
             raise BrokerUnavailable(f"{routing_key} not sent: {exc!r}") from exc
         PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
+    def _renew_channel(self) -> None:
+        """After a nack, the channel is closed and opened afresh (at most once a second).
+
+        RabbitMQ 3.10 goes on refusing every publish of a channel whose first publish to a
+        quorum queue came while the queue was electing a new leader (its node killed) until
+        that node is back (17 s in make topology), while a channel opened after the election
+        is served at once. A nack for any other reason costs one channel reopen.
+        """
+        if self._renewing is not None or time.monotonic() - self._renewed_at < RENEW_SECONDS:
+            return
+        self._renewed_at = time.monotonic()
+        self._renewing = asyncio.create_task(self._reopen(), name="publisher-renew")
+
+    async def _reopen(self) -> None:
+        try:
+            await self._channel.close()
+            await self._channel.reopen()  # a robust channel declares its topology again
+            log.warning("publisher_channel_renewed_after_nack")
+        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            log.warning("publisher_channel_not_renewed", error=repr(exc))
+        finally:
+            self._renewing = None
+
     async def close(self) -> None:
+        if self._renewing is not None:
+            await cancel_and_wait(self._renewing)
         await self._channel.close()
 
 

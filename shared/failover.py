@@ -1,4 +1,5 @@
-"""Broker failover: one robust connection over the nodes of a RabbitMQ cluster."""
+"""Broker failover: one robust connection over the nodes of a RabbitMQ cluster (`connect`,
+which shared.broker re-exports)."""
 
 import asyncio
 from collections.abc import Sequence
@@ -9,7 +10,10 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 from yarl import URL
 
+from shared.errors import DependencyUnavailable
+from shared.retry import startup_retry
 from shared.secrets import redacted_url
+from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -59,3 +63,22 @@ async def connect_to_nodes(urls: Sequence[str], attempt_seconds: float
             failed = exc
     assert failed is not None
     raise failed
+
+
+async def connect(settings: Settings) -> AbstractRobustConnection:
+    """Open the process's one robust connection, to the first broker node that answers (the
+    others, in turn, if it goes), failing with a clear sentence if none is reachable."""
+    urls = settings.broker_urls
+
+    @startup_retry("rabbitmq")
+    async def attempt() -> AbstractRobustConnection:
+        return await connect_to_nodes(urls, settings.connect_timeout)
+
+    try:
+        return await attempt()
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+        where = ", ".join(redacted_url(url) for url in urls)
+        raise DependencyUnavailable(
+            f"Cannot reach RabbitMQ at {where} ({exc!r}); "
+            "start it or set CASEWIRE_AMQP_URL (or CASEWIRE_AMQP_URLS)."
+        ) from exc

@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 import aio_pika
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from shared import broker
+from shared.errors import BrokerUnavailable
 from shared.events import DELIVERY_REQUESTED
 from shared.failover import FailoverConnection
 from shared.settings import Settings
@@ -142,3 +144,28 @@ async def test_a_case_event_whose_delivery_request_the_broker_refuses_waits_for_
     [sent] = await receiver.wait_for(url, 1, within=40)
     assert sent.json()["text"] == marker
     assert await dead_letters_mentioning(settings, marker.encode()) == 0
+
+
+async def test_a_publisher_takes_a_fresh_channel_after_a_nack(settings: Settings) -> None:
+    """RabbitMQ 3.10 goes on nacking a channel whose first publish came while a quorum queue
+    elected its leader; a fresh channel is served (make topology: rabbitmq-node-kill)."""
+    key = f"topology.test.{uuid.uuid4().hex[:6]}"
+    connection = await broker.connect(settings)
+    publisher = await broker.Publisher.open(connection, settings)
+    try:
+        with capture_logs() as logs:
+            async with broker_refusing(settings, key):
+                with pytest.raises(BrokerUnavailable, match="not accepted"):
+                    await publisher.publish_json(b"{}", key, "m-1", "c-1")
+
+            async def renewed() -> bool:
+                return any(e["event"] == "publisher_channel_renewed_after_nack" for e in logs)
+
+            await until(renewed, within=10)
+        taking = await (await connection.channel()).declare_queue(exclusive=True)
+        await taking.bind(names(settings).events, routing_key=key)
+        await publisher.publish_json(b"{}", key, "m-2", "c-2")
+        assert (await taking.get(timeout=5)).message_id == "m-2"
+    finally:
+        await publisher.close()
+        await connection.close()

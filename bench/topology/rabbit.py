@@ -144,11 +144,11 @@ class RabbitCluster:
             time.sleep(1)
         raise RuntimeError(f"the cluster never had {count} running members")
 
-    def leader_of(self, queue: str, via: Node) -> Node:
-        """The node leading a quorum queue."""
-        listed = self.ctl(via, "list_queues", "name", "leader", "--formatter", "json")
-        leaders = {q["name"]: q["leader"] for q in json.loads(listed)}
-        return next(node for node in self.nodes if node.name == leaders[queue])
+    def leader_of(self, queue: str, via: Node) -> tuple[Node, list[str]]:
+        """The node leading a quorum queue, and the queue's members."""
+        listed = self.ctl(via, "list_queues", "name", "leader", "members", "--formatter", "json")
+        found = next(q for q in json.loads(listed) if q["name"] == queue)
+        return next(n for n in self.nodes if n.name == found["leader"]), found["members"]
 
     def kill(self, node: Node) -> None:
         """kill -9 of the node's Erlang VM (its children go with it)."""

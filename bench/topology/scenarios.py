@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from bench.topology.postgres import PostgresPair
-from bench.topology.rabbit import RabbitCluster
+from bench.topology.rabbit import Node, RabbitCluster
 from bench.topology.replicas import PREFIX, Replicas
 from bench.topology.tap import EventTap
 from bench.topology.traffic import Load, Receiver, delivery_counts, recovery, stored_keys
@@ -69,28 +69,35 @@ async def nothing(_: Topology) -> str:
     return "none: two replicas of each service, three nodes, a synchronous standby"
 
 
+async def casestore_queue_leader(t: Topology) -> tuple[Node, str]:
+    """The node leading casestore's queue (the one every accepted case goes through)."""
+    queue = f"{PREFIX}.casestore"
+    leader, members = await asyncio.to_thread(t.rabbit.leader_of, queue, t.rabbit.nodes[0])
+    return leader, f"{leader.name}, leader of {queue} (members: {', '.join(sorted(members))})"
+
+
 async def rabbitmq_node_kill(t: Topology) -> str:
-    leader = await asyncio.to_thread(t.rabbit.leader_of, f"{PREFIX}.casestore", t.rabbit.nodes[0])
+    leader, described = await casestore_queue_leader(t)
     t.rabbit.kill(leader)
     await asyncio.sleep(15)  # then its pod is started again
     await asyncio.to_thread(t.rabbit.restart, leader)
-    return f"kill -9 of {leader.name}, leader of {PREFIX}.casestore; started again after 15 s"
+    return f"kill -9 of {described}; started again after 15 s"
 
 
 async def rabbitmq_node_restart(t: Topology) -> str:
-    leader = await asyncio.to_thread(t.rabbit.leader_of, f"{PREFIX}.casestore", t.rabbit.nodes[0])
+    leader, described = await casestore_queue_leader(t)
     await asyncio.to_thread(t.rabbit.restart, leader)
-    return f"rabbitmqctl stop, then start, of {leader.name}, leader of {PREFIX}.casestore"
+    return f"rabbitmqctl stop, then start, of {described}"
 
 
 async def network_partition(t: Topology) -> str:
-    leader = await asyncio.to_thread(t.rabbit.leader_of, f"{PREFIX}.casestore", t.rabbit.nodes[0])
+    leader, described = await casestore_queue_leader(t)
     t.rabbit.partition(leader)
     await asyncio.sleep(20)
     t.rabbit.heal()
     await asyncio.to_thread(t.rabbit.wait_members, 3)
-    return (f"{leader.name} (leader of {PREFIX}.casestore) cut off from the other two nodes "
-            "for 20 s (pause_minority), then healed")
+    return (f"{described} cut off from the other two nodes for 20 s (pause_minority), "
+            "then healed")
 
 
 async def service_replica_kill(t: Topology) -> str:
