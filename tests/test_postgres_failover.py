@@ -17,8 +17,7 @@ import asyncpg
 import pytest
 
 from bench.topology.postgres import PostgresPair
-from services.casestore.migrate import migrate
-from tests.helpers import call, delete_broker_objects, sample_form, until
+from tests.helpers import call, own_stack, sample_form, until
 from tests.stack import Stack, isolated_settings
 
 
@@ -40,14 +39,8 @@ def pair() -> Iterator[PostgresPair]:
 async def stack_on_pair(pair: PostgresPair) -> AsyncIterator[Stack]:
     settings = isolated_settings(f"pg{uuid.uuid4().hex[:8]}",
                                  database_url=pair.dsn("casewire_failover"))
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
+    async with own_stack(settings) as running:
         yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
 
 
 async def cases_on(dsn: str, form_id: str) -> list[str]:

@@ -167,7 +167,7 @@ async def count(t: Topology, name: str, load: Load, fault_at: float,
         **recovery(load, arrivals, fault_at),
         "given_up": len(load.sent) - len(accepted),
         "stored_not_accepted": len(set(stored) - accepted),
-        "events_published_twice": t.tap.published_twice(),
+        "events_published_twice": t.tap.published_twice(name),
         "dead_lettered": await t.tap.dead_letters(),
     }
     if timers:

@@ -5,8 +5,9 @@ before the tap's ack) is not a second publish and is not counted twice."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
+import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from shared import broker
@@ -16,7 +17,7 @@ from shared.failover import connect_to_nodes
 class EventTap:
     def __init__(self, prefix: str) -> None:
         self.names = broker.Names(prefix)
-        self.published: Counter[str] = Counter()
+        self.published: defaultdict[str, Counter[str]] = defaultdict(Counter)  # by form
         self._seen_tags: set[str] = set()
         self._connection: AbstractRobustConnection | None = None
 
@@ -32,12 +33,12 @@ class EventTap:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         event_id = message.message_id or ""
         if not (message.redelivered and event_id in self._seen_tags):
-            self.published[event_id] += 1
+            self.published[orjson.loads(message.body)["form_id"]][event_id] += 1
         self._seen_tags.add(event_id)
         await message.ack()
 
-    def published_twice(self) -> int:
-        return sum(n - 1 for n in self.published.values() if n > 1)
+    def published_twice(self, form_id: str) -> int:
+        return sum(n - 1 for n in self.published[form_id].values() if n > 1)
 
     async def dead_letters(self) -> int:
         assert self._connection is not None
