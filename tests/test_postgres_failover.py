@@ -1,11 +1,12 @@
 """Postgres with a standby (CASEWIRE_DATABASE_URL naming both hosts, target_session_attrs=
 read-write): a primary killed and its synchronous standby promoted loses no committed case,
-and Casewire goes on writing to the new primary by itself.
+and Casewire goes on writing to the new primary by itself, its LISTENs too.
 
 The pair runs on loopback ports of its own (bench/topology/postgres.py), never the machine's
 own Postgres; `make topology` does the same under load (scenario postgres-failover).
 """
 
+import asyncio
 import shutil
 import tempfile
 import uuid
@@ -17,6 +18,8 @@ import asyncpg
 import pytest
 
 from bench.topology.postgres import PostgresPair
+from shared.db import listen
+from shared.settings import Settings
 from tests.helpers import call, own_stack, sample_form, until
 from tests.stack import Stack, isolated_settings
 
@@ -84,3 +87,28 @@ async def _has(dsn: str, form_id: str, texts: list[str]) -> bool:
         return await cases_on(dsn, form_id) == texts
     except (OSError, asyncpg.PostgresError):
         return False
+
+
+async def test_a_listen_connection_that_ends_is_opened_again(settings: Settings,
+                                                            stack: Stack) -> None:
+    """The outbox relay's and the delivery scheduler's NOTIFY wake-ups survive a failover (or a
+    restart): once their connection ends, a new one is opened."""
+    channel = f"casewire_listen_{uuid.uuid4().hex[:8]}"
+    woken = asyncio.Event()
+    listener = await listen(settings.database_url, channel, lambda *_: woken.set())
+    assert listener is not None
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = $1",
+            f'LISTEN "{channel}"')
+        assert ended == 1
+
+        async def notified() -> bool:  # until() asks again every 50 ms
+            await conn.execute(f'NOTIFY "{channel}"')
+            return woken.is_set()
+
+        await until(notified, within=20, failure="the LISTEN was never opened again")
+    finally:
+        await conn.close()
+        await listener.close()
