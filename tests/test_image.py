@@ -94,6 +94,7 @@ def uid_of(pid: int) -> int:
     raise AssertionError("no Uid line")
 
 
+@pytest.mark.timeout(600)  # the first test of the module builds the image (a minute, fresh)
 def test_root_is_read_only_and_the_user_is_not_root(image: ImageRoot) -> None:
     probe = ("import os; open('/tmp/ok', 'w').write('x'); print(os.getuid(), os.getgid());"
              "open('/opt/venv/written', 'w')")

@@ -22,7 +22,14 @@ from bench.topology.postgres import PostgresPair
 from bench.topology.rabbit import Node, RabbitCluster
 from bench.topology.replicas import PREFIX, Replicas
 from bench.topology.tap import EventTap
-from bench.topology.traffic import Load, Receiver, delivery_counts, recovery, stored_keys
+from bench.topology.traffic import (
+    Load,
+    Receiver,
+    delivery_counts,
+    recovery,
+    resent_examples,
+    stored_keys,
+)
 
 RATE = 15.0
 SECONDS = 30.0
@@ -169,6 +176,7 @@ async def count(t: Topology, name: str, load: Load, fault_at: float,
         "stored_not_accepted": len(set(stored) - accepted),
         "events_published_twice": t.tap.published_twice(name),
         "dead_lettered": await t.tap.dead_letters(),
+        "resent_examples": await resent_examples(t.primary_dsn, arrivals),
     }
     if timers:
         fired = t.receiver.arrivals[f"{name}-timer"]

@@ -166,3 +166,32 @@ def recovery(load: Load, arrivals: list[Arrival], fault_at: float) -> dict[str, 
     return {"recovery_s": round(max(0.0, last_sign - fault_at), 1),
             "failed_requests": len(failures),
             "max_delivery_latency_s": round(max(latencies.values(), default=0.0), 2)}
+
+
+async def resent_examples(dsn: str, arrivals: list[Arrival], most: int = 3) -> list[dict[str, Any]]:
+    """For a few webhook-ids the receiver got more than once: the gaps between the arrivals and
+    the delivery's attempts as casestore recorded them (why it was sent again)."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for arrival in arrivals:
+        times[arrival.webhook_id].append(arrival.at)
+    resent = [(wid, at) for wid, at in times.items() if len(at) > 1][:most]
+    if not resent:
+        return []
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        examples = []
+        for webhook_id, at in resent:
+            rows = await conn.fetch(
+                "SELECT a.number, a.started_at, a.duration_ms, a.response_status, a.error "
+                "FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id "
+                "WHERE d.webhook_id = $1 ORDER BY a.started_at", webhook_id)
+            examples.append({"webhook_id": webhook_id,
+                             "gaps_s": [round(b - a, 3) for a, b in itertools.pairwise(at)],
+                             "attempts": [{"number": r["number"],
+                                           "started_at": r["started_at"].isoformat(),
+                                           "ms": round(r["duration_ms"]),
+                                           "status": r["response_status"], "error": r["error"]}
+                                          for r in rows]})
+    finally:
+        await conn.close()
+    return examples
