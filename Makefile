@@ -56,7 +56,7 @@ image: test-tools
 
 # Casewire in its production topology on this machine, from the image: three RabbitMQ nodes, a
 # Postgres primary with a synchronous standby, two replicas of each service, and a fault per
-# scenario under bounded load; writes bench/results/topology.json (docs/scale.md). About 10 minutes.
+# scenario under bounded load; writes bench/results/topology.json (docs/scale.md). About 5 minutes.
 topology: $(DEV) test-tools
 	$(PY) -m bench.topology $(TOPOLOGY_ARGS)
 
