@@ -76,7 +76,7 @@ async def delete_broker_objects(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def own_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def isolated_stack(settings: Settings) -> AsyncIterator[Stack]:
     """The three services on a database and queues of their own, removed at the end."""
     await migrate(settings.database_url)
     running = Stack(settings)

@@ -20,7 +20,7 @@ import pytest
 from bench.topology.postgres import PostgresPair
 from shared.db import listen
 from shared.settings import Settings
-from tests.helpers import call, own_stack, sample_form, until
+from tests.helpers import call, isolated_stack, sample_form, until
 from tests.stack import Stack, isolated_settings
 
 
@@ -42,7 +42,7 @@ def pair() -> Iterator[PostgresPair]:
 async def stack_on_pair(pair: PostgresPair) -> AsyncIterator[Stack]:
     settings = isolated_settings(f"pg{uuid.uuid4().hex[:8]}",
                                  database_url=pair.dsn("casewire_failover"))
-    async with own_stack(settings) as running:
+    async with isolated_stack(settings) as running:
         yield running
 
 
