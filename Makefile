@@ -6,7 +6,8 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 LOCK := --quiet --generate-hashes --no-emit-index-url --no-emit-find-links
 
-.PHONY: install run test test-tools lint migrate format lock bench bench-quick bench-side bench-floor clean
+.PHONY: install run test test-tools lint migrate format lock image topology bench bench-quick bench-side \
+	bench-floor clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +47,18 @@ lock: $(DEV)
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK) --strip-extras --output-file requirements.lock pyproject.toml
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK) --allow-unsafe --output-file requirements-build.lock \
 		requirements-build.in
+
+# The image, built by buildah (no daemon) from deploy/Dockerfile with the lock files' hashes, on
+# python:3.11-slim-bookworm or, when no registry serves it, a Debian base made by mmdebstrap
+# (docs/deployment.md). IMAGE_ARGS='--tag registry.example.com/casewire:0.1.0' names it.
+image: test-tools
+	python3 -m bench.topology.image $(IMAGE_ARGS)
+
+# Casewire in its production topology on this machine, from the image: three RabbitMQ nodes, a
+# Postgres primary with a synchronous standby, two replicas of each service, and a fault per
+# scenario under bounded load; writes bench/results/topology.json (docs/scale.md). About 5 minutes.
+topology: $(DEV) test-tools
+	$(PY) -m bench.topology $(TOPOLOGY_ARGS)
 
 # Limits and Casewire's figures on this machine, against the real Postgres and RabbitMQ:
 # one table on stdout, and bench/results/latest.{txt,json,png}. Non-zero exit if anything was lost.

@@ -19,7 +19,7 @@ from aio_pika.abc import (
 from pamqp.commands import Basic
 from prometheus_client import Histogram
 
-from shared.errors import DependencyUnavailable, OutcomeUnknown, Unroutable
+from shared.errors import BrokerUnavailable, DependencyUnavailable, OutcomeUnknown, Unroutable
 from shared.events import (
     CASE_CREATE_REQUESTED,
     CASE_CREATED,
@@ -32,15 +32,17 @@ from shared.events import (
     DELIVERY_REQUESTED,
     Envelope,
 )
-from shared.retry import startup_retry
-from shared.secrets import redacted_url
+from shared.failover import connect as connect  # the process's one connection, for every service
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 # How long a readiness check waits for the publisher's channel to finish restoring.
 RESTORED_WITHIN = 0.05
+# The shortest time between two renewals of a publisher's channel after nacks.
+RENEW_SECONDS = 1.0
 # Reading the dead letters hands each one back (basic.nack): RabbitMQ 4.0 to 4.2 count every
 # return against a quorum queue's delivery limit (20 by default), and the dead-letter queue has
 # nowhere further to send a message, so its limit is set out of reach.
@@ -72,22 +74,6 @@ class Names:
 
     def queue(self, consumer: str) -> str:
         return f"{self.prefix}.{consumer}"
-
-
-async def connect(settings: Settings) -> AbstractRobustConnection:
-    """Open the process's one robust connection, failing with a clear sentence if unreachable."""
-
-    @startup_retry("rabbitmq")
-    async def attempt() -> AbstractRobustConnection:
-        return await aio_pika.connect_robust(settings.amqp_url, timeout=settings.connect_timeout)
-
-    try:
-        return await attempt()
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
-        raise DependencyUnavailable(
-            f"Cannot reach RabbitMQ at {redacted_url(settings.amqp_url)} ({exc!r}); "
-            "start it or set CASEWIRE_AMQP_URL."
-        ) from exc
 
 
 def dead_letter_arguments(max_length: int) -> dict[str, Any]:
@@ -187,8 +173,9 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
 class Publisher:
     """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm.
 
-    A failure raises DependencyUnavailable when the message surely never reached the broker,
-    OutcomeUnknown when it may have (sent, but no confirm in time or the connection died).
+    A failure raises BrokerUnavailable when the message surely never reached the broker (or
+    the broker refused it), OutcomeUnknown when it may have (sent, but no confirm in time or
+    the connection died), Unroutable when no queue is bound to its routing key.
     """
 
     def __init__(self, connection: AbstractRobustConnection, channel: AbstractRobustChannel,
@@ -197,6 +184,8 @@ class Publisher:
         self._channel = channel
         self._exchange = exchange.name
         self._timeout = timeout
+        self._renewing: asyncio.Task[None] | None = None
+        self._renewed_at = -RENEW_SECONDS
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, settings: Settings) -> "Publisher":
@@ -253,14 +242,41 @@ class Publisher:
         except (aio_pika.exceptions.DeliveryError,
                 aio_pika.exceptions.ChannelInvalidStateError) as exc:
             # A nack is the broker refusing the message; a closed channel refuses to send.
-            raise DependencyUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
+            if isinstance(exc, aio_pika.exceptions.DeliveryError):
+                self._renew_channel()
+            raise BrokerUnavailable(f"{routing_key} not accepted: {exc!r}") from exc
         except (OSError, aio_pika.exceptions.AMQPError, RuntimeError) as exc:  # timeouts too
             if handed_over:
                 raise OutcomeUnknown(f"{routing_key} sent, not confirmed: {exc!r}") from exc
-            raise DependencyUnavailable(f"{routing_key} not sent: {exc!r}") from exc
+            raise BrokerUnavailable(f"{routing_key} not sent: {exc!r}") from exc
         PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
 
+    def _renew_channel(self) -> None:
+        """After a nack, the channel is closed and opened afresh (at most once a second).
+
+        RabbitMQ 3.10 goes on refusing every publish of a channel whose first publish to a
+        quorum queue came while the queue was electing a new leader (its node killed) until
+        that node is back (17 s in make topology), while a channel opened after the election
+        is served at once. A nack for any other reason costs one channel reopen.
+        """
+        if self._renewing is not None or time.monotonic() - self._renewed_at < RENEW_SECONDS:
+            return
+        self._renewed_at = time.monotonic()
+        self._renewing = asyncio.create_task(self._reopen(), name="publisher-renew")
+
+    async def _reopen(self) -> None:
+        try:
+            await self._channel.close()
+            await self._channel.reopen()  # a robust channel declares its topology again
+            log.warning("publisher_channel_renewed_after_nack")
+        except (aio_pika.exceptions.AMQPError, RuntimeError, OSError) as exc:
+            log.warning("publisher_channel_not_renewed", error=repr(exc))
+        finally:
+            self._renewing = None
+
     async def close(self) -> None:
+        if self._renewing is not None:
+            await cancel_and_wait(self._renewing)
         await self._channel.close()
 
 

@@ -3,7 +3,8 @@
 Each message ends in one of four ways: acked once its handler finished (its effect committed);
 dead-lettered at once if it can never succeed (unparseable, or a PermanentMessageError);
 requeued if it failed for its own sake (the queue's delivery limit dead-letters it in the end);
-or held while a dependency is down (shared.outages), which spends none of its deliveries.
+or held while a dependency is down, or while the broker refuses what its handler publishes
+(shared.outages), which spends none of its deliveries.
 
 A message dead-lettered here goes to the dead-letter exchange as a copy that says why, in
 headers a reject cannot add (`x-casewire-reason`, `-error`, `-queue`, `-dead-lettered-at`);
@@ -25,7 +26,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from shared.acks import Acks, ChannelAcks
-from shared.errors import PermanentMessageError
+from shared.errors import BrokerUnavailable, PermanentMessageError
 from shared.events import Envelope
 from shared.logging import bound_context
 from shared.metrics import DEAD_LETTERS
@@ -143,7 +144,7 @@ class Consumer:
     async def _handle(self, envelope: Envelope) -> None:
         """Run the handler; through an outage, hold the message until the dependency is back."""
         held_since: float | None = None
-        own_failures = 0
+        own_failures = broker_refusals = 0
         while True:
             try:
                 await self._handler(envelope)
@@ -154,6 +155,13 @@ class Consumer:
                         held_since = time.monotonic()
                         log.warning("message_held_through_outage", error=repr(exc))
                     await self._gate.hold(held_since)
+                    continue
+                if self._gate is not None and isinstance(exc, BrokerUnavailable):
+                    if held_since is None:
+                        held_since = time.monotonic()
+                        log.warning("message_held_broker_refused", error=repr(exc))
+                    broker_refusals += 1
+                    await self._gate.wait_out(held_since, broker_refusals)
                     continue
                 own_failures += 1
                 if own_failures > OWN_RETRIES:

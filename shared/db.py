@@ -1,6 +1,7 @@
-"""asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable, and
-the base of the typed rows queries return."""
+"""asyncpg pool creation with JSON codecs and a clear error when Postgres is unreachable, the
+LISTEN connections that outlive a failover, and the base of the typed rows queries return."""
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
@@ -12,8 +13,12 @@ from shared.errors import DependencyUnavailable
 from shared.retry import startup_retry
 from shared.secrets import redacted_url
 from shared.settings import Settings
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
+# A LISTEN connection lost is opened again after this, then twice as long, up to the most.
+LISTEN_RETRY_FIRST = 0.5
+LISTEN_RETRY_MAX = 10.0
 
 
 class TypedRow:
@@ -80,14 +85,51 @@ async def create_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Poo
         ) from exc
 
 
-async def listen(dsn: str, channel: str,
-                 callback: Callable[..., None]) -> asyncpg.Connection | None:
-    """A connection of its own LISTENing on `channel` (a wake-up hint: the caller also polls);
-    None if it cannot be had now, and the caller polls only."""
-    try:
-        conn = await asyncpg.connect(dsn)
-        await conn.add_listener(channel, callback)
-        return conn
-    except (OSError, asyncpg.PostgresError):
-        log.warning("listen_unavailable_polling_only", channel=channel)
-        return None
+class Listener:
+    """A LISTEN that outlives its connection. A wake-up hint only (the caller also polls), but
+    one that should not end for good when Postgres fails over or restarts: when its connection
+    ends, a new one is opened, to whichever host then takes writes, retrying ever less often
+    (the caller polls meanwhile)."""
+
+    def __init__(self, dsn: str, channel: str, callback: Callable[..., None]) -> None:
+        self._dsn, self._channel, self._callback = dsn, channel, callback
+        self._conn: asyncpg.Connection | None = None
+        self._again: asyncio.Task[None] | None = None
+
+    async def connect(self) -> bool:
+        try:
+            conn = await asyncpg.connect(self._dsn)
+            await conn.add_listener(self._channel, self._callback)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+        return True
+
+    def _lost(self, _: object) -> None:
+        log.warning("listen_connection_lost_reconnecting", channel=self._channel)
+        self._again = asyncio.create_task(self._reconnect(), name=f"listen-{self._channel}")
+
+    async def _reconnect(self) -> None:
+        delay = LISTEN_RETRY_FIRST
+        while not await self.connect():
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
+        log.warning("listen_connection_back", channel=self._channel)
+
+    async def close(self) -> None:
+        if self._again is not None:
+            await cancel_and_wait(self._again)
+        if self._conn is not None:
+            self._conn.remove_termination_listener(self._lost)
+            await self._conn.close()
+
+
+async def listen(dsn: str, channel: str, callback: Callable[..., None]) -> Listener | None:
+    """A connection of its own LISTENing on `channel`, opened again whenever it ends (a wake-up
+    hint: the caller also polls); None if it cannot be had now, and the caller polls only."""
+    listener = Listener(dsn, channel, callback)
+    if await listener.connect():
+        return listener
+    log.warning("listen_unavailable_polling_only", channel=channel)
+    return None

@@ -5,7 +5,9 @@ delivery limit, so requeueing through a long database outage dead-letters good m
 handler fails with an outage error and the service's probe confirms a dependency is down, the
 consumer stops taking new messages, the ones in hand wait, and everything resumes by itself once
 the probe passes again. If the probe passes while a message keeps failing, the failure is the
-message's own, and the delivery limit still catches it.
+message's own, and the delivery limit still catches it; unless the broker would not take what
+the handler published (BrokerUnavailable: a node lost, a quorum queue electing its leader),
+which is never the message's fault: it is tried again, ever less often, in place.
 
 A message held longer than the hold limit is handed back uncounted (a copy goes to its queue, then
 the original is acked): the broker's consumer timeout (30 minutes by default) would otherwise
@@ -13,6 +15,7 @@ close the channel and count a return for every message in hand.
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -82,6 +85,20 @@ class OutageGate:
             for task in waiting:
                 task.cancel()
         if not self._up.is_set():
+            raise HoldExpired
+
+    async def wait_out(self, held_since: float, attempt: int) -> None:
+        """A pause before trying a message again that the broker would not take (its database
+        may well be up): longer each time up to the retry period; HoldExpired at the hold
+        limit or on shutdown, as `hold`."""
+        delay = min(FIRST_PROBE_DELAY * 2 ** (attempt - 1), self._retry_seconds)
+        remaining = held_since + self._hold_seconds - time.monotonic()
+        if remaining <= 0 or self._releasing.is_set():
+            raise HoldExpired
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(delay, remaining)):
+                await self._releasing.wait()
+        if self._releasing.is_set():
             raise HoldExpired
 
     async def close(self) -> None:

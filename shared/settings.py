@@ -11,6 +11,10 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/casewire"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # The nodes of a RabbitMQ cluster, comma-separated: a service connects to the first that
+    # answers and, when its node goes, to the next (shared/broker.py), where one URL would
+    # leave it retrying a dead node. Empty: CASEWIRE_AMQP_URL alone (which the CLI uses).
+    amqp_urls: str = ""
     # Exchanges and queues live under this prefix so a dev stack and a test run never collide.
     name_prefix: str = "casewire"
     # No default: an admin API must never start with a guessable token (`make run` makes one).
@@ -142,3 +146,9 @@ class Settings(BaseSettings):
     # The seed's lifetimes of file URLs (24 h) and returnDataURLs (2 h).
     file_url_ttl_seconds: float = 86_400
     return_url_ttl_seconds: float = 7_200
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The broker nodes in the order they are tried."""
+        listed = [url.strip() for url in self.amqp_urls.split(",") if url.strip()]
+        return listed or [self.amqp_url]

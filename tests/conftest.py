@@ -8,14 +8,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.casestore.migrate import drop_database, migrate
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.helpers import (
     AutomationFactory,
     EventTap,
     FormFactory,
-    delete_broker_objects,
+    isolated_stack,
     sample_form,
     tap_events,
     webhook_action,
@@ -33,15 +32,8 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
+    async with isolated_stack(settings) as running:
         yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
-        await drop_database(settings.database_url)
 
 
 @pytest.fixture(scope="session")

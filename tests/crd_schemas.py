@@ -1,7 +1,8 @@
 """JSON Schemas for the custom resources in deploy/k8s, which kubernetes-validate (built-in
 kinds only, offline) cannot check: the part of each CRD's schema these manifests use, strict
 about unknown keys so a misspelt field fails. Taken from the Prometheus Operator's
-(monitoring.coreos.com/v1) and KEDA's (keda.sh/v1alpha1) CRDs."""
+(monitoring.coreos.com/v1), KEDA's (keda.sh/v1alpha1), the RabbitMQ Cluster Operator's
+(rabbitmq.com/v1beta1) and CloudNativePG's (postgresql.cnpg.io/v1) CRDs."""
 
 from typing import Any
 
@@ -68,7 +69,39 @@ TRIGGER_AUTHENTICATION = resource("keda.sh/v1alpha1", "TriggerAuthentication", _
         {"parameter": STRING, "name": STRING, "key": STRING},
         ("parameter", "name", "key"))}}))
 
+QUANTITY = {"anyOf": [{"type": "string", "pattern": r"^[0-9.]+(m|Ki|Mi|Gi|Ti)?$"},
+                      {"type": "integer"}]}
+RESOURCES = _closed({"requests": {"type": "object", "additionalProperties": QUANTITY},
+                     "limits": {"type": "object", "additionalProperties": QUANTITY}})
+RABBITMQ_CLUSTER = resource("rabbitmq.com/v1beta1", "RabbitmqCluster", _closed({
+    "replicas": {"type": "integer", "minimum": 0}, "image": STRING, "resources": RESOURCES,
+    "persistence": _closed({"storage": QUANTITY, "storageClassName": STRING}),
+    "rabbitmq": _closed({"additionalConfig": STRING, "advancedConfig": STRING,
+                         "additionalPlugins": {"type": "array", "items": STRING},
+                         "envConfig": STRING}),
+    "service": _closed({"type": STRING, "annotations": LABELS}),
+    "affinity": {"type": "object"}, "tolerations": {"type": "array"},
+    "override": {"type": "object"}}))
+SYNCHRONOUS = _closed({"method": {"enum": ["any", "first"]},
+                       "number": {"type": "integer", "minimum": 1},
+                       "dataDurability": {"enum": ["required", "preferred"]},
+                       "maxStandbyNamesFromCluster": {"type": "integer"}},
+                      ("method", "number"))
+POSTGRES_CLUSTER = resource("postgresql.cnpg.io/v1", "Cluster", _closed({
+    "instances": {"type": "integer", "minimum": 1}, "imageName": STRING,
+    "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
+    "postgresql": _closed({"parameters": {"type": "object", "additionalProperties": STRING},
+                           "synchronous": SYNCHRONOUS, "pg_hba": {"type": "array"}}),
+    "bootstrap": _closed({"initdb": _closed({"database": STRING, "owner": STRING,
+                                             "secret": _closed({"name": STRING})})}),
+    "enableSuperuserAccess": {"type": "boolean"},
+    "storage": _closed({"size": QUANTITY, "storageClass": STRING}),
+    "resources": RESOURCES, "affinity": {"type": "object"}, "monitoring": {"type": "object"}},
+    ("instances", "storage")))
+
 SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR,
            ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE,
            ("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
-           ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION}
+           ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGER_AUTHENTICATION,
+           ("rabbitmq.com/v1beta1", "RabbitmqCluster"): RABBITMQ_CLUSTER,
+           ("postgresql.cnpg.io/v1", "Cluster"): POSTGRES_CLUSTER}

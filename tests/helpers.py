@@ -15,10 +15,12 @@ import aiohttp
 import asyncpg
 import orjson
 
+from services.casestore.migrate import drop_database, migrate
 from shared import broker
 from shared.events import Envelope
 from shared.settings import Settings
 from tests.faults import ProxiedIngest
+from tests.stack import Stack
 
 T = TypeVar("T")
 
@@ -71,6 +73,20 @@ async def processed(settings: Settings, event_id: uuid.UUID, within: float = 10.
 
 async def delete_broker_objects(settings: Settings) -> None:
     await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+
+
+@contextlib.asynccontextmanager
+async def isolated_stack(settings: Settings) -> AsyncIterator[Stack]:
+    """The three services on a database and queues of their own, removed at the end."""
+    await migrate(settings.database_url)
+    running = Stack(settings)
+    await running.start_all()
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+        await delete_broker_objects(settings)
+        await drop_database(settings.database_url)
 
 
 class EventTap:

@@ -70,6 +70,40 @@ def test_kustomizations_name_files_that_exist(kustomization: Path) -> None:
             assert (kustomization.parent / name).exists(), name
 
 
+def resources_of(kustomization: Path) -> list[Path]:
+    spec = yaml.safe_load(kustomization.read_text())
+    return [(kustomization.parent / entry).resolve() for entry in spec.get("resources", [])]
+
+
+@pytest.mark.parametrize("kustomization", sorted(K8S.rglob("kustomization.yaml")),
+                         ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_no_kustomization_includes_a_directory_that_contains_it(kustomization: Path) -> None:
+    """kustomize refuses that ("cycle detected"): keda/ once included its parent."""
+    here = kustomization.parent.resolve()
+    for entry in resources_of(kustomization):
+        assert entry.is_file() or not here.is_relative_to(entry), entry
+
+
+def included(kustomization: Path) -> list[Path]:
+    """The manifest files a kustomization deploys, through the directories it includes."""
+    files = []
+    for entry in resources_of(kustomization):
+        files += included(entry / "kustomization.yaml") if entry.is_dir() else [entry]
+    return files
+
+
+@pytest.mark.parametrize("overlay", ["", "keda", "overlays/staging", "overlays/production"])
+def test_each_way_to_deploy_has_the_services_and_the_migration_once(overlay: str) -> None:
+    files = included(K8S / overlay / "kustomization.yaml")
+    assert len(files) == len(set(files)), "a manifest included twice"
+    kinds = [(doc["kind"], doc["metadata"]["name"]) for f in files
+             for doc in yaml.safe_load_all(f.read_text()) if doc]
+    assert {("Deployment", s) for s in ("casestore", "ingest", "dispatcher")} <= set(kinds)
+    assert ("Job", "casewire-migrate") in kinds
+    engines = {("RabbitmqCluster", "casewire-rabbitmq"), ("Cluster", "casewire-pg")}
+    assert engines <= set(kinds) if overlay.startswith("overlays") else not engines & set(kinds)
+
+
 def test_every_manifest_is_deployed_by_a_kustomization() -> None:
     listed = {(k.parent / r).resolve() for k in K8S.rglob("kustomization.yaml")
               for r in yaml.safe_load(k.read_text()).get("resources", [])}

@@ -25,10 +25,9 @@ from schemathesis.specs.openapi.checks import (
 
 from services.casestore.api.docs import served
 from services.casestore.app import create_app
-from services.casestore.migrate import drop_database, migrate
 from shared.openapi import PATH_PARAM, undocumented
 from shared.settings import Settings
-from tests.helpers import delete_broker_objects, sample_form, until, webhook_action
+from tests.helpers import isolated_stack, sample_form, until, webhook_action
 from tests.receiver import Receiver
 from tests.stack import Stack, isolated_settings
 
@@ -42,15 +41,8 @@ WITHIN_SECONDS = 240
 @pytest.fixture(scope="module")
 async def own_stack() -> AsyncIterator[Stack]:
     settings = isolated_settings(f"oas{uuid.uuid4().hex[:8]}")
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
+    async with isolated_stack(settings) as running:
         yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
-        await drop_database(settings.database_url)
 
 
 async def description(stack: Stack) -> dict[str, Any]:
