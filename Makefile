@@ -61,7 +61,8 @@ topology: $(DEV) test-tools
 	$(PY) -m bench.topology $(TOPOLOGY_ARGS)
 
 # Limits and Casewire's figures on this machine, against the real Postgres and RabbitMQ:
-# one table on stdout, and bench/results/latest.{txt,json,png}. Non-zero exit if anything was lost.
+# one table on stdout, bench/results/latest.{txt,json,png} and the charts docs/performance.md
+# shows (bench/results/*.svg). Non-zero exit if anything was lost.
 bench: $(DEV)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)

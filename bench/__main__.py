@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: limits, then Casewire, then one table, JSON and a PNG.
+"""`python -m bench [--quick]`: limits, then Casewire, then one table, JSON, a PNG and SVG charts.
 
 Exit status: 0 when every check passed, 1 when something was lost (or a service died, or a
 queue did not drain), 2 when the benchmark itself could not run, 130 on Ctrl-C.
@@ -172,23 +172,25 @@ async def run(profile: Profile, out_dir: Path, profile_services: bool
 
 def write_outputs(results: dict[str, Any], plot: dict[str, Any], profiler: Profiler | None,
                   out_dir: Path) -> int:
-    """The table on stdout and in latest.txt, latest.json, latest.png; the exit status."""
+    """The table on stdout and in latest.txt, latest.json, latest.png and the SVG charts;
+    the exit status."""
     out_dir.mkdir(parents=True, exist_ok=True)
     text = report.table(results)
     (out_dir / "latest.txt").write_text(text + "\n")
     report.write_json(results, out_dir / "latest.json")
     report.write_plot(results, plot, out_dir / "latest.png")
+    charts = report.write_charts(results, plot, out_dir)
     print(text)
     if profiler is not None:
         print("\n" + profiler.text())
-    print(f"\nWritten: {out_dir / 'latest.txt'}, {out_dir / 'latest.json'}, "
-          f"{out_dir / 'latest.png'}")
+    written = [out_dir / "latest.txt", out_dir / "latest.json", out_dir / "latest.png", *charts]
+    print("\nWritten: " + ", ".join(str(p) for p in written))
     return 1 if results["failures"] else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="the short run (under 1 minute)")
+    parser.add_argument("--quick", action="store_true", help="the short run (under 2 minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--ingest-workers", type=int,

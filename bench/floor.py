@@ -272,6 +272,7 @@ async def cost_side_by_side(children: Children, settings: Settings, gen: LoadGen
     """CPU ms per delivered case of the floor and of Casewire at `rate`, each on a fresh stack,
     rounds alternating (for `make bench`): the medians and Casewire / floor per round."""
     totals: dict[str, list[float]] = {"floor": [], "casewire": []}
+    parts: dict[str, list[dict[str, float]]] = {"floor": [], "casewire": []}
     for number in range(rounds):
         for label in ("floor", "casewire") if number % 2 == 0 else ("casewire", "floor"):
             opened = floor_target if label == "floor" else casewire_target
@@ -279,13 +280,21 @@ async def cost_side_by_side(children: Children, settings: Settings, gen: LoadGen
                 base = (80 + 3 * number) * 10**10
                 await measure(target, gen, WARM_UP, rate, base)
                 await asyncio.sleep(2)
-                totals[label].append(sum((await measure(target, gen, cases, rate,
-                                                        base + 10**10)).values()))
+                spent = await measure(target, gen, cases, rate, base + 10**10)
+                totals[label].append(sum(spent.values()))
+                parts[label].append(spent)
     ratios = [c / f for c, f in zip(totals["casewire"], totals["floor"], strict=True)]
     return {"rate": rate, "cases": cases, "rounds": rounds,
             "floor_ms": statistics.median(totals["floor"]),
             "casewire_ms": statistics.median(totals["casewire"]),
-            "ratio": statistics.median(ratios), "ratios": ratios}
+            "ratio": statistics.median(ratios), "ratios": ratios,
+            # Each process group's median over the rounds (for the chart).
+            "floor_parts": _median_parts(parts["floor"]),
+            "casewire_parts": _median_parts(parts["casewire"])}
+
+
+def _median_parts(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
 
 
 async def compare(rounds: int, cases: int, rate: float, burst: int) -> None:

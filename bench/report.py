@@ -1,4 +1,4 @@
-"""One table (each figure, its limit, Casewire / limit), the same as JSON, and a PNG plot."""
+"""One table (each figure, its limit, Casewire / limit), the same as JSON, a PNG and SVG charts."""
 
 import math
 from collections.abc import Sequence
@@ -318,6 +318,125 @@ def write_plot(results: dict[str, Any], plot: dict[str, Any], path: Path) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# The SVG charts `make bench` writes beside latest.png (docs/performance.md shows copies).
+CHARTS = ("latency.svg", "throughput.svg", "cpu-per-case.svg")
+# Process groups in the order the CPU chart stacks them; the floor's roles take their places.
+CPU_PARTS = (("ingest", ("ingest",)), ("casestore / store", ("casestore", "store")),
+             ("dispatcher / dispatch", ("dispatcher", "dispatch")),
+             ("RabbitMQ", ("rabbitmq",)), ("Postgres", ("postgres",)))
+THROUGHPUT_UNITS = ("req/s", "cases/s", "deliveries/s", "firings/s")
+
+
+def write_charts(results: dict[str, Any], plot: dict[str, Any], out_dir: Path) -> list[Path]:
+    """latency.svg (distributions), throughput.svg (each phase against its limit) and
+    cpu-per-case.svg (what a delivered case costs, per process, against the floor)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Text stays text in the SVG (smaller, searchable); no timestamp, so reruns diff cleanly.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "casewire"}):
+        written = []
+        for name, draw in zip(CHARTS, (_latency_chart, _throughput_chart, _cpu_chart),
+                              strict=True):
+            fig = draw(plt, results, plot)
+            path = out_dir / name
+            fig.savefig(path, format="svg", metadata={"Date": None}, bbox_inches="tight")
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def _caption(results: dict[str, Any]) -> str:
+    return (f"make bench ({results['profile']} profile), {results['started_at']}, "
+            f"{results['machine_summary'][:90]}")
+
+
+def _latency_chart(plt: Any, results: dict[str, Any], plot: dict[str, Any]) -> Any:
+    fig, (lat_ax, e2e_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _latency_cdf(lat_ax, {
+        f"ingest at {results['casewire']['ingest_latency']['target_rate']:,.0f}/s":
+            plot["ingest_latencies"],
+        "bare aiohttp, same rate": plot["bare_latencies"]},
+        "Ingest: request latency (CDF)")
+    _latency_cdf(e2e_ax, {"POST to arrival at the receiver": plot["e2e_latencies"]},
+                 f"End to end at {results['casewire']['delivery_latency']['target_rate']:,.0f}"
+                 "/s (CDF)")
+    fig.text(0.01, 0.005, _caption(results), fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def _throughput_chart(plt: Any, results: dict[str, Any], plot: dict[str, Any]) -> Any:
+    """Each throughput figure of the table beside its limit (log scale: limits are 10x)."""
+    picked = [r for r in rows(results) if r.unit in THROUGHPUT_UNITS and r.casewire]
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(picked) + 1.6), layout="constrained")
+    ys = list(range(len(picked)))[::-1]
+    ax.barh([y + 0.2 for y in ys], [r.limit or 0 for r in picked], height=0.4,
+            color="0.8", label="limit")
+    ax.barh([y - 0.2 for y in ys], [r.casewire or 0 for r in picked], height=0.4,
+            color="tab:blue", label="Casewire")
+    for y, r in zip(ys, picked, strict=True):
+        ratio = f" ({r.ratio:.2f} of the limit)" if r.ratio is not None else ""
+        ax.text((r.casewire or 0) * 1.05, y - 0.2, f"{r.casewire:,.0f}{ratio}",
+                va="center", fontsize=8)
+    ax.set_yticks(ys, [_short(r.figure) for r in picked], fontsize=9)
+    ax.set_xscale("log")
+    fig.suptitle("Throughput per phase, against its limit")
+    ax.set_title(_caption(results), fontsize=7, color="0.4", loc="left")
+    ax.set(xlabel="per second (log scale): requests, cases, deliveries or timer firings")
+    fig.legend(loc="outside lower center", fontsize=8, ncols=2)
+    return fig
+
+
+def _short(figure: str) -> str:
+    return figure if len(figure) <= 60 else figure[:57] + "..."
+
+
+def _cpu_chart(plt: Any, results: dict[str, Any], plot: dict[str, Any]) -> Any:
+    """CPU ms per delivered case, stacked by process: the floor, Casewire beside it, and
+    Casewire in the soak and at saturation."""
+    bars: list[tuple[str, dict[str, float]]] = []
+    floor = results.get("floor")
+    if floor and "floor_parts" in floor:
+        bars.append((f"the floor at {floor['rate']:,.0f}/s", floor["floor_parts"]))
+        bars.append((f"Casewire at {floor['rate']:,.0f}/s, beside it",
+                     floor["casewire_parts"]))
+    by_name = {p["name"]: p for p in results["phases"]}
+    soak_rate = results["casewire"]["delivery_latency"]["target_rate"]
+    for label, names in ((f"Casewire, soak at {soak_rate:,.0f}/s", ("soak", "soak drain")),
+                         ("Casewire, saturation", ("delivery burst", "delivery drain"))):
+        parts = _cpu_parts([by_name[n] for n in names if n in by_name])
+        if parts:
+            bars.append((label, parts))
+    fig, ax = plt.subplots(figsize=(11, 0.6 * len(bars) + 1.8), layout="constrained")
+    ys = list(range(len(bars)))[::-1]
+    left = [0.0] * len(bars)
+    for part, names in CPU_PARTS:
+        widths = [sum(parts.get(n, 0.0) for n in names) for _, parts in bars]
+        ax.barh(ys, widths, left=left, height=0.6, label=part)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for y, total in zip(ys, left, strict=True):
+        ax.text(total * 1.01, y, f"{total:.2f} ms", va="center", fontsize=8)
+    ax.set_yticks(ys, [label for label, _ in bars], fontsize=9)
+    fig.suptitle("CPU per delivered case, by process")
+    ax.set_title(_caption(results), fontsize=7, color="0.4", loc="left")
+    ax.set(xlabel="CPU ms per delivered case")
+    ax.set_xlim(0, max(left, default=1) * 1.15)
+    fig.legend(loc="outside lower center", fontsize=8, ncols=5)
+    return fig
+
+
+def _cpu_parts(phases: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU ms per delivered case of each PIPELINE process over these phases together."""
+    delivered = sum(p.get("delivered", 0) for p in phases)
+    if not delivered:
+        return {}
+    return {g: sum(p["cpu"].get(g, 0.0) * (p["ended"] - p["started"]) for p in phases)
+            * 1000 / delivered for g in PIPELINE}
 
 
 def _latency_cdf(ax: Any, series: dict[str, list[float]], title: str) -> None:

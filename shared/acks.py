@@ -1,7 +1,7 @@
 """Coalesced acks: one `basic.ack multiple` for a run of finished messages instead of one each.
 
 Each ack is a command the quorum queue replicates through Raft, so one ack per message is
-most of what consuming costs the broker (the figures are in the README's Performance section).
+most of what consuming costs the broker (the figures are in bench/results/history.md).
 A message is still acked only after its handler finished (its effect committed): `multiple`
 covers a run of delivery tags only when every tag in it is done.
 

@@ -50,7 +50,8 @@ class SecretBox:
         if not given:
             raise ConfigurationError(
                 "CASEWIRE_ENCRYPTION_KEY is not set; stored passwords and signing secrets are "
-                "encrypted with it (`make run` generates one; see README, Secrets at rest).")
+                "encrypted with it (`make run` generates one; see docs/operations.md, "
+                "Secrets at rest).")
         try:
             self._fernet = MultiFernet([Fernet(k) for k in given])
         except (ValueError, binascii.Error) as exc:

@@ -51,7 +51,7 @@ async def _reset(conn: asyncpg.Connection) -> None:
     """Before a connection goes back to the pool.
 
     asyncpg's default reset costs a round trip on every release (a measurable share of
-    casestore's CPU: README, Performance); pooled connections never carry session state (no
+    casestore's CPU: bench/results/history.md); pooled connections never carry session state (no
     SET, LISTEN, advisory lock or cursor: the outbox listener and migrations use connections of
     their own), so only a transaction left open by a cancelled task needs undoing.
     """

@@ -1,4 +1,5 @@
-"""The README's console screenshots (docs/console-*.png), taken the way the browser tests run.
+"""The console screenshots docs/console.md shows (docs/console-*.png), taken the way the
+browser tests run.
 
     .venv/bin/python -m tests.console_screenshots
 

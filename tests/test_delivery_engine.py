@@ -21,7 +21,7 @@ from tests.helpers import AutomationFactory, FormFactory, call, new_case, until,
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 
-README = Path(__file__).parent.parent / "README.md"
+DELIVERY_DOC = Path(__file__).parent.parent / "docs" / "delivery.md"
 
 
 async def delivery_of(api: aiohttp.ClientSession, automation: dict[str, Any],
@@ -262,15 +262,15 @@ async def test_a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends(
                params={"overlap_hours": "-1"})
 
 
-def readme_snippet(name: str) -> str:
-    """A code block of the README, between `<!-- name -->` and the block's end."""
-    text = README.read_text()
+def doc_snippet(name: str) -> str:
+    """A code block of docs/delivery.md, between `<!-- name -->` and the block's end."""
+    text = DELIVERY_DOC.read_text()
     match = re.search(rf"<!-- {name} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"README has no snippet {name}"
+    assert match, f"docs/delivery.md has no snippet {name}"
     return match.group(1)
 
 
-async def test_the_readmes_form_verification_snippet_verifies_a_real_send(
+async def test_the_docs_form_verification_snippet_verifies_a_real_send(
         make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
         receiver: Receiver) -> None:
     hook = await make_form()
@@ -280,7 +280,7 @@ async def test_the_readmes_form_verification_snippet_verifies_a_real_send(
     await new_case(api, hook["form_id"])
     [seen] = await receiver.wait_for(url, 1)
     scope: dict[str, Any] = {}
-    exec(readme_snippet("verify-form"), scope)  # noqa: S102 (our own README's example)
+    exec(doc_snippet("verify-form"), scope)  # noqa: S102 (our own docs' example)
     headers = {k.lower(): v for k, v in seen.headers.items()}
     assert scope["verify"](automation["secret"], headers, seen.body) is True
     assert scope["verify"](automation["secret"], headers, seen.body + b"&x=1") is False

@@ -24,8 +24,8 @@ DEPLOY = Path(__file__).parent.parent / "deploy"
 K8S = DEPLOY / "k8s"
 MONITORING = K8S / "monitoring"
 KUBERNETES_VERSION = "1.30"
-# Named by issue 13 for the queue, outbox, dead-letter and ingest metrics its metrics part
-# adds; until then the dashboard and alerts already use them, by exactly these names.
+# The series each metric type exposes, so that every name a dashboard panel or an alert queries
+# can be checked against what the services register.
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count"),
             "summary": ("_sum", "_count"), "gauge": ("",)}
 METRIC = re.compile(r"\bcasewire_[a-z0-9_]+")
