@@ -74,7 +74,8 @@ def write_routes(stack: Stack) -> list[tuple[str, str, str]]:
 
 
 ADMIN_ONLY = {"/api/accounts", "/api/accounts/{username}", "/api/accounts/{username}/tokens",
-              "/api/accounts/{username}/tokens/{token_id}"}
+              "/api/accounts/{username}/tokens/{token_id}", "/api/operational-webhook",
+              "/api/operational-webhook/rotate-secret"}
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
@@ -82,8 +83,8 @@ async def test_each_role_against_each_write_route(
         as_role: Callable[[Role], Awaitable[aiohttp.ClientSession]], stack: Stack,
         role: Role) -> None:
     """From the route table, over HTTP: a viewer may write nothing, an editor all but the
-    admin's routes (accounts and their tokens), an admin everything. The role is checked
-    before anything else, so the ids naming nothing do not matter."""
+    admin's routes (accounts and their tokens, the operational webhook), an admin everything.
+    The role is checked before anything else, so the ids naming nothing do not matter."""
     session = await as_role(role)
     routes = write_routes(stack)
     assert len(routes) > 20

@@ -5,7 +5,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from services.casestore import audit
 from services.casestore.api.answers import OperationalWebhook
@@ -18,7 +18,8 @@ from services.casestore.repo import operational as operational_rows
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition
 from shared.crypto import SecretBox
-from shared.openapi import operation
+from shared.forms import FieldError
+from shared.openapi import errors, operation
 from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
 from shared.web import json_response, read_model
@@ -37,11 +38,16 @@ class OperationalSettings(BaseModel):
 
 def _definition(url: HttpUrl) -> AutomationDefinition:
     """The automation that carries it: never fired by a case (it has no form); each event is
-    sent as it is, retried on the extended schedule (about a day)."""
-    return AutomationDefinition.model_validate({
-        "name": NAME, "when": [{"event": "case_created"}],
-        "action": {"type": "outgoing_webhook",
-                   "settings": {"url": str(url), "retry": "extended", "timeout": 10}}})
+    sent as it is, retried on the extended schedule (about a day). Its URL is held to what
+    any automation's may be (e.g. its length once normalised)."""
+    try:
+        return AutomationDefinition.model_validate({
+            "name": NAME, "when": [{"event": "case_created"}],
+            "action": {"type": "outgoing_webhook",
+                       "settings": {"url": str(url), "retry": "extended", "timeout": 10}}})
+    except ValidationError as exc:
+        raise ValidationFailed([FieldError(field="url", code="invalid", message=e["msg"])
+                                for e in exc.errors(include_url=False)]) from exc
 
 
 def _shown(found: operational_rows.OperationalWebhook, box: SecretBox,
@@ -62,7 +68,8 @@ async def _found(conn: Conn, *, lock: bool = False) -> operational_rows.Operatio
 
 @routes.get("/api/operational-webhook")
 @operation("The operational webhook: where operational events go, which, and (admin) its "
-           "signing secret", tags=("operational",), responses={200: OperationalWebhook})
+           "signing secret", tags=("operational",),
+           responses={200: OperationalWebhook, **errors(404)})
 async def get_operational(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         found = await _found(conn)
@@ -101,7 +108,7 @@ async def put_operational(request: web.Request) -> web.Response:
 @routes.post("/api/operational-webhook/rotate-secret")
 @requires("admin")
 @operation("A new signing secret for the operational webhook (admin); the old one stops at "
-           "once", tags=("operational",), responses={200: OperationalWebhook})
+           "once", tags=("operational",), responses={200: OperationalWebhook, **errors(404)})
 async def rotate_operational(request: web.Request) -> web.Response:
     box = request.app[SECRET_BOX]
     async with request.app[POOL].acquire() as conn, conn.transaction():
