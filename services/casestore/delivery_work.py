@@ -3,41 +3,30 @@ by attempt as the dispatcher reports how each went.
 
 What an answer means: a 2xx ends the delivery (its response data is written in the same
 transaction); a retryable failure waits for the next attempt on the automation's schedule, if
-any is left; any other failure ends it; a 410 Gone also disables the automation. Every failure
-counts against the endpoint's health: enough in a row open its circuit for a cool-down, and
-an automation whose deliveries have all failed for days is disabled.
+any is left; any other failure ends it. Every failure counts against the endpoint's health
+(endpoint_health.py: its circuit breaker, and disabling after a 410 or days of failures).
 """
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import structlog
 
-from services.casestore import audit, operational
-from services.casestore.actors import system
+from services.casestore import endpoint_health, operational
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
-from services.casestore.repo import outbox as outbox_rows
 from services.casestore.repo import schedule as schedule_rows
 from services.casestore.responses import write_response_data
 from shared.automations import AutomationDefinition
 from shared.events import (
-    AUTOMATION_DISABLED,
-    AutomationDisabled,
     CaseResponseData,
     DeliveryAttempted,
     DeliveryRequested,
-    new_event,
 )
 from shared.logging import bound_context
 from shared.schedule import (
-    FAILING_REASON_PREFIX,
-    GONE_REASON,
     attempts_allowed,
-    cooldown,
-    disable_after,
     retry_delay,
 )
 from shared.settings import Settings
@@ -236,8 +225,8 @@ async def settle(conn: Conn, reports: list[tuple[DeliveryAttempted, str]], setti
             await _write_answer(conn, report, case_id, causation_id)
         else:
             await work.failed(conn, report.automation_id)
-            await _count_failure(conn, report, deliveries[report.delivery_id]["handed_out_at"],
-                                 settings)
+            await endpoint_health.count_failure(
+                conn, report, deliveries[report.delivery_id]["handed_out_at"], settings)
 
 
 async def _exhausted(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUID | None) -> None:
@@ -261,62 +250,3 @@ async def _write_answer(conn: Conn, report: DeliveryAttempted, case_id: uuid.UUI
             case_id=case_id, automation_id=report.automation_id, delivery_id=report.delivery_id,
             values=report.values, automation_depth=report.automation_depth),
             causation_id=causation_id)
-
-
-async def _count_failure(conn: Conn, report: DeliveryAttempted, handed_out_at: datetime,
-                         settings: Settings) -> None:
-    """Count a failed attempt against its endpoint's circuit, if it was handed out under the
-    circuit's current state (the attempts in flight as it opened, or as its probe went out,
-    fail for the same outage and must neither open it again nor lengthen its pause) and is no
-    mere throttling."""
-    if report.verdict == "gone":
-        await disable(conn, report.automation_id, GONE_REASON)
-        return
-    before = await schedule_rows.health(conn, report.automation_id) or schedule_rows.HealthRow()
-    counts = (before.state_since is None or handed_out_at >= before.state_since) \
-        and not _throttled(report)
-    # A failed probe opens it again at once; otherwise enough failures in a row do. An open
-    # circuit only ever reopens through its probe.
-    trips = counts and (before.state == "half_open" or (
-        before.state == "closed"
-        and before.consecutive_failures + 1 >= settings.breaker_failures))
-    after = await schedule_rows.record_failure(
-        conn, report.automation_id, counts,
-        cooldown(before.times_opened + 1, settings) if trips else None)
-    if trips:
-        log.warning("endpoint_paused", automation_id=str(report.automation_id),
-                    consecutive_failures=after["consecutive_failures"])
-        await operational.emit(conn, "endpoint.paused", {
-            "automation_id": str(report.automation_id),
-            "consecutive_failures": after["consecutive_failures"],
-            "paused_seconds": cooldown(before.times_opened + 1, settings),
-            "last_status": report.attempt.response_status, "last_error": report.attempt.error},
-            about=report.automation_id)
-    failing_for = after["failing_for"]
-    if failing_for is not None and failing_for.total_seconds() >= disable_after(settings):
-        await disable(conn, report.automation_id,
-                      f"{FAILING_REASON_PREFIX}{settings.disable_after_days:g} days")
-
-
-def _throttled(report: DeliveryAttempted) -> bool:
-    """A 429 while the dispatcher's limit was still above 1: the endpoint is asking for less,
-    which the limit gives it (services/dispatcher/limits.py); pausing it would idle it."""
-    return report.attempt.response_status == 429 and (report.limit or 1) > 1
-
-
-async def disable(conn: Conn, automation_id: uuid.UUID, reason: str) -> None:
-    """Disable the automation, say so on the bus and in the log; its deliveries wait."""
-    row = await schedule_rows.disable_automation(conn, automation_id, reason)
-    if row is None:
-        return  # disabled already
-    await outbox_rows.insert_outbox(conn, [new_event(
-        AUTOMATION_DISABLED, AutomationDisabled(automation_id=automation_id,
-                                                form_id=row["form_id"] or "", reason=reason),
-        form_id=row["form_id"])])
-    await audit.record(conn, system(reason), "automation.disabled", "automation",
-                       str(automation_id), before={"enabled": True},
-                       after={"enabled": False, "disabled_reason": reason})
-    await operational.emit(conn, "automation.disabled", {
-        "automation_id": str(automation_id), "form_id": row["form_id"], "reason": reason,
-        "by": "system"}, about=automation_id)
-    log.warning("automation_disabled", automation_id=str(automation_id), reason=reason)
