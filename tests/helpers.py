@@ -305,7 +305,7 @@ def definition(**overrides: Any) -> dict[str, Any]:
             "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
                          "attempts": 3, "timeout": 30, "protocol": "json",
                          "retry": "standard", "max_per_second": None,
-                         "max_in_flight": None},
+                         "max_in_flight": None, "headers": {}},
             "response": [{"field": "email", "key": "contact.email"}],
         },
     }

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from shared.automations import with_password
 from shared.crypto import SecretBox
+from shared.outgoing_auth import with_secret
 from shared.settings import Settings
 from tests.helpers import (
     NOWHERE,
@@ -44,7 +44,7 @@ async def stored_definition(settings: Settings, automation_id: str) -> dict[str,
     finally:
         await conn.close()
     stored: dict[str, Any] = orjson.loads(raw)
-    return with_password(stored, SecretBox(settings.encryption_key).decrypt)
+    return with_secret(stored, SecretBox(settings.encryption_key).decrypt)
 
 
 # Create, read, list
@@ -77,7 +77,7 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
                                              "auth": {"type": "none"}, "attempts": 1,
                                              "timeout": 10, "protocol": "json",
                                              "retry": "standard", "max_per_second": None,
-                                             "max_in_flight": None}
+                                             "max_in_flight": None, "headers": {}}
     assert created["action"]["content"] == created["action"]["response"] == []
 
 

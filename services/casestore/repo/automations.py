@@ -9,13 +9,14 @@ import asyncpg
 
 from services.casestore.repo import Conn
 from services.casestore.repo.schedule import HealthRow
-from shared.automations import AutomationDefinition, with_password
+from shared.automations import AutomationDefinition
 from shared.crypto import SecretBox
 from shared.db import TypedRow
+from shared.outgoing_auth import with_secret
 
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, created_at, updated_at,"
                       " disabled_reason, disabled_at, previous_secret, previous_secret_until")
-# What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
+# What an auth secret reads as; sent back on PUT it means "keep the stored one".
 MASK = "***"
 
 
@@ -39,7 +40,7 @@ class AutomationRow(TypedRow):
     def to_api(self, box: SecretBox, health: HealthRow | None = None) -> dict[str, Any]:
         """The definition's keys beside id, state, health and secret: the secret revealed, the
         password never."""
-        definition = with_password(AutomationDefinition.model_validate(self.definition).public(),
+        definition = with_secret(AutomationDefinition.model_validate(self.definition).public(),
                                    lambda _: MASK)
         return {"id": str(self.id), "form_id": self.form_id, "enabled": self.enabled,
                 "disabled_reason": self.disabled_reason, "disabled_at": _time(self.disabled_at),
