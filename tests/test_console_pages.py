@@ -259,7 +259,7 @@ async def test_the_editor_sets_every_kind_of_auth_and_headers_and_keeps_a_blank_
         receiver: Receiver) -> None:
     form_id = await _form_with_hook(make_form)
     url = receiver.endpoint()
-    oauth = {"auth": "oauth2_client_credentials", "token_url": "http://127.0.0.1:9/token",
+    oauth: dict[str, Any] = {"auth": "oauth2_client_credentials", "token_url": "http://127.0.0.1:9/token",
              "client_id": "crm", "scope": "", "client_auth": "body"}
     async with signed_in(stack) as console:
         _, location = await console.post(f"/console/forms/{form_id}/automations/new", [
