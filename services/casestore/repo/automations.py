@@ -114,11 +114,14 @@ async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
 
 async def set_enabled(conn: Conn, automation_id: uuid.UUID, enabled: bool,
                       reason: str | None = None) -> AutomationRow | None:
-    """Enable it (its endpoint starts healthy again) or disable it, saying why."""
+    """Enable it (its endpoint starts healthy again) or disable it, saying why. Disabling one
+    that is disabled already keeps the reason and time it was first disabled for (a 410 Gone
+    stays the reason however often it is disabled again)."""
     row = _row(await conn.fetchrow(
         "UPDATE automations SET enabled = $2, updated_at = now(),"
-        " disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,"
-        " disabled_at = CASE WHEN $2 THEN NULL ELSE now() END"
+        " disabled_reason = CASE WHEN $2 THEN NULL WHEN NOT enabled THEN disabled_reason"
+        "   ELSE $3 END,"
+        " disabled_at = CASE WHEN $2 THEN NULL WHEN NOT enabled THEN disabled_at ELSE now() END"
         f" WHERE id = $1 RETURNING {AUTOMATION_COLUMNS}", automation_id, enabled, reason))
     if row is not None and enabled:
         await conn.execute(

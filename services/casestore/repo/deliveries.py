@@ -1,5 +1,6 @@
 """The delivery log: deliveries of outgoing webhooks, waiting or finished, and their attempts."""
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,8 +15,12 @@ DELIVERY_SUMMARY = (
     "SELECT d.id, d.automation_id, d.automation_name, d.case_id, d.form_id, d.event_id,"
     " d.webhook_id, d.state, d.schedule, d.attempts_allowed, d.next_attempt_at,"
     " d.created_at, d.updated_at, coalesce(s.attempt_count, 0) AS attempt_count,"
-    " last.response_status AS last_response_status, last.error AS last_error"
+    " last.response_status AS last_response_status, last.error AS last_error,"
+    " a.id IS NULL AS automation_deleted, a.enabled AS automation_enabled,"
+    " a.disabled_reason, h.state AS circuit, h.open_until"
     " FROM deliveries d"
+    " LEFT JOIN automations a ON a.id = d.automation_id"
+    " LEFT JOIN endpoint_health h ON h.automation_id = d.automation_id"
     " LEFT JOIN LATERAL (SELECT count(*) AS attempt_count FROM delivery_attempts"
     "   WHERE delivery_id = d.id) s ON true"
     " LEFT JOIN LATERAL (SELECT response_status, error FROM delivery_attempts"
@@ -47,6 +52,27 @@ class DeliveryRow(TypedRow):
     attempt_count: int
     last_response_status: int | None
     last_error: str | None
+    automation_deleted: bool
+    automation_enabled: bool | None
+    disabled_reason: str | None
+    circuit: str | None
+    open_until: datetime | None
+
+    @property
+    def held(self) -> str | None:
+        """Why a waiting delivery is not sent when due, if something holds it."""
+        if not self.waiting:
+            return None
+        if self.automation_deleted:
+            return "its automation was deleted"
+        if not self.automation_enabled:
+            return f"its automation is disabled ({self.disabled_reason or 'no reason given'})"
+        if self.circuit == "open" and self.open_until is not None:
+            return (f"its endpoint is paused after failing, until {self.open_until.isoformat()}"
+                    " (then one probe)")
+        if self.circuit == "half_open":
+            return "its endpoint is paused after failing, until a probe succeeds"
+        return None
 
     @property
     def waiting(self) -> bool:
@@ -64,6 +90,7 @@ class DeliveryRow(TypedRow):
             "attempts_allowed": self.attempts_allowed,
             "next_attempt_at": next_at.isoformat() if next_at else None,
             "last_response_status": self.last_response_status, "last_error": self.last_error,
+            "held": self.held,
             "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
         }
 
@@ -143,9 +170,43 @@ async def insert_attempts(conn: Conn, attempts: list[NewAttempt]) -> set[uuid.UU
     return {row["id"] for row in inserted}
 
 
+StatusRange = tuple[int, int] | None  # inclusive; None: no answer (a timeout, a refusal)
+WEBHOOK_ID = re.compile(r"^msg_([0-9a-f]{32})$")
+STATUS_CLASS = re.compile(r"^[1-5]xx$")
+
+
+def webhook_id_filter(raw: str) -> tuple[str, uuid.UUID]:
+    """A `webhook-id` names its delivery: msg_ and the delivery id's 32 hex digits."""
+    match = WEBHOOK_ID.match(raw)
+    if match is None:
+        raise ValueError("expected msg_ and 32 hex digits, as the webhook-id header carries it")
+    return raw, uuid.UUID(match.group(1))
+
+
+def _status(part: str) -> StatusRange:
+    if part == "none":
+        return None
+    if STATUS_CLASS.match(part):
+        return int(part[0]) * 100, int(part[0]) * 100 + 99
+    if part.isascii() and part.isdigit() and 100 <= int(part) <= 599:
+        return int(part), int(part)
+    raise ValueError(f"'{part}' is none of: a status from 100 to 599, a class such as 5xx, "
+                     "none (no answer)")
+
+
+def status_filter(raw: str) -> tuple[StatusRange, ...]:
+    """`401`, `5xx`, `none` (no answer), comma separated."""
+    return tuple(_status(part.strip().lower()) for part in raw.split(","))
+
+
 @dataclass(frozen=True)
 class DeliveryFilter:
-    """Which deliveries: every field given must match (`since` inclusive, `until` not)."""
+    """Which deliveries: every field given must match (`since` inclusive, `until` not).
+
+    `statuses`: deliveries with an attempt answered with one of them (delivery_attempts'
+    response-status index finds the rare ones); `webhook_id` is the receiver's `webhook-id`,
+    which names its delivery (msg_ + the delivery id), so the primary key finds it.
+    """
 
     delivery_id: uuid.UUID | None = None
     automation_id: uuid.UUID | None = None
@@ -153,41 +214,68 @@ class DeliveryFilter:
     states: tuple[str, ...] | None = None
     since: datetime | None = None
     until: datetime | None = None
+    webhook_id: tuple[str, uuid.UUID] | None = None
+    statuses: tuple[StatusRange, ...] | None = None
 
-    def args(self) -> tuple[Any, ...]:
-        return (self.automation_id, self.case_id, list(self.states) if self.states else None,
-                self.since, self.until, self.delivery_id)
+    def where(self, args: list[Any]) -> str:
+        """The SQL condition; its parameters are appended to `args` (numbered after them)."""
+        conditions = ["true"]
 
+        def param(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
 
-FILTER = ("($1::uuid IS NULL OR d.automation_id = $1) AND ($2::uuid IS NULL OR d.case_id = $2)"
-          " AND ($3::text[] IS NULL OR d.state = ANY($3))"
-          " AND ($4::timestamptz IS NULL OR d.created_at >= $4)"
-          " AND ($5::timestamptz IS NULL OR d.created_at < $5)"
-          " AND ($6::uuid IS NULL OR d.id = $6)")
+        for column, value in (("d.id", self.delivery_id), ("d.automation_id", self.automation_id),
+                              ("d.case_id", self.case_id)):
+            if value is not None:
+                conditions.append(f"{column} = {param(value)}")
+        if self.states:
+            conditions.append(f"d.state = ANY({param(list(self.states))}::text[])")
+        if self.since is not None:
+            conditions.append(f"d.created_at >= {param(self.since)}")
+        if self.until is not None:
+            conditions.append(f"d.created_at < {param(self.until)}")
+        if self.webhook_id is not None:
+            text, delivery_id = self.webhook_id
+            conditions.append(f"d.id = {param(delivery_id)} AND d.webhook_id = {param(text)}")
+        if self.statuses:
+            conditions.append(self._answered(param))
+        return " AND ".join(conditions)
+
+    def _answered(self, param: Any) -> str:
+        assert self.statuses
+        ranges = [f"da.response_status BETWEEN {param(r[0])} AND {param(r[1])}" if r is not None
+                  else "da.response_status IS NULL" for r in self.statuses]
+        return ("EXISTS (SELECT 1 FROM delivery_attempts da WHERE da.delivery_id = d.id"
+                f" AND ({' OR '.join(ranges)}))")
 
 
 async def list_deliveries(conn: Conn, where: DeliveryFilter, *, limit: int,
                           before: DeliveryRow | None) -> list[DeliveryRow]:
     """Newest first; `before` is the previous page's last delivery."""
-    created, last_id = (before.created_at, before.id) if before else (None, None)
-    rows = await conn.fetch(
-        f"{DELIVERY_SUMMARY} WHERE {FILTER}"
-        " AND ($7::timestamptz IS NULL OR (d.created_at, d.id) < ($7, $8::uuid))"
-        " ORDER BY d.created_at DESC, d.id DESC LIMIT $9",
-        *where.args(), created, last_id, limit)
+    args: list[Any] = []
+    condition = where.where(args)
+    if before is not None:
+        args += [before.created_at, before.id]
+        condition += f" AND (d.created_at, d.id) < (${len(args) - 1}, ${len(args)}::uuid)"
+    args.append(limit)
+    rows = await conn.fetch(f"{DELIVERY_SUMMARY} WHERE {condition}"
+                            f" ORDER BY d.created_at DESC, d.id DESC LIMIT ${len(args)}", *args)
     return [DeliveryRow.from_record(r) for r in rows]
 
 
 async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
     """Finished deliveries due again now, as they were first sent, each with its configured
     attempts once more (the numbering continues); waiting ones are on their way already."""
+    args: list[Any] = [EXTENDED_ATTEMPTS]
+    condition = where.where(args)
     result = await conn.execute(
         "UPDATE deliveries d SET state = 'pending', next_attempt_at = now(), lease_until = NULL,"
         " updated_at = now(),"
-        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $7::int"
+        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $1::int"
         "   ELSE coalesce((a.definition->'action'->'settings'->>'attempts')::int, 1) END"
-        f" FROM automations a WHERE a.id = d.automation_id AND {FILTER}"
-        " AND d.state IN ('succeeded', 'failed')", *where.args(), EXTENDED_ATTEMPTS)
+        f" FROM automations a WHERE a.id = d.automation_id AND {condition}"
+        " AND d.state IN ('succeeded', 'failed')", *args)
     return int(result.split()[-1])
 
 
