@@ -71,14 +71,14 @@ async def test_healthz_needs_no_token(stack: Stack, http: aiohttp.ClientSession)
 
 BAD_FORMS = {
     "duplicate_field_ids": ({"fields": [TEXT_A, TEXT_A]}, None, "must be unique in a form: a"),
-    "unknown_field_type": ({"fields": [{**TEXT_A, "type": "colour"}]}, "fields.0.type", "'text'"),
-    "select_without_options": ({"fields": [{**TEXT_A, "type": "select"}]}, "fields.0",
+    "unknown_field_type": ({"fields": [{**TEXT_A, "type": "colour"}]}, "fields[0].type", "'text'"),
+    "select_without_options": ({"fields": [{**TEXT_A, "type": "select"}]}, "fields[0]",
                                "field 'a': type select needs a list of options"),
-    "options_on_text_field": ({"fields": [{**TEXT_A, "options": ["x"]}]}, "fields.0",
+    "options_on_text_field": ({"fields": [{**TEXT_A, "options": ["x"]}]}, "fields[0]",
                               "field 'a': options are only allowed on select"),
     "section_out_of_range": ({"fields": [{**TEXT_A, "section": 5}]}, None,
                              "field 'a': section 5 does not exist"),
-    "negative_section": ({"fields": [{**TEXT_A, "section": -1}]}, "fields.0.section",
+    "negative_section": ({"fields": [{**TEXT_A, "section": -1}]}, "fields[0].section",
                          "greater than or equal to 0"),
     "empty_statuses": ({"statuses": []}, "statuses", "at least 1 item"),
     "duplicate_statuses": ({"statuses": ["open", "open"]}, "statuses", "must be unique"),
@@ -234,7 +234,8 @@ async def test_put_incoming_webhook_returns_url_and_a_long_url_safe_token(
     path = f"/api/forms/{form_id}/incoming-webhook"
     await call(api, "GET", path, 404)
     hook = await call(api, "PUT", path, 200, {"enabled": True, "authenticate_user": True})
-    assert set(hook) == {"url", "token", "enabled", "authenticate_user"}
+    assert set(hook) == {"url", "token", "enabled", "authenticate_user", "verify"}
+    assert hook["verify"] is None
     assert (hook["enabled"], hook["authenticate_user"]) == (True, True)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22,}", hook["token"])
     assert hook["url"] == f"{stack.settings.public_base_url}/hooks/{hook['token']}"

@@ -19,7 +19,7 @@ from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep
 from shared.crypto import SecretBox
-from shared.forms import FieldError
+from shared.forms import FieldError, field_path
 from shared.outgoing_auth import secret_key, with_secret
 from shared.web import refuse_big_ints
 
@@ -55,7 +55,7 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
     try:
         definition = AutomationDefinition.model_validate(body)
     except ValidationError as exc:
-        errors.extend(FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+        errors.extend(FieldError(field=field_path(e["loc"], body), code="invalid",
                                  message=e["msg"]) for e in exc.errors(include_url=False))
     if errors:
         raise ValidationFailed(errors)

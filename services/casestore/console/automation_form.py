@@ -222,13 +222,7 @@ def _slot(editor: AutomationEditor, body: Body, name: str) -> str:
             return f"{part}-{rows[n]}"
     if match := SETTINGS_PART.match(name):
         return f"settings-{match.group(1)}"
-    part, _, rest = name.partition(".")
-    if part == "content" and rest:  # the form checks name content items by key
-        return next((f"content-{n}" for n in body.content_rows
-                     if editor.content[n].key == rest), "content")
-    if part == "response" and rest:  # ... and response mappings by field
-        return next((f"response-{n}" for n in body.response_rows
-                     if editor.response[n].field == rest), "response")
+    part = name.partition(".")[0].partition("[")[0]
     if name in ("action", "action.content"):
         return "content"
     if name == "action.response":

@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from services.casestore.console.session import current
-from shared.forms import FieldError
+from shared.forms import FieldError, field_path
 
 # What a redirect after a change tells the next page (`?notice=...`).
 NOTICES = {
@@ -70,9 +70,10 @@ def place(errors: Iterable[FieldError], slot_of: Any) -> Errors:
     return dict(placed)
 
 
-def pydantic_errors(exc: Any) -> list[FieldError]:
-    """A pydantic ValidationError as the API reports it: one entry per problem."""
-    return [FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+def pydantic_errors(exc: Any, given: Any) -> list[FieldError]:
+    """A pydantic ValidationError (of the input `given`) as the API reports it: one entry per
+    problem."""
+    return [FieldError(field=field_path(e["loc"], given), code="invalid",
                        message=e["msg"].removeprefix("Value error, "))
             for e in exc.errors(include_url=False)]
 
