@@ -94,7 +94,8 @@ class DateReached(_Strict):
     time of day is `at`, in the form's time zone)."""
 
     event: Literal["date_reached"]
-    field: str
+    # Only these field types have a time to reach (the console offers no other).
+    field: str = Field(json_schema_extra={"field_types": ["date", "datetime"]})
     offset: Duration = "PT0S"
     at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     repeat: Repeat | None = None

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from tests.helpers import (
+    AutomationFactory,
     EventTap,
     FormFactory,
     call,
@@ -18,7 +19,9 @@ from tests.helpers import (
     new_form,
     until,
     wait_for_cases,
+    webhook_action,
 )
+from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 
 TEXT_A = {"id": "a", "label": "A", "type": "text"}
@@ -163,6 +166,32 @@ async def test_form_with_cases_cannot_be_deleted(api: aiohttp.ClientSession) -> 
     assert "still has 1 case" in errors[0]["message"]
     await call(api, "DELETE", f"/api/cases/{case['id']}", 200)
     assert await call(api, "DELETE", f"/api/forms/{form_id}", 200) == {}
+
+
+async def test_a_form_is_deleted_with_its_cases_only_when_asked_to(
+        api: aiohttp.ClientSession, make_automation: AutomationFactory,
+        receiver: Receiver) -> None:
+    form_id = await new_form(api)
+    url = receiver.endpoint(Reply(status=503))
+    automation = await make_automation(form_id, url, action=webhook_action(
+        url, retry="extended"))  # its second attempt waits 5 s
+    case = await new_case(api, form_id)
+
+    async def retrying() -> Any:
+        return (await call(api, "GET", "/api/deliveries", 200, params={
+            "case": case["id"], "state": "retrying"}))["deliveries"]
+
+    await until(retrying, failure="the first attempt never failed")
+    await call(api, "DELETE", f"/api/forms/{form_id}", 400, params={"with_cases": "yes"})
+    await call(api, "DELETE", f"/api/forms/{form_id}", 409, params={"with_cases": "false"})
+    assert await call(api, "DELETE", f"/api/forms/{form_id}", 200,
+                      params={"with_cases": "true"}) == {}
+    await call(api, "GET", f"/api/forms/{form_id}", 404)
+    await call(api, "GET", f"/api/cases/{case['id']}", 404)
+    await call(api, "GET", f"/api/automations/{automation['id']}", 404)
+    [delivery] = (await call(api, "GET", "/api/deliveries", 200,
+                             params={"case": case["id"]}))["deliveries"]
+    assert delivery["state"] == "failed"  # the log stays; nothing waits to be sent
 
 
 async def test_form_changes_publish_form_changed_events(api: aiohttp.ClientSession,

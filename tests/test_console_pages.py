@@ -291,3 +291,19 @@ async def test_the_editor_sets_every_kind_of_auth_and_headers_and_keeps_a_blank_
     await api.post(f"/api/forms/{form_id}/cases", json={"data": {"text-field": "x"}})
     [sent] = await receiver.wait_for(url, 1)
     assert sent.headers["X-Key"] == "k3y"
+
+
+async def test_the_editor_offers_date_reached_only_date_fields_and_case_created_once(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory) -> None:
+    form_id = await _form_with_hook(make_form)
+    automation = await make_automation(form_id, "http://127.0.0.1:9/x")  # on case_created
+    n = [k.event for k in KINDS].index("date_reached")
+    async with signed_in(stack) as console:
+        new = await console.page(f"/console/forms/{form_id}/automations/new")
+        offered = re.search(rf'<select id="when-{n}-field".*?</select>', new, re.S)
+        assert offered is not None
+        assert "due-date" in offered.group(0)
+        assert "text-field" not in offered.group(0)
+        assert "priority" not in offered.group(0)
+        shown = await console.page(f"/console/automations/{automation['id']}")
+        assert shown.count("<code>case_created</code>") == 1

@@ -279,6 +279,14 @@ async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
     return int(result.split()[-1])
 
 
+async def fail_waiting_deliveries_of_form(conn: Conn, form_id: str) -> None:
+    """Its form is gone, and with it every automation: what still waited will never be sent."""
+    await conn.execute(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_until = NULL,"
+        " updated_at = now() WHERE form_id = $1"
+        " AND state IN ('pending', 'sending', 'retrying')", form_id)
+
+
 async def fail_waiting_deliveries(conn: Conn, automation_id: uuid.UUID) -> None:
     """Its automation is gone: what still waited will never be sent."""
     await conn.execute(
