@@ -15,9 +15,11 @@ from services.casestore.automations import SECRET_BOX, parse_body
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
+from shared import payloads
 from shared.addresses import AddressPolicy
+from shared.automations import AutomationDefinition
 from shared.forms import Label
-from shared.openapi import Empty, Param, operation
+from shared.openapi import ANY_JSON, Empty, Param, operation
 from shared.service import POOL, SETTINGS
 from shared.web import json_response, read_json, read_model
 
@@ -142,3 +144,20 @@ async def rotate_secret(request: web.Request) -> web.Response:
         row = await automation_writes.rotate_secret(conn, request.app[SECRET_BOX],
                                                     automation_id(request), hours)
     return json_response(_shown(request, row))
+
+
+@routes.get("/api/automations/{automation_id}/openapi.json")
+@operation("What this automation sends: an OpenAPI 3.1 document whose webhooks describe its "
+           "payload per trigger, for its method and protocol", tags=("automations",),
+           responses={200: ANY_JSON}, path_schemas=BY_ID)
+async def automation_payloads(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        row = found(await automation_rows.get_automation(conn, automation_id(request)),
+                    NO_AUTOMATION)
+        form = await load_form(conn, row.form_id)
+    definition = AutomationDefinition.model_validate(row.definition)
+    return json_response({
+        "openapi": "3.1.0",
+        "info": {"title": f"Casewire automation {definition.name}", "version": str(row.id)},
+        "webhooks": payloads.automation_webhooks(definition, form),
+        "components": {"schemas": {"CaseMetadata": payloads.metadata_component()}}})
