@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 from shared.payloads import EVENTS
 from tests.helpers import FormFactory, call, new_case, patch_case, upload
-from tests.receiver import Receiver, Received
+from tests.receiver import Received, Receiver
 
 CONTENT = [
     {"key": "number", "meta": "case_number"}, {"key": "id", "meta": "case_id"},
