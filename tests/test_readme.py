@@ -1,11 +1,13 @@
-"""The README's examples work: its shell blocks run, in order, against a live stack.
+"""The README's and the docs pages' examples work: their shell blocks run, in order, against a
+live stack.
 
-Every code block with a `curl` (or the `export` of API and AUTH) under Incoming webhooks,
-Outgoing webhooks and Admin API runs in bash, as a reader would paste it, with the variables
-the README defines. Only what a reader would type in differs: the stack's ports for 8081/8082,
-a real webhook URL for `https://yourWebhookUrl`, a receiver of ours for the CRM example URLs,
-and the ids the README asks the reader to take from an answer (`KEY`, `CASE`, `AUTOMATION`,
-`DELIVERY`), taken from the answers. Every request must answer below 400.
+Every code block with a `curl` (or the `export` of API and AUTH) under the README's Incoming
+webhooks, Outgoing webhooks and Admin API, and in every page of docs/, runs in bash, as a
+reader would paste it, with the variables the page defines. Only what a reader would type in
+differs: the stack's ports for 8081/8082, a real webhook URL for `https://yourWebhookUrl`, a
+receiver of ours for the CRM example URLs, and the ids the README asks the reader to take from
+an answer (`KEY`, `CASE`, `AUTOMATION`, `DELIVERY`), taken from the answers.
+Every request must answer below 400.
 """
 
 import asyncio
@@ -30,6 +32,7 @@ from tests.receiver import Receiver
 from tests.stack import Stack, isolated_settings
 
 README = Path(__file__).parent.parent / "README.md"
+DOCS = sorted((Path(__file__).parent.parent / "docs").glob("*.md"))
 RUN = ("Incoming webhooks", "Outgoing webhooks", "Admin API")
 # Each request's status and body go to $OUT/log, and the ids the README tells the reader to
 # note from an answer are noted (TAKE_IDS); the variables a block leaves go to $OUT/env.
@@ -91,8 +94,9 @@ def blocks(markdown: str) -> list[Block]:
     return found
 
 
-def shell_examples() -> list[Block]:
-    return [b for b in blocks(README.read_text()) if b.section in RUN
+def shell_examples(page: Path = README) -> list[Block]:
+    """The README's under RUN; a docs page's, all of them."""
+    return [b for b in blocks(page.read_text()) if (b.section in RUN or page != README)
             and (b.text.startswith(("curl ", "export ")) or "\ncurl " in b.text)]
 
 
@@ -180,26 +184,50 @@ async def _webhooks(api: aiohttp.ClientSession) -> dict[str, str]:
     return {"hook": hook, "auth_hook": auth_hook}
 
 
-async def test_the_readme_shell_examples_work_in_order(
-        readme_stack: Stack, receiver: Receiver, tmp_path: Path) -> None:
-    settings = readme_stack.settings
-    (tmp_path / ".casewire").mkdir()
-    (tmp_path / ".casewire" / "admin-token").write_text(settings.admin_token)
-    (tmp_path / "photo.png").write_bytes(PNG)
-    headers = {"Authorization": f"Bearer {settings.admin_token}"}
-    async with aiohttp.ClientSession(base_url=readme_stack.url("casestore"),
-                                     headers=headers) as api:
+@pytest.fixture(scope="module")
+async def hooks(readme_stack: Stack) -> dict[str, str]:
+    async with _admin(readme_stack) as api:
+        return await _webhooks(api)
+
+
+def _admin(stack: Stack) -> aiohttp.ClientSession:
+    headers = {"Authorization": f"Bearer {stack.settings.admin_token}"}
+    return aiohttp.ClientSession(base_url=stack.url("casestore"), headers=headers)
+
+
+async def read_in_order(stack: Stack, hooks: dict[str, str], receiver: Receiver, cwd: Path,
+                        examples: list[Block]) -> "Reader":
+    """Run the blocks one after another in `cwd`, as one reader in one terminal would."""
+    (cwd / ".casewire").mkdir()
+    (cwd / ".casewire" / "admin-token").write_text(stack.settings.admin_token)
+    (cwd / "photo.png").write_bytes(PNG)
+    async with _admin(stack) as api:
         urls = {"https://crm.example.com/hook": receiver.endpoint(),
                 "https://crm.example/hooks": receiver.endpoint()}
-        reader = Reader(readme_stack, tmp_path, await _webhooks(api), urls)
-        examples = shell_examples()
+        reader = Reader(stack, cwd, hooks, urls)
         for block in examples:
             if "$DELIVERY" in block.text and "DELIVERY" not in reader.variables:
                 await reader.note_a_delivery(api)
             await reader.run(block)
+    return reader
+
+
+async def test_the_readme_shell_examples_work_in_order(
+        readme_stack: Stack, hooks: dict[str, str], receiver: Receiver, tmp_path: Path) -> None:
+    examples = shell_examples()
+    reader = await read_in_order(readme_stack, hooks, receiver, tmp_path, examples)
     assert len(examples) >= 12
     assert len(reader.answers) >= 18
     assert {"KEY", "CASE", "AUTOMATION", "DELIVERY"} <= set(reader.variables)
+
+
+@pytest.mark.parametrize("page", DOCS, ids=[p.name for p in DOCS])
+async def test_the_docs_pages_shell_examples_work_in_order(
+        readme_stack: Stack, hooks: dict[str, str], receiver: Receiver, tmp_path: Path,
+        page: Path) -> None:
+    examples = shell_examples(page)
+    reader = await read_in_order(readme_stack, hooks, receiver, tmp_path, examples)
+    assert len(reader.answers) >= len(examples) - 1  # the export runs no request
 
 
 def test_the_quick_start_banner_is_what_casewire_run_prints() -> None:
