@@ -14,7 +14,9 @@ import orjson
 from standardwebhooks.webhooks import Webhook
 
 from shared.settings import Settings
+from tests.console_helpers import signed_in
 from tests.helpers import FormFactory, call, until, wait_for_cases
+from tests.stack import Stack
 
 BODY = orjson.dumps({"text-field": "signed"})
 
@@ -127,7 +129,8 @@ def github(secret: str, body: bytes = BODY) -> dict[str, str]:
 
 
 async def test_github_style_hmac_signatures_are_checked_and_the_secret_is_write_only(
-        make_form: FormFactory, api: aiohttp.ClientSession, http: aiohttp.ClientSession) -> None:
+        make_form: FormFactory, api: aiohttp.ClientSession, http: aiohttp.ClientSession,
+        stack: Stack) -> None:
     hook = await make_form()
     secret = "it's a secret to everybody"
     verify = {"scheme": "hmac-sha256", "header": "X-Hub-Signature-256", "prefix": "sha256=",
@@ -137,6 +140,10 @@ async def test_github_style_hmac_signatures_are_checked_and_the_secret_is_write_
     kept = await verify_with(api, hook, shown["verify"])  # "***" keeps the stored secret
     assert kept["verify"]["secret"] == "***"
     await refused_unsigned(http, hook["url"])
+    async with signed_in(stack) as console:
+        page = await console.page(f"/console/forms/{hook['form_id']}/webhook")
+    assert "every request must be signed (hmac-sha256, in X-Hub-Signature-256)" in page
+    assert secret not in page
     assert await post(http, hook["url"], github(secret)) == (200, {})
     status, answer = await post(http, hook["url"], github(secret, b'{"text-field": "x"}'))
     assert (status, answer["errors"][0]["code"]) == (401, "signature_invalid")
