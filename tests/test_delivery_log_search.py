@@ -177,3 +177,28 @@ async def test_the_console_filters_by_answered_status_and_webhook_id(
         assert refused["id"] in page
         page = await console.page("/console/deliveries?status=6xx")
         assert "none (no answer)" in page
+
+
+async def test_a_waiting_delivery_says_its_endpoint_is_paused_until_when(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver, settings: Settings) -> None:
+    hook, url = await make_form(), receiver.endpoint(Reply(status=503))
+    automation = await make_automation(hook["form_id"], url, action=webhook_action(
+        url, retry="extended"))
+    await new_case(api, hook["form_id"])
+    await receiver.wait_for(url, 1)
+    conn = await asyncpg.connect(settings.database_url)
+    try:  # as the circuit breaker opens it after CASEWIRE_BREAKER_FAILURES failures
+        until_at = await conn.fetchval(
+            "UPDATE endpoint_health SET state = 'open', open_until = now() + interval '1 hour'"
+            " WHERE automation_id = $1 RETURNING open_until", uuid.UUID(automation["id"]))
+    finally:
+        await conn.close()
+
+    async def held() -> list[dict[str, Any]] | None:
+        found = await log(api, automation=automation["id"], state="retrying")
+        return found if found and found[0]["held"] else None
+
+    [waiting] = await until(held, within=10)
+    assert waiting["held"] == (f"its endpoint is paused after failing, until "
+                               f"{until_at.isoformat()} (then one probe)")

@@ -156,6 +156,10 @@ async def test_github_style_hmac_signatures_are_checked_and_the_secret_is_write_
     bad = await call(api, "PUT", path, 400, {"verify": {"scheme": "standard-webhooks",
                                                         "secret": "not-whsec"}})
     assert bad["errors"][0]["field"].startswith("verify.secret")
+    for tolerance in (0, 3601):
+        wrong = await call(api, "PUT", path, 400, {"verify": {
+            "scheme": "standard-webhooks", "tolerance_seconds": tolerance}})
+        assert wrong["errors"][0]["field"] == "verify.tolerance_seconds"
     await verify_with(api, hook, None)
     nothing_kept = await call(api, "PUT", path, 400, {"verify": shown["verify"]})
     assert nothing_kept["errors"][0]["field"] == "verify.secret"

@@ -9,6 +9,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from services.dispatcher.auth import DEFAULT_LIFETIME_SECONDS, _lifetime
 from shared.settings import Settings
 from tests.helpers import AutomationFactory, FormFactory, call, new_case, until, webhook_action
 from tests.receiver import Receiver, Reply
@@ -211,3 +212,43 @@ async def test_a_masked_secret_is_not_kept_when_the_token_url_moves(
     answer = await call(api, "PUT", f"/api/automations/{automation['id']}", 400, moved)
     assert answer["errors"][0]["field"] == "action.settings.auth.client_secret"
     assert "another scheme, host or port" in answer["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("answer", "lifetime"), [
+    ({"expires_in": 3600}, 3540.0), ({"expires_in": 2}, 1.8), ({"expires_in": "120"}, 108.0),
+    ({}, DEFAULT_LIFETIME_SECONDS), ({"expires_in": -5}, DEFAULT_LIFETIME_SECONDS)])
+def test_a_token_is_kept_until_a_tenth_of_its_life_at_most_a_minute_early(
+        answer: dict[str, Any], lifetime: float) -> None:
+    assert _lifetime(answer) == pytest.approx(lifetime)
+
+
+async def test_oauth2_an_unreachable_token_endpoint_is_retried_like_a_receiver(
+        make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    hook, url = await make_form(), receiver.endpoint()
+    auth = {"type": "oauth2_client_credentials", "token_url": "http://127.0.0.1:9/token",
+            "client_id": "c", "client_secret": "s"}
+    automation = await make_automation(hook["form_id"], url, action=webhook_action(
+        url, auth=auth, attempts=2))
+    await new_case(api, hook["form_id"])
+    [delivery] = await finished_deliveries(api, automation["id"])
+    assert delivery["state"] == "failed"
+    assert [a["number"] for a in delivery["attempts"]] == [1, 2]
+    assert all("OAuth2 token request" in a["error"] for a in delivery["attempts"])
+    assert receiver.at(url) == []
+
+
+async def test_an_internal_token_url_and_too_many_headers_are_refused_at_save(
+        make_form: FormFactory, api: aiohttp.ClientSession) -> None:
+    hook = await make_form()
+    path = f"/api/forms/{hook['form_id']}/automations"
+    auth = {"type": "oauth2_client_credentials", "token_url": "http://10.1.2.3/token",
+            "client_id": "c", "client_secret": "s"}
+    body = {"name": "t", "when": [{"event": "case_created"}],
+            "action": webhook_action("http://127.0.0.1:9/x", auth=auth)}
+    [error] = (await call(api, "POST", path, 400, body))["errors"]
+    assert error["field"] == "action.settings.auth.token_url"
+    many = {f"X-H{n}": "v" for n in range(51)}
+    body["action"] = webhook_action("http://127.0.0.1:9/x", headers=many)
+    [error] = (await call(api, "POST", path, 400, body))["errors"]
+    assert error["field"] == "action.settings.headers"

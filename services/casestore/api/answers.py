@@ -160,8 +160,8 @@ class Delivery(BaseModel):
     next_attempt_at: datetime | None
     last_response_status: int | None
     last_error: str | None
-    # Why a waiting delivery is not sent when due (its automation disabled or deleted, its
-    # endpoint paused); null when nothing holds it.
+    # Why a waiting delivery is not sent when due (its automation disabled, its endpoint
+    # paused); null when nothing holds it.
     held: str | None
     created_at: datetime
     updated_at: datetime

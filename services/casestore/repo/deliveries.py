@@ -64,7 +64,7 @@ class DeliveryRow(TypedRow):
         if not self.waiting:
             return None
         if self.automation_deleted:
-            return "its automation was deleted"
+            return None  # deleting an automation fails what waited: not reached
         if not self.automation_enabled:
             return f"its automation is disabled ({self.disabled_reason or 'no reason given'})"
         if self.circuit == "open" and self.open_until is not None:
