@@ -14,7 +14,8 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
-from shared.forms import FieldError, field_path
+from shared.field_paths import field_path
+from shared.forms import FieldError
 from shared.logging import bound_context, correlation_id_or_new
 from shared.metrics import exposition
 

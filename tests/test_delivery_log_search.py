@@ -186,19 +186,19 @@ async def test_a_waiting_delivery_says_its_endpoint_is_paused_until_when(
     automation = await make_automation(hook["form_id"], url, action=webhook_action(
         url, retry="extended"))
     await new_case(api, hook["form_id"])
-    await receiver.wait_for(url, 1)
+
+    async def retrying() -> list[dict[str, Any]]:
+        return await log(api, automation=automation["id"], state="retrying")
+
+    await until(retrying, within=10)  # the first attempt's failure is recorded
     conn = await asyncpg.connect(settings.database_url)
     try:  # as the circuit breaker opens it after CASEWIRE_BREAKER_FAILURES failures
         until_at = await conn.fetchval(
-            "UPDATE endpoint_health SET state = 'open', open_until = now() + interval '1 hour'"
+            "UPDATE endpoint_health SET state = 'open', state_since = now(),"
+            " open_until = now() + interval '1 hour'"
             " WHERE automation_id = $1 RETURNING open_until", uuid.UUID(automation["id"]))
     finally:
         await conn.close()
-
-    async def held() -> list[dict[str, Any]] | None:
-        found = await log(api, automation=automation["id"], state="retrying")
-        return found if found and found[0]["held"] else None
-
-    [waiting] = await until(held, within=10)
+    [waiting] = await retrying()
     assert waiting["held"] == (f"its endpoint is paused after failing, until "
                                f"{until_at.isoformat()} (then one probe)")

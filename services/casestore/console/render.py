@@ -12,7 +12,8 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from services.casestore.console.session import current
-from shared.forms import FieldError, field_path
+from shared.field_paths import field_path
+from shared.forms import FieldError
 
 # What a redirect after a change tells the next page (`?notice=...`).
 NOTICES = {
