@@ -25,6 +25,7 @@ import structlog
 from services import cli_automations, cli_dead_letters, cli_deliveries, cli_queues
 from services.casestore.automations import reencrypt_secrets
 from services.casestore.migrate import migrate
+from services.casestore.repo import access as access_rows
 from shared import metrics
 from shared.crypto import SecretBox, new_key
 from shared.db import create_pool
@@ -242,16 +243,17 @@ async def _run_children(settings: Settings, token: str, env: dict[str, str],
 
 
 async def rotate_encryption_key(settings: Settings) -> int:
-    """Re-encrypt every stored password and signing secret with the first key."""
+    """Re-encrypt every stored secret (automations', signed webhooks') with the first key."""
     box = SecretBox(settings.encryption_key)
     pool = await create_pool(settings)
     try:
         async with pool.acquire() as conn, conn.transaction():
             changed = await reencrypt_secrets(conn, box)
+            hooks = await access_rows.reencrypt_verify_secrets(conn, box.rotate)
     finally:
         await pool.close()
-    print(f"{changed} automation(s) re-encrypted with the first key of CASEWIRE_ENCRYPTION_KEY;"
-          " the other keys may now be removed")
+    print(f"{changed} automation(s) and {hooks} signed incoming webhook(s) re-encrypted with "
+          "the first key of CASEWIRE_ENCRYPTION_KEY; the other keys may now be removed")
     return 0
 
 

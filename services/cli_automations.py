@@ -37,7 +37,9 @@ async def list_automations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def switch(settings: Settings, args: argparse.Namespace) -> int:
-    found = await call_api(settings, "POST", f"/api/automations/{args.id}/{args.action}")
+    reason = {"json": {"reason": args.reason}} if args.action == "disable" else {}
+    found = await call_api(settings, "POST", f"/api/automations/{args.id}/{args.action}",
+                           **reason)
     say(f"automation {found['id']} ({found['name']}) {_state(found)}")
     return 0
 
@@ -47,9 +49,12 @@ def add_parsers(sub: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="every automation (of one form with --form)")
     listing.add_argument("--form", help="only this form's")
-    for action, does in (("enable", "switch on (what waited is sent)"), ("disable",
-                                                                          "switch off")):
-        actions.add_parser(action, help=does).add_argument("id")
+    actions.add_parser("enable", help="switch on (what waited is sent)").add_argument("id")
+    disable = actions.add_parser("disable", help="switch off (one disabled already keeps the "
+                                 "reason it was disabled for)")
+    disable.add_argument("id")
+    disable.add_argument("--reason", default="disabled with the casewire CLI",
+                         help="why, as the API and the console show it")
 
 
 async def automations(settings: Settings, args: argparse.Namespace) -> int:

@@ -74,9 +74,12 @@ def _line(d: dict[str, Any]) -> str:
     """One delivery; a waiting one says when its next attempt is due."""
     last = d["last_response_status"] or d["last_error"] or ""
     line = (f"{d['id']}  {d['state']:9}  attempts={d['attempt_count']}/{d['attempts_allowed']}"
-            f"  last={last}  case={d['case_id']}  {d['updated_at']}")
+            f"  last={last}  automation={d['automation_name']!r}  case={d['case_id']}"
+            f"  {d['updated_at']}")
     if d["state"] in ("pending", "retrying") and d["next_attempt_at"]:
         line += f"  next={d['next_attempt_at']}"
+    if d.get("held"):
+        line += f"  held: {d['held']}"
     return line
 
 
@@ -96,7 +99,8 @@ async def deliveries(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     params = {k: v for k, v in (("automation", args.automation), ("case", args.case),
                                 ("state", args.state), ("since", args.since),
-                                ("until", args.until), ("limit", str(args.limit))) if v}
+                                ("until", args.until), ("webhook_id", args.webhook_id),
+                                ("status", args.status), ("limit", str(args.limit))) if v}
     for d in (await call_api(settings, "GET", "/api/deliveries", params=params))["deliveries"]:
         print(_line(d))
     return 0
@@ -136,6 +140,9 @@ def add_parsers(sub: Any) -> argparse.ArgumentParser:
     listing.add_argument("--state", type=states,
                          help=f"only these, comma separated: {', '.join(STATES)}")
     _window(listing)
+    listing.add_argument("--webhook-id", help="the delivery a receiver got as webhook-id msg_...")
+    listing.add_argument("--status", help="an attempt answered with one of these, comma "
+                         "separated: 503, 5xx, none (no answer)")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--id", help="show every attempt of this one delivery")
     again: argparse.ArgumentParser = sub.add_parser(

@@ -54,19 +54,22 @@ def check_against_form(definition: AutomationDefinition, form: FormDefinition) -
         need(condition.field in fields or condition.field in META, "if",
              f"'{condition.field}' is neither a field of form '{form.id}' nor case metadata "
              f"({', '.join(META)})")
-    for item in definition.action.content:
+    for n, item in enumerate(definition.action.content):
+        where = f"action.content[{n}]"
         if item.meta is not None:
-            need(item.meta in META, f"content.{item.key}",
-                 f"unknown metadata '{item.meta}' (one of {', '.join(META)})")
+            need(item.meta in META, f"{where}.meta",
+                 f"content '{item.key}': unknown metadata '{item.meta}' (one of "
+                 f"{', '.join(META)})")
         if item.field is not None:
-            need(item.field in fields, f"content.{item.key}",
-                 f"form '{form.id}' has no field '{item.field}'")
+            need(item.field in fields, f"{where}.field",
+                 f"content '{item.key}': form '{form.id}' has no field '{item.field}'")
         for is_field, name in PLACEHOLDER.findall(item.template or ""):
             known = name in fields if is_field else name in META
-            need(known, f"content.{item.key}", f"template names unknown "
+            need(known, f"{where}.template", f"content '{item.key}': template names unknown "
                  f"{'field' if is_field else 'metadata'} '{name}'")
-    for mapping in definition.action.response:
+    for n, mapping in enumerate(definition.action.response):
         target = form.field(mapping.field)
-        need(target is not None and target.type != FieldType.FILE, f"response.{mapping.field}",
+        need(target is not None and target.type != FieldType.FILE,
+             f"action.response[{n}].field",
              f"form '{form.id}' has no field '{mapping.field}' that response data can fill")
     return errors

@@ -22,6 +22,7 @@ from pydantic import (
 from shared.durations import Duration, PositiveDuration
 from shared.events import CaseChanged
 from shared.forms import Label
+from shared.outgoing_auth import ApiKeyAuth, Auth, Headers, NoAuth
 
 # Case metadata that content, templates and conditions may name besides form fields, and how
 # each is read from a case event (the form id travels beside it, in the envelope).
@@ -93,7 +94,8 @@ class DateReached(_Strict):
     time of day is `at`, in the form's time zone)."""
 
     event: Literal["date_reached"]
-    field: str
+    # Only these field types have a time to reach (the console offers no other).
+    field: str = Field(json_schema_extra={"field_types": ["date", "datetime"]})
     offset: Duration = "PT0S"
     at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     repeat: Repeat | None = None
@@ -170,23 +172,15 @@ class ContentItem(_Strict):
         return self
 
 
-class BasicAuth(_Strict):
-    type: Literal["basic"]
-    username: str = Field(min_length=1)
-    password: str
-
-
-class NoAuth(_Strict):
-    type: Literal["none"]
-
-
 URL_MAX_LENGTH = 2083  # pydantic's HttpUrl limit
 
 
 class RequestSettings(_Strict):
     method: Literal["POST", "GET", "PUT"] = "POST"
     url: HttpUrl
-    auth: Annotated[BasicAuth | NoAuth, Field(discriminator="type")] = NoAuth(type="none")
+    auth: Auth = NoAuth(type="none")
+    # Beyond the seed: headers of the administrator's own, sent with every request.
+    headers: Headers = Field(default_factory=dict)
     attempts: Literal[1, 2, 3] = 1
     timeout: Literal[10, 30, 60] = 10
     protocol: Literal["json", "json_array", "form"] = "json"
@@ -206,6 +200,18 @@ class RequestSettings(_Strict):
         if len(str(url)) > URL_MAX_LENGTH:
             raise ValueError(f"the URL is longer than {URL_MAX_LENGTH} characters")
         return url
+
+    @model_validator(mode="after")
+    def headers_apart_from_auth(self) -> Self:
+        # The API key's header is a secret; a plain header of the same name would replace it.
+        if isinstance(self.auth, ApiKeyAuth) and self.auth.header.lower() in {
+                name.lower() for name in self.headers}:
+            raise ValueError(f"the header '{self.auth.header}' carries the API key; it cannot "
+                             "also be one of `headers`")
+        names = [name.lower() for name in self.headers]
+        if len(names) != len(set(names)):
+            raise ValueError("header names must differ in more than letter case")
+        return self
 
 
 class ResponseMapping(_Strict):
@@ -283,21 +289,6 @@ class AutomationDefinition(_Strict):
 def metadata(case: CaseChanged, form_id: str) -> dict[str, Any]:
     """Every META name's value for this case."""
     return {name: value(case, form_id) for name, value in META.items()}
-
-
-def with_password(definition: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
-    """A copy of a stored definition whose basic-auth password went through `change`.
-
-    Stored passwords are encrypted (shared/crypto.py): sealing, revealing and re-encrypting
-    one all come down to this.
-    """
-    action = definition.get("action") or {}
-    settings = action.get("settings") or {}
-    auth = settings.get("auth") or {}
-    if auth.get("type") != "basic" or not isinstance(auth.get("password"), str):
-        return definition
-    auth = {**auth, "password": change(auth["password"])}
-    return {**definition, "action": {**action, "settings": {**settings, "auth": auth}}}
 
 
 def response_values(definition: AutomationDefinition, answer: Any) -> dict[str, Any]:

@@ -170,6 +170,13 @@ def sample_value(f: FormField) -> Any:
     }.get(f.type, f"Simple input in a text-field with id {f.id}")
 
 
+# A case's metadata, which no request sets: Casewire does (shared.automations.META reads it).
+CASE_METADATA = frozenset({"case_id", "case_number", "status", "creator", "created_at",
+                           "updated_at", "form_id", "version"})
+SET_BY_CASEWIRE = ("'{key}' is case metadata that Casewire sets itself (a case from an incoming "
+                   "webhook always has the creator 'Addon - Incoming Webhook'); leave it out")
+
+
 def is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
@@ -263,8 +270,9 @@ def validate_case_data(
     for key, value in data.items():
         f = form.field(key)
         if f is None:
-            errors.append(FieldError(field=key, code="unknown_field",
-                                     message=f"form '{form.id}' has no field '{key}'"))
+            errors.append(FieldError(field=key, code="unknown_field", message=(
+                SET_BY_CASEWIRE.format(key=key) if key in CASE_METADATA
+                else f"form '{form.id}' has no field '{key}'")))
         elif first_section_only and f.section != 0:
             errors.append(FieldError(field=key, code="field_not_in_first_section",
                                      message="only fields of the form's first section may be set"))

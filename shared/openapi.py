@@ -167,10 +167,12 @@ def undocumented(routes: Iterable[Served]) -> list[str]:
     return [f"{r.method} {r.path}" for r in routes if r.handler not in OPERATIONS]
 
 
-def describe(routes: Iterable[Served], *, title: str, version: str,
-             description: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of `routes` (those with a declared operation)."""
-    schemas = _Schemas()
+def describe(routes: Iterable[Served], *, title: str, version: str, description: str = "",
+             webhooks: dict[str, Any] | None = None,
+             schemas: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` (those with a declared operation), and of the
+    `webhooks` the service sends (with the component `schemas` they name)."""
+    models = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         op = OPERATIONS.get(route.handler)
@@ -178,17 +180,18 @@ def describe(routes: Iterable[Served], *, title: str, version: str,
             continue
         for path in op.paths or (route.path,):
             item = paths.setdefault(PATH_PARAM.sub(r"{\1}", path), {})
-            item[route.method.lower()] = _operation(route, path, op, schemas)
+            item[route.method.lower()] = _operation(route, path, op, models)
             if route.server is not None:
                 item["servers"] = [{"url": route.server}]
-    resolved, components = schemas.resolve(paths)
+    resolved, components = models.resolve(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": resolved,
-        "components": {"schemas": components, "securitySchemes": {
+        "webhooks": webhooks or {},
+        "components": {"schemas": {**components, **(schemas or {})}, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "CASEWIRE_ADMIN_TOKEN"}}},
     }

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     # Signs expiring URLs (file downloads, returnDataURL); no default, like the admin token.
     signing_key: str = Field(default="", repr=False)
     # Fernet keys, comma-separated, that encrypt stored passwords and signing secrets: the
-    # first encrypts, all decrypt (shared/crypto.py). casestore and the dispatcher need it.
+    # first encrypts, all decrypt (shared/crypto.py). Every service needs it (ingest for
+    # the secrets signed incoming webhooks are checked with).
     encryption_key: str = Field(default="", repr=False)
     public_base_url: str = "http://127.0.0.1:8081"
     casestore_url: str = "http://127.0.0.1:8082"

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from pydantic import BaseModel, ValidationError
 
+from shared.field_paths import field_path
 from shared.forms import FieldError
 from shared.logging import bound_context, correlation_id_or_new
 from shared.metrics import exposition
@@ -82,6 +83,11 @@ class BadRequest(HTTPError, status=400, code="invalid"):
 
 class Unauthorized(HTTPError, status=401, code="unauthorized"):
     """No valid bearer token."""
+
+
+class SignatureRejected(HTTPError, status=401, code="signature_invalid"):
+    """A signed incoming webhook's request without a valid signature: `signature_missing`,
+    `signature_invalid` or `signature_expired` (outside the timestamp tolerance)."""
 
 
 class Forbidden(HTTPError, status=403, code="forbidden"):
@@ -266,7 +272,7 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise BadRequest([
-            FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+            FieldError(field=field_path(e["loc"], payload), code="invalid",
                        message=e["msg"])
             for e in exc.errors(include_url=False)
         ]) from exc

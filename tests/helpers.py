@@ -5,9 +5,11 @@ import asyncio
 import contextlib
 import copy
 import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
@@ -321,7 +323,7 @@ def definition(**overrides: Any) -> dict[str, Any]:
             "settings": {"method": "POST", "url": NOWHERE, "auth": {"type": "none"},
                          "attempts": 3, "timeout": 30, "protocol": "json",
                          "retry": "standard", "max_per_second": None,
-                         "max_in_flight": None},
+                         "max_in_flight": None, "headers": {}},
             "response": [{"field": "email", "key": "contact.email"}],
         },
     }
@@ -398,3 +400,18 @@ CASEWIRE = [sys.executable, "-c", "from services.cli import main; main()"]
 def cli_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWIRE_")}
     return {**env, **{f"CASEWIRE_{k.upper()}": v for k, v in values.items()}}
+
+
+# Examples of the README and docs/ pages, run as their readers would.
+
+ROOT = Path(__file__).parent.parent
+
+
+def doc_snippet(page: str, name: str) -> dict[str, Any]:
+    """What the page's Python block between `<!-- name -->` and its end defines."""
+    text = (ROOT / page).read_text()
+    match = re.search(rf"<!-- {name} -->\n```python\n(.*?)```", text, re.S)
+    assert match, f"{page} has no snippet {name}"
+    scope: dict[str, Any] = {}
+    exec(match.group(1), scope)  # noqa: S102 (our own documentation's example)
+    return scope

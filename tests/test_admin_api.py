@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from tests.helpers import (
+    AutomationFactory,
     EventTap,
     FormFactory,
     call,
@@ -18,7 +19,9 @@ from tests.helpers import (
     new_form,
     until,
     wait_for_cases,
+    webhook_action,
 )
+from tests.receiver import Receiver, Reply
 from tests.stack import Stack
 
 TEXT_A = {"id": "a", "label": "A", "type": "text"}
@@ -71,14 +74,14 @@ async def test_healthz_needs_no_token(stack: Stack, http: aiohttp.ClientSession)
 
 BAD_FORMS = {
     "duplicate_field_ids": ({"fields": [TEXT_A, TEXT_A]}, None, "must be unique in a form: a"),
-    "unknown_field_type": ({"fields": [{**TEXT_A, "type": "colour"}]}, "fields.0.type", "'text'"),
-    "select_without_options": ({"fields": [{**TEXT_A, "type": "select"}]}, "fields.0",
+    "unknown_field_type": ({"fields": [{**TEXT_A, "type": "colour"}]}, "fields[0].type", "'text'"),
+    "select_without_options": ({"fields": [{**TEXT_A, "type": "select"}]}, "fields[0]",
                                "field 'a': type select needs a list of options"),
-    "options_on_text_field": ({"fields": [{**TEXT_A, "options": ["x"]}]}, "fields.0",
+    "options_on_text_field": ({"fields": [{**TEXT_A, "options": ["x"]}]}, "fields[0]",
                               "field 'a': options are only allowed on select"),
     "section_out_of_range": ({"fields": [{**TEXT_A, "section": 5}]}, None,
                              "field 'a': section 5 does not exist"),
-    "negative_section": ({"fields": [{**TEXT_A, "section": -1}]}, "fields.0.section",
+    "negative_section": ({"fields": [{**TEXT_A, "section": -1}]}, "fields[0].section",
                          "greater than or equal to 0"),
     "empty_statuses": ({"statuses": []}, "statuses", "at least 1 item"),
     "duplicate_statuses": ({"statuses": ["open", "open"]}, "statuses", "must be unique"),
@@ -165,6 +168,32 @@ async def test_form_with_cases_cannot_be_deleted(api: aiohttp.ClientSession) -> 
     assert await call(api, "DELETE", f"/api/forms/{form_id}", 200) == {}
 
 
+async def test_a_form_is_deleted_with_its_cases_only_when_asked_to(
+        api: aiohttp.ClientSession, make_automation: AutomationFactory,
+        receiver: Receiver) -> None:
+    form_id = await new_form(api)
+    url = receiver.endpoint(Reply(status=503))
+    automation = await make_automation(form_id, url, action=webhook_action(
+        url, retry="extended"))  # its second attempt waits 5 s
+    case = await new_case(api, form_id)
+
+    async def retrying() -> Any:
+        return (await call(api, "GET", "/api/deliveries", 200, params={
+            "case": case["id"], "state": "retrying"}))["deliveries"]
+
+    await until(retrying, failure="the first attempt never failed")
+    await call(api, "DELETE", f"/api/forms/{form_id}", 400, params={"with_cases": "yes"})
+    await call(api, "DELETE", f"/api/forms/{form_id}", 409, params={"with_cases": "false"})
+    assert await call(api, "DELETE", f"/api/forms/{form_id}", 200,
+                      params={"with_cases": "true"}) == {}
+    await call(api, "GET", f"/api/forms/{form_id}", 404)
+    await call(api, "GET", f"/api/cases/{case['id']}", 404)
+    await call(api, "GET", f"/api/automations/{automation['id']}", 404)
+    [delivery] = (await call(api, "GET", "/api/deliveries", 200,
+                             params={"case": case["id"]}))["deliveries"]
+    assert delivery["state"] == "failed"  # the log stays; nothing waits to be sent
+
+
 async def test_form_changes_publish_form_changed_events(api: aiohttp.ClientSession,
                                                         events: EventTap) -> None:
     body = full_form()
@@ -234,7 +263,8 @@ async def test_put_incoming_webhook_returns_url_and_a_long_url_safe_token(
     path = f"/api/forms/{form_id}/incoming-webhook"
     await call(api, "GET", path, 404)
     hook = await call(api, "PUT", path, 200, {"enabled": True, "authenticate_user": True})
-    assert set(hook) == {"url", "token", "enabled", "authenticate_user"}
+    assert set(hook) == {"url", "token", "enabled", "authenticate_user", "verify"}
+    assert hook["verify"] is None
     assert (hook["enabled"], hook["authenticate_user"]) == (True, True)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22,}", hook["token"])
     assert hook["url"] == f"{stack.settings.public_base_url}/hooks/{hook['token']}"

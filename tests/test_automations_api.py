@@ -9,8 +9,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from shared.automations import with_password
 from shared.crypto import SecretBox
+from shared.outgoing_auth import with_secret
 from shared.settings import Settings
 from tests.helpers import (
     NOWHERE,
@@ -44,7 +44,7 @@ async def stored_definition(settings: Settings, automation_id: str) -> dict[str,
     finally:
         await conn.close()
     stored: dict[str, Any] = orjson.loads(raw)
-    return with_password(stored, SecretBox(settings.encryption_key).decrypt)
+    return with_secret(stored, SecretBox(settings.encryption_key).decrypt)
 
 
 # Create, read, list
@@ -77,7 +77,7 @@ async def test_defaults_are_filled_in_and_if_is_spelled_if(api: aiohttp.ClientSe
                                              "auth": {"type": "none"}, "attempts": 1,
                                              "timeout": 10, "protocol": "json",
                                              "retry": "standard", "max_per_second": None,
-                                             "max_in_flight": None}
+                                             "max_in_flight": None, "headers": {}}
     assert created["action"]["content"] == created["action"]["response"] == []
 
 
@@ -139,17 +139,17 @@ BAD = {
                          "action.settings.protocol", "'json', 'json_array' or 'form'"),
     "date_offset_in_months": (definition(when=[{"event": "date_reached", "field": "due-date",
                                                 "offset": "P1M"}]),
-                              "when.0.date_reached.offset", "not an ISO 8601 duration"),
+                              "when[0].offset", "not an ISO 8601 duration"),
     "date_at_not_a_time": (definition(when=[{"event": "date_reached", "field": "due-date",
                                              "at": "25:00"}]),
-                           "when.0.date_reached.at", "should match pattern"),
+                           "when[0].at", "should match pattern"),
     "repeat_every_zero": (definition(when=[{"event": "date_reached", "field": "due-date",
                                             "repeat": {"every": "PT0S"}}]),
-                          "when.0.date_reached.repeat.every", "longer than zero"),
+                          "when[0].repeat.every", "longer than zero"),
     "lead_time_without_end": (definition(when=[{"event": "lead_time_exceeded",
                                                 "duration": "P3D"}]),
-                              "when.0.lead_time_exceeded.until_status", "Field required"),
-    "unknown_event": (definition(when=[{"event": "case_archived"}]), "when.0",
+                              "when[0].until_status", "Field required"),
+    "unknown_event": (definition(when=[{"event": "case_archived"}]), "when[0]",
                       "does not match any of the expected tags"),
     "empty_when": (definition(when=[]), "when", "at least 1 item"),
     "unknown_operator": (_if({"field": "amount", "op": "between", "value": 1}), None, "'eq'"),
@@ -157,23 +157,25 @@ BAD = {
                         "'in' needs a list as value"),
     "gt_without_value": (_if({"field": "amount", "op": "gt"}), None, "'gt' needs a value"),
     "content_two_sources": (_content({"key": "x", "meta": "status", "value": 1}),
-                            "action.content.0", "give exactly one of"),
+                            "action.content[0]", "give exactly one of"),
     "duplicate_content_keys": (_content({"key": "x", "meta": "status"},
                                         {"key": "x", "value": 1}),
                                "action", "content keys must be unique: x"),
     "bad_response_key": (definition(action={**definition()["action"], "response": [
-        {"field": "email", "key": "a..b"}]}), "action.response.0.key", "should match pattern"),
+        {"field": "email", "key": "a..b"}]}), "action.response[0].key", "should match pattern"),
     "unknown_key": ({**definition(), "colour": "red"}, "colour", "Extra inputs are not permitted"),
     "enabled_not_bool": ({**definition(), "enabled": "yes"}, "enabled", "expected true or false"),
     "missing_name": ({k: v for k, v in definition().items() if k != "name"}, "name",
                      "Field required"),
-    "unknown_field_in_content": (_content({"key": "x", "field": "nope"}), "content.x",
-                                 "has no field 'nope'"),
-    "unknown_meta": (_content({"key": "x", "meta": "colour"}), "content.x",
+    "unknown_field_in_content": (_content({"key": "x", "field": "nope"}),
+                                 "action.content[0].field", "has no field 'nope'"),
+    "unknown_meta": (_content({"key": "x", "meta": "colour"}), "action.content[0].meta",
                      "unknown metadata 'colour'"),
     "template_unknown_field": (_content({"key": "x", "template": "{field:nope} ok"}),
-                               "content.x", "template names unknown field 'nope'"),
-    "template_unknown_meta": (_content({"key": "x", "template": "#{case_nr}"}), "content.x",
+                               "action.content[0].template",
+                               "template names unknown field 'nope'"),
+    "template_unknown_meta": (_content({"key": "x", "template": "#{case_nr}"}),
+                              "action.content[0].template",
                               "template names unknown metadata 'case_nr'"),
     "unknown_field_in_if": (_if({"field": "nope", "op": "empty"}), "if",
                             "'nope' is neither a field of form"),
@@ -182,9 +184,9 @@ BAD = {
     "unknown_status_in_when": (definition(when=[{"event": "status_changed", "to": ["gone"]}]),
                                "when[0].to", "'gone' is not a status of form"),
     "unknown_field_in_response": (definition(action={**definition()["action"], "response": [
-        {"field": "nope", "key": "id"}]}), "response.nope", "has no field 'nope'"),
+        {"field": "nope", "key": "id"}]}), "action.response[0].field", "has no field 'nope'"),
     "response_into_file_field": (definition(action={**definition()["action"], "response": [
-        {"field": "attachment", "key": "id"}]}), "response.attachment",
+        {"field": "attachment", "key": "id"}]}), "action.response[0].field",
         "that response data can fill"),
 }
 
@@ -207,7 +209,8 @@ async def test_every_problem_against_the_form_is_reported_at_once(
     body = _content({"key": "a", "field": "nope"}, {"key": "b", "meta": "colour"})
     body["if"] = {"field": "ghost", "op": "empty"}
     errors = (await call(api, "POST", f"/api/forms/{form_id}/automations", 400, body))["errors"]
-    assert sorted(e["field"] for e in errors) == ["content.a", "content.b", "if"]
+    assert sorted(e["field"] for e in errors) == ["action.content[0].field",
+                                                  "action.content[1].meta", "if"]
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[]"])
@@ -252,7 +255,7 @@ async def test_invalid_put_is_400_and_changes_nothing(api: aiohttp.ClientSession
     created = await create_automation(api, form_id)
     path = f"/api/automations/{created['id']}"
     errors = (await call(api, "PUT", path, 400, _content({"key": "x", "field": "nope"})))["errors"]
-    assert errors[0]["field"] == "content.x"
+    assert errors[0]["field"] == "action.content[0].field"
     await call(api, "PUT", path, 400, with_settings(definition(), attempts=4))
     assert await call(api, "GET", path, 200) == created
 

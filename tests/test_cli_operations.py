@@ -267,7 +267,7 @@ async def test_automations_are_listed_disabled_and_enabled(
 
     assert (await state())[1:4] == [hook["form_id"], automation["name"], "enabled"]
     code, out = await casewire("automations", "disable", automation["id"])
-    assert (code, out.split()[-1]) == (0, "API)")
+    assert (code, out.split()[-1]) == (0, "CLI)")  # "disabled with the casewire CLI"
     assert "disabled" in (await state())[3]
     assert (await casewire("automations", "enable", automation["id"]))[0] == 0
     assert (await state())[3] == "enabled"

@@ -196,6 +196,50 @@ async def test_webhook_page_enables_rotates_and_allows_users(
     assert users[f"u-{form_id}"] == [form_id]
 
 
+async def test_the_webhook_page_creates_a_user_allowed_on_the_form_who_gets_an_auth_key(
+        stack: Stack, api: aiohttp.ClientSession, http: aiohttp.ClientSession) -> None:
+    form_id = new_id()
+    async with api.post("/api/forms", json={"id": form_id, "name": "W", "fields": [
+            {"id": "title", "label": "Title", "type": "text"}]}) as resp:
+        assert resp.status == 201
+    username = f"crm-{form_id}"
+    async with signed_in(stack) as console:
+        await console.post(f"/console/forms/{form_id}/webhook",
+                           {"enabled": "on", "authenticate_user": "on"})
+        await console.post(f"/console/forms/{form_id}/webhook/users/new",
+                           {"username": username, "password": "long-enough"})
+        body, _ = await console.post(f"/console/forms/{form_id}/webhook/users/new",
+                                     {"username": username, "password": "long-enough"},
+                                     status=400)
+        assert "exists already" in body
+        body, _ = await console.post(f"/console/forms/{form_id}/webhook/users/new",
+                                     {"username": "short", "password": "x"}, status=400)
+        assert "password" in body
+    async with api.get(f"/api/forms/{form_id}/incoming-webhook") as resp:
+        url = (await resp.json())["url"]
+    async with http.post(url, json={"username": username, "password": "long-enough"}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert "auth_key" in await resp.json()
+
+
+async def test_the_form_page_deletes_a_form_with_its_cases_once_confirmed(
+        stack: Stack, api: aiohttp.ClientSession) -> None:
+    form_id = new_id()
+    async with api.post("/api/forms", json={"id": form_id, "name": "D", "fields": [
+            {"id": "title", "label": "Title", "type": "text"}]}) as resp:
+        assert resp.status == 201
+    async with api.post(f"/api/forms/{form_id}/cases", json={"data": {}}) as resp:
+        assert resp.status == 201
+    async with signed_in(stack) as console:
+        body, _ = await console.post(f"/console/forms/{form_id}/delete", {}, status=409)
+        assert "still has 1 case(s)" in body
+        _, location = await console.post(f"/console/forms/{form_id}/delete",
+                                         {"with_cases": "on"})
+        assert location.startswith("/console/forms?notice=form_deleted")
+    async with api.get(f"/api/forms/{form_id}") as resp:
+        assert resp.status == 404
+
+
 def test_run_banner_prints_the_console_url(settings: Settings) -> None:
     banner = _banner(settings, "token", "http://hook")
     assert f"console     http://127.0.0.1:{settings.casestore_port}/console/" in banner

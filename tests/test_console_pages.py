@@ -249,3 +249,61 @@ async def test_a_timed_automation_made_in_the_console_sets_and_clears_timers(
         assert timer["case_id"] == case["id"]
         await console.post(f"/console/automations/{automation}/disable", {})
     assert (await call(api, "GET", f"/api/automations/{automation}/timers", 200))["timers"] == []
+
+
+CONTENT = (("t", "field", "text-field"),)
+
+
+async def test_the_editor_sets_every_kind_of_auth_and_headers_and_keeps_a_blank_secret(
+        stack: Stack, make_form: FormFactory, api: aiohttp.ClientSession,
+        receiver: Receiver) -> None:
+    form_id = await _form_with_hook(make_form)
+    url = receiver.endpoint()
+    oauth: dict[str, Any] = {"auth": "oauth2_client_credentials", "token_url": "http://127.0.0.1:9/token",
+             "client_id": "crm", "scope": "", "client_auth": "body"}
+    async with signed_in(stack) as console:
+        _, location = await console.post(f"/console/forms/{form_id}/automations/new", [
+            *automation_fields("Keyed", url, content=CONTENT, **oauth, password="cl1ent-s3cret"),
+            ("headers", "X-Tenant: acme\nAccept-Language: sv")])
+        automation = location.split("/")[-1].split("?")[0]
+        shown = await call(api, "GET", f"/api/automations/{automation}", 200)
+        settings = shown["action"]["settings"]
+        assert settings["auth"] == {"type": "oauth2_client_credentials", "client_id": "crm",
+                                    "token_url": "http://127.0.0.1:9/token",
+                                    "client_secret": "***", "scope": None,
+                                    "client_auth": "body"}
+        assert settings["headers"] == {"X-Tenant": "acme", "Accept-Language": "sv"}
+        page = await console.page(f"/console/automations/{automation}")
+        assert "X-Tenant: acme" in page
+        assert "cl1ent-s3cret" not in page
+        # A blank secret keeps the stored one; a reserved header is refused next to its input.
+        await console.post(f"/console/automations/{automation}", [
+            *automation_fields("Keyed", url, content=CONTENT, **oauth, password=""),
+            ("headers", "")])
+        body, _ = await console.post(f"/console/automations/{automation}", [
+            *automation_fields("Keyed", url, content=CONTENT, auth="api_key", auth_header="X-Key",
+                               password="k3y"), ("headers", "Content-Type: text/plain")],
+            status=400)
+        assert "set by Casewire" in body
+        await console.post(f"/console/automations/{automation}", [
+            *automation_fields("Keyed", url, content=CONTENT, auth="api_key", auth_header="X-Key",
+                               password="k3y")])
+    await api.post(f"/api/forms/{form_id}/cases", json={"data": {"text-field": "x"}})
+    [sent] = await receiver.wait_for(url, 1)
+    assert sent.headers["X-Key"] == "k3y"
+
+
+async def test_the_editor_offers_date_reached_only_date_fields_and_case_created_once(
+        stack: Stack, make_form: FormFactory, make_automation: AutomationFactory) -> None:
+    form_id = await _form_with_hook(make_form)
+    automation = await make_automation(form_id, "http://127.0.0.1:9/x")  # on case_created
+    n = [k.event for k in KINDS].index("date_reached")
+    async with signed_in(stack) as console:
+        new = await console.page(f"/console/forms/{form_id}/automations/new")
+        offered = re.search(rf'<select id="when-{n}-field".*?</select>', new, re.S)
+        assert offered is not None
+        assert "due-date" in offered.group(0)
+        assert "text-field" not in offered.group(0)
+        assert "priority" not in offered.group(0)
+        shown = await console.page(f"/console/automations/{automation['id']}")
+        assert shown.count("<code>case_created</code>") == 1

@@ -56,3 +56,16 @@ def test_trigger_rows_round_trip_to_the_api() -> None:
     rows = triggers.rows_of(when)
     assert [r.to_api() for r in rows if r.use] == when
     assert len(rows) == len(when) + len(triggers.KINDS)
+
+
+def test_a_kind_without_parameters_in_use_is_not_offered_again() -> None:
+    rows = triggers.rows_of([{"event": "case_created"}, {"event": "field_changed",
+                                                          "fields": ["a"]}])
+    assert [r.event for r in rows].count("case_created") == 1
+    assert [r.event for r in rows].count("field_changed") == 2  # another set of fields
+    assert [r.event for r in rows].count("case_changed") == 1
+
+
+def test_date_reached_offers_date_and_datetime_fields_only() -> None:
+    [field] = [p for p in triggers.BY_EVENT["date_reached"].params if p.name == "field"]
+    assert field.field_types == ("date", "datetime")

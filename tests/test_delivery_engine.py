@@ -2,10 +2,8 @@
 waits between attempts that survive the services, secrets rotated with an overlap."""
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,11 +15,17 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from services.dispatcher.api import DEPENDENCIES
 from shared.settings import Settings
 from tests.faults import CuttableProxy, replaced
-from tests.helpers import AutomationFactory, FormFactory, call, new_case, until, webhook_action
+from tests.helpers import (
+    AutomationFactory,
+    FormFactory,
+    call,
+    doc_snippet,
+    new_case,
+    until,
+    webhook_action,
+)
 from tests.receiver import Receiver, Reply
 from tests.stack import Stack
-
-DELIVERY_DOC = Path(__file__).parent.parent / "docs" / "delivery.md"
 
 
 async def delivery_of(api: aiohttp.ClientSession, automation: dict[str, Any],
@@ -262,14 +266,6 @@ async def test_a_rotated_secret_signs_beside_the_new_one_until_its_overlap_ends(
                params={"overlap_hours": "-1"})
 
 
-def doc_snippet(name: str) -> str:
-    """A code block of docs/delivery.md, between `<!-- name -->` and the block's end."""
-    text = DELIVERY_DOC.read_text()
-    match = re.search(rf"<!-- {name} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"docs/delivery.md has no snippet {name}"
-    return match.group(1)
-
-
 async def test_the_docs_form_verification_snippet_verifies_a_real_send(
         make_form: FormFactory, make_automation: AutomationFactory, api: aiohttp.ClientSession,
         receiver: Receiver) -> None:
@@ -279,8 +275,7 @@ async def test_the_docs_form_verification_snippet_verifies_a_real_send(
                                        action=webhook_action(url, protocol="form"))
     await new_case(api, hook["form_id"])
     [seen] = await receiver.wait_for(url, 1)
-    scope: dict[str, Any] = {}
-    exec(doc_snippet("verify-form"), scope)  # noqa: S102 (our own docs' example)
+    scope = doc_snippet("docs/delivery.md", "verify-form")
     headers = {k.lower(): v for k, v in seen.headers.items()}
     assert scope["verify"](automation["secret"], headers, seen.body) is True
     assert scope["verify"](automation["secret"], headers, seen.body + b"&x=1") is False

@@ -90,3 +90,14 @@ async def test_body_over_the_limit_returns_413(make_form: FormFactory,
     async with http.post(hook["url"], json=big) as resp:
         assert resp.status == 413
         assert (await resp.json())["errors"][0]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("key", ["creator", "case_number", "status"])
+async def test_sending_case_metadata_says_casewire_sets_it(
+        key: str, make_form: FormFactory, http: aiohttp.ClientSession) -> None:
+    hook = await make_form()
+    [error] = await post_errors(http, hook["url"], {**VALID, key: "Someone"})
+    assert (error["field"], error["code"]) == (key, "unknown_field")
+    assert "Casewire sets itself" in error["message"]
+    assert "Addon - Incoming Webhook" in error["message"]
+    assert "has no field" not in error["message"]

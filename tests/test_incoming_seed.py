@@ -106,4 +106,6 @@ async def test_creator_sent_in_body_is_an_unknown_field_not_an_override(
         assert resp.status == 400
         assert (await resp.json())["errors"][0] == {
             "field": "creator", "code": "unknown_field",
-            "message": f"form '{hook['form_id']}' has no field 'creator'"}
+            "message": "'creator' is case metadata that Casewire sets itself (a case from an "
+                       "incoming webhook always has the creator 'Addon - Incoming Webhook'); "
+                       "leave it out"}

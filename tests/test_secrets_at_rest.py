@@ -122,6 +122,8 @@ async def test_rotate_encryption_key_re_encrypts_every_row_with_the_new_first_ke
     legacy = await make_automation(hook["form_id"], "http://127.0.0.1:9/")
     await db.execute("UPDATE automations SET secret = $2 WHERE id = $1",
                      uuid.UUID(legacy["id"]), legacy["secret"])
+    signed = await call(api, "PUT", f"/api/forms/{hook['form_id']}/incoming-webhook", 200,
+                        {"verify": {"scheme": "standard-webhooks"}})
     old, new = (Fernet(k) for k in ENCRYPTION_KEYS)
     rotated = ",".join(reversed(ENCRYPTION_KEYS))  # the new key first, the old one still listed
     proc = await asyncio.create_subprocess_exec(
@@ -138,6 +140,9 @@ async def test_rotate_encryption_key_re_encrypts_every_row_with_the_new_first_ke
     definition, _ = await raw_row(db, automation["id"])
     stored = orjson.loads(definition)["action"]["settings"]["auth"]["password"]
     assert new.decrypt(stored).decode() == PASSWORD
+    verify_secret = await db.fetchval("SELECT verify_secret FROM incoming_webhooks"
+                                      " WHERE form_id = $1", hook["form_id"])
+    assert new.decrypt(verify_secret).decode() == signed["verify"]["secret"]
     # The running services list both keys, as during a rotation: nothing changes for them.
     shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
     assert shown["secret"] == automation["secret"]

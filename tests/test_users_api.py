@@ -56,7 +56,7 @@ async def test_put_of_an_unknown_user_is_404_and_bad_bodies_are_400(
     for body, field in (({"forms": ["no-such-form"]}, "forms"),
                         ({"forms": [], "password": "short"}, "password"),
                         ({"password": "long-enough-pw"}, "forms"),
-                        ({"forms": ["a\u0000b"]}, "forms.0")):
+                        ({"forms": ["a\u0000b"]}, "forms[0]")):
         errors = (await put_user(api, creds["username"], body, 400))["errors"]
         assert [e["field"] for e in errors] == [field]
 
@@ -78,7 +78,7 @@ async def test_nul_in_a_users_forms_is_400(api: aiohttp.ClientSession) -> None:
     body = {"username": f"user-{uuid.uuid4().hex[:8]}", "password": "long-enough",
             "forms": ["a\u0000b"]}
     errors = (await call(api, "POST", "/api/users", 400, body))["errors"]
-    assert [e["field"] for e in errors] == ["forms.0"]
+    assert [e["field"] for e in errors] == ["forms[0]"]
 
 
 @pytest.mark.parametrize(("method", "path"), [

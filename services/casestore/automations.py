@@ -1,7 +1,9 @@
-"""Automations as casestore stores and shows them: write-only passwords, secrets, authors.
+"""Automations as casestore stores and shows them: write-only auth secrets, signing secrets,
+authors.
 
-Basic-auth passwords and signing secrets are stored encrypted (shared/crypto.py): sealed here
-on every write, the secret revealed in API answers, the password never.
+Auth secrets (a password, token, API key or client secret) and signing secrets are stored
+encrypted (shared/crypto.py): sealed here on every write, the signing secret revealed in API
+answers, the auth secret never.
 """
 
 import uuid
@@ -15,12 +17,14 @@ from services.casestore.errors import ValidationFailed
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy, TargetRefused
-from shared.automations import AutomationDefinition, too_deep, with_password
+from shared.automations import AutomationDefinition, too_deep
 from shared.crypto import SecretBox
+from shared.field_paths import field_path
 from shared.forms import FieldError
+from shared.outgoing_auth import secret_key, with_secret
 from shared.web import refuse_big_ints
 
-PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
+AUTH_FIELD = "action.settings.auth"
 URL_FIELD = "action.settings.url"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Keys of an API answer that are not part of the definition: a GET answer can be edited and sent
@@ -30,9 +34,9 @@ READ_ONLY = ("id", "form_id", "secret", "created_at", "updated_at", "disabled_re
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 
 
-def _basic_auth(definition: dict[str, Any]) -> dict[str, Any] | None:
+def _auth(definition: dict[str, Any]) -> dict[str, Any]:
     auth: dict[str, Any] = definition["action"]["settings"]["auth"]
-    return auth if auth["type"] == "basic" else None
+    return auth
 
 
 def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
@@ -52,7 +56,7 @@ def parse_body(payload: Any) -> tuple[AutomationDefinition, bool | None]:
     try:
         definition = AutomationDefinition.model_validate(body)
     except ValidationError as exc:
-        errors.extend(FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+        errors.extend(FieldError(field=field_path(e["loc"], body), code="invalid",
                                  message=e["msg"]) for e in exc.errors(include_url=False))
     if errors:
         raise ValidationFailed(errors)
@@ -73,10 +77,13 @@ def url_problems(definition: AutomationDefinition, policy: AddressPolicy) -> lis
             field=URL_FIELD, code="invalid",
             message="credentials in the URL would be shown in clear; put them in "
                     "action.settings.auth ({\"type\": \"basic\", ...}) instead"))
-    try:
-        policy.check_literal(url.host or "")
-    except TargetRefused as exc:
-        problems.append(FieldError(field=URL_FIELD, code="invalid", message=str(exc)))
+    token_url = getattr(definition.action.settings.auth, "token_url", None)
+    targets = [(URL_FIELD, url), (f"{AUTH_FIELD}.token_url", token_url)]
+    for where, target in ((w, t) for w, t in targets if t is not None):
+        try:
+            policy.check_literal(target.host or "")
+        except TargetRefused as exc:
+            problems.append(FieldError(field=where, code="invalid", message=str(exc)))
     return problems
 
 
@@ -86,37 +93,48 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         parts.scheme)
 
 
-def _kept_password(stored: dict[str, Any], previous: dict[str, Any] | None) -> str:
-    """The stored password a masked one stands for, if it may go where the new URL points."""
-    kept = _basic_auth(previous) if previous is not None else None
-    if kept is None:
+def _destinations(definition: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+    """Where the secret goes: the webhook's origin, and an OAuth2 token endpoint's."""
+    auth = _auth(definition)
+    urls = [definition["action"]["settings"]["url"], auth.get("token_url")]
+    return [_origin(url) for url in urls if isinstance(url, str)]
+
+
+def _kept_secret(stored: dict[str, Any], previous: dict[str, Any] | None) -> str:
+    """The stored secret a masked one stands for, if it may go where the new URLs point."""
+    auth = _auth(stored)
+    key = secret_key(auth)
+    assert key is not None  # only an auth with a secret has one masked
+    kept = _auth(previous) if previous is not None else {}
+    where = f"{AUTH_FIELD}.{key}"
+    if kept.get("type") != auth["type"] or not isinstance(kept.get(key), str):
         raise ValidationFailed([FieldError(
-            field=PASSWORD_FIELD, code="invalid",
-            message=f"'{automation_rows.MASK}' keeps the stored password, but no password is "
-                    "stored; send the password itself")])
+            field=where, code="invalid",
+            message=f"'{automation_rows.MASK}' keeps the stored {key}, but no {key} is "
+                    f"stored for {auth['type']} auth; send the {key} itself")])
     assert previous is not None
-    # Whoever may change the URL must not be able to send the stored password elsewhere.
-    if _origin(stored["action"]["settings"]["url"]) != _origin(
-            previous["action"]["settings"]["url"]):
+    # Whoever may change a URL must not be able to send the stored secret elsewhere.
+    if _destinations(stored) != _destinations(previous):
         raise ValidationFailed([FieldError(
-            field=PASSWORD_FIELD, code="invalid",
-            message="the URL now points to another scheme, host or port, so "
-                    f"'{automation_rows.MASK}' cannot keep the stored password: send the "
-                    "password again")])
-    return str(kept["password"])
+            field=where, code="invalid",
+            message="the URL (or token URL) now points to another scheme, host or port, so "
+                    f"'{automation_rows.MASK}' cannot keep the stored {key}: send the {key} "
+                    "again")])
+    return str(kept[key])
 
 
 def stored_definition(definition: AutomationDefinition, previous: dict[str, Any] | None,
                       box: SecretBox) -> dict[str, Any]:
-    """What to store: the definition with its password encrypted (a masked one: the stored
-    password, re-encrypted with the current key)."""
+    """What to store: the definition with its auth secret encrypted (a masked one: the stored
+    secret, re-encrypted with the current key)."""
     stored = definition.public()
-    auth = _basic_auth(stored)
-    if auth is not None:
-        masked = auth["password"] == automation_rows.MASK
-        auth["password"] = (box.rotate(_kept_password(stored, previous)) if masked
-                            else box.encrypt(auth["password"]))
-    return stored
+
+    def seal(secret: str) -> str:
+        if secret == automation_rows.MASK:
+            return box.rotate(_kept_secret(stored, previous))
+        return box.encrypt(secret)
+
+    return with_secret(stored, seal)
 
 
 async def reencrypt_secrets(conn: Conn, box: SecretBox) -> int:
@@ -128,7 +146,7 @@ async def reencrypt_secrets(conn: Conn, box: SecretBox) -> int:
     for row in await automation_rows.all_automations(conn, lock=True):
         previous = box.rotate(row.previous_secret) if row.previous_secret else None
         await automation_rows.set_automation_secrets(conn, row.id,
-                                                     with_password(row.definition, box.rotate),
+                                                     with_secret(row.definition, box.rotate),
                                                      box.rotate(row.secret), previous)
         changed += 1
     return changed

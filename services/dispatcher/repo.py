@@ -6,10 +6,11 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.automations import AutomationDefinition, with_password
+from shared.automations import AutomationDefinition
 from shared.cases import CASE_COLUMNS, StoredCase
 from shared.crypto import SecretBox
 from shared.forms import FormDefinition
+from shared.outgoing_auth import with_secret
 from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON
 
 FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
@@ -60,7 +61,7 @@ class Reader:
         return Automation(id=row["id"], form_id=row["form_id"], enabled=row["enabled"],
                           secret=self._box.decrypt(row["secret"]),
                           definition=AutomationDefinition.model_validate(
-                              with_password(row["definition"], self._box.decrypt)),
+                              with_secret(row["definition"], self._box.decrypt)),
                           previous_secret=self._box.decrypt(previous) if previous else None,
                           previous_secret_until=row["previous_secret_until"])
 

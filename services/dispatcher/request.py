@@ -1,14 +1,15 @@
 """The HTTP request an outgoing webhook sends, built from its settings and resolved content."""
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from shared.automations import BasicAuth, RequestSettings
+from shared.automations import RequestSettings
 from shared.events import RecordedRequest
+from shared.outgoing_auth import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
 
 USER_AGENT = "Casewire-Webhooks/1.0"
 JSON = "application/json"
@@ -23,6 +24,10 @@ class OutgoingRequest:
     url: str  # already percent-encoded; sent exactly as is
     headers: dict[str, str]
     body: bytes
+    # Headers whose values are secrets beyond SECRET_HEADERS (an API key's), masked in the log.
+    secret_headers: frozenset[str] = field(default_factory=frozenset)
+    # The sender fetches (and caches) an access token for this before sending.
+    oauth2: OAuth2ClientCredentials | None = None
 
 
 def form_text(value: Any) -> str:
@@ -50,19 +55,33 @@ def form_encode(content: dict[str, Any]) -> str:
     return urlencode(pairs)
 
 
-def _basic(username: str, password: str) -> str:
+def basic_authorization(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _auth_headers(settings: RequestSettings, username: str | None,
+                  password: str | None) -> dict[str, str]:
+    """What `auth` puts in the headers (an OAuth2 token is the sender's to add)."""
+    auth = settings.auth
+    if isinstance(auth, BasicAuth):
+        return {"Authorization": basic_authorization(auth.username, auth.password)}
+    if isinstance(auth, BearerAuth):
+        return {"Authorization": f"Bearer {auth.token}"}
+    if isinstance(auth, ApiKeyAuth):
+        return {auth.header: auth.key}
+    if username is not None and not isinstance(auth, OAuth2ClientCredentials):
+        # Credentials typed into the URL become a header, so the URL itself carries no secret
+        # into the delivery log.
+        return {"Authorization": basic_authorization(unquote(username), unquote(password or ""))}
+    return {}
 
 
 def build_request(settings: RequestSettings, content: dict[str, Any]) -> OutgoingRequest:
     parts = urlsplit(str(settings.url))
-    headers = {"User-Agent": USER_AGENT}
-    if isinstance(settings.auth, BasicAuth):
-        headers["Authorization"] = _basic(settings.auth.username, settings.auth.password)
-    elif parts.username is not None:
-        # Credentials typed into the URL become a header, so the URL itself carries no secret
-        # into the delivery log.
-        headers["Authorization"] = _basic(unquote(parts.username), unquote(parts.password or ""))
+    # The administrator's headers first: what Casewire sets wins (RESERVED_HEADERS keeps them
+    # apart anyway).
+    headers = {**settings.headers, "User-Agent": USER_AGENT,
+               **_auth_headers(settings, parts.username, parts.password)}
     netloc = parts.netloc.rpartition("@")[2]
     query = parts.query
     body = b""
@@ -77,7 +96,11 @@ def build_request(settings: RequestSettings, content: dict[str, Any]) -> Outgoin
         body = orjson.dumps([content] if settings.protocol == "json_array" else content)
     # The fragment never leaves the client anyway.
     url = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    return OutgoingRequest(method=settings.method, url=url, headers=headers, body=body)
+    auth = settings.auth
+    return OutgoingRequest(
+        method=settings.method, url=url, headers=headers, body=body,
+        secret_headers=frozenset({auth.header.lower()} if isinstance(auth, ApiKeyAuth) else ()),
+        oauth2=auth if isinstance(auth, OAuth2ClientCredentials) else None)
 
 
 def signed_payload(request: OutgoingRequest) -> bytes:
@@ -94,14 +117,17 @@ def _mask(value: str) -> str:
     return f"{scheme} ***" if space else "***"
 
 
-def masked_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Secret header values replaced by their scheme and `***` ("Basic ***")."""
-    return {name: _mask(value) if name.lower() in SECRET_HEADERS else value
+def masked_headers(headers: dict[str, str],
+                   secret: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Secret header values replaced by their scheme and `***` ("Basic ***"); those named in
+    `secret` (lower case) by `***` alone."""
+    return {name: _mask(value) if name.lower() in SECRET_HEADERS
+            else "***" if name.lower() in secret else value
             for name, value in headers.items()}
 
 
 def recorded(request: OutgoingRequest) -> RecordedRequest:
     """The request as the delivery log keeps it: no secrets, the body as text."""
     return RecordedRequest(method=request.method, url=request.url,
-                           headers=masked_headers(request.headers),
+                           headers=masked_headers(request.headers, request.secret_headers),
                            body=request.body.decode("utf-8", errors="replace"))

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from services.dispatcher.auth import TokenCache, TokenUnavailable
 from services.dispatcher.request import OutgoingRequest, recorded, signed_payload
 from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefused
 from shared.events import Attempt, Verdict
@@ -127,6 +128,7 @@ class Sender:
         self._cap = max(MAX_RESPONSE_BYTES, settings.response_excerpt_bytes)
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        self.tokens = TokenCache()
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: aiohttp binds the session to the running event loop.
@@ -160,7 +162,7 @@ class Sender:
         signed = replace(request, headers={**request.headers, **webhook_headers(
             secrets, webhook_id, signed_payload(request))})
         started_at, started = datetime.now(UTC), time.perf_counter()
-        answer = await self._exchange(signed, timeout)
+        signed, answer = await self._authorized_exchange(signed, timeout)
         excerpt = bytes(answer.body[:self.settings.response_excerpt_bytes])
         attempt = Attempt(
             id=uuid.uuid4(), number=number, started_at=started_at,
@@ -180,6 +182,32 @@ class Sender:
         retry_after = (min(answer.retry_after, self.settings.retry_after_cap_seconds)
                        if answer.retry_after is not None and verdict == "retry" else None)
         return Sent(attempt, verdict, retry_after, response)
+
+    async def _authorized_exchange(self, signed: OutgoingRequest,
+                                   limit: float) -> tuple[OutgoingRequest, _Answer]:
+        """The exchange, with an OAuth2 access token if the request needs one: a 401 with a
+        cached token fetches a new one and sends once more (that answer is the attempt's)."""
+        auth = signed.oauth2
+        if auth is None:
+            return signed, await self._exchange(signed, limit)
+        for fresh in (False, True):
+            try:
+                self.policy.check_literal(URL(str(auth.token_url)).raw_host or "")
+                fetches = self.tokens.fetches
+                token = await self.tokens.token(self._client(), auth)
+            except TargetRefused as exc:
+                return signed, _Answer(error=f"token URL: {exc}", final=True)
+            except TokenUnavailable as exc:
+                return signed, _Answer(error=str(exc), final=exc.final)
+            with_token = replace(signed, headers={**signed.headers,
+                                                  "Authorization": f"Bearer {token}"})
+            answer = await self._exchange(with_token, limit)
+            # A token fetched for this very request (by it or beside it) is not fetched again.
+            if answer.status != 401 or fresh or self.tokens.fetches != fetches:
+                return with_token, answer
+            # A cached token refused: it may have been revoked before its expiry.
+            self.tokens.reject(auth, token)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _exchange(self, signed: OutgoingRequest, limit: float) -> _Answer:
         answer = _Answer()

@@ -13,8 +13,10 @@ from services.ingest.idempotency import Idempotency
 from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.middlewares import errors_without_tokens
 from services.ingest.ratelimit import RateLimiter
+from services.ingest.signatures import SECRET_BOX
 from shared import broker
 from shared.consumer import Consumer
+from shared.crypto import SecretBox
 from shared.events import FORM_CHANGED
 from shared.service import (
     AMQP,
@@ -72,6 +74,8 @@ async def periodic_reload(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = new_app("ingest", settings, errors_without_tokens,
                   client_max_size=settings.max_body_bytes)
+    # Signed webhooks' secrets are stored encrypted: a bad key stops ingest here, not later.
+    app[SECRET_BOX] = SecretBox(settings.encryption_key)
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[IDEMPOTENCY] = Idempotency(settings.idempotency_ttl_seconds)
     app[RELOAD] = asyncio.Event()

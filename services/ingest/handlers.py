@@ -16,6 +16,7 @@ from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.metrics import NOT_A_CASE, counted
 from services.ingest.models import Hook, HookOptions
 from services.ingest.repo import auth_key_user
+from services.ingest.signatures import SIGNED_MESSAGE_ID, check_signature
 from services.ingest.tokens import well_formed
 from shared.addresses import CLIENT_HEADER
 from shared.errors import DependencyUnavailable
@@ -100,7 +101,9 @@ async def _auth_key_user(request: web.Request, hook: Hook) -> str | None:
 
 def _idempotency_key(request: web.Request, hook: Hook, username: str | None,
                      data: dict[str, Any], options: HookOptions) -> IdempotencyKey | None:
-    key = request.headers.get("Idempotency-Key")
+    # A verified Standard Webhooks message id stands in for a key: a sender's retries of it
+    # create one case (services/ingest/signatures.py).
+    key = request.headers.get("Idempotency-Key") or request.get(SIGNED_MESSAGE_ID)
     if key is None:
         return None
     if not idempotency.valid_key(key):
@@ -129,13 +132,14 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
 @operation("Create a case in the webhook's form (or, with only username and password on a "
            "webhook with user authentication, get an auth key)", body=CaseValues,
            public=True, tags=("incoming webhook",), paths=HOOK_PATHS, params=HOOK_HEADERS,
-           responses={200: Empty, **errors(422, 429, 503)})
+           responses={200: Empty, **errors(401, 422, 429, 503)})
 @counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
     wait = request.app[LIMITER].acquire(hook.token)
     if wait:
         raise RateLimited("too many requests for this webhook", retry_after=wait)
+    await check_signature(request, hook)
     body = await read_object(request)
     if options == HookOptions() and _is_credentials(request, hook, body):
         request[NOT_A_CASE] = True
@@ -179,9 +183,10 @@ async def _accept(request: web.Request, hook: Hook,
 @routes.delete("/hooks/{token}")
 @operation("Revoke every auth key of the user whose credentials are the body",
            body=HookCredentials, public=True, tags=("incoming webhook",),
-           responses={200: Empty, **errors(429, 503)})
+           responses={200: Empty, **errors(401, 429, 503)})
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     hook, _ = await _resolve(request)
+    await check_signature(request, hook)
     body = await read_object(request)
     if not hook.authenticate_user or set(body) != CREDENTIAL_KEYS:
         raise BadRequest.one("access_deny", "send {\"username\": ..., \"password\": ...} to a "

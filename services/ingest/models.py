@@ -3,6 +3,7 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.forms import FormDefinition
 
@@ -15,6 +16,10 @@ class Hook:
     authenticate_user: bool
     form: FormDefinition
     changed_at: datetime  # the webhook row's (enabled, rotated), not its form's
+    # How a sender's signature is checked (shared/incoming_signatures.py) and the encrypted
+    # secret it is checked with; None: not checked.
+    verify: dict[str, Any] | None = None
+    verify_secret: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ async def bounded_read() -> AsyncIterator[None]:
 
 HOOK_QUERY = (
     "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user, w.updated_at,"
+    " w.verify, w.verify_secret,"
     " f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
@@ -39,7 +40,8 @@ def _hook(row: asyncpg.Record) -> Hook:
     form = FormDefinition.from_record(row)
     return Hook(webhook_id=row["webhook_id"], token=row["token"], enabled=row["enabled"],
                 authenticate_user=row["authenticate_user"], form=form,
-                changed_at=row["updated_at"])
+                changed_at=row["updated_at"], verify=row["verify"],
+                verify_secret=row["verify_secret"])
 
 
 async def all_hooks(pool: asyncpg.Pool) -> list[Hook]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from shared.automations import AutomationDefinition
 from shared.events import DeliveryState
 from shared.forms import FieldType, FormDefinition
+from shared.incoming_signatures import Verification
 
 
 class FormList(BaseModel):
@@ -56,6 +57,9 @@ class Webhook(BaseModel):
     token: str
     enabled: bool
     authenticate_user: bool
+    # How a sender's signature is checked; its secret shown for standard-webhooks (the sender
+    # needs it), "***" for hmac-sha256.
+    verify: Verification | None
 
 
 class AuthKey(BaseModel):
@@ -156,6 +160,9 @@ class Delivery(BaseModel):
     next_attempt_at: datetime | None
     last_response_status: int | None
     last_error: str | None
+    # Why a waiting delivery is not sent when due (its automation disabled, its endpoint
+    # paused); null when nothing holds it.
+    held: str | None
     created_at: datetime
     updated_at: datetime
 

@@ -4,6 +4,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from services.casestore import automation_writes
 from services.casestore.api.answers import Automation, AutomationBody, AutomationList
@@ -14,10 +15,13 @@ from services.casestore.automations import SECRET_BOX, parse_body
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
+from shared import payloads
 from shared.addresses import AddressPolicy
-from shared.openapi import Empty, Param, operation
+from shared.automations import AutomationDefinition
+from shared.forms import Label
+from shared.openapi import ANY_JSON, Empty, Param, operation
 from shared.service import POOL, SETTINGS
-from shared.web import json_response, read_json
+from shared.web import json_response, read_json, read_model
 
 routes = web.RouteTableDef()
 BY_ID = {"automation_id": {"format": "uuid"}}
@@ -96,10 +100,18 @@ async def delete_automation(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+class Disabling(BaseModel):
+    """Why it is switched off (default: "disabled through the API"); an automation disabled
+    already keeps the reason it was disabled for."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Label | None = None
+
+
+async def _set_enabled(request: web.Request, enabled: bool,
+                       reason: str = "disabled through the API") -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await automation_writes.set_enabled(conn, automation_id(request), enabled,
-                                                  "disabled through the API")
+        row = await automation_writes.set_enabled(conn, automation_id(request), enabled, reason)
     return json_response(_shown(request, row))
 
 
@@ -111,9 +123,12 @@ async def enable_automation(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/automations/{automation_id}/disable")
-@operation("Switch it off", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
+@operation("Switch it off, saying why (optional); a disabled one keeps its reason",
+           body=Disabling, tags=("automations",), responses={200: Automation},
+           path_schemas=BY_ID)
 async def disable_automation(request: web.Request) -> web.Response:
-    return await _set_enabled(request, False)
+    body = await read_model(request, Disabling) if request.body_exists else Disabling()
+    return await _set_enabled(request, False, *([body.reason] if body.reason else []))
 
 
 @routes.post("/api/automations/{automation_id}/rotate-secret")
@@ -129,3 +144,20 @@ async def rotate_secret(request: web.Request) -> web.Response:
         row = await automation_writes.rotate_secret(conn, request.app[SECRET_BOX],
                                                     automation_id(request), hours)
     return json_response(_shown(request, row))
+
+
+@routes.get("/api/automations/{automation_id}/openapi.json")
+@operation("What this automation sends: an OpenAPI 3.1 document whose webhooks describe its "
+           "payload per trigger, for its method and protocol", tags=("automations",),
+           responses={200: ANY_JSON}, path_schemas=BY_ID)
+async def automation_payloads(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        row = found(await automation_rows.get_automation(conn, automation_id(request)),
+                    NO_AUTOMATION)
+        form = await load_form(conn, row.form_id)
+    definition = AutomationDefinition.model_validate(row.definition)
+    return json_response({
+        "openapi": "3.1.0",
+        "info": {"title": f"Casewire automation {definition.name}", "version": str(row.id)},
+        "webhooks": payloads.automation_webhooks(definition, form),
+        "components": {"schemas": {"CaseMetadata": payloads.metadata_component()}}})

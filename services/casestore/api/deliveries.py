@@ -1,8 +1,8 @@
 """The delivery log of outgoing webhooks: list, show every attempt, replay one or many."""
 
 import uuid
-from collections.abc import Mapping
-from typing import get_args
+from collections.abc import Callable, Mapping
+from typing import TypeVar, get_args
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +27,7 @@ from shared.web import json_response, read_model
 routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)
 BY_ID = {"delivery_id": {"format": "uuid"}}
+T = TypeVar("T")
 UUID = {"type": "string", "format": "uuid"}
 LOG_FILTERS = (
     Param("automation", UUID), Param("case", UUID),
@@ -34,6 +35,9 @@ LOG_FILTERS = (
           "failed, comma separated"),
     Param("since", {"type": "string", "format": "date-time"}, "created at or after"),
     Param("until", {"type": "string", "format": "date-time"}, "created before"),
+    Param("webhook_id", {"type": "string"}, "the webhook-id header a receiver got (msg_...)"),
+    Param("status", {"type": "string"}, "an attempt answered with one of these, comma "
+          "separated: a status (503), a class (5xx) or none (no answer)"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
     Param("before", UUID, "next_before of the previous page"))
 
@@ -66,7 +70,8 @@ async def _page_after(conn: Conn, request: web.Request) -> delivery_rows.Deliver
 
 def delivery_filter(request: web.Request, query: Mapping[str, str],
                     automation: uuid.UUID | None = None) -> delivery_rows.DeliveryFilter:
-    """`automation`, `case`, `state` (one or several, comma separated), `since`, `until`."""
+    """`automation`, `case`, `state` (one or several, comma separated), `since`, `until`,
+    `webhook_id`, `status`."""
     states = None
     if query.get("state"):
         states = tuple(query["state"].split(","))
@@ -75,7 +80,20 @@ def delivery_filter(request: web.Request, query: Mapping[str, str],
     return delivery_rows.DeliveryFilter(
         automation_id=automation or query_uuid(request, "automation"),
         case_id=query_uuid(request, "case"), states=states,
-        since=query_time(query, "since"), until=query_time(query, "until"))
+        since=query_time(query, "since"), until=query_time(query, "until"),
+        webhook_id=_parsed(delivery_rows.webhook_id_filter, query, "webhook_id"),
+        statuses=_parsed(delivery_rows.status_filter, query, "status"))
+
+
+def _parsed(parse: Callable[[str], T], query: Mapping[str, str], name: str) -> T | None:
+    """A query value read by `parse`; a 400 naming it if it cannot."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise invalid(name, str(exc)) from exc
 
 
 @routes.get("/api/deliveries")

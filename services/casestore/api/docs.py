@@ -14,6 +14,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from services.ingest import handlers as ingest_handlers
 from services.ingest import returns as ingest_returns
+from shared import payloads
 from shared.openapi import Served, describe
 from shared.settings import Settings
 
@@ -21,8 +22,9 @@ routes = web.RouteTableDef()
 OPENAPI = web.AppKey("openapi", bytes)
 PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
 ASSETS = "/api/docs/assets"
-DESCRIPTION = ("Casewire's admin API (casestore, bearer token CASEWIRE_ADMIN_TOKEN) and its "
-               "public incoming-webhook endpoints (ingest, at CASEWIRE_PUBLIC_BASE_URL).")
+DESCRIPTION = ("Casewire's admin API (casestore, bearer token CASEWIRE_ADMIN_TOKEN), its "
+               "public incoming-webhook endpoints (ingest, at CASEWIRE_PUBLIC_BASE_URL) and, "
+               "under webhooks, what its outgoing webhooks send receivers.")
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Casewire API</title>
 <link rel="stylesheet" href="docs/assets/swagger-ui.css"></head>
@@ -55,7 +57,8 @@ def add_docs(app: web.Application, settings: Settings) -> None:
     app.router.add_routes(routes)
     app.router.add_static(ASSETS, swagger_ui_path, append_version=True)
     document = describe(served(app, settings), title="Casewire", version=_version(),
-                        description=DESCRIPTION)
+                        description=DESCRIPTION, webhooks=payloads.generic_webhooks(),
+                        schemas={"CaseMetadata": payloads.metadata_component()})
     app[OPENAPI] = orjson.dumps(document)
 
 

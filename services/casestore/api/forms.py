@@ -7,14 +7,16 @@ import orjson
 from aiohttp import web
 
 from services.casestore.api.answers import FormList, FormStructure
+from services.casestore.api.params import invalid
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
+from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
 from shared.forms import FieldError, FieldType, FormDefinition, sample_value
-from shared.openapi import Empty, errors, operation
+from shared.openapi import Empty, Param, errors, operation
 from shared.service import POOL, SETTINGS
 from shared.web import json_response, read_model
 
@@ -76,19 +78,31 @@ async def replace_form(request: web.Request) -> web.Response:
     return json_response(form.model_dump(mode="json"))
 
 
+async def delete_form(conn: Conn, form_id: str, *, with_cases: bool) -> None:
+    """Delete the form; with its cases (their history, files and timers) only if asked to,
+    else 409 while it has any. Its automations go with it, their deliveries still waiting
+    fail, and the delivery log stays. Run in a transaction."""
+    cases = await form_rows.lock_form_for_delete(conn, form_id)
+    if cases is None:
+        raise RecordNotFound(f"form '{form_id}' not found")
+    if cases and not with_cases:
+        raise Conflict(f"form '{form_id}' still has {cases} case(s); delete them first, or "
+                       "delete the form with them (?with_cases=true)")
+    await delivery_rows.fail_waiting_deliveries_of_form(conn, form_id)
+    await form_rows.delete_form(conn, form_id)
+    await announce_form(conn, form_id, "deleted")
+
+
 @routes.delete("/api/forms/{form_id}")
-@operation("Delete a form without cases", tags=("forms",),
-           responses={200: Empty, **errors(409)})
-async def delete_form(request: web.Request) -> web.Response:
-    form_id = request.match_info["form_id"]
+@operation("Delete a form; one with cases only with ?with_cases=true, which deletes them too",
+           tags=("forms",), responses={200: Empty, **errors(409)},
+           params=(Param("with_cases", {"type": "boolean"}, "delete its cases with it"),))
+async def delete_form_route(request: web.Request) -> web.Response:
+    raw = request.query.get("with_cases", "false")
+    if raw not in ("true", "false"):
+        raise invalid("with_cases", "expected true or false")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        cases = await form_rows.lock_form_for_delete(conn, form_id)
-        if cases is None:
-            raise RecordNotFound(f"form '{form_id}' not found")
-        if cases:
-            raise Conflict(f"form '{form_id}' still has {cases} case(s); delete them first")
-        await form_rows.delete_form(conn, form_id)
-        await announce_form(conn, form_id, "deleted")
+        await delete_form(conn, request.match_info["form_id"], with_cases=raw == "true")
     return json_response({})
 
 

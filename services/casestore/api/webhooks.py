@@ -6,11 +6,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.casestore import webhook_signatures
 from services.casestore.api.answers import AuthKey, Webhook
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
+from services.casestore.automations import SECRET_BOX
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
+from shared.incoming_signatures import Verification
 from shared.openapi import Empty, errors, operation
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
@@ -25,6 +28,8 @@ class WebhookSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     authenticate_user: bool = False
+    # Beyond the seed: check who signed each request (null: no check). Left out, it stays.
+    verify: Verification | None = None
 
 
 class Credentials(BaseModel):
@@ -34,7 +39,7 @@ class Credentials(BaseModel):
 
 
 def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
-    return row.to_api(request.app[SETTINGS].public_base_url)
+    return row.to_api(request.app[SETTINGS].public_base_url, request.app[SECRET_BOX].decrypt)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
@@ -45,7 +50,8 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/forms/{form_id}/incoming-webhook")
-@operation("Enable or disable the webhook, user authentication on or off (keeps the token)",
+@operation("Enable or disable the webhook, user authentication on or off, how signatures are "
+           "checked (keeps the token)",
            body=WebhookSettings, tags=("incoming webhook",), responses={200: Webhook})
 async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
@@ -53,6 +59,9 @@ async def put_webhook(request: web.Request) -> web.Response:
         form = await load_form(conn, request.match_info["form_id"])
         row = await access_rows.upsert_webhook(conn, form.id, new_token(), body.enabled,
                                                body.authenticate_user)
+        if "verify" in body.model_fields_set:
+            row = await webhook_signatures.set_verification(conn, request.app[SECRET_BOX], row,
+                                                            body.verify)
         await announce_form(conn, form.id, "webhook")
     return json_response(_shown(request, row))
 

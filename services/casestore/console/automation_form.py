@@ -14,10 +14,19 @@ from services.casestore.console import triggers
 from services.casestore.console.render import Errors, FormData, indexed, place, text
 from services.casestore.repo.automations import MASK
 from shared.forms import FieldError
+from shared.outgoing_auth import SECRET_KEYS
 
 SOURCES = ("field", "meta", "value", "template")
 BLANK_ROWS = 2
 SETTINGS_PART = re.compile(r"^action\.settings\.(\w+)")
+
+
+# The inputs of every kind of auth but its secret (one input, "password", holds whichever).
+AUTH_BLANKS = {"auth_header": "X-API-Key", "token_url": "", "client_id": "", "scope": "",
+               "client_auth": "basic"}
+AUTH_INPUTS = {"basic": {"username": "username"}, "api_key": {"auth_header": "header"},
+               "oauth2_client_credentials": {"token_url": "token_url", "client_id": "client_id",
+                                             "scope": "scope", "client_auth": "client_auth"}}
 
 
 @dataclass
@@ -56,7 +65,7 @@ class AutomationEditor:
     settings: dict[str, str] = field(default_factory=lambda: {
         "method": "POST", "url": "", "auth": "none", "username": "", "password": "",
         "attempts": "3", "timeout": "10", "protocol": "json", "retry": "standard",
-        "max_per_second": "", "max_in_flight": ""})
+        "max_per_second": "", "max_in_flight": "", "headers": "", **AUTH_BLANKS})
     has_password: bool = False
     response: list[ResponseRow] = field(default_factory=list)
     errors: Errors = field(default_factory=dict)
@@ -80,16 +89,45 @@ class AutomationEditor:
             if shown.get("if") is not None else "",
             content=content,
             settings={**{k: "" if v is None else str(v) for k, v in settings.items()
-                         if k != "auth"},
-                      "auth": auth["type"], "username": auth.get("username", ""),
-                      "password": ""},
-            has_password=auth["type"] == "basic",
+                         if k not in ("auth", "headers")},
+                      "headers": "\n".join(f"{k}: {v}" for k, v in settings["headers"].items()),
+                      **_auth_inputs(auth)},
+            has_password=auth["type"] in SECRET_KEYS,
             response=[ResponseRow(r["field"], r["key"]) for r in action["response"]],
         ).with_blank_rows()
 
 
 # Settings that may be left empty (null: the default).
 OPTIONAL_NUMBERS = ("max_per_second", "max_in_flight")
+def _auth_inputs(auth: dict[str, Any]) -> dict[str, str]:
+    """An API auth as the editor's inputs (its secret never shown)."""
+    inputs = {"auth": auth["type"], "username": "", "password": "", **AUTH_BLANKS}
+    for name, key in AUTH_INPUTS.get(auth["type"], {}).items():
+        inputs[name] = auth.get(key) or ""
+    return inputs
+
+
+def _auth_of(s: dict[str, str], has_secret: bool) -> dict[str, Any]:
+    """The inputs as an API auth; a blank secret keeps the stored one."""
+    kind = s["auth"] or "none"
+    auth: dict[str, Any] = {"type": kind}
+    auth.update({key: s[name] for name, key in AUTH_INPUTS.get(kind, {}).items()
+                 if s[name] or key != "scope"})
+    if kind in SECRET_KEYS:
+        auth[SECRET_KEYS[kind]] = MASK if has_secret and not s["password"] else s["password"]
+    return auth
+
+
+def _headers_of(text_value: str) -> dict[str, str] | str:
+    """`Name: value` lines as headers; anything else is left for the API to refuse."""
+    headers: dict[str, str] = {}
+    for line in text_value.splitlines():
+        if line.strip():
+            name, colon, value = line.partition(":")
+            if not colon:
+                return text_value
+            headers[name.strip()] = value.strip()
+    return headers
 
 
 def _text(value: Any) -> str:
@@ -104,7 +142,9 @@ def _rows(form: FormData, prefix: str) -> range:
 def read(form: FormData, *, has_password: bool) -> AutomationEditor:
     settings = {name: text(form, name) for name in (
         "method", "url", "auth", "username", "attempts", "timeout", "protocol", "retry",
-        *OPTIONAL_NUMBERS)}
+        *OPTIONAL_NUMBERS, *AUTH_BLANKS)}
+    raw_headers = form.get("headers", "")
+    settings["headers"] = raw_headers if isinstance(raw_headers, str) else ""
     password = form.get("password", "")
     settings["password"] = password if isinstance(password, str) else ""
     return AutomationEditor(
@@ -131,12 +171,10 @@ class Body:
 
 def _settings(editor: AutomationEditor) -> dict[str, Any]:
     s = editor.settings
-    auth: dict[str, Any] = {"type": s["auth"] or "none"}
-    if auth["type"] == "basic":
-        kept = MASK if editor.has_password and not s["password"] else s["password"]
-        auth.update(username=s["username"], password=kept)
-    body: dict[str, Any] = {"method": s["method"], "url": s["url"], "auth": auth,
-                            "protocol": s["protocol"], "retry": s["retry"]}
+    body: dict[str, Any] = {"method": s["method"], "url": s["url"],
+                            "auth": _auth_of(s, editor.has_password),
+                            "protocol": s["protocol"], "retry": s["retry"],
+                            "headers": _headers_of(s["headers"])}
     for number in ("attempts", "timeout", *OPTIONAL_NUMBERS):
         body[number] = int(s[number]) if s[number].isdigit() else s[number]
     for number in OPTIONAL_NUMBERS:
@@ -184,13 +222,7 @@ def _slot(editor: AutomationEditor, body: Body, name: str) -> str:
             return f"{part}-{rows[n]}"
     if match := SETTINGS_PART.match(name):
         return f"settings-{match.group(1)}"
-    part, _, rest = name.partition(".")
-    if part == "content" and rest:  # the form checks name content items by key
-        return next((f"content-{n}" for n in body.content_rows
-                     if editor.content[n].key == rest), "content")
-    if part == "response" and rest:  # ... and response mappings by field
-        return next((f"response-{n}" for n in body.response_rows
-                     if editor.response[n].field == rest), "response")
+    part = name.partition(".")[0].partition("[")[0]
     if name in ("action", "action.content"):
         return "content"
     if name == "action.response":

@@ -23,6 +23,7 @@ from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
 from shared.automations import META, AutomationDefinition
 from shared.forms import FormDefinition
+from shared.outgoing_auth import SECRET_KEYS
 from shared.service import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -116,7 +117,7 @@ async def save_automation(request: web.Request) -> web.Response:
         form = await load_form(conn, current.form_id)
         stored_auth = current.definition["action"]["settings"]["auth"]
         editor = automation_form.read(await request.post(),
-                                      has_password=stored_auth["type"] == "basic")
+                                      has_password=stored_auth["type"] in SECRET_KEYS)
         body = automation_form.body_of(editor, with_enabled=False)
         try:
             definition, _ = await _definition(request, conn, form, body)

@@ -1,7 +1,7 @@
 """Console pages of the delivery log: filter, open one with every attempt, replay it."""
 
 import uuid
-from typing import get_args
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -38,10 +38,19 @@ def _filter(request: web.Request) -> tuple[delivery_rows.DeliveryFilter, dict[st
         except ValueError:
             problems[name] = "expected a date and time, e.g. 2026-12-01T08:00"
             times[name] = None
+    parsed: dict[str, Any] = {}
+    for name, parse in (("webhook_id", delivery_rows.webhook_id_filter),
+                        ("status", delivery_rows.status_filter)):
+        raw = query.get(name, "").strip()
+        try:
+            parsed[name] = parse(raw) if raw else None
+        except ValueError as exc:
+            problems[name], parsed[name] = str(exc), None
     return delivery_rows.DeliveryFilter(
         automation_id=_uuid(query.get("automation", ""), "automation", problems),
         case_id=_uuid(query.get("case", "").strip(), "case", problems), states=states,
-        since=times["since"], until=times["until"]), problems
+        since=times["since"], until=times["until"], webhook_id=parsed["webhook_id"],
+        statuses=parsed["status"]), problems
 
 
 @routes.get("/deliveries")

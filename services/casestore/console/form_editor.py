@@ -104,7 +104,7 @@ def validate(editor: Editor) -> FormDefinition | None:
     try:
         return FormDefinition.model_validate(body)
     except ValidationError as exc:
-        editor.errors = place(pydantic_errors(exc), lambda f: _slot(f, kept))
+        editor.errors = place(pydantic_errors(exc, body), lambda f: _slot(f, kept))
         return None
 
 

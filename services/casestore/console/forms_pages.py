@@ -3,9 +3,11 @@
 import asyncpg
 from aiohttp import web
 
+from services.casestore.api import forms as forms_api
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.console import form_editor
 from services.casestore.console.render import page, see_other
+from services.casestore.errors import Conflict
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import stats as stats_rows
 from shared.service import POOL
@@ -70,3 +72,19 @@ async def save_form(request: web.Request) -> web.Response:
         await form_rows.update_form(conn, form)
         await announce_form(conn, form.id, "updated")
     raise see_other(f"/console/forms/{form.id}", notice="form_saved")
+
+
+@routes.post("/forms/{form_id}/delete")
+async def delete_form(request: web.Request) -> web.Response:
+    """Delete the form; one with cases only once the box that deletes them too is ticked."""
+    posted = await request.post()
+    form_id = request.match_info["form_id"]
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        try:
+            await forms_api.delete_form(conn, form_id, with_cases="with_cases" in posted)
+        except Conflict as exc:
+            form = await load_form(conn, form_id)
+            editor = form_editor.Editor.of(form)
+            editor.errors = {"delete": [str(exc).replace(" (?with_cases=true)", "")]}
+            return _editor_page(request, editor, new=False, status=409)
+    raise see_other("/console/forms", notice="form_deleted")

@@ -12,6 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from services.casestore.console.session import current
+from shared.field_paths import field_path
 from shared.forms import FieldError
 
 # What a redirect after a change tells the next page (`?notice=...`).
@@ -19,9 +20,11 @@ NOTICES = {
     "signed_out": "You are signed out.",
     "form_created": "The form was created.",
     "form_saved": "The form was saved.",
+    "form_deleted": "The form was deleted.",
     "webhook_saved": "The incoming webhook was saved.",
     "webhook_rotated": "The webhook has a new URL; the old one no longer works.",
     "users_saved": "The allowed users were saved.",
+    "user_created": "The user was created and allowed on this form.",
     "automation_created": "The automation was created.",
     "automation_saved": "The automation was saved.",
     "automation_enabled": "The automation is enabled.",
@@ -70,9 +73,10 @@ def place(errors: Iterable[FieldError], slot_of: Any) -> Errors:
     return dict(placed)
 
 
-def pydantic_errors(exc: Any) -> list[FieldError]:
-    """A pydantic ValidationError as the API reports it: one entry per problem."""
-    return [FieldError(field=".".join(str(p) for p in e["loc"]) or None, code="invalid",
+def pydantic_errors(exc: Any, given: Any) -> list[FieldError]:
+    """A pydantic ValidationError (of the input `given`) as the API reports it: one entry per
+    problem."""
+    return [FieldError(field=field_path(e["loc"], given), code="invalid",
                        message=e["msg"].removeprefix("Value error, "))
             for e in exc.errors(include_url=False)]
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import orjson
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from services.casestore.console.render import FormData, text
 from shared.automations import Trigger
@@ -36,6 +37,7 @@ class Param:
     kind: str
     required: bool
     choices: tuple[str, ...] = ()
+    field_types: tuple[str, ...] = ()  # for a `field`: the types it may be (all if empty)
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,19 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _param(name: str, annotation: Any, required: bool) -> Param:
+def _param(name: str, info: FieldInfo) -> Param:
+    annotation, required = info.annotation, info.is_required()
     inner = _strip_optional(annotation)
     if get_origin(inner) is list and get_args(inner) == (str,):
         return Param(name, "statuses" if name in STATUS_PARAMS else "fields", required)
     if get_origin(inner) is Literal:
         return Param(name, "choice", required, tuple(str(a) for a in get_args(inner)))
     if name == "field" and inner is str:
-        return Param(name, "field", required)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        types = extra.get("field_types")
+        return Param(name, "field", required,
+                     field_types=tuple(str(t) for t in types) if isinstance(types, list)
+                     else ())
     if inner is int:
         return Param(name, "number", required)
     return Param(name, "text", required)
@@ -67,8 +74,8 @@ def _param(name: str, annotation: Any, required: bool) -> Param:
 
 def _kind(model: type[BaseModel]) -> TriggerKind:
     event = get_args(model.model_fields["event"].annotation)[0]
-    params = tuple(_param(name, info.annotation, info.is_required())
-                   for name, info in model.model_fields.items() if name != "event")
+    params = tuple(_param(name, info) for name, info in model.model_fields.items()
+                   if name != "event")
     return TriggerKind(event, LABELS.get(event, event.replace("_", " ").capitalize()), params)
 
 
@@ -123,10 +130,12 @@ def _shown(value: Any) -> Any:
 
 
 def rows_of(when: list[dict[str, Any]]) -> list[TriggerRow]:
-    """The entries in use, then one blank entry of every kind."""
+    """The entries in use, then one blank entry of every kind that can be added: a kind
+    without parameters once only (a second "A case is created" would mean nothing more)."""
     rows = [TriggerRow(t["event"], True, {k: _shown(v) for k, v in t.items() if k != "event"})
             for t in when if t.get("event") in BY_EVENT]
-    return rows + [TriggerRow(k.event) for k in KINDS]
+    used = {row.event for row in rows}
+    return rows + [TriggerRow(k.event) for k in KINDS if k.params or k.event not in used]
 
 
 def read_rows(form: FormData) -> list[TriggerRow]:

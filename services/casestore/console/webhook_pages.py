@@ -1,10 +1,15 @@
 """Console pages of a form's incoming webhook: settings, URL, rotation, users, structure."""
 
+import asyncpg
 import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
 from services.casestore.api.forms import announce_form, curl_example, load_form
-from services.casestore.console.render import page, see_other, texts
+from services.casestore.api.logins import LOGINS
+from services.casestore.api.users import NewUser
+from services.casestore.api.webhooks import hasher
+from services.casestore.console.render import page, pydantic_errors, see_other, text, texts
 from services.casestore.errors import found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
@@ -73,6 +78,33 @@ async def save_users(request: web.Request) -> web.Response:
             if wanted != forms and await access_rows.lock_user(conn, user.username):
                 await access_rows.set_user_forms(conn, user.username, sorted(wanted))
     raise see_other(f"/console/forms/{form.id}/webhook", notice="users_saved")
+
+
+@routes.post("/forms/{form_id}/webhook/users/new")
+async def create_user(request: web.Request) -> web.Response:
+    """A new user, allowed on this form (as POST /api/users with this form)."""
+    posted = await request.post()
+    try:
+        user = NewUser(username=text(posted, "username"),
+                       password=str(posted.get("password", "")), forms=[])
+    except ValidationError as exc:
+        return await _user_problem(request, "; ".join(
+            f"{e.field}: {e.message}" for e in pydantic_errors(exc, dict(posted))))
+    password_hash = await request.config_dict[LOGINS].hash(hasher.hash, user.password)
+    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+        form = await load_form(conn, request.match_info["form_id"])
+        try:
+            await access_rows.insert_user(conn, user.username, password_hash, [form.id])
+        except asyncpg.UniqueViolationError:
+            return await _user_problem(request, f"a user '{user.username}' exists already: "
+                                       "tick it in the list above to allow it on this form")
+    raise see_other(f"/console/forms/{form.id}/webhook", notice="user_created")
+
+
+async def _user_problem(request: web.Request, problem: str) -> web.Response:
+    async with request.config_dict[POOL].acquire() as conn:
+        form = await load_form(conn, request.match_info["form_id"])
+        return await _page(request, conn, form, status=400, user_error=problem)
 
 
 def structure(form: FormDefinition, url: str | None) -> dict[str, object]:

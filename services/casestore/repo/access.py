@@ -1,6 +1,7 @@
 """Who may create cases through a form's incoming webhook: the webhook, users, auth keys."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,13 +19,24 @@ class WebhookRow(TypedRow):
     token: str
     enabled: bool
     authenticate_user: bool
+    # How a sender's signature is checked (shared/incoming_signatures.py), and the secret it
+    # is checked with, encrypted (shared/crypto.py).
+    verify: dict[str, Any] | None = None
+    verify_secret: str | None = None
 
     def url(self, public_base_url: str) -> str:
         return f"{public_base_url.rstrip('/')}/hooks/{self.token}"
 
-    def to_api(self, public_base_url: str) -> dict[str, Any]:
+    def to_api(self, public_base_url: str,
+               reveal: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """A Standard Webhooks secret is shown (the sender needs it), an HMAC one never."""
+        verify = None
+        if self.verify is not None and self.verify_secret is not None:
+            shown = (reveal(self.verify_secret) if reveal is not None
+                     and self.verify["scheme"] == "standard-webhooks" else "***")
+            verify = {**self.verify, "secret": shown}
         return {"url": self.url(public_base_url), "token": self.token, "enabled": self.enabled,
-                "authenticate_user": self.authenticate_user}
+                "authenticate_user": self.authenticate_user, "verify": verify}
 
 
 WEBHOOK_COLUMNS = WebhookRow.columns()
@@ -66,6 +78,24 @@ async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> WebhookR
         "UPDATE incoming_webhooks SET token = $2, updated_at = now() WHERE form_id = $1"
         f" RETURNING {WEBHOOK_COLUMNS}", form_id, token)
     return WebhookRow.from_record(row) if row else None
+
+
+async def set_verification(conn: Conn, form_id: str, verify: dict[str, Any] | None,
+                           secret: str | None) -> WebhookRow | None:
+    """How the webhook checks signatures from now on (None: it does not)."""
+    row = await conn.fetchrow(
+        "UPDATE incoming_webhooks SET verify = $2, verify_secret = $3, updated_at = now()"
+        f" WHERE form_id = $1 RETURNING {WEBHOOK_COLUMNS}", form_id, verify, secret)
+    return WebhookRow.from_record(row) if row else None
+
+
+async def reencrypt_verify_secrets(conn: Conn, rotate: Callable[[str], str]) -> int:
+    """Every signed webhook's secret through `rotate` (a new encryption key); how many."""
+    rows = await conn.fetch("SELECT id, verify_secret FROM incoming_webhooks"
+                            " WHERE verify_secret IS NOT NULL FOR UPDATE")
+    await conn.executemany("UPDATE incoming_webhooks SET verify_secret = $2 WHERE id = $1",
+                           [(r["id"], rotate(r["verify_secret"])) for r in rows])
+    return len(rows)
 
 
 async def insert_user(conn: Conn, username: str, password_hash: str, forms: list[str]) -> None:

@@ -9,16 +9,17 @@ import asyncpg
 
 from services.casestore.repo import Conn
 from services.casestore.repo.schedule import HealthRow
-from shared.automations import AutomationDefinition, with_password
+from shared.automations import AutomationDefinition
 from shared.crypto import SecretBox
 from shared.db import TypedRow
+from shared.outgoing_auth import with_secret
 
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, created_at, updated_at,"
                       " disabled_reason, disabled_at, previous_secret, previous_secret_until")
 # The automations of forms; the operational webhook (services/casestore/operational.py) is
 # kept by its own API and never read or changed through these.
 OF_CASES = "kind = 'case'"
-# What a basic-auth password reads as; sent back on PUT it means "keep the stored one".
+# What an auth secret reads as; sent back on PUT it means "keep the stored one".
 MASK = "***"
 
 
@@ -42,7 +43,7 @@ class AutomationRow(TypedRow):
     def to_api(self, box: SecretBox, health: HealthRow | None = None) -> dict[str, Any]:
         """The definition's keys beside id, state, health and secret: the secret revealed, the
         password never."""
-        definition = with_password(AutomationDefinition.model_validate(self.definition).public(),
+        definition = with_secret(AutomationDefinition.model_validate(self.definition).public(),
                                    lambda _: MASK)
         return {"id": str(self.id), "form_id": self.form_id, "enabled": self.enabled,
                 "disabled_reason": self.disabled_reason, "disabled_at": _time(self.disabled_at),
@@ -117,11 +118,14 @@ async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,
 
 async def set_enabled(conn: Conn, automation_id: uuid.UUID, enabled: bool,
                       reason: str | None = None) -> AutomationRow | None:
-    """Enable it (its endpoint starts healthy again) or disable it, saying why."""
+    """Enable it (its endpoint starts healthy again) or disable it, saying why. Disabling one
+    that is disabled already keeps the reason and time it was first disabled for (a 410 Gone
+    stays the reason however often it is disabled again)."""
     row = _row(await conn.fetchrow(
         "UPDATE automations SET enabled = $2, updated_at = now(),"
-        " disabled_reason = CASE WHEN $2 THEN NULL ELSE $3 END,"
-        " disabled_at = CASE WHEN $2 THEN NULL ELSE now() END"
+        " disabled_reason = CASE WHEN $2 THEN NULL WHEN NOT enabled THEN disabled_reason"
+        "   ELSE $3 END,"
+        " disabled_at = CASE WHEN $2 THEN NULL WHEN NOT enabled THEN disabled_at ELSE now() END"
         f" WHERE id = $1 AND {OF_CASES} RETURNING {AUTOMATION_COLUMNS}", automation_id,
         enabled, reason))
     if row is not None and enabled:

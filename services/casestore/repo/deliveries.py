@@ -6,6 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from services.casestore.repo import Conn
+
+# The search's filter lives beside the queries that take it; its names are re-exported.
+from services.casestore.repo.delivery_filter import DeliveryFilter as DeliveryFilter
+from services.casestore.repo.delivery_filter import StatusRange as StatusRange
+from services.casestore.repo.delivery_filter import status_filter as status_filter
+from services.casestore.repo.delivery_filter import webhook_id_filter as webhook_id_filter
 from shared.db import TypedRow
 from shared.events import Attempt
 from shared.schedule import EXTENDED_ATTEMPTS
@@ -14,8 +20,12 @@ DELIVERY_SUMMARY = (
     "SELECT d.id, d.automation_id, d.automation_name, d.case_id, d.form_id, d.event_id,"
     " d.webhook_id, d.state, d.schedule, d.attempts_allowed, d.next_attempt_at,"
     " d.created_at, d.updated_at, coalesce(s.attempt_count, 0) AS attempt_count,"
-    " last.response_status AS last_response_status, last.error AS last_error"
+    " last.response_status AS last_response_status, last.error AS last_error,"
+    " a.id IS NULL AS automation_deleted, a.enabled AS automation_enabled,"
+    " a.disabled_reason, h.state AS circuit, h.open_until"
     " FROM deliveries d"
+    " LEFT JOIN automations a ON a.id = d.automation_id"
+    " LEFT JOIN endpoint_health h ON h.automation_id = d.automation_id"
     " LEFT JOIN LATERAL (SELECT count(*) AS attempt_count FROM delivery_attempts"
     "   WHERE delivery_id = d.id) s ON true"
     " LEFT JOIN LATERAL (SELECT response_status, error FROM delivery_attempts"
@@ -47,6 +57,27 @@ class DeliveryRow(TypedRow):
     attempt_count: int
     last_response_status: int | None
     last_error: str | None
+    automation_deleted: bool
+    automation_enabled: bool | None
+    disabled_reason: str | None
+    circuit: str | None
+    open_until: datetime | None
+
+    @property
+    def held(self) -> str | None:
+        """Why a waiting delivery is not sent when due, if something holds it."""
+        if not self.waiting:
+            return None
+        if self.automation_deleted:
+            return None  # deleting an automation fails what waited: not reached
+        if not self.automation_enabled:
+            return f"its automation is disabled ({self.disabled_reason or 'no reason given'})"
+        if self.circuit == "open" and self.open_until is not None:
+            return (f"its endpoint is paused after failing, until {self.open_until.isoformat()}"
+                    " (then one probe)")
+        if self.circuit == "half_open":
+            return "its endpoint is paused after failing, until a probe succeeds"
+        return None
 
     @property
     def waiting(self) -> bool:
@@ -64,6 +95,7 @@ class DeliveryRow(TypedRow):
             "attempts_allowed": self.attempts_allowed,
             "next_attempt_at": next_at.isoformat() if next_at else None,
             "last_response_status": self.last_response_status, "last_error": self.last_error,
+            "held": self.held,
             "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
         }
 
@@ -150,52 +182,41 @@ async def insert_attempts(conn: Conn, attempts: list[NewAttempt]) -> set[uuid.UU
     return {row["id"] for row in inserted}
 
 
-@dataclass(frozen=True)
-class DeliveryFilter:
-    """Which deliveries: every field given must match (`since` inclusive, `until` not)."""
-
-    delivery_id: uuid.UUID | None = None
-    automation_id: uuid.UUID | None = None
-    case_id: uuid.UUID | None = None
-    states: tuple[str, ...] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def args(self) -> tuple[Any, ...]:
-        return (self.automation_id, self.case_id, list(self.states) if self.states else None,
-                self.since, self.until, self.delivery_id)
-
-
-FILTER = ("($1::uuid IS NULL OR d.automation_id = $1) AND ($2::uuid IS NULL OR d.case_id = $2)"
-          " AND ($3::text[] IS NULL OR d.state = ANY($3))"
-          " AND ($4::timestamptz IS NULL OR d.created_at >= $4)"
-          " AND ($5::timestamptz IS NULL OR d.created_at < $5)"
-          " AND ($6::uuid IS NULL OR d.id = $6)")
-
-
 async def list_deliveries(conn: Conn, where: DeliveryFilter, *, limit: int,
                           before: DeliveryRow | None) -> list[DeliveryRow]:
     """Newest first; `before` is the previous page's last delivery."""
-    created, last_id = (before.created_at, before.id) if before else (None, None)
-    rows = await conn.fetch(
-        f"{DELIVERY_SUMMARY} WHERE {FILTER}"
-        " AND ($7::timestamptz IS NULL OR (d.created_at, d.id) < ($7, $8::uuid))"
-        " ORDER BY d.created_at DESC, d.id DESC LIMIT $9",
-        *where.args(), created, last_id, limit)
+    args: list[Any] = []
+    condition = where.where(args)
+    if before is not None:
+        args += [before.created_at, before.id]
+        condition += f" AND (d.created_at, d.id) < (${len(args) - 1}, ${len(args)}::uuid)"
+    args.append(limit)
+    rows = await conn.fetch(f"{DELIVERY_SUMMARY} WHERE {condition}"
+                            f" ORDER BY d.created_at DESC, d.id DESC LIMIT ${len(args)}", *args)
     return [DeliveryRow.from_record(r) for r in rows]
 
 
 async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
     """Finished deliveries due again now, as they were first sent, each with its configured
     attempts once more (the numbering continues); waiting ones are on their way already."""
+    args: list[Any] = [EXTENDED_ATTEMPTS]
+    condition = where.where(args)
     result = await conn.execute(
         "UPDATE deliveries d SET state = 'pending', next_attempt_at = now(), lease_until = NULL,"
         " updated_at = now(),"
-        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $7::int"
+        " attempts_allowed = d.attempts_made + CASE WHEN d.schedule = 'extended' THEN $1::int"
         "   ELSE coalesce((a.definition->'action'->'settings'->>'attempts')::int, 1) END"
-        f" FROM automations a WHERE a.id = d.automation_id AND {FILTER}"
-        " AND d.state IN ('succeeded', 'failed')", *where.args(), EXTENDED_ATTEMPTS)
+        f" FROM automations a WHERE a.id = d.automation_id AND {condition}"
+        " AND d.state IN ('succeeded', 'failed')", *args)
     return int(result.split()[-1])
+
+
+async def fail_waiting_deliveries_of_form(conn: Conn, form_id: str) -> None:
+    """Its form is gone, and with it every automation: what still waited will never be sent."""
+    await conn.execute(
+        "UPDATE deliveries SET state = 'failed', next_attempt_at = NULL, lease_until = NULL,"
+        " updated_at = now() WHERE form_id = $1"
+        " AND state IN ('pending', 'sending', 'retrying')", form_id)
 
 
 async def fail_waiting_deliveries(conn: Conn, automation_id: uuid.UUID) -> None:
