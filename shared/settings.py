@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     retention_delivery_attempts_days: NonNegativeFloat = 30.0
     retention_deliveries_days: NonNegativeFloat = 30.0
     retention_outbox_parked_days: NonNegativeFloat = 30.0
+    # The audit log is kept longer: a year answers "who changed this, and when?" for most.
+    retention_audit_log_days: NonNegativeFloat = 365.0
     retention_interval_seconds: PositiveFloat = 600.0
     retention_batch: int = Field(default=1000, ge=1, le=100_000)
 

@@ -94,12 +94,17 @@ async def test_old_rows_are_purged_in_batches_by_two_replicas_and_the_rest_stays
         "INSERT INTO outbox_parked (id, event_id, routing_key, envelope, created_at, parked_at,"
         f" error) VALUES (-(floor(random() * 1e12))::bigint, $1, 'test', '{{}}', now(), {when},"
         " 'refused') RETURNING id", uuid.uuid4()) for when in (AGO, "now()")]
+    # Audit rows are kept a year: one 400 days old goes, one 40 days old stays.
+    audit = [await pool.fetchval(
+        "INSERT INTO audit_log (at, actor, via, action, target_type, target_id)"
+        f" VALUES ({when}, 'test', 'test', 'test.old', 'test', 'x') RETURNING id")
+        for when in ("now() - interval '400 days'", AGO)]
 
     settings = stack.settings.model_copy(update={"retention_batch": 1})
     expected = await due_rows(pool, settings)
     assert all(expected[t] >= 1 for t in ("processed_events", "deliveries",
                                           "delivery_attempts", "idempotency_keys",
-                                          "outbox_parked"))
+                                          "outbox_parked", "audit_log"))
     before = {table: purged_so_far(table) for table in expected}
     # Two replicas at once, one row per batch: they share the rows, none deleted twice.
     first, second = await asyncio.gather(Retention(pool, settings).purge(),
@@ -122,6 +127,8 @@ async def test_old_rows_are_purged_in_batches_by_two_replicas_and_the_rest_stays
                         uuid.UUID(retrying["id"]))
     assert not await exists(pool, "SELECT 1 FROM outbox_parked WHERE id = $1", parked[0])
     assert await exists(pool, "SELECT 1 FROM outbox_parked WHERE id = $1", parked[1])
+    assert not await exists(pool, "SELECT 1 FROM audit_log WHERE id = $1", audit[0])
+    assert await exists(pool, "SELECT 1 FROM audit_log WHERE id = $1", audit[1])
     # The cases themselves are no log: retention never touches them.
     async with api.get(f"/api/cases/{old_id}") as resp:
         assert resp.status == 200

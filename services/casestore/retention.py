@@ -2,9 +2,10 @@
 
 What goes, and when (CASEWIRE_RETENTION_* settings, in days; 0 keeps a table's rows forever):
 `processed_events` (the consumers' deduplication record), delivery attempts, finished
-deliveries (with their attempts), parked outbox rows, and every Idempotency-Key record past its
-`expires_at`. Any number of casestore replicas run this at once: each batch locks the rows it
-deletes with SKIP LOCKED (repo/retention.py), so they share the work instead of waiting.
+deliveries (with their attempts), parked outbox rows, the audit log's rows, and every
+Idempotency-Key record past its `expires_at`. Any number of casestore replicas run this at
+once: each batch locks the rows it deletes with SKIP LOCKED (repo/retention.py), so they share
+the work instead of waiting.
 """
 
 import asyncio
@@ -31,7 +32,8 @@ def cut_offs(settings: Settings, now: datetime) -> list[tuple[rows.Purge, dateti
     days = [(rows.PROCESSED_EVENTS, settings.retention_processed_events_days),
             (rows.DELIVERY_ATTEMPTS, settings.retention_delivery_attempts_days),
             (rows.FINISHED_DELIVERIES, settings.retention_deliveries_days),
-            (rows.OUTBOX_PARKED, settings.retention_outbox_parked_days)]
+            (rows.OUTBOX_PARKED, settings.retention_outbox_parked_days),
+            (rows.AUDIT_LOG, settings.retention_audit_log_days)]
     plan = [(purge, now - timedelta(days=d)) for purge, d in days if d > 0]
     return [*plan, (rows.IDEMPOTENCY_KEYS, now)]
 

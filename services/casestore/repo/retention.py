@@ -32,6 +32,7 @@ DELIVERY_ATTEMPTS = Purge("delivery_attempts", "started_at")
 FINISHED_DELIVERIES = Purge("deliveries", "updated_at", "state IN ('succeeded', 'failed')")
 IDEMPOTENCY_KEYS = Purge("idempotency_keys", "expires_at")
 OUTBOX_PARKED = Purge("outbox_parked", "parked_at")
+AUDIT_LOG = Purge("audit_log", "at")
 
 
 async def purge_batch(conn: Conn, purge: Purge, before: datetime, limit: int) -> int:
