@@ -45,7 +45,7 @@ def test_every_shell_block_runs_or_says_why_not() -> None:
         assert unfenced_commands(page) == [], f"{page}: an unfenced shell example runs nowhere"
     # The pages whose examples run: a heading or fence changed by mistake shows here.
     assert {"README.md", "docs/incoming-webhooks.md", "docs/outgoing-webhooks.md",
-            "docs/api.md", "docs/operations.md"} <= set(RUNNABLE)
+            "docs/api.md", "docs/operations.md", "docs/accounts.md"} <= set(RUNNABLE)
     assert sum(len(examples(page)) for page in RUNNABLE) >= 17
 
 
@@ -88,6 +88,7 @@ async def reader(docs_stack: Stack, tmp_path_factory: pytest.TempPathFactory
     async with Receiver.running() as receiver, aiohttp.ClientSession(
             base_url=docs_stack.url("casestore"), headers=headers) as api:
         urls = {"https://crm.example.com/hook": receiver.endpoint(),
+                "https://ops.example.com/casewire": receiver.endpoint(),
                 "https://crm.example/hooks": receiver.endpoint(),
                 DEMO_RECEIVER: receiver.endpoint()}
         yield Reader(docs_stack, cwd, await _webhooks(api), urls)
