@@ -8,21 +8,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.casestore.migrate import drop_database, migrate
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.helpers import (
     AutomationFactory,
     EventTap,
     FormFactory,
-    delete_broker_objects,
     sample_form,
     tap_events,
     webhook_action,
 )
 from tests.receiver import Receiver
 from tests.scheduling import PlayedDispatcher, playing
-from tests.stack import Stack, isolated_settings
+from tests.stack import Stack, isolated_settings, running_stack
 
 RUN_ID = uuid.uuid4().hex[:10]
 @pytest.fixture(scope="session")
@@ -33,15 +31,8 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
+    async with running_stack(settings) as running:
         yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
-        await drop_database(settings.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from services.casestore.app import create_app as casestore_app
+from services.casestore.migrate import drop_database, migrate
 from services.dispatcher.app import create_app as dispatcher_app
 from services.ingest.app import create_app as ingest_app
+from shared import broker
 from shared.crypto import new_key
 from shared.settings import Settings
 
@@ -65,6 +67,20 @@ class Stack:
     async def stop_all(self) -> None:
         for service in list(self.runners):
             await self.stop(service)
+
+
+@contextlib.asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+    """The three services on a database and broker prefix of their own, removed afterwards."""
+    await migrate(settings.database_url)
+    running = Stack(settings)
+    await running.start_all()
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+        await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+        await drop_database(settings.database_url)
 
 
 # Every stack of a run: the first key encrypts. The second is listed too, as during a key

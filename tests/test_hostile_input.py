@@ -1,6 +1,5 @@
 """Hostile input at the edges: a clear 4xx, never a 500, and nothing that can stall the pipeline."""
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -20,27 +19,11 @@ from tests.helpers import (
     wait_for_cases,
     webhook_action,
 )
+from tests.hostile import raw_request
 from tests.receiver import Receiver
 from tests.stack import Stack
 
 BIG = 123456789012345678901234567890
-
-
-async def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str]]:
-    """One HTTP/1.1 request written byte for byte (clients refuse to send non-UTF-8 headers)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                     + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return int(status_line.split()[1]), headers
-    finally:
-        writer.close()
 
 
 async def test_a_correlation_id_that_is_not_utf8_gets_a_new_one_not_a_500(
@@ -48,14 +31,14 @@ async def test_a_correlation_id_that_is_not_utf8_gets_a_new_one_not_a_500(
     hook = await make_form()
     head = (f"POST /hooks/{hook['token']} HTTP/1.1\r\nHost: x\r\n"
             "Content-Type: application/json\r\n").encode() + b"X-Correlation-ID: a\xff\xfeb\r\n"
-    status, headers = await raw_request(stack.port("ingest"), head, b'{"text-field": "x"}')
-    assert status == 200
-    assert uuid.UUID(headers["x-correlation-id"])
+    answer = await raw_request(stack.port("ingest"), head, b'{"text-field": "x"}')
+    assert answer.status == 200
+    assert uuid.UUID(answer.headers["x-correlation-id"])
     admin = (f"GET /api/forms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
              f"{stack.settings.admin_token}\r\n").encode() + b"X-Correlation-ID: \xc3\x28\r\n"
-    status, headers = await raw_request(stack.port("casestore"), admin)
-    assert status == 200
-    assert uuid.UUID(headers["x-correlation-id"])
+    answer = await raw_request(stack.port("casestore"), admin)
+    assert answer.status == 200
+    assert uuid.UUID(answer.headers["x-correlation-id"])
 
 
 async def test_an_overlong_correlation_id_is_replaced_and_the_case_event_still_goes_out(

@@ -22,12 +22,11 @@ import aiohttp
 import orjson
 import pytest
 
-from services.casestore.migrate import drop_database, migrate
 from services.cli import DEMO_FORM, _banner
 from shared.settings import Settings
-from tests.helpers import delete_broker_objects, until
+from tests.helpers import until
 from tests.receiver import Receiver
-from tests.stack import Stack, isolated_settings
+from tests.stack import Stack, isolated_settings, running_stack
 
 README = Path(__file__).parent.parent / "README.md"
 RUN = ("Incoming webhooks", "Outgoing webhooks", "Admin API")
@@ -149,16 +148,8 @@ class Reader:
 
 @pytest.fixture(scope="module")
 async def readme_stack() -> AsyncIterator[Stack]:
-    settings = isolated_settings(f"readme{uuid.uuid4().hex[:6]}")
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
+    async with running_stack(isolated_settings(f"readme{uuid.uuid4().hex[:6]}")) as running:
         yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
-        await drop_database(settings.database_url)
 
 
 async def _webhooks(api: aiohttp.ClientSession) -> dict[str, str]:

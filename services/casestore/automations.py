@@ -16,9 +16,9 @@ from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep, with_password
+from shared.bodies import refuse_big_ints
 from shared.crypto import SecretBox
 from shared.forms import FieldError
-from shared.web import refuse_big_ints
 
 PASSWORD_FIELD = "action.settings.auth.password"  # noqa: S105 (where it goes, not what)
 URL_FIELD = "action.settings.url"

@@ -15,9 +15,10 @@ from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
+from shared.bodies import read_json
 from shared.openapi import Empty, Param, operation
 from shared.service import POOL, SETTINGS
-from shared.web import json_response, read_json
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 BY_ID = {"automation_id": {"format": "uuid"}}

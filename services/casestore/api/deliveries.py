@@ -19,10 +19,11 @@ from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
+from shared.bodies import read_model
 from shared.events import DeliveryState
 from shared.openapi import Param, errors, operation
 from shared.service import POOL
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)

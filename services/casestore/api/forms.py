@@ -12,11 +12,12 @@ from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
+from shared.bodies import read_model
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
 from shared.forms import FieldError, FieldType, FormDefinition, sample_value
 from shared.openapi import Empty, errors, operation
 from shared.service import POOL, SETTINGS
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 

@@ -11,10 +11,11 @@ from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
+from shared.bodies import read_model
 from shared.openapi import Empty, errors, operation
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
-from shared.web import BadRequest, json_response, read_model
+from shared.web import BadRequest, json_response
 
 routes = web.RouteTableDef()
 NO_WEBHOOK = "this form has no incoming webhook"

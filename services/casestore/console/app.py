@@ -30,6 +30,7 @@ from services.casestore.console.session import (
     set_cookie,
 )
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from shared.bodies import read_form
 from shared.settings import Settings
 
 HERE = Path(__file__).parent
@@ -117,7 +118,7 @@ async def sign_in_page(request: web.Request) -> web.Response:
 
 @routes.post("/sign-in")
 async def sign_in(request: web.Request) -> web.Response:
-    posted = await request.post()
+    posted = await read_form(request)
     keys = request.config_dict[SESSION_KEYS]
     if not keys.token_ok(text(posted, "token")):
         return page(request, "sign_in.html", status=401, next=_next(text(posted, "next")),

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from shared.bodies import read_form
+from shared.inputs import is_text, same_secret, whole_number
+
 COOKIE = "casewire_console"
 SESSION_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf"
@@ -47,7 +50,7 @@ class SessionKeys:
 
     def token_ok(self, given: str) -> bool:
         """Is this the admin token? Compared in constant time."""
-        return hmac.compare_digest(given.strip().encode(), self.admin_token.encode())
+        return same_secret(given.strip(), self.admin_token)
 
     def issue(self, now: float | None = None) -> str:
         expires = int(now if now is not None else time.time()) + SESSION_SECONDS
@@ -56,15 +59,15 @@ class SessionKeys:
 
     def read(self, cookie: str | None, now: float | None = None) -> Session | None:
         """The session a cookie stands for; None if it is missing, tampered with or expired."""
-        if not cookie or cookie.count(".") != 2:
+        if not cookie or cookie.count(".") != 2 or not is_text(cookie):
             return None
         expires, nonce, signature = cookie.split(".")
-        expected = _mac(self.key, f"{expires}.{nonce}")
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
+        if not same_secret(signature, _mac(self.key, f"{expires}.{nonce}")):
             return None
-        if not expires.isdigit() or int(expires) <= (now if now is not None else time.time()):
+        until = whole_number(expires, 0, 2**63 - 1)
+        if until is None or until <= (now if now is not None else time.time()):
             return None
-        return Session(int(expires), _mac(self.key, f"csrf.{nonce}"))
+        return Session(until, _mac(self.key, f"csrf.{nonce}"))
 
 
 SESSION_KEYS = web.AppKey("console_session_keys", SessionKeys)
@@ -87,7 +90,6 @@ async def csrf_ok(request: web.Request, session: Session) -> bool:
     """The form field (or header) carries this session's CSRF token."""
     given = request.headers.get(CSRF_HEADER)
     if given is None:
-        form = await request.post()
-        value = form.get(CSRF_FIELD)
+        value = (await read_form(request)).get(CSRF_FIELD)
         given = value if isinstance(value, str) else ""
-    return hmac.compare_digest(given.encode(), session.csrf.encode())
+    return same_secret(given, session.csrf)

@@ -13,8 +13,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 import orjson
 from pydantic import BaseModel
 
-from services.casestore.console.render import FormData, text
+from services.casestore.console.render import FormData, rows, text
 from shared.automations import Trigger
+from shared.bodies import parse_json
+from shared.inputs import whole_number
+from shared.web import BadRequest
 
 LABELS = {
     "case_created": "A case is created",
@@ -105,11 +108,12 @@ class TriggerRow:
 
 def _scalar(param: Param, raw: str) -> Any:
     if param.kind == "number":
-        return int(raw) if raw.lstrip("-").isdigit() else raw
+        number = whole_number(raw, -(2**63), 2**63 - 1)
+        return raw if number is None else number  # the model then says what is wrong
     if param.kind == "text" and raw[:1] in "{[":
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return parse_json(raw)
+        except BadRequest:
             return raw
     return raw
 
@@ -124,15 +128,14 @@ def _shown(value: Any) -> Any:
 
 def rows_of(when: list[dict[str, Any]]) -> list[TriggerRow]:
     """The entries in use, then one blank entry of every kind."""
-    rows = [TriggerRow(t["event"], True, {k: _shown(v) for k, v in t.items() if k != "event"})
+    used = [TriggerRow(t["event"], True, {k: _shown(v) for k, v in t.items() if k != "event"})
             for t in when if t.get("event") in BY_EVENT]
-    return rows + [TriggerRow(k.event) for k in KINDS]
+    return used + [TriggerRow(k.event) for k in KINDS]
 
 
 def read_rows(form: FormData) -> list[TriggerRow]:
-    count = text(form, "triggers")
-    rows = []
-    for n in range(min(int(count) if count.isdigit() else 0, 200)):
+    found = []
+    for n in rows(form, "triggers", 200):
         event = text(form, f"when-{n}-event")
         if event not in BY_EVENT:
             continue
@@ -141,5 +144,5 @@ def read_rows(form: FormData) -> list[TriggerRow]:
             key = f"when-{n}-{param.name}"
             values[param.name] = ([v for v in form.getall(key, []) if isinstance(v, str)]
                                   if param.kind in ("fields", "statuses") else text(form, key))
-        rows.append(TriggerRow(event, f"when-{n}-use" in form, values))
-    return rows
+        found.append(TriggerRow(event, f"when-{n}-use" in form, values))
+    return found

@@ -8,6 +8,7 @@ from services.casestore.console.render import page, see_other, texts
 from services.casestore.errors import found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
+from shared.bodies import read_form
 from shared.forms import FieldType, FormDefinition
 from shared.secrets import new_token
 from shared.service import POOL, SETTINGS
@@ -38,7 +39,7 @@ async def show_webhook(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/webhook")
 async def save_webhook(request: web.Request) -> web.Response:
     """Enable or disable, user authentication on or off; the token stays."""
-    posted = await request.post()
+    posted = await read_form(request)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         await access_rows.upsert_webhook(conn, form.id, new_token(), "enabled" in posted,
@@ -49,7 +50,7 @@ async def save_webhook(request: web.Request) -> web.Response:
 
 @routes.post("/forms/{form_id}/webhook/rotate")
 async def rotate_webhook(request: web.Request) -> web.Response:
-    posted = await request.post()
+    posted = await read_form(request)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         if "confirm" not in posted:
@@ -64,7 +65,7 @@ async def rotate_webhook(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/webhook/users")
 async def save_users(request: web.Request) -> web.Response:
     """Which users may get auth keys for this form; their other forms stay as they are."""
-    allowed = set(texts(await request.post(), "allowed"))
+    allowed = set(texts(await read_form(request), "allowed"))
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         for user in await access_rows.list_users(conn):
