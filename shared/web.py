@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 
-from shared.forms import FieldError
+from shared.forms import MAX_ERRORS, FieldError, unlisted
 from shared.inputs import header, same_secret
 from shared.logging import bound_context, correlation_id_or_new
 from shared.metrics import exposition
@@ -66,9 +66,14 @@ class HTTPError(Exception):
 
 
 class BadRequest(HTTPError, status=400, code="invalid"):
-    """400 with one entry per problem (the seed's codes, access_deny among them, are 400s)."""
+    """400 with one entry per problem (the seed's codes, access_deny among them, are 400s),
+    at most MAX_ERRORS of them and then how many more there were: a body of 95,000 unknown
+    keys must not become an 8 MB answer (a validator that stopped early ends in its own
+    count, hence the one entry to spare)."""
 
     def __init__(self, errors: list[FieldError]) -> None:
+        if len(errors) > MAX_ERRORS + 1:
+            errors = [*errors[:MAX_ERRORS], unlisted(len(errors) - MAX_ERRORS, "problems")]
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
         self.errors = errors
 

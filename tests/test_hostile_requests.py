@@ -1,5 +1,8 @@
-"""The hostile requests that answered 500 (issue 24), each with the 4xx and code it gets now."""
+"""The hostile requests that answered 500 (issue 24), each with the 4xx and code it gets now,
+and bodies built to amplify: their errors are capped and they hold up no other request."""
 
+import asyncio
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,3 +107,54 @@ async def test_a_sign_in_form_that_is_not_utf8_is_invalid_form(
     answer = await raw_request(stack.port("casestore"), request_head(
         "POST", b"/console/sign-in", [("Content-Type", content_type)]), body)
     assert (answer.status, errors_of(answer.body)[0]["code"]) == (400, "invalid_form")
+
+
+def unknown_fields_body(limit: int) -> bytes:
+    """As many unknown field names as fit in `limit` bytes (95,000 in 1 MiB)."""
+    body = {f"f{n}": 0 for n in range(limit // 11)}
+    while len(raw := orjson.dumps(body)) > limit:
+        body.popitem()
+    return raw
+
+
+async def test_a_body_of_95000_unknown_fields_gets_100_errors_and_a_count(
+        stack: Stack, make_form: FormFactory) -> None:
+    hook = await make_form()
+    body = unknown_fields_body(stack.settings.max_body_bytes)
+    keys = len(orjson.loads(body))
+    assert keys > 90_000
+    status, errors = await post(stack.port("ingest"), urlsplit(hook["url"]).path, body)
+    assert status == 400
+    assert [e["code"] for e in errors] == ["unknown_field"] * 100 + ["too_many_errors"]
+    assert errors[-1]["message"] == ("only the first 100 problems are listed; "
+                                     f"{keys - 100} more keys were not checked")
+
+
+async def test_a_request_beside_three_amplifying_bodies_answers_within_a_second(
+        stack: Stack, make_form: FormFactory, http: aiohttp.ClientSession) -> None:
+    """Each such body once held ingest's event loop for 1.7 s: three at once delayed a normal
+    request by 5.1 s."""
+    hook = await make_form()
+    body = unknown_fields_body(stack.settings.max_body_bytes)
+    path = urlsplit(hook["url"]).path
+
+    answered = asyncio.Event()
+
+    async def flood() -> None:
+        while True:
+            await post(stack.port("ingest"), path, body)
+            answered.set()
+
+    flooding = [asyncio.create_task(flood()) for _ in range(3)]
+    try:
+        await asyncio.wait_for(answered.wait(), 60)  # the three are going round now
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            started = time.monotonic()
+            async with http.post(hook["url"], json={"text-field": "beside"}) as resp:
+                assert resp.status == 200
+            assert time.monotonic() - started < 1.0
+    finally:
+        for task in flooding:
+            task.cancel()
+        await asyncio.gather(*flooding, return_exceptions=True)
