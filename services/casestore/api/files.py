@@ -91,7 +91,10 @@ async def download(request: web.Request) -> web.Response:
     return web.Response(body=row.content, headers={
         hdrs.CONTENT_TYPE: row.content_type,
         hdrs.CONTENT_DISPOSITION: content_disposition(row.name),
-        # Stored types are whatever the uploader said: never let a browser render or sniff them.
+        # Stored types are whatever the uploader said: never let a browser render or sniff them,
+        # and should one render it all the same (an HTML file opened in a tab), it runs as a
+        # sandboxed page of no origin: no script, no cookies, no form.
         "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
         hdrs.CACHE_CONTROL: "private, no-store",
     })
