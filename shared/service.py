@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from shared import broker, metrics
+from shared.clients import PROXIES, TrustedProxies
 from shared.consumer import Consumer, Handler
 from shared.db import create_pool
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -50,6 +51,7 @@ def new_app(service: str, settings: Settings, *middlewares: Middleware,
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SCHEMA] = SchemaCheck()
+    app[PROXIES] = TrustedProxies(settings.trusted_proxies)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, queue_metrics_ctx])
     return app
 
@@ -213,10 +215,19 @@ async def server_header(_: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "Casewire"
 
 
+# The admin token also signs in to the console, where it can be guessed over HTTP: 32
+# characters of `openssl rand -hex 24` or `make run`'s are far beyond guessing.
+ADMIN_TOKEN_LENGTH = 32
+
+
 def require_secrets(settings: Settings) -> None:
     if not settings.admin_token:
         raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set; the admin API needs a secret "
                                  "token (`make run` generates one).")
+    if len(settings.admin_token) < ADMIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"CASEWIRE_ADMIN_TOKEN is shorter than {ADMIN_TOKEN_LENGTH} characters, short enough "
+            "to guess; use a long random one (`openssl rand -hex 24`; `make run` makes one).")
     if not settings.signing_key:
         raise ConfigurationError("CASEWIRE_SIGNING_KEY is not set; signed file and return URLs "
                                  "need a secret key (`make run` generates one).")

@@ -94,7 +94,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": f"postgresql://postgres@127.0.0.1:5432/casewire_test_{run_id}",
         "name_prefix": f"casewire-test-{run_id}",
-        "admin_token": f"test-token-{run_id}",
+        "admin_token": f"test-token-{run_id}-{'x' * 24}",
         "signing_key": f"test-signing-key-{run_id}",
         "encryption_key": ",".join(ENCRYPTION_KEYS),
         "dispatcher_url": f"http://127.0.0.1:{ports['dispatcher_port']}",

@@ -106,7 +106,8 @@ async def test_a_sign_in_form_that_is_not_utf8_is_invalid_form(
         content_type: bytes, body: bytes, stack: Stack) -> None:
     answer = await raw_request(stack.port("casestore"), request_head(
         "POST", b"/console/sign-in", [("Content-Type", content_type)]), body)
-    assert (answer.status, errors_of(answer.body)[0]["code"]) == (400, "invalid_form")
+    assert answer.status == 400
+    assert b"<code>invalid_form</code>" in answer.body  # the console answers with a page
 
 
 def unknown_fields_body(limit: int) -> bytes:

@@ -18,6 +18,7 @@ from services.ingest.models import Hook, HookOptions
 from services.ingest.repo import auth_key_user
 from services.ingest.tokens import well_formed
 from shared.addresses import CLIENT_HEADER
+from shared.clients import PROXIES
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, IdempotencyKey, new_event
 from shared.forms import validate_case_data
@@ -73,8 +74,9 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
                                body: dict[str, Any]) -> web.Response:
     """Auth keys live in casestore (the only writer); ingest forwards the seed's calls there."""
     url = f"/api/forms/{hook.form.id}/incoming-webhook/auth-keys"
-    # casestore throttles failed logins per client address, so it must learn who the client is.
-    client = {CLIENT_HEADER: request.remote} if request.remote else {}
+    # casestore throttles failed logins per client address, so it must learn who the client is
+    # (behind the Ingress: from X-Forwarded-For, through trusted proxies only).
+    client = {CLIENT_HEADER: request.app[PROXIES].client(request)}
     try:
         async with request.app[CASESTORE].request(method, url, json=body,
                                                   headers=client) as resp:
