@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     # throttles key on) and the scheme (X-Forwarded-Proto: the console cookie's Secure flag);
     # empty: the connecting address is the client.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Slow clients: a request's head must arrive within header_timeout_seconds of its first
+    # byte (or of the connection, for the first), its body within body_timeout_seconds of the
+    # handler asking for it; beyond max_connections per process, new connections are closed
+    # at once. A client trickling a byte every few seconds otherwise held its connection,
+    # and a file descriptor, for as long as it liked.
+    header_timeout_seconds: PositiveFloat = 10.0
+    body_timeout_seconds: PositiveFloat = 30.0
+    max_connections: PositiveInt = 1000
     # Database look-ups per second, per ingest process, of webhook tokens not in its cache (for
     # webhooks made a moment ago); other unknown tokens are answered 404 from memory.
     token_lookups_per_second: PositiveFloat = 5.0

@@ -13,7 +13,7 @@ from services.casestore.app import create_app as casestore_app
 from services.casestore.migrate import drop_database, migrate
 from services.dispatcher.app import create_app as dispatcher_app
 from services.ingest.app import create_app as ingest_app
-from shared import broker
+from shared import broker, serving
 from shared.crypto import new_key
 from shared.settings import Settings
 
@@ -50,10 +50,9 @@ class Stack:
         return f"http://127.0.0.1:{self.port(service)}"
 
     async def start(self, service: str, within: float = 60.0) -> None:
-        runner = web.AppRunner(FACTORIES[service](self.settings), access_log=None)
         async with _stacks_if_stuck(f"{service} did not start", within):
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port(service)).start()
+            runner = await serving.start(FACTORIES[service](self.settings), "127.0.0.1",
+                                         self.port(service))
         self.runners[service] = runner
 
     async def stop(self, service: str, within: float = 60.0) -> None:
