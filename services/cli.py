@@ -25,6 +25,7 @@ import structlog
 from services import cli_automations, cli_dead_letters, cli_deliveries, cli_queues
 from services.casestore.automations import reencrypt_secrets
 from services.casestore.migrate import migrate
+from services.casestore.webhook_tokens import reencrypt_tokens
 from shared import metrics
 from shared.crypto import SecretBox, new_key
 from shared.db import create_pool
@@ -248,10 +249,11 @@ async def rotate_encryption_key(settings: Settings) -> int:
     try:
         async with pool.acquire() as conn, conn.transaction():
             changed = await reencrypt_secrets(conn, box)
+            tokens = await reencrypt_tokens(conn, box)
     finally:
         await pool.close()
-    print(f"{changed} automation(s) re-encrypted with the first key of CASEWIRE_ENCRYPTION_KEY;"
-          " the other keys may now be removed")
+    print(f"{changed} automation(s) and {tokens} webhook token(s) re-encrypted with the first "
+          "key of CASEWIRE_ENCRYPTION_KEY; the other keys may now be removed")
     return 0
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from shared.logging import configure_logging
@@ -33,6 +34,16 @@ def settings() -> Settings:
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
     async with running_stack(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the run's database, to look at rows as Postgres holds them."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

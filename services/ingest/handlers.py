@@ -135,7 +135,7 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
 @counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
-    wait = request.app[LIMITER].acquire(hook.token)
+    wait = request.app[LIMITER].acquire(str(hook.webhook_id))
     if wait:
         raise RateLimited("too many requests for this webhook", retry_after=wait)
     body = await read_object(request)

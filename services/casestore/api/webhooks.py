@@ -6,11 +6,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.casestore import webhook_tokens
 from services.casestore.api.answers import AuthKey, Webhook
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
+from services.casestore.webhook_tokens import TOKEN_SEAL
 from shared.bodies import read_model
 from shared.openapi import Empty, errors, operation
 from shared.secrets import digest, new_token
@@ -35,7 +37,8 @@ class Credentials(BaseModel):
 
 
 def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
-    return row.to_api(request.app[SETTINGS].public_base_url)
+    return webhook_tokens.shown(request.app[TOKEN_SEAL], row,
+                                request.app[SETTINGS].public_base_url)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
@@ -52,8 +55,8 @@ async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
-        row = await access_rows.upsert_webhook(conn, form.id, new_token(), body.enabled,
-                                               body.authenticate_user)
+        row = await webhook_tokens.save(conn, request.app[TOKEN_SEAL], form.id, body.enabled,
+                                        body.authenticate_user)
         await announce_form(conn, form.id, "webhook")
     return json_response(_shown(request, row))
 
@@ -63,8 +66,8 @@ async def put_webhook(request: web.Request) -> web.Response:
            responses={200: Webhook})
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await access_rows.rotate_webhook_token(
-            conn, request.match_info["form_id"], new_token()), NO_WEBHOOK)
+        row = found(await webhook_tokens.rotate(
+            conn, request.app[TOKEN_SEAL], request.match_info["form_id"]), NO_WEBHOOK)
         await announce_form(conn, row.form_id, "webhook")
     return json_response(_shown(request, row))
 
