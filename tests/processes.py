@@ -67,5 +67,9 @@ async def service_process(settings: Settings, service: str) -> AsyncIterator[Ser
     finally:
         if process.returncode is None:
             process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            running.kill()  # a stop that hangs (a broker that does not answer) ends here
+            await process.wait()
         await asyncio.gather(*readers)
