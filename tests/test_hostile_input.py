@@ -112,7 +112,7 @@ async def form_revision(settings: Settings, form_id: str) -> int:
         await conn.close()
 
 
-def command(form_id: str, data: dict[str, Any], revision: int) -> bytes:
+def command(form_id: str, data: dict[str, Any], revision: int | None) -> bytes:
     body = CaseCreateRequested(webhook_id=uuid.uuid4(), data=data,
                                creator="Addon - Incoming Webhook", form_revision=revision)
     return new_event(CASE_CREATE_REQUESTED, body, form_id=form_id).to_bytes()
@@ -143,6 +143,26 @@ async def test_a_command_that_waited_through_a_form_change_keeps_what_still_fits
     assert {(e["field"], e["code"]) for e in logs
             if e["event"] == "command_value_dropped_form_changed"} == {
         ("gone-field", "unknown_field")}
+
+
+async def test_a_command_without_a_form_revision_is_checked_against_the_current_form(
+        make_form: FormFactory, settings: Settings, api: aiohttp.ClientSession) -> None:
+    """A forged or old command names no revision: it claims no form change, so it gets no
+    leniency for one (it once stored a case without its mandatory field, logged as 'value
+    dropped, form changed' though the form had not changed)."""
+    hook = await make_form()
+    marker = f"no-revision-{uuid.uuid4().hex}"
+    with structlog.testing.capture_logs() as logs:
+        await publish_raw(settings, CASE_CREATE_REQUESTED, [
+            command(hook["form_id"], {"email": f"{marker}@example.com"}, None),
+            command(hook["form_id"], {"text-field": "fits", "amount": 3}, None)])
+        headers = await wait_dead_lettered(settings, marker.encode())
+        [case] = await wait_for_cases(api, hook["form_id"], 1)
+    assert case["data"] == {"text-field": "fits", "amount": 3}
+    error = str(headers["x-casewire-error"])
+    assert "the current form (the command names no form revision)" in error
+    assert "text-field: field_required" in error
+    assert not [e for e in logs if e["event"] == "command_value_dropped_form_changed"]
 
 
 async def test_an_automation_with_an_integer_beyond_64_bits_is_a_400(
