@@ -22,7 +22,7 @@ from services.casestore.repo import schedule as schedule_rows
 from shared.bodies import read_model
 from shared.events import DeliveryState
 from shared.openapi import Param, errors, operation
-from shared.service import POOL
+from shared.service import POOL, SETTINGS
 from shared.web import json_response
 
 routes = web.RouteTableDef()
@@ -105,7 +105,8 @@ async def get_delivery(request: web.Request) -> web.Response:
             isolation="repeatable_read", readonly=True):
         row = await _delivery(conn, request)
         attempts = await delivery_rows.delivery_attempts(conn, row.id)
-    return json_response({**row.to_api(), "attempts": [a.to_api() for a in attempts]})
+    excerpt = request.app[SETTINGS].response_excerpt_bytes
+    return json_response({**row.to_api(), "attempts": [a.to_api(excerpt) for a in attempts]})
 
 
 @routes.post("/api/deliveries/{delivery_id}/replay")
