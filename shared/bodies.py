@@ -48,18 +48,23 @@ async def read_body(request: web.Request) -> bytes:
         return await request.read()
 
 
-def _nested_too_deep(value: Any, raw: bytes) -> bool:
-    """Whether `value` nests deeper than MAX_DEPTH (containers within containers)."""
+def _items(node: dict[str, Any] | list[Any]) -> Iterator[tuple[str, Any]]:
+    return iter(node.items()) if isinstance(node, dict) else (
+        (str(n), item) for n, item in enumerate(node))
+
+
+def _too_deep_under(value: Any, raw: bytes) -> str | None:
+    """Where `value` nests deeper than MAX_DEPTH (containers within containers): the
+    top-level key it does so under ("" for the body itself), or None if it does not."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
-        return False  # brackets in strings count too: a bound, and free for most bodies
-    containers = [value] if isinstance(value, dict | list) else []
+        return None  # brackets in strings count too: a bound, and free for most bodies
+    level: list[tuple[Any, str]] = [(value, "")] if isinstance(value, dict | list) else []
     for _ in range(MAX_DEPTH):
-        if not containers:
-            return False
-        containers = [item for node in containers
-                      for item in (node.values() if isinstance(node, dict) else node)
-                      if isinstance(item, dict | list)]
-    return bool(containers)
+        if not level:
+            return None
+        level = [(item, top or key) for node, top in level for key, item in _items(node)
+                 if isinstance(item, dict | list)]
+    return level[0][1] if level else None
 
 
 def parse_json(raw: bytes | str) -> Any:
@@ -68,8 +73,9 @@ def parse_json(raw: bytes | str) -> Any:
     text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         parsed = orjson.loads(text)
-        if _nested_too_deep(parsed, text):
-            raise BadRequest.one("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels")
+        if (under := _too_deep_under(parsed, text)) is not None:
+            raise BadRequest.one("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels",
+                                 field=under or None)
         # orjson reads an integer beyond 64 bits (19 digits or more) as a float: read such a
         # body again, exactly, so 123456789012345678901234567890 does not become 1.23e+29.
         return json.loads(text) if BIG_INTEGER.search(text) else parsed
