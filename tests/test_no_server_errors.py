@@ -215,6 +215,9 @@ def search(target: Target, route: Route, loop: asyncio.AbstractEventLoop) -> Non
     one_request()
 
 
+# The services run on this test's event loop, in another thread than Hypothesis, and use
+# `random` (jittered waits) meanwhile: Hypothesis takes that for its strategies using it.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 @pytest.mark.timeout(600)
 async def test_hypothesis_finds_no_server_error_on_any_route(target: Target) -> None:
     loop = asyncio.get_running_loop()
