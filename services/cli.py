@@ -26,6 +26,7 @@ from services import cli_automations, cli_dead_letters, cli_deliveries, cli_queu
 from services.casestore.automations import reencrypt_secrets
 from services.casestore.migrate import migrate
 from services.casestore.repo import access as access_rows
+from services.casestore.webhook_tokens import reencrypt_tokens
 from shared import metrics
 from shared.crypto import SecretBox, new_key
 from shared.db import create_pool
@@ -250,10 +251,12 @@ async def rotate_encryption_key(settings: Settings) -> int:
         async with pool.acquire() as conn, conn.transaction():
             changed = await reencrypt_secrets(conn, box)
             hooks = await access_rows.reencrypt_verify_secrets(conn, box.rotate)
+            tokens = await reencrypt_tokens(conn, box)
     finally:
         await pool.close()
-    print(f"{changed} automation(s) and {hooks} signed incoming webhook(s) re-encrypted with "
-          "the first key of CASEWIRE_ENCRYPTION_KEY; the other keys may now be removed")
+    print(f"{changed} automation(s), {tokens} webhook token(s) and {hooks} signed incoming "
+          "webhook secret(s) re-encrypted with the first key of CASEWIRE_ENCRYPTION_KEY; the "
+          "other keys may now be removed")
     return 0
 
 

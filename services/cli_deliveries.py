@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import aiohttp
 
+from services.cli_output import say
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.events import DeliveryState
 from shared.settings import Settings
@@ -85,10 +86,10 @@ def _line(d: dict[str, Any]) -> str:
 
 async def _attempts(settings: Settings, delivery_id: str) -> None:
     found = await call_api(settings, "GET", f"/api/deliveries/{delivery_id}")
-    print(f"{found['id']}  {found['state']}  webhook-id {found['webhook_id']}")
+    say(f"{found['id']}  {found['state']}  webhook-id {found['webhook_id']}")
     for a in found["attempts"]:
         outcome = a["response_status"] or a["error"]
-        print(f"  #{a['number']} {a['started_at']}  {a['request']['method']} "
+        say(f"  #{a['number']} {a['started_at']}  {a['request']['method']} "
               f"{a['request']['url']}  -> {outcome}  ({a['duration_ms']:.0f} ms)")
 
 
@@ -102,7 +103,7 @@ async def deliveries(settings: Settings, args: argparse.Namespace) -> int:
                                 ("until", args.until), ("webhook_id", args.webhook_id),
                                 ("status", args.status), ("limit", str(args.limit))) if v}
     for d in (await call_api(settings, "GET", "/api/deliveries", params=params))["deliveries"]:
-        print(_line(d))
+        say(_line(d))
     return 0
 
 
@@ -120,13 +121,13 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
     """One delivery again, or every finished delivery of an automation in a time window."""
     if args.automation is None:
         result = await call_api(settings, "POST", f"/api/deliveries/{args.delivery_id}/replay")
-        print(f"replay requested for {result['delivery_id']}")
+        say(f"replay requested for {result['delivery_id']}")
         return 0
     window = {k: v for k, v in (("state", args.state), ("since", args.since),
                                 ("until", args.until)) if v}
     result = await call_api(settings, "POST", f"/api/automations/{args.automation}/replay",
                          json=window)
-    print(f"{result['replayed']} deliveries of automation {result['automation_id']} "
+    say(f"{result['replayed']} deliveries of automation {result['automation_id']} "
           "replayed")
     return 0
 

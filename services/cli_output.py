@@ -1,6 +1,12 @@
-"""How `casewire` commands print: rich tables, and a sentence when there is nothing to show."""
+"""How `casewire` commands print: rich tables, and a sentence when there is nothing to show.
+
+Whatever a command prints may come from a message or a request (a dead letter's id, type and
+body, a receiver's answer): control characters in it are printed escaped (`\x1b`), never raw,
+so a crafted value cannot retitle, clear or rewrite the operator's terminal.
+"""
 
 import sys
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from rich import box
@@ -32,14 +38,28 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, empty: st
     out.print(grid)
 
 
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` with every control or format character (escape sequences, carriage returns,
+    bidirectional overrides) written as its escape, except those in `keep`."""
+    return "".join(_escaped(c) if c not in keep and unicodedata.category(c) in ("Cc", "Cf")
+                   else c for c in text)
+
+
 def _cell(value: object) -> Text:
-    """As plain text: a value's brackets are not rich markup."""
+    """As plain text: a value's brackets are not rich markup, its control characters are
+    escaped (a row stays one line)."""
     if value is None:
         return Text("-")
     if isinstance(value, bool):
         return Text("yes" if value else "no")
-    return Text(str(value))
+    return Text(printable(str(value)))
 
 
 def say(text: str) -> None:
-    console().print(text, markup=False)
+    """One message, on as many lines as it has (other control characters escaped)."""
+    print(printable(text, keep="\n"), flush=True)

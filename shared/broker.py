@@ -170,6 +170,11 @@ async def delete_topology(amqp_url: str, prefix: str) -> None:
             await channel.exchange_delete(exchange)
 
 
+# A header on a message that may have been published before (shared.consumer treats it as a
+# redelivery): the broker's own redelivered flag only covers a message it delivered before.
+MAYBE_REPEAT = "x-casewire-maybe-repeat"
+
+
 class Publisher:
     """Publishes envelopes as persistent, mandatory messages and waits for the broker's confirm.
 
@@ -217,13 +222,15 @@ class Publisher:
                                 envelope.correlation_id)
 
     async def publish_json(self, body: bytes, routing_key: str, message_id: str,
-                           correlation_id: str) -> None:
-        """`publish` for an envelope already in JSON (the outbox holds them so)."""
+                           correlation_id: str, maybe_repeat: bool = False) -> None:
+        """`publish` for an envelope already in JSON (the outbox holds them so);
+        `maybe_repeat`: it may have been published before (MAYBE_REPEAT)."""
         # pamqp properties straight to the channel: aio_pika.Message costs several times more
         # per publish, and every case passes here twice.
         properties = Basic.Properties(
             content_type="application/json", delivery_mode=PERSISTENT, message_id=message_id,
-            correlation_id=correlation_id, message_type=routing_key)
+            correlation_id=correlation_id, message_type=routing_key,
+            headers={MAYBE_REPEAT: True} if maybe_repeat else None)
         handed_over = False
         started = time.perf_counter()
         try:

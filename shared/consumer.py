@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from shared.acks import Acks, ChannelAcks
+from shared.broker import MAYBE_REPEAT
 from shared.errors import BrokerUnavailable, PermanentMessageError
 from shared.events import Envelope
 from shared.logging import bound_context
@@ -41,7 +42,8 @@ OWN_BACKOFF = 0.2
 # The longest a stopping consumer waits on the broker (it may be down).
 BROKER_CALL_TIMEOUT = 1.0
 # Set while a handler runs: whether the broker delivered this message before (a crash, a closed
-# channel), so a handler can leave its shortcuts to the slower path that deduplicates.
+# channel) or its publisher says it may have published it before (MAYBE_REPEAT), so a handler
+# can leave its shortcuts to the slower path that deduplicates.
 _REDELIVERED: ContextVar[bool] = ContextVar("redelivered", default=False)
 # Broker-set headers that must not follow a message handed back as a fresh copy.
 _BROKER_HEADERS = ("x-delivery-count", "x-death")
@@ -120,7 +122,8 @@ class Consumer:
             await self._dead_letter(message, "unparseable", exc)
             acks.settled(message)
             return
-        _REDELIVERED.set(bool(message.redelivered))
+        _REDELIVERED.set(bool(message.redelivered)
+                         or bool((message.headers or {}).get(MAYBE_REPEAT)))
         with bound_context(correlation_id=envelope.correlation_id, event_id=str(envelope.id),
                            event_type=envelope.type):
             try:

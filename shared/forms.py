@@ -159,6 +159,19 @@ class FieldError(BaseModel):
     message: str
 
 
+# An answer lists at most this many problems, then how many more there were (or how much was
+# not examined): 95,000 unknown keys in a 1 MiB body once made 8.7 MB of errors and held
+# ingest's event loop for 1.7 s.
+MAX_ERRORS = 100
+
+
+def unlisted(count: int, what: str) -> FieldError:
+    """The last entry of a cut list: how many more `what` there were."""
+    return FieldError(field=None, code="too_many_errors",
+                      message=f"only the first {MAX_ERRORS} problems are listed; "
+                              f"{count} more {what}")
+
+
 def sample_value(f: FormField) -> Any:
     """A value of the field's type that validates: for examples and test sends."""
     options = f.options or [""]
@@ -263,11 +276,14 @@ def validate_case_data(
     """Validate values against the form; returns (values to store, one error per problem).
 
     Empty values of optional fields are dropped (the field stays unset); `partial` is an update
-    that only checks the fields it touches.
+    that only checks the fields it touches. Past MAX_ERRORS problems the remaining keys are
+    not examined: the last entry says how many.
     """
     clean: dict[str, Any] = {}
     errors: list[FieldError] = []
-    for key, value in data.items():
+    for examined, (key, value) in enumerate(data.items()):
+        if len(errors) == MAX_ERRORS:
+            return clean, [*errors, unlisted(len(data) - examined, "keys were not checked")]
         f = form.field(key)
         if f is None:
             errors.append(FieldError(field=key, code="unknown_field", message=(

@@ -1,6 +1,7 @@
 """Random tokens and their stored digests (>= 128 bits, URL-safe)."""
 
 import hashlib
+import hmac
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +14,18 @@ def new_token(nbytes: int = 24) -> str:
 def digest(token: str) -> bytes:
     """SHA-256 is enough for high-entropy random keys (passwords use argon2 instead)."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def token_index_key(signing_key: str) -> bytes:
+    """The key of the webhook-token index: from CASEWIRE_SIGNING_KEY, which ingest holds (it
+    never holds the encryption key that opens the sealed tokens)."""
+    return hmac.new(signing_key.encode(), b"casewire-webhook-token-index", hashlib.sha256).digest()
+
+
+def token_index(key: bytes, token: str) -> bytes:
+    """What a webhook token is looked up by: an HMAC, so the stored index neither gives the
+    token nor lets anyone without the key check a guess against it."""
+    return hmac.new(key, token.encode(), hashlib.sha256).digest()
 
 
 def redacted_url(url: str) -> str:

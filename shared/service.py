@@ -1,9 +1,7 @@
-"""What every service's app is built from: `new_app`, typed keys, resource contexts, readiness,
-and `serve`."""
+"""What every service's app is built from: `new_app`, typed keys, resource contexts and
+readiness (shared.serving runs it)."""
 
 import asyncio
-import contextlib
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
@@ -15,10 +13,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from shared import broker, metrics
+from shared.bodies import BODY_TIMEOUT
+from shared.clients import PROXIES, TrustedProxies
 from shared.consumer import Consumer, Handler
 from shared.db import create_pool
-from shared.errors import ConfigurationError, DependencyUnavailable
-from shared.logging import configure_logging
+from shared.errors import ConfigurationError
 from shared.outages import OutageGate, Probe
 from shared.schema import SchemaCheck
 from shared.settings import Settings
@@ -50,6 +49,8 @@ def new_app(service: str, settings: Settings, *middlewares: Middleware,
     app.on_response_prepare.append(server_header)
     app[SETTINGS] = settings
     app[SCHEMA] = SchemaCheck()
+    app[BODY_TIMEOUT] = settings.body_timeout_seconds
+    app[PROXIES] = TrustedProxies(settings.trusted_proxies)
     app.cleanup_ctx.extend([pool_ctx, amqp_ctx, publisher_ctx, queue_metrics_ctx])
     return app
 
@@ -213,29 +214,19 @@ async def server_header(_: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "Casewire"
 
 
+# The admin token also signs in to the console, where it can be guessed over HTTP: 32
+# characters of `openssl rand -hex 24` or `make run`'s are far beyond guessing.
+ADMIN_TOKEN_LENGTH = 32
+
+
 def require_secrets(settings: Settings) -> None:
     if not settings.admin_token:
         raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set; the admin API needs a secret "
                                  "token (`make run` generates one).")
+    if len(settings.admin_token) < ADMIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"CASEWIRE_ADMIN_TOKEN is shorter than {ADMIN_TOKEN_LENGTH} characters, short enough "
+            "to guess; use a long random one (`openssl rand -hex 24`; `make run` makes one).")
     if not settings.signing_key:
         raise ConfigurationError("CASEWIRE_SIGNING_KEY is not set; signed file and return URLs "
                                  "need a secret key (`make run` generates one).")
-
-
-def serve(service: str, create_app: Callable[[Settings], web.Application], port_of: Callable[
-        [Settings], int], *, reuse_port: Callable[[Settings], bool] = lambda _: False
-          ) -> None:
-    """The whole of a service's `__main__`: settings, logging, event loop, run until signalled."""
-    settings = Settings()
-    configure_logging(service, settings.log_level, settings.log_json)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
-    try:
-        web.run_app(create_app(settings), host=settings.host, port=port_of(settings),
-                    print=None, access_log=None, shutdown_timeout=10,
-                    reuse_port=reuse_port(settings))
-    except (DependencyUnavailable, ConfigurationError) as exc:
-        print(f"{service}: {exc}", file=sys.stderr)
-        sys.exit(2)

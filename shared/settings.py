@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     # Exchanges and queues live under this prefix so a dev stack and a test run never collide.
     name_prefix: str = "casewire"
     # No default: an admin API must never start with a guessable token (`make run` makes one).
+    # Every service refuses one shorter than 32 characters: it also signs in to the console.
     admin_token: str = Field(default="", repr=False)
     # Signs expiring URLs (file downloads, returnDataURL); no default, like the admin token.
     signing_key: str = Field(default="", repr=False)
@@ -74,6 +75,24 @@ class Settings(BaseSettings):
     login_failures_per_address_per_minute: PositiveInt = 20
     password_hash_concurrency: PositiveInt = 2
     password_hash_wait_seconds: PositiveFloat = 5.0
+    # Console sign-in (per casestore process): wrong admin tokens allowed per minute from one
+    # client address, and from all addresses together, before 429. The second bounds a
+    # guesser with many addresses; the admin API (its own token) is not affected.
+    console_sign_in_failures_per_address_per_minute: PositiveInt = 10
+    console_sign_in_failures_per_minute: PositiveInt = 100
+    # Networks of the proxies in front of the services (the Ingress), as CIDRs. Only a
+    # connection from one of them may name the client (X-Forwarded-For, which the login
+    # throttles key on) and the scheme (X-Forwarded-Proto: the console cookie's Secure flag);
+    # empty: the connecting address is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Slow clients: a request's head must arrive within header_timeout_seconds of its first
+    # byte (or of the connection, for the first), its body within body_timeout_seconds of the
+    # handler asking for it; beyond max_connections per process, new connections are closed
+    # at once. A client trickling a byte every few seconds otherwise held its connection,
+    # and a file descriptor, for as long as it liked.
+    header_timeout_seconds: PositiveFloat = 10.0
+    body_timeout_seconds: PositiveFloat = 30.0
+    max_connections: PositiveInt = 1000
     # Database look-ups per second, per ingest process, of webhook tokens not in its cache (for
     # webhooks made a moment ago); other unknown tokens are answered 404 from memory.
     token_lookups_per_second: PositiveFloat = 5.0

@@ -1,21 +1,18 @@
 """aiohttp pieces every service mounts: error answers, correlation ids, health, readiness,
-metrics, JSON bodies."""
+metrics, the admin token (bodies are read by shared.bodies)."""
 
-import hmac
-import json
 import math
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, ClassVar, Self, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Self
 
 import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
-from pydantic import BaseModel, ValidationError
 
-from shared.field_paths import field_path
-from shared.forms import FieldError
+from shared.forms import MAX_ERRORS, FieldError, unlisted
+from shared.inputs import header, same_secret
 from shared.logging import bound_context, correlation_id_or_new
 from shared.metrics import exposition
 
@@ -24,7 +21,6 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 
 log = structlog.get_logger(__name__)
-M = TypeVar("M", bound=BaseModel)
 
 HTTP_REQUESTS = Counter(
     "casewire_http_requests_total", "HTTP requests answered", ["service", "route", "status"]
@@ -70,9 +66,14 @@ class HTTPError(Exception):
 
 
 class BadRequest(HTTPError, status=400, code="invalid"):
-    """400 with one entry per problem (the seed's codes, access_deny among them, are 400s)."""
+    """400 with one entry per problem (the seed's codes, access_deny among them, are 400s),
+    at most MAX_ERRORS of them and then how many more there were: a body of 95,000 unknown
+    keys must not become an 8 MB answer (a validator that stopped early ends in its own
+    count, hence the one entry to spare)."""
 
     def __init__(self, errors: list[FieldError]) -> None:
+        if len(errors) > MAX_ERRORS + 1:
+            errors = [*errors[:MAX_ERRORS], unlisted(len(errors) - MAX_ERRORS, "problems")]
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
         self.errors = errors
 
@@ -112,6 +113,13 @@ class TooLarge(HTTPError, status=413, code="too_large"):
 
 class Unprocessable(HTTPError, status=422, code="unprocessable"):
     """Well formed, and refused all the same (an Idempotency-Key reused with another body)."""
+
+
+class RequestTimeout(HTTPError, status=408, code="request_timeout"):
+    """The request did not arrive in time; the connection is closed after this answer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
 
 
 class RateLimited(HTTPError, status=429, code="rate_limited"):
@@ -212,86 +220,21 @@ def add_ops_routes(app: web.Application, readiness: ReadinessCheck) -> None:
     app.router.add_get("/metrics", metrics)
 
 
-INT64 = range(-(2**63), 2**63)
-
-
-def _walk(value: Any) -> Iterator[tuple[str, Any]]:
-    """Every (path, value) inside a JSON document, without recursion (bodies nest deep)."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        path, node = stack.pop()
-        yield path, node
-        items = node.items() if isinstance(node, dict) else enumerate(node) \
-            if isinstance(node, list) else ()
-        stack.extend((f"{path}.{key}".lstrip("."), item) for key, item in items)
-
-
-def _maybe_big_int(value: Any) -> bool:
-    """orjson reads an integer beyond 64 bits as a float: is there a float that could be one?"""
-    return any(isinstance(v, float) and v.is_integer() and abs(v) >= 2**63
-               for _, v in _walk(value))
-
-
-def _parse(raw: bytes) -> Any:
-    parsed = orjson.loads(raw)
-    if _maybe_big_int(parsed):
-        # Read again, exactly: 123456789012345678901234567890 must not become 1.23e+29.
-        return json.loads(raw)
-    return parsed
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON (integers exact, whatever their size), or a 400 `invalid_json`."""
-    raw = await request.read()
-    try:
-        return _parse(raw)
-    except (orjson.JSONDecodeError, ValueError) as exc:
-        raise BadRequest.one("invalid_json", f"body is not valid JSON: {exc}") from exc
-
-
-def big_ints(value: Any) -> list[str]:
-    """Where `value` holds integers beyond 64 bits, which nothing downstream can keep."""
-    return sorted(path for path, v in _walk(value)
-                  if isinstance(v, int) and not isinstance(v, bool) and v not in INT64)
-
-
-def refuse_big_ints(payload: Any) -> None:
-    """A 400 `value_not_numeric` for every integer beyond 64 bits in a request body."""
-    paths = big_ints(payload)
-    if paths:
-        raise BadRequest([FieldError(field=p or None, code="value_not_numeric",
-                                     message="expected an integer within 64 bits")
-                          for p in paths])
-
-
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """Parse and validate a JSON body into `model`; every problem becomes one 400 error entry."""
-    payload = await read_json(request)
-    refuse_big_ints(payload)
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise BadRequest([
-            FieldError(field=field_path(e["loc"], payload), code="invalid",
-                       message=e["msg"])
-            for e in exc.errors(include_url=False)
-        ]) from exc
-
-
 def admin_token_middleware(path_prefix: str, admin_token: str,
                            public: tuple[str, ...] = ()) -> Middleware:
     """Paths under `path_prefix` need `Authorization: Bearer <CASEWIRE_ADMIN_TOKEN>`, except
     those starting with one of `public`."""
     expected = f"Bearer {admin_token}"
 
+    def guarded(path: str) -> bool:
+        return path.startswith(path_prefix) and not any(path.startswith(p) for p in public)
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(path_prefix) and not any(
-                request.path.startswith(p) for p in public):
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                raise Unauthorized("missing or wrong bearer token",
-                                   headers={"WWW-Authenticate": "Bearer"})
+        if guarded(request.path) and not same_secret(
+                header(request, "Authorization") or "", expected):
+            raise Unauthorized("missing or wrong bearer token",
+                               headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     return check

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from shared.logging import configure_logging
@@ -14,14 +15,13 @@ from tests.helpers import (
     AutomationFactory,
     EventTap,
     FormFactory,
-    isolated_stack,
     sample_form,
     tap_events,
     webhook_action,
 )
 from tests.receiver import Receiver
 from tests.scheduling import PlayedDispatcher, playing
-from tests.stack import Stack, isolated_settings
+from tests.stack import Stack, isolated_settings, running_stack
 
 RUN_ID = uuid.uuid4().hex[:10]
 @pytest.fixture(scope="session")
@@ -32,8 +32,18 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
-    async with isolated_stack(settings) as running:
+    async with running_stack(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the run's database, to look at rows as Postgres holds them."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

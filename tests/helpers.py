@@ -17,12 +17,10 @@ import aiohttp
 import asyncpg
 import orjson
 
-from services.casestore.migrate import drop_database, migrate
 from shared import broker
 from shared.events import Envelope
 from shared.settings import Settings
 from tests.faults import ProxiedIngest
-from tests.stack import Stack
 
 T = TypeVar("T")
 
@@ -77,20 +75,6 @@ async def delete_broker_objects(settings: Settings) -> None:
     await broker.delete_topology(settings.amqp_url, settings.name_prefix)
 
 
-@contextlib.asynccontextmanager
-async def isolated_stack(settings: Settings) -> AsyncIterator[Stack]:
-    """The three services on a database and queues of their own, removed at the end."""
-    await migrate(settings.database_url)
-    running = Stack(settings)
-    await running.start_all()
-    try:
-        yield running
-    finally:
-        await running.stop_all()
-        await delete_broker_objects(settings)
-        await drop_database(settings.database_url)
-
-
 class EventTap:
     """A private queue on the run's events exchange, to see what the services publish."""
 
@@ -122,30 +106,34 @@ async def tap_events(settings: Settings, routing_key: str = "#") -> AsyncIterato
         yield EventTap(queue)
 
 
-async def wait_dead_lettered(settings: Settings, marker: bytes, within: float = 10.0) -> None:
-    """Take the dead-lettered message whose body holds `marker`; fail if none arrives in time.
+async def wait_dead_lettered(settings: Settings, marker: bytes,
+                             within: float = 10.0) -> dict[str, Any]:
+    """Take the dead-lettered message whose body holds `marker`, and return its headers; fail
+    if none arrives in time.
 
     Every other one is held until the queue is read through, then handed back: a quorum queue
     delivers a returned message first, so handing each back at once would show it again and
     again, and never what lies behind it."""
+    found: dict[str, Any] = {}
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
         dead = await channel.get_queue(names(settings).dead_letters)
 
         async def taken() -> bool:
-            found, others = False, []
+            others = []
             while (message := await dead.get(fail=False)) is not None:
                 if not found and marker in message.body:
                     await message.ack()
-                    found = True
+                    found.update(message.headers or {}, taken=True)
                 else:
                     others.append(message)
             for message in others:
                 await message.nack(requeue=True)
-            return found
+            return bool(found)
 
         await until(taken, within, "the message never reached the dead-letter queue")
+    return found
 
 
 async def dead_letters_mentioning(settings: Settings, marker: bytes) -> int:

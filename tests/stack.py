@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from services.casestore.app import create_app as casestore_app
+from services.casestore.migrate import drop_database, migrate
 from services.dispatcher.app import create_app as dispatcher_app
 from services.ingest.app import create_app as ingest_app
+from shared import broker, serving
 from shared.crypto import new_key
 from shared.settings import Settings
 
@@ -48,10 +50,9 @@ class Stack:
         return f"http://127.0.0.1:{self.port(service)}"
 
     async def start(self, service: str, within: float = 60.0) -> None:
-        runner = web.AppRunner(FACTORIES[service](self.settings), access_log=None)
         async with _stacks_if_stuck(f"{service} did not start", within):
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port(service)).start()
+            runner = await serving.start(FACTORIES[service](self.settings), "127.0.0.1",
+                                         self.port(service))
         self.runners[service] = runner
 
     async def stop(self, service: str, within: float = 60.0) -> None:
@@ -67,6 +68,20 @@ class Stack:
             await self.stop(service)
 
 
+@contextlib.asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
+    """The three services on a database and broker prefix of their own, removed afterwards."""
+    await migrate(settings.database_url)
+    running = Stack(settings)
+    await running.start_all()
+    try:
+        yield running
+    finally:
+        await running.stop_all()
+        await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+        await drop_database(settings.database_url)
+
+
 # Every stack of a run: the first key encrypts. The second is listed too, as during a key
 # rotation, so a test can rotate to it (`casewire rotate-encryption-key`) under a running stack.
 ENCRYPTION_KEYS = (new_key(), new_key())
@@ -78,7 +93,7 @@ def isolated_settings(run_id: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": f"postgresql://postgres@127.0.0.1:5432/casewire_test_{run_id}",
         "name_prefix": f"casewire-test-{run_id}",
-        "admin_token": f"test-token-{run_id}",
+        "admin_token": f"test-token-{run_id}-{'x' * 24}",
         "signing_key": f"test-signing-key-{run_id}",
         "encryption_key": ",".join(ENCRYPTION_KEYS),
         "dispatcher_url": f"http://127.0.0.1:{ports['dispatcher_port']}",

@@ -102,15 +102,18 @@ def nested_if(groups: int) -> dict[str, Any]:
     return rule
 
 
-@pytest.mark.parametrize("groups", [21, 200, 400])
+@pytest.mark.parametrize(("groups", "says"), [
+    (21, "at most 20"),
+    # Past 64 levels of JSON (two per group) the body is refused as it is read (shared.bodies).
+    (200, "JSON nested deeper than 64 levels"), (400, "JSON nested deeper than 64 levels")])
 async def test_an_if_nested_too_deep_is_a_400_naming_if(
-        groups: int, api: aiohttp.ClientSession) -> None:
+        groups: int, says: str, api: aiohttp.ClientSession) -> None:
     form_id = await new_form(api)
     answer = await call(api, "POST", f"/api/forms/{form_id}/automations", 400,
                         definition(**{"if": nested_if(groups)}))
     [error] = answer["errors"]
     assert error["field"] == "if"
-    assert "at most 20" in error["message"]
+    assert says in error["message"]
     created = await call(api, "POST", f"/api/forms/{form_id}/automations", 201, definition())
     answer = await call(api, "PUT", f"/api/automations/{created['id']}", 400,
                         definition(**{"if": nested_if(groups)}))

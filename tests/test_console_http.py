@@ -5,10 +5,12 @@ import uuid
 import aiohttp
 import pytest
 
+from services.casestore.console.app import create_console
 from services.casestore.console.session import COOKIE, SESSION_SECONDS, SessionKeys
 from services.cli import _banner
 from shared.settings import Settings
 from tests.console_helpers import form_fields, signed_in
+from tests.helpers import create_automation, new_case, new_form
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -100,6 +102,31 @@ async def test_post_without_csrf_token_is_refused(stack: Stack) -> None:
         _, location = await console.post("/console/forms/new",
                                          form_fields(form_id, {"id": "t", "label": "T"}))
         assert location == f"/console/forms/{form_id}?notice=form_created"
+
+
+async def test_every_post_route_of_the_console_refuses_a_request_without_its_csrf_token(
+        stack: Stack, api: aiohttp.ClientSession) -> None:
+    """From the console's route table, so a route added later (or sign-out made public by
+    mistake) cannot slip past: signed in, without the token or with a wrong one, each POST is
+    refused, and the session it did not end still works."""
+    form = await new_form(api)
+    automation = (await create_automation(api, form))["id"]
+    case = await new_case(api, form)
+    ids = {"form_id": form, "automation_id": automation, "case_id": case["id"],
+           "delivery_id": str(uuid.uuid4())}
+    posts = [r.resource.canonical for r in create_console(stack.settings).router.routes()
+             if r.method == "POST" and r.resource is not None]
+    public = {"/sign-in"}
+    assert public < set(posts)
+    assert len(posts) > 10
+    async with signed_in(stack) as console:
+        for path in sorted(set(posts) - public):
+            url = console.base + "/console" + path.format(**ids)
+            for csrf in ([], [("csrf", "0" * 64)], [("csrf", "")]):
+                async with console.session.post(url, data=[("confirm", "yes"), *csrf],
+                                                allow_redirects=False) as resp:
+                    assert resp.status == 403, (path, csrf, resp.status)
+        await console.page("/console/forms")  # sign-out was refused: still signed in
 
 
 async def test_post_from_another_origin_is_refused(stack: Stack) -> None:

@@ -8,7 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.console_helpers import signed_in
 from tests.helpers import (
+    AutomationFactory,
+    FormFactory,
     call,
     create_automation,
     definition,
@@ -16,8 +19,10 @@ from tests.helpers import (
     new_form,
     with_settings,
 )
+from tests.receiver import Receiver, Reply
 from tests.scheduling import PlayedDispatcher, shown
 from tests.stack import Stack
+from tests.test_delivery_engine import delivery_of
 
 
 async def delivered(api: aiohttp.ClientSession, played: PlayedDispatcher,
@@ -58,7 +63,7 @@ async def test_a_delivery_is_listed_as_shown_with_every_attempt(
         "request": {"method": "POST", "url": "https://crm.example/hook",
                     "headers": {"Authorization": "Basic ***"}, "body": '{"caseNumber":1}'},
         "response_status": 503, "response_headers": {}, "response_body": "busy",
-        "error": None}
+        "response_body_cut": False, "error": None}
     [row] = (await call(api, "GET", "/api/deliveries", 200,
                         params={"automation": automation["id"]}))["deliveries"]
     assert row == {k: v for k, v in detail.items() if k != "attempts"}
@@ -133,3 +138,27 @@ async def test_deliveries_need_the_bearer_token(stack: Stack,
                          ("POST", f"/api/automations/{uuid.uuid4()}/replay")]:
         async with http.request(method, base + path) as resp:
             assert resp.status == 401
+
+
+@pytest.mark.parametrize(("answer", "cut"), [
+    (b"a" * 100_000, True),  # cut at the excerpt's 65,536 bytes
+    ("é".encode() * 40_000, True),  # 80,000 bytes, cut inside a character
+    (b"b" * 65_535, False),  # one byte short of the excerpt: whole
+    ("é".encode() * 32_767, False)])  # 65,534 bytes of two-byte characters: whole
+async def test_the_log_says_when_an_answer_was_cut_to_its_excerpt(
+        answer: bytes, cut: bool, stack: Stack, api: aiohttp.ClientSession,
+        make_form: FormFactory, make_automation: AutomationFactory, receiver: Receiver) -> None:
+    hook = await make_form()
+    automation = await make_automation(hook["form_id"], receiver.endpoint(Reply(body=answer)))
+    await new_case(api, hook["form_id"])
+    detail = await delivery_of(api, automation, "succeeded")
+    [attempt] = detail["attempts"]
+    assert attempt["response_body_cut"] is cut
+    kept = attempt["response_body"].encode()
+    if cut:  # the first 65,536 bytes (a character cut in two shows as U+FFFD)
+        assert kept.startswith(answer[:65_534])
+    else:
+        assert kept == answer
+    async with signed_in(stack) as console:
+        page = await console.page(f"/console/deliveries/{detail['id']}")
+    assert ("The answer filled the 65,536 bytes the log keeps" in page) is cut

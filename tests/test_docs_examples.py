@@ -16,9 +16,8 @@ import pytest
 
 from services.cli import DEMO_FORM, DEMO_RECEIVER
 from tests.docs_examples import Reader, blocks, examples, pages, unfenced_commands
-from tests.helpers import isolated_stack
 from tests.receiver import Receiver
-from tests.stack import Stack, isolated_settings
+from tests.stack import Stack, isolated_settings, running_stack
 
 # The shell blocks that cannot run on a test stack, per page, each marked `<!-- not run: why -->`
 # on the line before it. Marking one more is a change to this table.
@@ -51,7 +50,7 @@ def test_every_shell_block_runs_or_says_why_not() -> None:
 
 @pytest.fixture(scope="module")
 async def docs_stack() -> AsyncIterator[Stack]:
-    async with isolated_stack(isolated_settings(f"docs{uuid.uuid4().hex[:6]}")) as running:
+    async with running_stack(isolated_settings(f"docs{uuid.uuid4().hex[:6]}")) as running:
         yield running
 
 

@@ -133,6 +133,7 @@ async def test_the_signed_url_downloads_the_bytes_without_a_token(
         assert await resp.read() == PNG
         assert resp.headers["Content-Type"] == "image/png"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Content-Security-Policy"] == "sandbox"
         disposition = resp.headers["Content-Disposition"]
     assert disposition == ("attachment; filename=\"Kvitto _ _1_.png\"; "
                            f"filename*=UTF-8''{quote(TRICKY_NAME, safe='')}")

@@ -1,6 +1,5 @@
 """Hostile input at the edges: a clear 4xx, never a 500, and nothing that can stall the pipeline."""
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -20,27 +19,11 @@ from tests.helpers import (
     wait_for_cases,
     webhook_action,
 )
+from tests.hostile import raw_request
 from tests.receiver import Receiver
 from tests.stack import Stack
 
 BIG = 123456789012345678901234567890
-
-
-async def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str]]:
-    """One HTTP/1.1 request written byte for byte (clients refuse to send non-UTF-8 headers)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                     + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        return int(status_line.split()[1]), headers
-    finally:
-        writer.close()
 
 
 async def test_a_correlation_id_that_is_not_utf8_gets_a_new_one_not_a_500(
@@ -48,14 +31,14 @@ async def test_a_correlation_id_that_is_not_utf8_gets_a_new_one_not_a_500(
     hook = await make_form()
     head = (f"POST /hooks/{hook['token']} HTTP/1.1\r\nHost: x\r\n"
             "Content-Type: application/json\r\n").encode() + b"X-Correlation-ID: a\xff\xfeb\r\n"
-    status, headers = await raw_request(stack.port("ingest"), head, b'{"text-field": "x"}')
-    assert status == 200
-    assert uuid.UUID(headers["x-correlation-id"])
+    answer = await raw_request(stack.port("ingest"), head, b'{"text-field": "x"}')
+    assert answer.status == 200
+    assert uuid.UUID(answer.headers["x-correlation-id"])
     admin = (f"GET /api/forms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
              f"{stack.settings.admin_token}\r\n").encode() + b"X-Correlation-ID: \xc3\x28\r\n"
-    status, headers = await raw_request(stack.port("casestore"), admin)
-    assert status == 200
-    assert uuid.UUID(headers["x-correlation-id"])
+    answer = await raw_request(stack.port("casestore"), admin)
+    assert answer.status == 200
+    assert uuid.UUID(answer.headers["x-correlation-id"])
 
 
 async def test_an_overlong_correlation_id_is_replaced_and_the_case_event_still_goes_out(
@@ -129,7 +112,7 @@ async def form_revision(settings: Settings, form_id: str) -> int:
         await conn.close()
 
 
-def command(form_id: str, data: dict[str, Any], revision: int) -> bytes:
+def command(form_id: str, data: dict[str, Any], revision: int | None) -> bytes:
     body = CaseCreateRequested(webhook_id=uuid.uuid4(), data=data,
                                creator="Addon - Incoming Webhook", form_revision=revision)
     return new_event(CASE_CREATE_REQUESTED, body, form_id=form_id).to_bytes()
@@ -160,6 +143,26 @@ async def test_a_command_that_waited_through_a_form_change_keeps_what_still_fits
     assert {(e["field"], e["code"]) for e in logs
             if e["event"] == "command_value_dropped_form_changed"} == {
         ("gone-field", "unknown_field")}
+
+
+async def test_a_command_without_a_form_revision_is_checked_against_the_current_form(
+        make_form: FormFactory, settings: Settings, api: aiohttp.ClientSession) -> None:
+    """A forged or old command names no revision: it claims no form change, so it gets no
+    leniency for one (it once stored a case without its mandatory field, logged as 'value
+    dropped, form changed' though the form had not changed)."""
+    hook = await make_form()
+    marker = f"no-revision-{uuid.uuid4().hex}"
+    with structlog.testing.capture_logs() as logs:
+        await publish_raw(settings, CASE_CREATE_REQUESTED, [
+            command(hook["form_id"], {"email": f"{marker}@example.com"}, None),
+            command(hook["form_id"], {"text-field": "fits", "amount": 3}, None)])
+        headers = await wait_dead_lettered(settings, marker.encode())
+        [case] = await wait_for_cases(api, hook["form_id"], 1)
+    assert case["data"] == {"text-field": "fits", "amount": 3}
+    error = str(headers["x-casewire-error"])
+    assert "the current form (the command names no form revision)" in error
+    assert "text-field: field_required" in error
+    assert not [e for e in logs if e["event"] == "command_value_dropped_form_changed"]
 
 
 async def test_an_automation_with_an_integer_beyond_64_bits_is_a_400(

@@ -5,14 +5,17 @@ from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import aiohttp
+import orjson
 import pytest
 import structlog
 from aiohttp import web
 
 from services.ingest.app import create_app
-from services.ingest.tokens import masked, masked_path
+from shared.logging import mask_secrets, masked
 from shared.settings import Settings
 from tests.helpers import FormFactory
+from tests.hostile import raw_request, request_head
+from tests.processes import service_process
 from tests.stack import Stack, free_port
 
 
@@ -32,9 +35,13 @@ async def test_no_service_names_its_server_software(
 
 def test_a_masked_token_keeps_four_characters() -> None:
     assert masked("Xq3vLkP0aaaaaaaaaaaaaaaaaaaaaaaa") == "Xq3v…"
-    assert masked_path("/hooks/Xq3vLkP0aaaa/skipvalidate") == "/hooks/Xq3v…/skipvalidate"
-    assert masked_path("/hooks/Xq3vLkP0aaaa") == "/hooks/Xq3v…"
-    assert masked_path("/readyz") == "/readyz"
+    assert mask_secrets("/hooks/Xq3vLkP0aaaa/skipvalidate") == "/hooks/Xq3v…/skipvalidate"
+    assert mask_secrets("/hooks/Xq3vLkP0aaaa") == "/hooks/Xq3v…"
+    assert mask_secrets("/readyz") == "/readyz"
+    assert mask_secrets("b'POST /hooks/Xq3vLkP0aaaa?\\xff HTTP/1.1'") == \
+        "b'POST /hooks/Xq3v…?\\xff HTTP/1.1'"
+    assert mask_secrets("/files/f?expires=1&signature=ab12cd34") == \
+        "/files/f?expires=1&signature=ab12…"
 
 
 @pytest.fixture
@@ -85,3 +92,29 @@ async def test_requests_to_known_unknown_and_malformed_tokens_log_no_token(
 async def post(http: aiohttp.ClientSession, url: str, body: Any) -> None:
     async with http.post(url, json=body) as resp:
         assert resp.status in (200, 400, 404)
+
+
+async def test_every_line_of_an_ingest_process_is_structured_and_masks_tokens(
+        settings: Settings, stack: Stack, make_form: FormFactory) -> None:
+    """aiohttp logs a request it cannot parse with its whole request line: a raw non-ASCII
+    byte in the query of a webhook's URL once put the full token in a plain-text ERROR."""
+    hook = await make_form()
+    token = hook["token"].encode()
+    own = settings.model_copy(update={"ingest_port": free_port(), "log_json": True,
+                                      "log_level": "INFO"})
+    async with service_process(own, "ingest") as ingest:
+        for target in (b"/hooks/" + token + b"?\xff", b"/hooks/" + token + b"/\x01",
+                       b"/hooks/" + token + b"?x=" + b"a" * 9000):
+            answer = await raw_request(own.ingest_port, request_head("POST", target, []), b"{}")
+            assert answer.status == 400
+        answer = await raw_request(own.ingest_port, request_head(
+            "POST", b"/hooks/" + token, [("Content-Type", b"application/json")]),
+            b'{"text-field": "logged"}')
+        assert answer.status == 200
+    lines = [orjson.loads(line) for line in ingest.output]  # every line is JSON
+    assert all(line["service"] == "ingest" for line in lines)
+    assert hook["token"] not in repr(lines)
+    from_aiohttp = [line for line in lines if line.get("logger", "").startswith("aiohttp")]
+    assert len(from_aiohttp) >= 3
+    assert all(f"/hooks/{masked(hook['token'])}" in repr(line) for line in from_aiohttp)
+    assert any(line["event"] == "case_accepted" for line in lines)

@@ -17,6 +17,7 @@ import pytest
 from services.casestore.api.logins import HashingBusy, LoginGuard, TooManyFailures
 from shared.settings import Settings
 from tests.helpers import FormFactory, issue_key, make_user
+from tests.stack import Stack, free_port
 
 ADDRESSES = itertools.count(20)
 
@@ -31,10 +32,10 @@ def fresh_address() -> str:
     return f"127.0.{next(ADDRESSES)}.{uuid.uuid4().int % 250 + 2}"
 
 
-async def guess(client: aiohttp.ClientSession, url: str,
-                username: str) -> tuple[int, str | None, Any]:
+async def guess(client: aiohttp.ClientSession, url: str, username: str,
+                headers: dict[str, str] | None = None) -> tuple[int, str | None, Any]:
     body = {"username": username, "password": f"guess-{uuid.uuid4().hex}"}
-    async with client.post(url, json=body) as resp:
+    async with client.post(url, json=body, headers=headers) as resp:
         return resp.status, resp.headers.get("Retry-After"), await resp.json()
 
 
@@ -101,6 +102,40 @@ async def test_a_successful_login_is_no_failure(
     async with client_from(fresh_address()) as client:
         for _ in range(settings.login_failures_per_user_per_minute + 1):
             assert await issue_key(client, hook["url"], creds)
+
+
+async def test_behind_a_trusted_proxy_a_guesser_locks_out_only_its_own_address(
+        settings: Settings, make_form: FormFactory, api: aiohttp.ClientSession,
+        http: aiohttp.ClientSession) -> None:
+    """Behind the Ingress every connection to ingest comes from the proxy: keyed on that
+    address, 20 wrong passwords from anyone locked every user out."""
+    hook = await make_form(authenticate_user=True)
+    user = await make_user(api, [hook["form_id"]])
+    behind_proxy = Stack(settings.model_copy(update={
+        "ingest_port": free_port(), "trusted_proxies": ["127.0.0.0/8"]}))
+    await behind_proxy.start("ingest")
+    try:
+        url = f"{behind_proxy.url('ingest')}/hooks/{hook['token']}"
+        limit = settings.login_failures_per_address_per_minute
+        guesser = {"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 250 + 1}"}
+        answers = [await guess(http, url, f"u-{i}", guesser) for i in range(limit + 1)]
+        assert [status for status, _, _ in answers] == [400] * limit + [429]
+        async with http.post(url, json=user,
+                             headers={"X-Forwarded-For": "203.0.113.77"}) as resp:
+            assert resp.status == 200  # the same proxy, another client
+    finally:
+        await behind_proxy.stop("ingest")
+
+
+async def test_without_trusted_proxies_a_forwarded_address_is_not_believed(
+        settings: Settings, make_form: FormFactory) -> None:
+    hook = await make_form(authenticate_user=True)
+    limit = settings.login_failures_per_address_per_minute
+    async with client_from(fresh_address()) as attacker:
+        answers = [await guess(attacker, hook["url"], f"u-{i}",
+                               {"X-Forwarded-For": f"198.51.100.{i + 1}"})
+                   for i in range(limit + 1)]
+    assert [status for status, _, _ in answers] == [400] * limit + [429]
 
 
 # The guard itself: how many hashes run at once, and how long a request waits for one.

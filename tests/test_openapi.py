@@ -27,9 +27,9 @@ from services.casestore.api.docs import served
 from services.casestore.app import create_app
 from shared.openapi import PATH_PARAM, undocumented
 from shared.settings import Settings
-from tests.helpers import isolated_stack, sample_form, until, webhook_action
+from tests.hostile import one_of_everything
 from tests.receiver import Receiver
-from tests.stack import Stack, isolated_settings
+from tests.stack import Stack, isolated_settings, running_stack
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
@@ -40,8 +40,7 @@ WITHIN_SECONDS = 240
 
 @pytest.fixture(scope="module")
 async def own_stack() -> AsyncIterator[Stack]:
-    settings = isolated_settings(f"oas{uuid.uuid4().hex[:8]}")
-    async with isolated_stack(settings) as running:
+    async with running_stack(isolated_settings(f"oas{uuid.uuid4().hex[:8]}")) as running:
         yield running
 
 
@@ -153,44 +152,10 @@ def _explore(document: dict[str, Any], stack: Stack,
     return sent, failures
 
 
-async def _things_to_find(stack: Stack, receiver: Receiver) -> dict[str, str]:
-    """A form with its webhook, a user, a case with a file, an automation and its delivery, an
-    account and its token."""
-    headers = {"Authorization": f"Bearer {stack.settings.admin_token}"}
-    async with aiohttp.ClientSession(base_url=stack.url("casestore"), headers=headers) as api:
-        async def call(method: str, path: str, status: int, **kwargs: Any) -> Any:
-            async with api.request(method, path, **kwargs) as resp:
-                assert resp.status == status, await resp.text()
-                return await resp.json()
-
-        await call("POST", "/api/forms", 201, json=sample_form("st-form"))
-        hook = await call("PUT", "/api/forms/st-form/incoming-webhook", 200, json={})
-        await call("POST", "/api/users", 201, json={"username": "st-user", "password": "p" * 8,
-                                                    "forms": ["st-form"]})
-        # An account of the same name, so /api/accounts/{username} names one too.
-        await call("POST", "/api/accounts", 201, json={"username": "st-user", "role": "viewer"})
-        token = await call("POST", "/api/accounts/st-user/tokens", 201, json={"name": "st"})
-        automation = await call("POST", "/api/forms/st-form/automations", 201, json={
-            "name": "st", "when": [{"event": "case_created"}],
-            "action": webhook_action(receiver.endpoint())})
-        case = await call("POST", "/api/forms/st-form/cases", 201,
-                          json={"data": {"text-field": "x"}})
-        uploaded = await call("POST", f"/api/cases/{case['id']}/files/attachment?name=a.txt",
-                              201, data=b"hello")
-        async def delivery() -> Any:
-            return (await call("GET", "/api/deliveries", 200))["deliveries"]
-
-        [sent] = await until(delivery)
-    return {"form_id": "st-form", "token": hook["token"], "username": "st-user",
-            "case_id": case["id"], "field_id": "attachment", "file_id": uploaded["id"],
-            "automation_id": automation["id"], "delivery_id": sent["id"],
-            "depth": "0", "token_id": token["id"]}
-
-
 @pytest.mark.timeout(WITHIN_SECONDS + 60)
 async def test_schemathesis_finds_no_server_error_and_no_answer_against_the_description(
         own_stack: Stack, receiver: Receiver) -> None:
-    known = await _things_to_find(own_stack, receiver)
+    known = await one_of_everything(own_stack, receiver)
     document = await description(own_stack)
     async with asyncio.timeout(WITHIN_SECONDS):
         sent, failures = await asyncio.to_thread(_explore, document, own_stack, known)

@@ -20,8 +20,8 @@ import pytest
 from bench.topology.postgres import PostgresPair
 from shared.db import listen
 from shared.settings import Settings
-from tests.helpers import call, isolated_stack, sample_form, until
-from tests.stack import Stack, isolated_settings
+from tests.helpers import call, sample_form, until
+from tests.stack import Stack, isolated_settings, running_stack
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def pair() -> Iterator[PostgresPair]:
 async def stack_on_pair(pair: PostgresPair) -> AsyncIterator[Stack]:
     settings = isolated_settings(f"pg{uuid.uuid4().hex[:8]}",
                                  database_url=pair.dsn("casewire_failover"))
-    async with isolated_stack(settings) as running:
+    async with running_stack(settings) as running:
         yield running
 
 

@@ -100,11 +100,16 @@ async def test_old_rows_are_purged_in_batches_by_two_replicas_and_the_rest_stays
         f" VALUES ({when}, 'test', 'test', 'test.old', 'test', 'x') RETURNING id")
         for when in ("now() - interval '400 days'", AGO)]
 
+    ended = [uuid.uuid4().bytes for _ in range(2)]
+    await pool.executemany("INSERT INTO console_sessions_ended (nonce_hash, expires_at)"
+                           " VALUES ($1, now() + make_interval(secs => $2))",
+                           [(ended[0], -1.0), (ended[1], 3600.0)])
     settings = stack.settings.model_copy(update={"retention_batch": 1})
     expected = await due_rows(pool, settings)
     assert all(expected[t] >= 1 for t in ("processed_events", "deliveries",
                                           "delivery_attempts", "idempotency_keys",
-                                          "outbox_parked", "audit_log"))
+                                          "outbox_parked", "audit_log",
+                                          "console_sessions_ended"))
     before = {table: purged_so_far(table) for table in expected}
     # Two replicas at once, one row per batch: they share the rows, none deleted twice.
     first, second = await asyncio.gather(Retention(pool, settings).purge(),
@@ -129,6 +134,9 @@ async def test_old_rows_are_purged_in_batches_by_two_replicas_and_the_rest_stays
     assert await exists(pool, "SELECT 1 FROM outbox_parked WHERE id = $1", parked[1])
     assert not await exists(pool, "SELECT 1 FROM audit_log WHERE id = $1", audit[0])
     assert await exists(pool, "SELECT 1 FROM audit_log WHERE id = $1", audit[1])
+    session_ended = "SELECT 1 FROM console_sessions_ended WHERE nonce_hash = $1"
+    assert not await exists(pool, session_ended, ended[0])  # its cookie has expired anyway
+    assert await exists(pool, session_ended, ended[1])
     # The cases themselves are no log: retention never touches them.
     async with api.get(f"/api/cases/{old_id}") as resp:
         assert resp.status == 200

@@ -3,7 +3,6 @@
 import asyncio
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,6 @@ from tests.receiver import Receiver
 from tests.stack import ENCRYPTION_KEYS
 
 PASSWORD = "pw-" + uuid.uuid4().hex  # unique, so finding it anywhere in a row is no accident
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def raw_row(db: asyncpg.Connection, automation_id: str) -> tuple[str, str]:
@@ -143,6 +133,11 @@ async def test_rotate_encryption_key_re_encrypts_every_row_with_the_new_first_ke
     verify_secret = await db.fetchval("SELECT verify_secret FROM incoming_webhooks"
                                       " WHERE form_id = $1", hook["form_id"])
     assert new.decrypt(verify_secret).decode() == signed["verify"]["secret"]
+    sealed = await db.fetchval("SELECT token_sealed FROM incoming_webhooks WHERE form_id = $1",
+                               hook["form_id"])
+    assert new.decrypt(sealed).decode() == hook["token"]  # the webhook token too
+    with pytest.raises(InvalidToken):
+        old.decrypt(sealed)
     # The running services list both keys, as during a rotation: nothing changes for them.
     shown = await call(api, "GET", f"/api/automations/{automation['id']}", 200)
     assert shown["secret"] == automation["secret"]

@@ -233,6 +233,43 @@ async def test_an_automation_created_later_gets_timers_for_existing_cases(
     assert (await call(api, "GET", path, 200))["timers"] == []
 
 
+async def test_a_disabled_automations_timers_stay_removed_after_the_schedulers_next_rounds(
+        make_form: FormFactory, api: aiohttp.ClientSession, receiver: Receiver,
+        stack: Stack) -> None:
+    """Not only at once: a disable that asked for its timers to be rebuilt would see them
+    back after the scheduler's next rounds. Enabling it again brings them back."""
+    hook = await make_form()
+    for n in range(3):
+        await new_case(api, hook["form_id"], **{"seen-at": soon(3600 + n).isoformat()})
+    automation = await timed_automation(api, hook["form_id"], receiver.endpoint(),
+                                        [{"event": "date_reached", "field": "seen-at"}])
+    path = f"/api/automations/{automation['id']}"
+
+    async def timers() -> list[Any]:
+        found: list[Any] = (await call(api, "GET", f"{path}/timers", 200))["timers"]
+        return found
+
+    await until(lambda: _count(timers, 3))
+    await call(api, "POST", f"{path}/disable", 200)
+    pool = await create_pool(stack.settings)
+    try:
+        scheduler = TimerScheduler(pool, stack.settings)
+        for _ in range(3):  # rounds of our own, besides the stack's scheduler's
+            await scheduler.step()
+            await asyncio.sleep(stack.settings.timer_poll_seconds)
+        assert await timers() == []
+        assert not await pool.fetchval("SELECT 1 FROM timer_rebuilds WHERE automation_id = $1",
+                                       uuid.UUID(automation["id"]))
+    finally:
+        await pool.close()
+    await call(api, "POST", f"{path}/enable", 200)
+    await until(lambda: _count(timers, 3))
+
+
+async def _count(timers: Any, expected: int) -> bool:
+    return len(await timers()) == expected
+
+
 async def test_two_casestores_share_the_timers_without_firing_one_twice(
         make_form: FormFactory, api: aiohttp.ClientSession, receiver: Receiver,
         stack: Stack) -> None:

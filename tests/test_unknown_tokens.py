@@ -9,6 +9,7 @@ import aiohttp
 from services.ingest.forms_cache import FormCache
 from services.ingest.keys import CACHE
 from shared.db import create_pool
+from shared.secrets import token_index_key
 from shared.settings import Settings
 from tests.faults import proxied_ingest
 from tests.helpers import FormFactory, until
@@ -50,7 +51,7 @@ async def test_a_webhook_made_a_moment_ago_is_found_on_its_first_request_during_
     recent webhooks can find it."""
     pool = await create_pool(settings)
     try:
-        cache = FormCache(pool, RATE)
+        cache = FormCache(pool, RATE, token_index_key(settings.signing_key))
         await cache.reload()
         hook = await make_form()
         unknown = [cache.lookup(secrets.token_urlsafe(24)) for _ in range(300)]

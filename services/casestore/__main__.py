@@ -1,4 +1,4 @@
 from services.casestore.app import create_app
-from shared.service import serve
+from shared.serving import serve
 
 serve("casestore", create_app, lambda s: s.casestore_port)

@@ -30,6 +30,7 @@ from services.casestore.outbox import OutboxRelay, PublishAtCommit, read_backlog
 from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
+from services.casestore.webhook_tokens import TOKEN_SEAL, TokenSeal, seal_at_start
 from shared.broker import Names
 from shared.crypto import SecretBox
 from shared.service import (
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
                   refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
+    app[TOKEN_SEAL] = TokenSeal.of(settings)
     app.cleanup_ctx.extend([loop_ctx("outbox-at-commit", at_commit),
                             commands_ctx, consumer_ctx(CONSUMER, command_consumer),
                             loop_ctx("outbox-relay", lambda app: OutboxRelay(
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
                                 app[POOL], app[SETTINGS])),
                             loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
                             automation_sends.dispatcher_client_ctx,
+                            task_ctx("seal-webhook-tokens", seal_at_start),
                             task_ctx("outbox-metrics", lambda app: read_backlog_forever(
                                 app[POOL], app[SETTINGS].pipeline_metrics_seconds)),
                             task_ctx("dead-letter-watch", lambda app: watch_forever(

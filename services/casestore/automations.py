@@ -18,11 +18,11 @@ from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automations import AutomationDefinition, too_deep
+from shared.bodies import refuse_big_ints
 from shared.crypto import SecretBox
 from shared.field_paths import field_path
 from shared.forms import FieldError
 from shared.outgoing_auth import secret_key, with_secret
-from shared.web import refuse_big_ints
 
 AUTH_FIELD = "action.settings.auth"
 URL_FIELD = "action.settings.url"

@@ -66,17 +66,22 @@ def _checked(envelope: Envelope, command: CaseCreateRequested,
     casestore owns the forms, so it checks what it stores. Against the form revision ingest
     validated with, any problem is the command's own. A form changed since then (the command
     waited in the queue) must not cost a case its sender was told was accepted: what still
-    fits is stored, the rest is logged, and mandatory fields are not asked again.
+    fits is stored, the rest is logged, and mandatory fields are not asked again. A command
+    that names no revision (forged, or from before revisions) claims no form change: it is
+    checked against the current form like one of its revision.
     """
     form = forms.get(envelope.form_id or "")
     if form is None:
         return PermanentMessageError(f"form {envelope.form_id} no longer exists")
-    same_form = command.form_revision == form.revision
+    strict = command.form_revision in (None, form.revision)
     data, errors = validate_case_data(
         form, command.data, first_section_only=True,
-        check_mandatory=same_form and not command.skip_validate)
-    if errors and same_form:
-        return PermanentMessageError("; ".join(f"{e.field}: {e.code}" for e in errors))
+        check_mandatory=strict and not command.skip_validate)
+    if errors and strict:
+        against = "the current form (the command names no form revision)" \
+            if command.form_revision is None else f"form revision {form.revision}"
+        return PermanentMessageError(f"does not fit {against}: "
+                                     + "; ".join(f"{e.field}: {e.code}" for e in errors))
     for error in errors:
         log.warning("command_value_dropped_form_changed", field=error.field, code=error.code)
     return data

@@ -4,6 +4,10 @@ The events of the consumer's transactions are published by `PublishAtCommit` as 
 the relay publishes every other row, and any row that publish left behind.
 
 Duplicates are possible (a crash between confirm and commit), loss is not; consumers dedupe.
+A row a publish at commit was given first may have gone out already when the relay takes it
+(the delete after its confirm failed: a database crash, casestore killed): the relay publishes
+it marked as a possible repeat (broker.MAYBE_REPEAT), which consumers treat as a redelivery, so
+no shortcut meant for a first delivery is taken on it.
 Each row of a batch settles on its own: confirmed rows are deleted, rows the broker could not
 take now (an outage) stay for the next round, and a row that can never be published (a property
 the broker refuses) is parked in `outbox_parked` with its error, so it can neither hold up the
@@ -71,7 +75,7 @@ class Parked:
 async def publish_row(publisher: Publisher, row: outbox_rows.OutboxRow) -> Outcome | Parked:
     try:
         await publisher.publish_json(row.body.encode(), row.routing_key, str(row.event_id),
-                                     row.correlation_id)
+                                     row.correlation_id, maybe_repeat=row.maybe_published)
     except Unroutable:
         # Expected, not alarming: durable consumers' queues always exist (see above).
         log.info("outbox_event_without_subscriber", routing_key=row.routing_key,

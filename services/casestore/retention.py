@@ -3,9 +3,9 @@
 What goes, and when (CASEWIRE_RETENTION_* settings, in days; 0 keeps a table's rows forever):
 `processed_events` (the consumers' deduplication record), delivery attempts, finished
 deliveries (with their attempts), parked outbox rows, the audit log's rows, and every
-Idempotency-Key record past its `expires_at`. Any number of casestore replicas run this at
-once: each batch locks the rows it deletes with SKIP LOCKED (repo/retention.py), so they share
-the work instead of waiting.
+Idempotency-Key record and signed-out console session past its `expires_at`. Any number of
+casestore replicas run this at once: each batch locks the rows it deletes with SKIP LOCKED
+(repo/retention.py), so they share the work instead of waiting.
 """
 
 import asyncio
@@ -35,7 +35,7 @@ def cut_offs(settings: Settings, now: datetime) -> list[tuple[rows.Purge, dateti
             (rows.OUTBOX_PARKED, settings.retention_outbox_parked_days),
             (rows.AUDIT_LOG, settings.retention_audit_log_days)]
     plan = [(purge, now - timedelta(days=d)) for purge, d in days if d > 0]
-    return [*plan, (rows.IDEMPOTENCY_KEYS, now)]
+    return [*plan, (rows.IDEMPOTENCY_KEYS, now), (rows.CONSOLE_SESSIONS_ENDED, now)]
 
 
 class Retention:

@@ -1,4 +1,4 @@
 from services.dispatcher.app import create_app
-from shared.service import serve
+from shared.serving import serve
 
 serve("dispatcher", create_app, lambda s: s.dispatcher_port)

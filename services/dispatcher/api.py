@@ -7,9 +7,10 @@ from aiohttp import web
 
 from services.dispatcher.content import Delivery
 from services.dispatcher.deliveries import Dependencies, send
+from shared.bodies import read_model
 from shared.events import CaseChanged, TestSend
 from shared.forms import FormDefinition, sample_value
-from shared.web import NotFound, json_response, read_model
+from shared.web import NotFound, json_response
 
 routes = web.RouteTableDef()
 DEPENDENCIES = web.AppKey("dependencies", Dependencies)

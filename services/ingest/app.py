@@ -18,6 +18,7 @@ from shared import broker
 from shared.consumer import Consumer
 from shared.crypto import SecretBox
 from shared.events import FORM_CHANGED
+from shared.secrets import token_index_key
 from shared.service import (
     AMQP,
     POOL,
@@ -37,7 +38,9 @@ log = structlog.get_logger(__name__)
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """Load every form, then follow form.changed on a private queue (one per ingest process)."""
-    cache = app[CACHE] = FormCache(app[POOL], app[SETTINGS].token_lookups_per_second)
+    settings = app[SETTINGS]
+    cache = app[CACHE] = FormCache(app[POOL], settings.token_lookups_per_second,
+                                   token_index_key(settings.signing_key))
     await cache.reload()
     channel = await app[AMQP].channel()
     exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))

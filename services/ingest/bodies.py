@@ -4,7 +4,8 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.web import BadRequest, TooLarge, read_json
+from shared.bodies import read_json
+from shared.web import BadRequest, TooLarge
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The forms ingest validates against, by webhook token, refreshed on form.changed events."""
+"""The forms ingest validates against, by webhook token (its index: tokens are sealed at rest,
+services/casestore/webhook_tokens.py), refreshed on form.changed events."""
 
 import asyncio
 import contextlib
@@ -12,6 +13,7 @@ from services.ingest.models import Hook
 from services.ingest.ratelimit import RateLimiter
 from shared.errors import DependencyUnavailable
 from shared.events import FORM_CHANGED, Envelope
+from shared.secrets import token_index
 
 log = structlog.get_logger(__name__)
 
@@ -36,9 +38,10 @@ class FormCache:
     exists.
     """
 
-    def __init__(self, pool: asyncpg.Pool, lookups_per_second: float):
+    def __init__(self, pool: asyncpg.Pool, lookups_per_second: float, index_key: bytes):
         self._pool = pool
-        self._by_token: dict[str, Hook] = {}
+        self._index_key = index_key
+        self._by_token: dict[bytes, Hook] = {}  # by the token's index
         self._refreshing: set[asyncio.Task[None]] = set()
         self._reads = RateLimiter(lookups_per_second, max(1, math.ceil(lookups_per_second)))
         self._next_read: asyncio.Task[None] | None = None
@@ -51,11 +54,12 @@ class FormCache:
         """The enabled hook for a token, after any refresh that began before this call."""
         if self._refreshing:
             await asyncio.gather(*self._refreshing, return_exceptions=True)
-        hook = self._by_token.get(token)
+        index = token_index(self._index_key, token)
+        hook = self._by_token.get(index)
         if hook is None or not hook.enabled:
             self.misses += 1
             await self._read_recent_after_now()
-            hook = self._by_token.get(token)
+            hook = self._by_token.get(index)
         return hook if hook is not None and hook.enabled else None
 
     async def _read_recent_after_now(self) -> None:
@@ -79,11 +83,11 @@ class FormCache:
         self._next_read = None  # misses from now on wait for the read after this one
         self.token_lookups += 1
         try:
-            recent = await repo.recent_hooks(self._pool, RECENT_SECONDS)
+            recent = await repo.recent_hooks(self._pool, self._index_key, RECENT_SECONDS)
         except DependencyUnavailable as exc:
             log.warning("recent_webhooks_unreadable", error=str(exc))
             return
-        newer = {h.token: h for h in recent if self._is_news(h)}
+        newer = {h.token_index: h for h in recent if self._is_news(h)}
         if newer:
             self._by_token = self._by_token | newer
 
@@ -91,7 +95,7 @@ class FormCache:
         """Only what the cache lacks: a token it does not hold, or one it holds disabled that has
         changed since. An enabled hook is form.changed's to update; a read that raced its
         event must not put an older form back."""
-        cached = self._by_token.get(hook.token)
+        cached = self._by_token.get(hook.token_index)
         return cached is None or (not cached.enabled and hook.changed_at > cached.changed_at)
 
     async def close(self) -> None:
@@ -101,16 +105,16 @@ class FormCache:
                 await self._next_read
 
     async def reload(self) -> None:
-        hooks = await repo.all_hooks(self._pool)
-        self._by_token = {h.token: h for h in hooks}
+        hooks = await repo.all_hooks(self._pool, self._index_key)
+        self._by_token = {h.token_index: h for h in hooks}
         self.loaded = True
         log.info("forms_loaded", webhooks=len(hooks))
 
     async def _refresh(self, form_id: str) -> None:
-        hook = await repo.hook_for_form(self._pool, form_id)
+        hook = await repo.hook_for_form(self._pool, self._index_key, form_id)
         by_token = {t: h for t, h in self._by_token.items() if h.form.id != form_id}
         if hook is not None:
-            by_token[hook.token] = hook
+            by_token[hook.token_index] = hook
         self._by_token = by_token
         log.info("form_refreshed", form_id=form_id)
 

@@ -19,6 +19,7 @@ from services.ingest.repo import auth_key_user
 from services.ingest.signatures import SIGNED_MESSAGE_ID, check_signature
 from services.ingest.tokens import well_formed
 from shared.addresses import CLIENT_HEADER
+from shared.clients import PROXIES
 from shared.errors import DependencyUnavailable
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, IdempotencyKey, new_event
 from shared.forms import validate_case_data
@@ -74,8 +75,9 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
                                body: dict[str, Any]) -> web.Response:
     """Auth keys live in casestore (the only writer); ingest forwards the seed's calls there."""
     url = f"/api/forms/{hook.form.id}/incoming-webhook/auth-keys"
-    # casestore throttles failed logins per client address, so it must learn who the client is.
-    client = {CLIENT_HEADER: request.remote} if request.remote else {}
+    # casestore throttles failed logins per client address, so it must learn who the client is
+    # (behind the Ingress: from X-Forwarded-For, through trusted proxies only).
+    client = {CLIENT_HEADER: request.app[PROXIES].client(request)}
     try:
         async with request.app[CASESTORE].request(method, url, json=body,
                                                   headers=client) as resp:
@@ -136,7 +138,7 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
 @counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
-    wait = request.app[LIMITER].acquire(hook.token)
+    wait = request.app[LIMITER].acquire(str(hook.webhook_id))
     if wait:
         raise RateLimited("too many requests for this webhook", retry_after=wait)
     await check_signature(request, hook)

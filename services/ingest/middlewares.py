@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.ingest.tokens import masked, masked_path
+from shared.logging import mask_secrets, masked
 from shared.web import HTTPError, internal_error
 
 log = structlog.get_logger(__name__)
@@ -24,6 +24,6 @@ async def errors_without_tokens(request: web.Request, handler: Handler) -> web.S
     except Exception as exc:
         token = request.match_info.get("token", "")
         trace = "".join(traceback.format_exception(exc))
-        log.error("request_failed", path=masked_path(request.path),
+        log.error("request_failed", path=mask_secrets(request.path),
                   exception=trace.replace(token, masked(token)) if token else trace)
         return internal_error()

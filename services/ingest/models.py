@@ -11,7 +11,7 @@ from shared.forms import FormDefinition
 @dataclass(frozen=True)
 class Hook:
     webhook_id: uuid.UUID
-    token: str
+    token_index: bytes  # shared.secrets.token_index of its token, which ingest never stores
     enabled: bool
     authenticate_user: bool
     form: FormDefinition

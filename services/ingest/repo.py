@@ -11,6 +11,7 @@ from services.ingest.models import Hook
 from shared.automations import AutomationDefinition
 from shared.errors import DependencyUnavailable
 from shared.forms import FormDefinition
+from shared.secrets import token_index
 
 # A read on the request path that cannot finish quickly counts as the database being down:
 # ingest then answers from memory or with a 503, and no client waits out a connect timeout.
@@ -29,36 +30,39 @@ async def bounded_read() -> AsyncIterator[None]:
 
 
 HOOK_QUERY = (
-    "SELECT w.id AS webhook_id, w.token, w.enabled, w.authenticate_user, w.updated_at,"
-    " w.verify, w.verify_secret,"
+    "SELECT w.id AS webhook_id, w.token, w.token_index, w.enabled, w.authenticate_user,"
+    " w.updated_at, w.verify, w.verify_secret,"
     " f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone, f.revision"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
 
 
-def _hook(row: asyncpg.Record) -> Hook:
+def _hook(row: asyncpg.Record, index_key: bytes) -> Hook:
+    """A webhook by its token's index: stored (a sealed token), or made from a token still
+    kept in clear (a row from before migration 012 that casestore has not sealed yet)."""
     form = FormDefinition.from_record(row)
-    return Hook(webhook_id=row["webhook_id"], token=row["token"], enabled=row["enabled"],
+    index = row["token_index"] if row["token"] is None else token_index(index_key, row["token"])
+    return Hook(webhook_id=row["webhook_id"], token_index=index, enabled=row["enabled"],
                 authenticate_user=row["authenticate_user"], form=form,
                 changed_at=row["updated_at"], verify=row["verify"],
                 verify_secret=row["verify_secret"])
 
 
-async def all_hooks(pool: asyncpg.Pool) -> list[Hook]:
-    return [_hook(r) for r in await pool.fetch(HOOK_QUERY)]
+async def all_hooks(pool: asyncpg.Pool, index_key: bytes) -> list[Hook]:
+    return [_hook(r, index_key) for r in await pool.fetch(HOOK_QUERY)]
 
 
-async def hook_for_form(pool: asyncpg.Pool, form_id: str) -> Hook | None:
+async def hook_for_form(pool: asyncpg.Pool, index_key: bytes, form_id: str) -> Hook | None:
     row = await pool.fetchrow(HOOK_QUERY + " WHERE f.id = $1", form_id)
-    return _hook(row) if row else None
+    return _hook(row, index_key) if row else None
 
 
-async def recent_hooks(pool: asyncpg.Pool, seconds: float) -> list[Hook]:
+async def recent_hooks(pool: asyncpg.Pool, index_key: bytes, seconds: float) -> list[Hook]:
     """Webhooks made, enabled, disabled or rotated in the last `seconds`."""
     async with bounded_read():
         rows = await pool.fetch(
             HOOK_QUERY + " WHERE w.updated_at > now() - make_interval(secs => $1)", seconds)
-    return [_hook(r) for r in rows]
+    return [_hook(r, index_key) for r in rows]
 
 
 async def auth_key_user(pool: asyncpg.Pool, key_hash: bytes, webhook_id: uuid.UUID,

@@ -23,10 +23,11 @@ from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, ValidationFailed, found
 from services.casestore.repo import Conn
 from services.casestore.repo import accounts as account_rows
+from shared.bodies import read_model
 from shared.forms import FieldError
 from shared.openapi import Empty, errors, operation
 from shared.service import POOL
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 Username = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]

@@ -176,6 +176,8 @@ class Attempt(BaseModel):
     response_status: int | None
     response_headers: dict[str, Any]
     response_body: str | None
+    # The answer filled response_body's CASEWIRE_RESPONSE_EXCERPT_BYTES: the rest is not kept.
+    response_body_cut: bool
     error: str | None
 
 

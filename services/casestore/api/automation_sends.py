@@ -12,17 +12,12 @@ from services.casestore.api.automations import automation_id
 from services.casestore.automation_writes import NO_AUTOMATION
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
+from shared.bodies import read_model
 from shared.events import TestSend
 from shared.logging import bound_correlation_id
 from shared.openapi import ANY_JSON, errors, operation
 from shared.service import POOL, SETTINGS
-from shared.web import (
-    CORRELATION_HEADER,
-    BadGateway,
-    Unavailable,
-    json_response,
-    read_model,
-)
+from shared.web import CORRELATION_HEADER, BadGateway, Unavailable, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

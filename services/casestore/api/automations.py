@@ -18,10 +18,11 @@ from services.casestore.repo import schedule as schedule_rows
 from shared import payloads
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition
+from shared.bodies import read_json, read_model
 from shared.forms import Label
 from shared.openapi import ANY_JSON, Empty, Param, operation
 from shared.service import POOL, SETTINGS
-from shared.web import json_response, read_json, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 BY_ID = {"automation_id": {"format": "uuid"}}

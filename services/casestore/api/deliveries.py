@@ -19,10 +19,11 @@ from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
+from shared.bodies import read_model
 from shared.events import DeliveryState
 from shared.openapi import Param, errors, operation
-from shared.service import POOL
-from shared.web import json_response, read_model
+from shared.service import POOL, SETTINGS
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)
@@ -122,7 +123,8 @@ async def get_delivery(request: web.Request) -> web.Response:
             isolation="repeatable_read", readonly=True):
         row = await _delivery(conn, request)
         attempts = await delivery_rows.delivery_attempts(conn, row.id)
-    return json_response({**row.to_api(), "attempts": [a.to_api() for a in attempts]})
+    excerpt = request.app[SETTINGS].response_excerpt_bytes
+    return json_response({**row.to_api(), "attempts": [a.to_api(excerpt) for a in attempts]})
 
 
 @routes.post("/api/deliveries/{delivery_id}/replay")

@@ -7,6 +7,7 @@ try requests. Swagger UI's files come from the `swagger-ui-bundle-v2` package, n
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -27,12 +28,34 @@ DESCRIPTION = ("Casewire's admin API (casestore, bearer token CASEWIRE_ADMIN_TOK
                "under webhooks, what its outgoing webhooks send receivers.")
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Casewire API</title>
-<link rel="stylesheet" href="docs/assets/swagger-ui.css"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="docs/assets/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="docs/assets/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});</script>
+<script src="docs/start.js"></script>
 </body></html>
 """
+# A file of its own, not inline: the page's CSP allows scripts from this origin only.
+START = 'window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui"});\n'
+DOCS_HEADERS = web.AppKey("docs_headers", dict[str, str])
+
+
+def docs_headers(settings: Settings) -> dict[str, str]:
+    """What the page where admins paste the bearer token is sent with: no framing (no
+    clickjacking of the token field), no sniffing, scripts from this origin only, and
+    requests only to casestore and ingest (whose webhooks the page can try)."""
+    ingest = urlsplit(settings.public_base_url)
+    return {"Content-Security-Policy": "default-src 'none'; script-src 'self'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "
+            f"connect-src 'self' {ingest.scheme}://{ingest.netloc}; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'",
+            "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer"}
+
+
+async def docs_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """For `on_response_prepare`: every answer under /api/docs (page, script, assets)."""
+    if request.path == PUBLIC_PATHS[1] or request.path.startswith(PUBLIC_PATHS[1] + "/"):
+        response.headers.update(request.app[DOCS_HEADERS])
 
 
 def _version() -> str:
@@ -56,6 +79,8 @@ def add_docs(app: web.Application, settings: Settings) -> None:
     """Mount the description and the page; call after every other route is added."""
     app.router.add_routes(routes)
     app.router.add_static(ASSETS, swagger_ui_path, append_version=True)
+    app[DOCS_HEADERS] = docs_headers(settings)
+    app.on_response_prepare.append(docs_security_headers)
     document = describe(served(app, settings), title="Casewire", version=_version(),
                         description=DESCRIPTION, webhooks=payloads.generic_webhooks(),
                         schemas={"CaseMetadata": payloads.metadata_component()})
@@ -70,3 +95,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 @routes.get("/api/docs")
 async def docs_page(_: web.Request) -> web.Response:
     return web.Response(text=PAGE, content_type="text/html")
+
+
+@routes.get("/api/docs/start.js")
+async def docs_start(_: web.Request) -> web.Response:
+    return web.Response(text=START, content_type="text/javascript")

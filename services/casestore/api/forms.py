@@ -6,6 +6,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from services.casestore import webhook_tokens
 from services.casestore.api.answers import FormList, FormStructure
 from services.casestore.api.params import invalid
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed, found
@@ -14,11 +15,13 @@ from services.casestore.repo import access as access_rows
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
+from services.casestore.webhook_tokens import TOKEN_SEAL
+from shared.bodies import read_model
 from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
 from shared.forms import FieldError, FieldType, FormDefinition, sample_value
 from shared.openapi import Empty, Param, errors, operation
 from shared.service import POOL, SETTINGS
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 
@@ -123,7 +126,8 @@ async def form_structure(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
         hook = await access_rows.get_webhook(conn, form.id)
-    url = hook.url(request.app[SETTINGS].public_base_url) if hook else None
+    url = webhook_tokens.url(request.app[SETTINGS].public_base_url,
+                             request.app[TOKEN_SEAL].opened(hook)) if hook else None
     return json_response({
         "form": {"id": form.id, "name": form.name},
         "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],

@@ -17,12 +17,13 @@ from services.casestore.repo import Conn
 from services.casestore.repo import operational as operational_rows
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition
+from shared.bodies import read_model
 from shared.crypto import SecretBox
 from shared.forms import FieldError
 from shared.openapi import errors, operation
 from shared.service import POOL, SETTINGS
 from shared.signing import new_webhook_secret
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 NAME = "Operational events"

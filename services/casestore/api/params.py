@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.casestore.errors import RecordNotFound, ValidationFailed
 from shared.forms import FieldError
+from shared.inputs import whole_number
 
 
 def invalid(name: str, message: str) -> ValidationFailed:
@@ -26,9 +27,10 @@ def query_int(request: web.Request, name: str, default: int | None, high: int) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
+    value = whole_number(raw, 1, high)
+    if value is None:
         raise invalid(name, f"expected an integer from 1 to {high}")
-    return int(raw)
+    return value
 
 
 def query_float(request: web.Request, name: str, default: float, high: float) -> float:

@@ -11,10 +11,11 @@ from services.casestore.api.logins import LOGINS
 from services.casestore.api.webhooks import hasher
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from services.casestore.repo import access as access_rows
+from shared.bodies import read_model
 from shared.forms import SLUG, FieldError, Label
 from shared.openapi import Empty, errors, operation
 from shared.service import POOL
-from shared.web import json_response, read_model
+from shared.web import json_response
 
 routes = web.RouteTableDef()
 FormId = Annotated[str, Field(pattern=SLUG)]

@@ -6,18 +6,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import webhook_signatures
+from services.casestore import webhook_signatures, webhook_tokens
 from services.casestore.api.answers import AuthKey, Webhook
 from services.casestore.api.forms import announce_form, load_form
 from services.casestore.api.logins import LOGINS, client_address
 from services.casestore.automations import SECRET_BOX
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
+from services.casestore.webhook_tokens import TOKEN_SEAL
+from shared.bodies import read_model
 from shared.incoming_signatures import Verification
 from shared.openapi import Empty, errors, operation
 from shared.secrets import digest, new_token
 from shared.service import POOL, SETTINGS
-from shared.web import BadRequest, json_response, read_model
+from shared.web import BadRequest, json_response
 
 routes = web.RouteTableDef()
 NO_WEBHOOK = "this form has no incoming webhook"
@@ -39,7 +41,8 @@ class Credentials(BaseModel):
 
 
 def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
-    return row.to_api(request.app[SETTINGS].public_base_url, request.app[SECRET_BOX].decrypt)
+    return webhook_tokens.shown(request.app[TOKEN_SEAL], row,
+                                request.app[SETTINGS].public_base_url)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
@@ -57,8 +60,8 @@ async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
-        row = await access_rows.upsert_webhook(conn, form.id, new_token(), body.enabled,
-                                               body.authenticate_user)
+        row = await webhook_tokens.save(conn, request.app[TOKEN_SEAL], form.id, body.enabled,
+                                        body.authenticate_user)
         if "verify" in body.model_fields_set:
             row = await webhook_signatures.set_verification(conn, request.app[SECRET_BOX], row,
                                                             body.verify)
@@ -71,8 +74,8 @@ async def put_webhook(request: web.Request) -> web.Response:
            responses={200: Webhook})
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await access_rows.rotate_webhook_token(
-            conn, request.match_info["form_id"], new_token()), NO_WEBHOOK)
+        row = found(await webhook_tokens.rotate(
+            conn, request.app[TOKEN_SEAL], request.match_info["form_id"]), NO_WEBHOOK)
         await announce_form(conn, row.form_id, "webhook")
     return json_response(_shown(request, row))
 

@@ -1,5 +1,5 @@
-"""The console as an aiohttp sub-application: sign-in, the guard every page passes, errors as
-pages, and the security headers every answer carries."""
+"""The console as an aiohttp sub-application: the guard every page passes, errors as pages,
+and the security headers every answer carries (signing in and out: sign_in.py)."""
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,25 +17,25 @@ from services.casestore.console import (
     deliveries_pages,
     forms_pages,
     health,
+    sign_in,
     webhook_pages,
 )
-from services.casestore.console.render import ago, page, see_other, text, utc
+from services.casestore.console.render import ago, page, see_other, utc
 from services.casestore.console.session import (
     COOKIE,
+    SESSION,
     SESSION_KEYS,
     SessionKeys,
-    clear_cookie,
+    active,
     csrf_ok,
-    current,
-    set_cookie,
 )
+from services.casestore.console.sign_in import PREFIX, SIGN_INS, SignIns
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
 from shared.settings import Settings
+from shared.web import HTTPError
 
 HERE = Path(__file__).parent
-PREFIX = "/console"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-routes = web.RouteTableDef()
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; frame-ancestors 'none'; "
@@ -64,7 +64,8 @@ def refused(request: web.Request, message: str, status: int = 403) -> web.Respon
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Signed-out visitors see only the sign-in page; every change needs the CSRF token."""
-    session = current(request)
+    session = await active(request)
+    request[SESSION] = session
     if request.method not in ("GET", "HEAD"):
         if not _same_origin(request):
             return refused(request, "This form was sent from another site.")
@@ -90,48 +91,17 @@ async def errors_as_pages(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPNotFound:
         return page(request, "message.html", status=404, title="Not found",
                     message="There is no such page.")
+    except HTTPError as exc:  # a bad form, too many sign-ins: its status, headers and code
+        response = page(request, "message.html", status=exc.status, title="Refused",
+                        message=str(exc), code=exc.errors[0].code)
+        response.headers.update(exc.headers)
+        return response
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(HEADERS)
     if response.content_type == "text/html":
         response.headers["Cache-Control"] = "no-store"
-
-
-def _next(raw: str) -> str:
-    """Only a console page (never another site) may follow the sign-in."""
-    ok = raw.startswith(f"{PREFIX}/") and not raw.startswith("//") and "\\" not in raw
-    return raw if ok else f"{PREFIX}/"
-
-
-@routes.get("")
-async def to_home(_: web.Request) -> web.Response:
-    """`/console` itself: the home page is `/console/`."""
-    raise web.HTTPSeeOther(f"{PREFIX}/")
-
-
-@routes.get("/sign-in")
-async def sign_in_page(request: web.Request) -> web.Response:
-    return page(request, "sign_in.html", next=_next(request.query.get("next", "")))
-
-
-@routes.post("/sign-in")
-async def sign_in(request: web.Request) -> web.Response:
-    posted = await request.post()
-    keys = request.config_dict[SESSION_KEYS]
-    if not keys.token_ok(text(posted, "token")):
-        return page(request, "sign_in.html", status=401, next=_next(text(posted, "next")),
-                    error="That is not the admin token.")
-    response = see_other(_next(text(posted, "next")))
-    set_cookie(request, response, keys.issue())
-    raise response
-
-
-@routes.post("/sign-out")
-async def sign_out(request: web.Request) -> web.Response:
-    response = see_other(f"{PREFIX}/sign-in", notice="signed_out")
-    clear_cookie(response)
-    raise response
 
 
 def _pretty(value: object) -> str:
@@ -144,13 +114,13 @@ FILTERS: dict[str, Callable[..., str]] = {"utc": utc, "ago": ago, "pretty": _pre
 def create_console(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[guard, errors_as_pages])
     app[SESSION_KEYS] = SessionKeys.derive(settings.signing_key, settings.admin_token)
+    app[SIGN_INS] = SignIns(settings)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=True,
                          filters=FILTERS)
     app.on_response_prepare.append(security_headers)
-    app.router.add_routes(routes)
-    for module in (health, forms_pages, webhook_pages, automations_pages, automation_actions,
-                   deliveries_pages, cases_pages):
+    for module in (sign_in, health, forms_pages, webhook_pages, automations_pages,
+                   automation_actions, deliveries_pages, cases_pages):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", HERE / "static")
     return app

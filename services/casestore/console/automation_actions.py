@@ -24,6 +24,7 @@ from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
+from shared.bodies import read_form
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
 from shared.web import CORRELATION_HEADER
@@ -61,7 +62,7 @@ async def disable(request: web.Request) -> web.Response:
 
 @routes.post("/automations/{automation_id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
-    posted = await request.post()
+    posted = await read_form(request)
     raw = text(posted, "overlap_hours")
     try:
         hours = float(raw)
@@ -96,7 +97,7 @@ async def _send_test(request: web.Request, automation: uuid.UUID,
 
 @routes.post("/automations/{automation_id}/test")
 async def test_send(request: web.Request) -> web.Response:
-    case = text(await request.post(), "case_id")
+    case = text(await read_form(request), "case_id")
     try:
         body = {"case_id": str(uuid.UUID(case))} if case else {}
     except ValueError:
@@ -112,7 +113,7 @@ async def test_send(request: web.Request) -> web.Response:
 async def replay(request: web.Request) -> web.Response:
     """Every finished delivery matching the state, since `since` (required: a resend cannot be
     undone) and before `until`."""
-    posted = await request.post()
+    posted = await read_form(request)
     state = text(posted, "state")
     try:
         since, until = parse_time(text(posted, "since")), parse_time(text(posted, "until"))

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from services.casestore.console import triggers
-from services.casestore.console.render import Errors, FormData, indexed, place, text
+from services.casestore.console.render import Errors, FormData, indexed, place, rows, text
 from services.casestore.repo.automations import MASK
 from shared.forms import FieldError
 from shared.outgoing_auth import SECRET_KEYS
@@ -135,8 +135,7 @@ def _text(value: Any) -> str:
 
 
 def _rows(form: FormData, prefix: str) -> range:
-    count = text(form, f"{prefix}-rows")
-    return range(min(int(count) if count.isdigit() else 0, 500))
+    return rows(form, f"{prefix}-rows", 500)
 
 
 def read(form: FormData, *, has_password: bool) -> AutomationEditor:

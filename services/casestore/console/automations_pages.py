@@ -22,6 +22,7 @@ from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy
 from shared.automations import META, AutomationDefinition
+from shared.bodies import read_form
 from shared.forms import FormDefinition
 from shared.outgoing_auth import SECRET_KEYS
 from shared.service import POOL, SETTINGS
@@ -84,7 +85,7 @@ async def _definition(request: web.Request, conn: Conn, form: FormDefinition,
 
 @routes.post("/forms/{form_id}/automations/new")
 async def create_automation(request: web.Request) -> web.Response:
-    editor = automation_form.read(await request.post(), has_password=False)
+    editor = automation_form.read(await read_form(request), has_password=False)
     body = automation_form.body_of(editor, with_enabled=True)
     box = request.config_dict[SECRET_BOX]
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
@@ -116,7 +117,7 @@ async def save_automation(request: web.Request) -> web.Response:
                                                              lock=True), NO_AUTOMATION)
         form = await load_form(conn, current.form_id)
         stored_auth = current.definition["action"]["settings"]["auth"]
-        editor = automation_form.read(await request.post(),
+        editor = automation_form.read(await read_form(request),
                                       has_password=stored_auth["type"] in SECRET_KEYS)
         body = automation_form.body_of(editor, with_enabled=False)
         try:

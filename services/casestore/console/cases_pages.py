@@ -8,6 +8,7 @@ from services.casestore.console.render import page
 from services.casestore.errors import found
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import deliveries as delivery_rows
+from shared.inputs import whole_number
 from shared.service import POOL
 
 routes = web.RouteTableDef()
@@ -18,7 +19,7 @@ PAGE_SIZE = 50
 async def list_cases(request: web.Request) -> web.Response:
     """Newest first; `before` is the last case number of the page before."""
     raw = request.query.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    before = whole_number(raw, 1, 2**62)
     status = request.query.get("status") or None
     async with request.config_dict[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):

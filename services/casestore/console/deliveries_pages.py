@@ -12,7 +12,7 @@ from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from services.casestore.repo import stats as stats_rows
 from shared.events import DeliveryState
-from shared.service import POOL
+from shared.service import POOL, SETTINGS
 
 routes = web.RouteTableDef()
 STATES: tuple[str, ...] = get_args(DeliveryState)
@@ -78,7 +78,8 @@ async def show_delivery(request: web.Request) -> web.Response:
         row = found(await delivery_rows.get_delivery(
             conn, path_uuid(request, "delivery_id", "delivery")), "no delivery has that id")
         attempts = await delivery_rows.delivery_attempts(conn, row.id)
-    return page(request, "delivery.html", delivery=row, attempts=attempts)
+    return page(request, "delivery.html", delivery=row, attempts=attempts,
+                excerpt_bytes=request.config_dict[SETTINGS].response_excerpt_bytes)
 
 
 @routes.post("/deliveries/{delivery_id}/replay")

@@ -16,9 +16,11 @@ from services.casestore.console.render import (
     lines,
     place,
     pydantic_errors,
+    rows,
     text,
 )
 from shared.forms import FieldType, FormDefinition
+from shared.inputs import whole_number
 
 BLANK_ROWS = 2
 TYPES = [t.value for t in FieldType]
@@ -81,17 +83,16 @@ def _row(form: FormData, n: int) -> FieldRow:
     return FieldRow(id=text(form, f"field-{n}-id"), label=text(form, f"field-{n}-label"),
                     type=text(form, f"field-{n}-type") or FieldType.TEXT.value,
                     mandatory=f"field-{n}-mandatory" in form,
-                    section=int(section) if section.isdigit() else 0,
+                    section=whole_number(section, 0, 2**31) or 0,
                     options=text(form, f"field-{n}-options"),
                     remove=f"field-{n}-remove" in form)
 
 
 def read(form: FormData, form_id: str | None = None) -> Editor:
     """The editor as submitted (`form_id`: an existing form's id, which cannot change)."""
-    count = text(form, "rows")
-    rows = [_row(form, n) for n in range(min(int(count) if count.isdigit() else 0, 500))]
+    fields = [_row(form, n) for n in rows(form, "rows", 500)]
     return Editor(form_id or text(form, "id"), text(form, "name"), text(form, "sections"),
-                  text(form, "statuses"), rows)
+                  text(form, "statuses"), fields)
 
 
 def validate(editor: Editor) -> FormDefinition | None:

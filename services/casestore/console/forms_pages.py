@@ -10,6 +10,7 @@ from services.casestore.console.render import page, see_other
 from services.casestore.errors import Conflict
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import stats as stats_rows
+from shared.bodies import read_form
 from shared.service import POOL
 
 routes = web.RouteTableDef()
@@ -35,8 +36,8 @@ async def new_form(request: web.Request) -> web.Response:
 
 @routes.post("/forms/new")
 async def create_form(request: web.Request) -> web.Response:
-    editor = form_editor.read(await request.post())
-    if "more" in await request.post():
+    editor = form_editor.read(await read_form(request))
+    if "more" in await read_form(request):
         return _editor_page(request, editor.with_blank_rows(3), new=True)
     form = form_editor.validate(editor)
     if form is None:
@@ -61,8 +62,8 @@ async def edit_form(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}")
 async def save_form(request: web.Request) -> web.Response:
     form_id = request.match_info["form_id"]
-    editor = form_editor.read(await request.post(), form_id)
-    if "more" in await request.post():
+    editor = form_editor.read(await read_form(request), form_id)
+    if "more" in await read_form(request):
         return _editor_page(request, editor.with_blank_rows(3), new=False)
     form = form_editor.validate(editor)
     if form is None:

@@ -14,6 +14,7 @@ from multidict import MultiDictProxy
 from services.casestore.console.session import current
 from shared.field_paths import field_path
 from shared.forms import FieldError
+from shared.inputs import whole_number
 
 # What a redirect after a change tells the next page (`?notice=...`).
 NOTICES = {
@@ -54,6 +55,11 @@ def see_other(location: str, **query: str | int) -> web.HTTPSeeOther:
 def text(form: FormData, name: str) -> str:
     value = form.get(name, "")
     return value.strip() if isinstance(value, str) else ""
+
+
+def rows(form: FormData, name: str, most: int) -> range:
+    """The rows a form says it has in its field `name` (a count), at most `most`."""
+    return range(min(whole_number(text(form, name), 0, 2**31) or 0, most))
 
 
 def texts(form: FormData, name: str) -> list[str]:

@@ -14,8 +14,11 @@ import orjson
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from services.casestore.console.render import FormData, text
+from services.casestore.console.render import FormData, rows, text
 from shared.automations import Trigger
+from shared.bodies import parse_json
+from shared.inputs import whole_number
+from shared.web import BadRequest
 
 LABELS = {
     "case_created": "A case is created",
@@ -112,11 +115,12 @@ class TriggerRow:
 
 def _scalar(param: Param, raw: str) -> Any:
     if param.kind == "number":
-        return int(raw) if raw.lstrip("-").isdigit() else raw
+        number = whole_number(raw, -(2**63), 2**63 - 1)
+        return raw if number is None else number  # the model then says what is wrong
     if param.kind == "text" and raw[:1] in "{[":
         try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            return parse_json(raw)
+        except BadRequest:
             return raw
     return raw
 
@@ -139,9 +143,8 @@ def rows_of(when: list[dict[str, Any]]) -> list[TriggerRow]:
 
 
 def read_rows(form: FormData) -> list[TriggerRow]:
-    count = text(form, "triggers")
-    rows = []
-    for n in range(min(int(count) if count.isdigit() else 0, 200)):
+    found = []
+    for n in rows(form, "triggers", 200):
         event = text(form, f"when-{n}-event")
         if event not in BY_EVENT:
             continue
@@ -150,5 +153,5 @@ def read_rows(form: FormData) -> list[TriggerRow]:
             key = f"when-{n}-{param.name}"
             values[param.name] = ([v for v in form.getall(key, []) if isinstance(v, str)]
                                   if param.kind in ("fields", "statuses") else text(form, key))
-        rows.append(TriggerRow(event, f"when-{n}-use" in form, values))
-    return rows
+        found.append(TriggerRow(event, f"when-{n}-use" in form, values))
+    return found

@@ -5,6 +5,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.casestore import webhook_tokens
 from services.casestore.api.forms import announce_form, curl_example, load_form
 from services.casestore.api.logins import LOGINS
 from services.casestore.api.users import NewUser
@@ -13,15 +14,19 @@ from services.casestore.console.render import page, pydantic_errors, see_other, 
 from services.casestore.errors import found
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
+from services.casestore.webhook_tokens import TOKEN_SEAL
+from shared.bodies import read_form
 from shared.forms import FieldType, FormDefinition
-from shared.secrets import new_token
 from shared.service import POOL, SETTINGS
 
 routes = web.RouteTableDef()
 
 
 def _url(request: web.Request, hook: access_rows.WebhookRow | None) -> str | None:
-    return hook.url(request.config_dict[SETTINGS].public_base_url) if hook else None
+    if hook is None:
+        return None
+    return webhook_tokens.url(request.config_dict[SETTINGS].public_base_url,
+                              request.config_dict[TOKEN_SEAL].opened(hook))
 
 
 async def _page(request: web.Request, conn: Conn, form: FormDefinition,
@@ -43,24 +48,24 @@ async def show_webhook(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/webhook")
 async def save_webhook(request: web.Request) -> web.Response:
     """Enable or disable, user authentication on or off; the token stays."""
-    posted = await request.post()
+    posted = await read_form(request)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
-        await access_rows.upsert_webhook(conn, form.id, new_token(), "enabled" in posted,
-                                         "authenticate_user" in posted)
+        await webhook_tokens.save(conn, request.config_dict[TOKEN_SEAL], form.id,
+                                  "enabled" in posted, "authenticate_user" in posted)
         await announce_form(conn, form.id, "webhook")
     raise see_other(f"/console/forms/{form.id}/webhook", notice="webhook_saved")
 
 
 @routes.post("/forms/{form_id}/webhook/rotate")
 async def rotate_webhook(request: web.Request) -> web.Response:
-    posted = await request.post()
+    posted = await read_form(request)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         if "confirm" not in posted:
             return await _page(request, conn, form, status=400, rotate_error=(
                 "Tick the box to confirm: the current URL stops working at once."))
-        found(await access_rows.rotate_webhook_token(conn, form.id, new_token()),
+        found(await webhook_tokens.rotate(conn, request.config_dict[TOKEN_SEAL], form.id),
               "this form has no incoming webhook")
         await announce_form(conn, form.id, "webhook")
     raise see_other(f"/console/forms/{form.id}/webhook", notice="webhook_rotated")
@@ -69,7 +74,7 @@ async def rotate_webhook(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/webhook/users")
 async def save_users(request: web.Request) -> web.Response:
     """Which users may get auth keys for this form; their other forms stay as they are."""
-    allowed = set(texts(await request.post(), "allowed"))
+    allowed = set(texts(await read_form(request), "allowed"))
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         for user in await access_rows.list_users(conn):

@@ -12,31 +12,21 @@ from shared.db import TypedRow
 
 @dataclass(frozen=True, slots=True)
 class WebhookRow(TypedRow):
-    """A form's incoming webhook (WEBHOOK_COLUMNS)."""
+    """A form's incoming webhook (WEBHOOK_COLUMNS). Its token is sealed (services/casestore/
+    webhook_tokens.py); `token` is clear only on a row from before migration 012 not yet
+    sealed."""
 
     id: uuid.UUID
     form_id: str
-    token: str
+    token: str | None
+    token_sealed: str | None
+    token_index: bytes | None
     enabled: bool
     authenticate_user: bool
     # How a sender's signature is checked (shared/incoming_signatures.py), and the secret it
     # is checked with, encrypted (shared/crypto.py).
     verify: dict[str, Any] | None = None
     verify_secret: str | None = None
-
-    def url(self, public_base_url: str) -> str:
-        return f"{public_base_url.rstrip('/')}/hooks/{self.token}"
-
-    def to_api(self, public_base_url: str,
-               reveal: Callable[[str], str] | None = None) -> dict[str, Any]:
-        """A Standard Webhooks secret is shown (the sender needs it), an HMAC one never."""
-        verify = None
-        if self.verify is not None and self.verify_secret is not None:
-            shown = (reveal(self.verify_secret) if reveal is not None
-                     and self.verify["scheme"] == "standard-webhooks" else "***")
-            verify = {**self.verify, "secret": shown}
-        return {"url": self.url(public_base_url), "token": self.token, "enabled": self.enabled,
-                "authenticate_user": self.authenticate_user, "verify": verify}
 
 
 WEBHOOK_COLUMNS = WebhookRow.columns()
@@ -61,23 +51,36 @@ async def get_webhook(conn: Conn, form_id: str) -> WebhookRow | None:
     return WebhookRow.from_record(row) if row else None
 
 
-async def upsert_webhook(conn: Conn, form_id: str, token: str, enabled: bool,
+async def upsert_webhook(conn: Conn, form_id: str, sealed: str, index: bytes, enabled: bool,
                          authenticate_user: bool) -> WebhookRow:
+    """The form's webhook with these settings; a new one gets this (sealed) token, an existing
+    one keeps its own."""
     row = await conn.fetchrow(
-        "INSERT INTO incoming_webhooks (id, form_id, token, enabled, authenticate_user)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (form_id) DO UPDATE"
+        "INSERT INTO incoming_webhooks (id, form_id, token_sealed, token_index, enabled,"
+        " authenticate_user) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (form_id) DO UPDATE"
         " SET enabled = EXCLUDED.enabled, authenticate_user = EXCLUDED.authenticate_user,"
         " updated_at = now()"
-        f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, token, enabled, authenticate_user)
+        f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, sealed, index, enabled,
+        authenticate_user)
     assert row is not None
     return WebhookRow.from_record(row)
 
 
-async def rotate_webhook_token(conn: Conn, form_id: str, token: str) -> WebhookRow | None:
+async def set_webhook_token(conn: Conn, form_id: str, sealed: str,
+                            index: bytes) -> WebhookRow | None:
+    """Store a sealed token (a rotation, or one sealed or indexed anew); a clear one goes.
+    The row counts as changed: ingest reads rows changed lately for a token it misses."""
     row = await conn.fetchrow(
-        "UPDATE incoming_webhooks SET token = $2, updated_at = now() WHERE form_id = $1"
-        f" RETURNING {WEBHOOK_COLUMNS}", form_id, token)
+        "UPDATE incoming_webhooks SET token = NULL, token_sealed = $2, token_index = $3,"
+        " updated_at = now() WHERE form_id = $1"
+        f" RETURNING {WEBHOOK_COLUMNS}", form_id, sealed, index)
     return WebhookRow.from_record(row) if row else None
+
+
+async def all_webhooks(conn: Conn, lock: bool = False) -> list[WebhookRow]:
+    rows = await conn.fetch(f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks ORDER BY form_id"
+                            + (" FOR UPDATE" if lock else ""))
+    return [WebhookRow.from_record(r) for r in rows]
 
 
 async def set_verification(conn: Conn, form_id: str, verify: dict[str, Any] | None,

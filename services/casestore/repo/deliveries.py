@@ -114,12 +114,23 @@ class AttemptRow(TypedRow):
     response_body: str | None
     error: str | None
 
-    def to_api(self) -> dict[str, Any]:
+    def response_cut(self, excerpt_bytes: int) -> bool:
+        """Whether the answer filled the excerpt the dispatcher keeps (its first
+        CASEWIRE_RESPONSE_EXCERPT_BYTES bytes), so what came after, if anything, is not kept.
+
+        Read from the excerpt itself: its bytes undecodable as UTF-8 were kept as U+FFFD, so
+        an answer that is UTF-8 text is judged exactly (one cut inside a character still
+        fills it), while one that is not may be judged full below the limit."""
+        return self.response_body is not None and len(
+            self.response_body.encode("utf-8", "surrogatepass")) >= excerpt_bytes
+
+    def to_api(self, excerpt_bytes: int) -> dict[str, Any]:
         return {
             "id": str(self.id), "number": self.number, "started_at": self.started_at.isoformat(),
             "duration_ms": self.duration_ms, "request": self.request,
             "response_status": self.response_status, "response_headers": self.response_headers,
-            "response_body": self.response_body, "error": self.error,
+            "response_body": self.response_body,
+            "response_body_cut": self.response_cut(excerpt_bytes), "error": self.error,
         }
 
 

@@ -21,6 +21,9 @@ class OutboxRow(TypedRow):
     body: str
     correlation_id: str
     created_at: datetime
+    # Given to a publish at commit first (relay_after later than created_at): the relay taking
+    # it may be sending it a second time (the delete after the confirm failed).
+    maybe_published: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +52,7 @@ async def insert_outbox(conn: Conn, envelopes: list[Envelope]) -> None:
         " SELECT e, r, b, now() + make_interval(secs => $4)"
         " FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS t(e, r, b)"
         " RETURNING id, event_id, routing_key, envelope::text AS body,"
-        " envelope->>'correlation_id' AS correlation_id, created_at",
+        " envelope->>'correlation_id' AS correlation_id, created_at, false AS maybe_published",
         [e.id for e in envelopes], [e.type for e in envelopes],
         [e.model_dump(mode="json") for e in envelopes], at_commit.grace_seconds)
     at_commit.rows.extend(OutboxRow.from_record(r) for r in rows)
@@ -92,7 +95,8 @@ async def take_outbox(conn: Conn, limit: int) -> list[OutboxRow]:
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE relay_after <= now()"
         " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
         " RETURNING id, event_id, routing_key, envelope::text AS body,"
-        " envelope->>'correlation_id' AS correlation_id, created_at", limit)
+        " envelope->>'correlation_id' AS correlation_id, created_at,"
+        " relay_after > created_at AS maybe_published", limit)
     return sorted((OutboxRow.from_record(r) for r in rows), key=lambda r: r.id)
 
 

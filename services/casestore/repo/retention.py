@@ -33,6 +33,8 @@ FINISHED_DELIVERIES = Purge("deliveries", "updated_at", "state IN ('succeeded', 
 IDEMPOTENCY_KEYS = Purge("idempotency_keys", "expires_at")
 OUTBOX_PARKED = Purge("outbox_parked", "parked_at")
 AUDIT_LOG = Purge("audit_log", "at")
+# A signed-out console session need not be remembered once its cookie has expired anyway.
+CONSOLE_SESSIONS_ENDED = Purge("console_sessions_ended", "expires_at")
 
 
 async def purge_batch(conn: Conn, purge: Purge, before: datetime, limit: int) -> int:
