@@ -75,7 +75,7 @@ def write_routes(stack: Stack) -> list[tuple[str, str, str]]:
 
 ADMIN_ONLY = {"/api/accounts", "/api/accounts/{username}", "/api/accounts/{username}/tokens",
               "/api/accounts/{username}/tokens/{token_id}", "/api/operational-webhook",
-              "/api/operational-webhook/rotate-secret"}
+              "/api/operational-webhook/rotate-secret", "/api/audit-log"}
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor", "admin"])
@@ -202,6 +202,13 @@ async def test_account_changes_are_in_the_audit_log_with_secrets_masked(
                               params={"target": made["id"]}))["entries"][0]
     assert token_entry["action"] == "token.created"
     assert made["token"] not in str(token_entry)
+    await call(api, "POST", "/api/audit-log", 201, {
+        "action": "dead_letters.purged", "target_id": "casewire.dead-letters",
+        "detail": {"count": 2}})
+    [purged] = (await call(api, "GET", "/api/audit-log", 200,
+                           params={"target": "casewire.dead-letters", "limit": "1"}))["entries"]
+    assert (purged["action"], purged["diff"]["after"]) == ("dead_letters.purged", {"count": 2})
+    await call(api, "POST", "/api/audit-log", 400, {"action": "forms.deleted", "target_id": "x"})
     page = await call(api, "GET", "/api/audit-log", 200, params={"limit": "1"})
     assert len(page["entries"]) == 1
     assert page["next_before"] == page["entries"][0]["id"]

@@ -1,11 +1,18 @@
-"""The audit log over the API: newest first, by actor or target, a page at a time."""
+"""The audit log over the API: newest first, by actor or target, a page at a time; and the
+changes made elsewhere (the CLI's dead-letter requeues and purges, on the broker) recorded."""
+
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.casestore import audit
 from services.casestore.api.answers import AuditEntry, AuditLog, shown
+from services.casestore.api.auth import actor_of, requires
 from services.casestore.api.params import query_int
 from services.casestore.repo import audit as audit_rows
-from shared.openapi import Param, operation
+from shared.bodies import read_model
+from shared.openapi import Empty, Param, operation
 from shared.service import POOL
 from shared.web import json_response
 
@@ -32,3 +39,25 @@ async def audit_log(request: web.Request) -> web.Response:
     page = rows[:limit]
     return json_response({"entries": [shown(AuditEntry, r) for r in page],
                           "next_before": page[-1].id if len(rows) > limit else None})
+
+
+class ElsewhereChange(BaseModel):
+    """A change Casewire made outside Postgres: the dead-letter queue, requeued or purged."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["dead_letters.requeued", "dead_letters.purged"]
+    target_id: str = Field(min_length=1, max_length=255)  # the queue
+    detail: dict[str, Any] = Field(default_factory=dict)  # e.g. {"count": 3, "ids": [...]}
+
+
+@routes.post("/api/audit-log")
+@requires("admin")
+@operation("Record a change made on the broker (the CLI's dead-letter requeue or purge), with "
+           "the caller as its actor (admin)", body=ElsewhereChange, tags=("audit",),
+           responses={201: Empty})
+async def record_elsewhere(request: web.Request) -> web.Response:
+    change = await read_model(request, ElsewhereChange)
+    async with request.app[POOL].acquire() as conn:
+        await audit.record(conn, actor_of(request), change.action, "queue", change.target_id,
+                           after=change.detail)
+    return json_response({}, status=201)
