@@ -78,7 +78,7 @@ async def save_form(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/delete")
 async def delete_form(request: web.Request) -> web.Response:
     """Delete the form; one with cases only once the box that deletes them too is ticked."""
-    posted = await request.post()
+    posted = await read_form(request)
     form_id = request.match_info["form_id"]
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         try:

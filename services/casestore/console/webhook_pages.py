@@ -88,7 +88,7 @@ async def save_users(request: web.Request) -> web.Response:
 @routes.post("/forms/{form_id}/webhook/users/new")
 async def create_user(request: web.Request) -> web.Response:
     """A new user, allowed on this form (as POST /api/users with this form)."""
-    posted = await request.post()
+    posted = await read_form(request)
     try:
         user = NewUser(username=text(posted, "username"),
                        password=str(posted.get("password", "")), forms=[])
