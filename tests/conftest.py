@@ -2,21 +2,24 @@
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
+from services.casestore.actors import Role
 from shared.logging import configure_logging
 from shared.settings import Settings
 from tests.helpers import (
     AutomationFactory,
     EventTap,
     FormFactory,
+    call,
     sample_form,
     tap_events,
+    unique,
     webhook_action,
 )
 from tests.receiver import Receiver
@@ -24,6 +27,8 @@ from tests.scheduling import PlayedDispatcher, playing
 from tests.stack import Stack, isolated_settings, running_stack
 
 RUN_ID = uuid.uuid4().hex[:10]
+# Makes a client calling the API with a fresh account's token, of the given role.
+RoleClients = Callable[[Role], Awaitable[aiohttp.ClientSession]]
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     configure_logging("tests", "WARNING", json=False)
@@ -114,3 +119,22 @@ async def played(settings: Settings, stack: Stack) -> AsyncIterator[PlayedDispat
     """The test plays the dispatcher (tests/scheduling.py)."""
     async with contextlib.asynccontextmanager(playing)(settings, stack) as dispatcher:
         yield dispatcher
+
+
+@pytest.fixture
+async def as_role(api: aiohttp.ClientSession, stack: Stack) -> AsyncIterator[RoleClients]:
+    """A client calling the API with a fresh account's token, of the given role."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(role: Role) -> aiohttp.ClientSession:
+        username = unique(role)
+        await call(api, "POST", "/api/accounts", 201, {"username": username, "role": role})
+        made = await call(api, "POST", f"/api/accounts/{username}/tokens", 201, {"name": "t"})
+        session = aiohttp.ClientSession(base_url=stack.url("casestore"), headers={
+            "Authorization": f"Bearer {made['token']}"})
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.close()

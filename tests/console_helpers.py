@@ -45,12 +45,15 @@ class ConsoleClient:
 
 
 @contextlib.asynccontextmanager
-async def signed_in(stack: Stack) -> AsyncIterator[ConsoleClient]:
+async def signed_in(stack: Stack, username: str = "",
+                    password: str = "") -> AsyncIterator[ConsoleClient]:
+    """Signed in as the account (username and password), or with the admin token."""
     # unsafe=True: the jar keeps cookies of an IP address host (127.0.0.1).
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         base = stack.url("casestore")
         async with session.post(f"{base}/console/sign-in", allow_redirects=False,
-                                data={"token": stack.settings.admin_token}) as resp:
+                                data={"username": username,
+                                      "token": password or stack.settings.admin_token}) as resp:
             assert resp.status == 303, await resp.text()
         yield ConsoleClient(session, base)
 

@@ -87,7 +87,7 @@ async def photograph(stack: Stack) -> None:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         page = await browser.new_page(viewport=DESKTOP)  # type: ignore[arg-type]
         await shoot(page, base, "sign-in", "/console/")
-        await page.get_by_label("Admin token").fill(stack.settings.admin_token)
+        await page.get_by_label("Password or admin token").fill(stack.settings.admin_token)
         await page.get_by_role("button", name="Sign in").click()
         await page.wait_for_url("**/console/")
         delivery = page.locator("tbody tr").first.get_by_role("link").first
@@ -109,7 +109,7 @@ async def photograph(stack: Stack) -> None:
         await page.screenshot(path=DOCS / "console-case.png")
         phone = await browser.new_page(viewport=PHONE)  # type: ignore[arg-type]
         await phone.goto(base + "/console/")
-        await phone.get_by_label("Admin token").fill(stack.settings.admin_token)
+        await phone.get_by_label("Password or admin token").fill(stack.settings.admin_token)
         await phone.get_by_role("button", name="Sign in").click()
         await phone.wait_for_url("**/console/")
         await phone.screenshot(path=DOCS / "console-phone.png")

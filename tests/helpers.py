@@ -155,6 +155,11 @@ async def dead_letters_mentioning(settings: Settings, marker: bytes) -> int:
 FormFactory = Callable[..., Awaitable[dict[str, Any]]]
 
 
+def unique(prefix: str) -> str:
+    """A name no other test (or run) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
 def sample_form(form_id: str) -> dict[str, Any]:
     return {
         "id": form_id,

@@ -3,7 +3,7 @@ shown once and revocable, never the last admin, and an audit row for each change
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -12,32 +12,8 @@ import pytest
 
 from services.casestore.actors import Role
 from services.casestore.api.auth import READS
-from tests.helpers import call, new_form
+from tests.helpers import call, new_form, unique
 from tests.stack import Stack
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-async def as_role(api: aiohttp.ClientSession, stack: Stack
-                  ) -> AsyncIterator[Callable[[Role], Awaitable[aiohttp.ClientSession]]]:
-    """A client calling the API with a fresh account's token, of the given role."""
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def make(role: Role) -> aiohttp.ClientSession:
-        username = unique(role)
-        await call(api, "POST", "/api/accounts", 201, {"username": username, "role": role})
-        made = await call(api, "POST", f"/api/accounts/{username}/tokens", 201, {"name": "t"})
-        session = aiohttp.ClientSession(base_url=stack.url("casestore"), headers={
-            "Authorization": f"Bearer {made['token']}"})
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
 
 
 async def status_of(session: aiohttp.ClientSession, method: str, path: str,

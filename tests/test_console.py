@@ -65,7 +65,7 @@ class Tab:
 
     async def sign_in(self, token: str) -> None:
         await self.go("/console/")
-        await self.page.get_by_label("Admin token").fill(token)
+        await self.page.get_by_label("Password or admin token").fill(token)
         await self.page.get_by_role("button", name="Sign in").click()
         await expect(self.page.get_by_role("navigation", name="Main")).to_be_visible()
 
@@ -94,13 +94,13 @@ async def test_signed_out_visitor_sees_only_the_sign_in_page(tab: Tab) -> None:
     await tab.go("/console/deliveries")
     assert "/console/sign-in" in tab.page.url
     await expect(tab.page.get_by_role("navigation", name="Main")).to_have_count(0)
-    await expect(tab.page.get_by_label("Admin token")).to_be_focused()
+    await expect(tab.page.get_by_label("Password or admin token")).to_be_focused()
     await tab.shot("sign-in")
 
 
 async def test_wrong_token_is_refused(tab: Tab) -> None:
     await tab.go("/console/")
-    await tab.page.get_by_label("Admin token").fill("not-the-admin-token")
+    await tab.page.get_by_label("Password or admin token").fill("not-the-admin-token")
     await tab.page.get_by_role("button", name="Sign in").click()
     await expect(tab.page.get_by_role("alert")).to_have_text("That is not the admin token.")
     assert "/console/sign-in" in tab.page.url
@@ -246,7 +246,7 @@ async def test_usable_by_keyboard(tab: Tab, stack: Stack, make_form: FormFactory
     hook = await make_form()
     page = tab.page
     await tab.go("/console/")
-    await expect(page.get_by_label("Admin token")).to_be_focused()
+    await expect(page.get_by_label("Password or admin token")).to_be_focused()
     await page.keyboard.type(stack.settings.admin_token)
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("navigation", name="Main")).to_be_visible()

@@ -33,7 +33,7 @@ async def test_signed_out_visitor_is_sent_to_sign_in(stack: Stack,
     async with http.get(base + "/console", allow_redirects=True) as resp:
         body = await resp.text()
     assert resp.url.path == "/console/sign-in"
-    assert "Admin token" in body
+    assert "Password or admin token" in body
     assert "Deliveries" not in body
 
 
@@ -79,8 +79,13 @@ def test_session_cookie_tampered_or_expired_is_no_session() -> None:
     cookie = keys.issue(now=1_000_000)
     assert keys.read(cookie, now=1_000_000 + 60) is not None
     assert keys.read(cookie, now=1_000_000 + SESSION_SECONDS + 1) is None
-    expires, nonce, signature = cookie.split(".")
-    assert keys.read(f"{int(expires) + 3600}.{nonce}.{signature}", now=1_000_000) is None
+    expires, nonce, who, signature = cookie.split(".")
+    assert keys.read(f"{int(expires) + 3600}.{nonce}.{who}.{signature}", now=1_000_000) is None
+    # Another account's name on a signed cookie signs nobody in.
+    assert keys.read(f"{expires}.{nonce}.{b'ana'.hex()}.{signature}", now=1_000_000) is None
+    ana = keys.read(keys.issue("ana", now=1_000_000), now=1_000_000)
+    assert ana is not None
+    assert ana.username == "ana"
     assert keys.read(cookie.replace(nonce, "0" * len(nonce)), now=1_000_000) is None
     other = SessionKeys.derive("signing-key", "another-admin-token")
     assert other.read(cookie, now=1_000_000) is None  # a new admin token signs everyone out

@@ -10,7 +10,10 @@ import jinja2
 import orjson
 from aiohttp import web
 
+from services.casestore.actors import BOOTSTRAP, Actor, role_of
+from services.casestore.api.auth import ACTOR, allowed
 from services.casestore.console import (
+    audit_pages,
     automation_actions,
     automations_pages,
     cases_pages,
@@ -25,12 +28,15 @@ from services.casestore.console.session import (
     COOKIE,
     SESSION,
     SESSION_KEYS,
+    Session,
     SessionKeys,
     active,
     csrf_ok,
 )
 from services.casestore.console.sign_in import PREFIX, SIGN_INS, SignIns
 from services.casestore.errors import Conflict, RecordNotFound, ValidationFailed
+from services.casestore.repo import accounts as account_rows
+from shared.service import POOL
 from shared.settings import Settings
 from shared.web import HTTPError
 
@@ -61,11 +67,30 @@ def refused(request: web.Request, message: str, status: int = 403) -> web.Respon
     return page(request, "message.html", status=status, title="Refused", message=message)
 
 
+async def _actor(request: web.Request, session: Session | None) -> Actor | None:
+    """Who the session signs in: the bootstrap admin (the admin token), or an account as it is
+    now (None if it was disabled or deleted since: signed out)."""
+    if session is None:
+        return None
+    if session.username is None:
+        return Actor(BOOTSTRAP, "admin", "console")
+    async with request.config_dict[POOL].acquire() as conn:
+        account = await account_rows.get_account(conn, session.username)
+    if account is None or account.disabled:
+        return None
+    return Actor(account.username, role_of(account.role), "console")
+
+
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Signed-out visitors see only the sign-in page; every change needs the CSRF token."""
+    """Signed-out visitors see only the sign-in page; every change needs the CSRF token and an
+    editor (an admin for what only admins do), but signing out."""
     session = await active(request)
+    actor = await _actor(request, session)
+    session = session if actor is not None else None
     request[SESSION] = session
+    if actor is not None:
+        request[ACTOR] = actor
     if request.method not in ("GET", "HEAD"):
         if not _same_origin(request):
             return refused(request, "This form was sent from another site.")
@@ -74,6 +99,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                                     "go back, reload the page and try again.")
     if session is None and not _public(request):
         raise see_other(f"{PREFIX}/sign-in", next=request.path_qs)
+    if actor is not None and not _public(request) and not allowed(actor, request):
+        return refused(request, f"Your role ({actor.role}) may look, not change this.")
     return await handler(request)
 
 
@@ -120,7 +147,7 @@ def create_console(settings: Settings) -> web.Application:
                          filters=FILTERS)
     app.on_response_prepare.append(security_headers)
     for module in (sign_in, health, forms_pages, webhook_pages, automations_pages,
-                   automation_actions, deliveries_pages, cases_pages):
+                   automation_actions, deliveries_pages, cases_pages, audit_pages):
         app.router.add_routes(module.routes)
     app.router.add_static("/static/", HERE / "static")
     return app

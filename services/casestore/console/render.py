@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from services.casestore.api.auth import ACTOR
 from services.casestore.console.session import current
 from shared.field_paths import field_path
 from shared.forms import FieldError
@@ -42,6 +43,7 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
     session = current(request)
     notice = NOTICES.get(request.query.get("notice", ""), "")
     context = {"csrf": session.csrf if session else "", "signed_in": session is not None,
+               "actor": request.get(ACTOR),
                "notice": notice.format(n=request.query.get("n", "?")), "path": request.path,
                **context}
     return aiohttp_jinja2.render_template(template, request, context, status=status)

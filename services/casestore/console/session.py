@@ -1,7 +1,9 @@
 """Console sessions: a signed, expiring cookie, and the CSRF token derived from it.
 
-The cookie holds `expires.nonce.signature`, signed with a key derived from CASEWIRE_SIGNING_KEY
-and the admin token, so changing either signs everyone out. Signing out records the nonce
+The cookie holds `expires.nonce.who.signature` (who: the account signed in, hex; empty for the
+admin token), signed with a key derived from CASEWIRE_SIGNING_KEY and the admin token, so
+changing either signs everyone out. The account's role is read on every request (the guard in
+app.py), so a changed role or a disabled account applies at once. Signing out records the nonce
 (as its SHA-256, until the cookie would expire: repo/sessions.py), and every request is
 checked against that record, so a copy of the cookie stops working too. Each state-changing
 request carries the CSRF token, an HMAC of the session's nonce that a page of another site
@@ -41,6 +43,7 @@ class Session:
     expires: int
     csrf: str
     nonce_hash: bytes
+    username: str | None = None  # None: signed in with the admin token
 
     @property
     def expires_at(self) -> datetime:
@@ -64,23 +67,24 @@ class SessionKeys:
         """Is this the admin token? Compared in constant time."""
         return same_secret(given.strip(), self.admin_token)
 
-    def issue(self, now: float | None = None) -> str:
+    def issue(self, username: str | None = None, now: float | None = None) -> str:
         expires = int(now if now is not None else time.time()) + SESSION_SECONDS
-        body = f"{expires}.{secrets.token_hex(16)}"
+        body = f"{expires}.{secrets.token_hex(16)}.{(username or '').encode().hex()}"
         return f"{body}.{_mac(self.key, body)}"
 
     def read(self, cookie: str | None, now: float | None = None) -> Session | None:
         """The session a cookie stands for; None if it is missing, tampered with or expired."""
-        if not cookie or cookie.count(".") != 2 or not is_text(cookie):
+        if not cookie or cookie.count(".") != 3 or not is_text(cookie):
             return None
-        expires, nonce, signature = cookie.split(".")
-        if not same_secret(signature, _mac(self.key, f"{expires}.{nonce}")):
+        expires, nonce, who, signature = cookie.split(".")
+        if not same_secret(signature, _mac(self.key, f"{expires}.{nonce}.{who}")):
             return None
         until = whole_number(expires, 0, 2**63 - 1)
         if until is None or until <= (now if now is not None else time.time()):
             return None
         return Session(until, _mac(self.key, f"csrf.{nonce}"),
-                       hashlib.sha256(nonce.encode()).digest())
+                       hashlib.sha256(nonce.encode()).digest(),
+                       bytes.fromhex(who).decode() if who else None)
 
 
 SESSION_KEYS = web.AppKey("console_session_keys", SessionKeys)
