@@ -1,6 +1,6 @@
 """Casewire as it runs in production: three service processes, isolated from any other run.
 
-Like `casewire run` (services/cli.py) the services are `python -m services.<name>` children
+Like `casewire run` (services/cli/run.py) the services are `python -m services.<name>` children
 configured through `CASEWIRE_*` variables; like the tests (tests/stack.py) the run has its own
 database `casewire_bench_<id>`, its own exchange/queue prefix `casewire-bench-<id>` and free
 ports, and removes all of them at the end.

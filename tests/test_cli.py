@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.casestore.migrate import drop_database, migrations
-from services.cli import DEMO_RECEIVER
-from services.cli_deliveries import when
+from services.cli.deliveries import when
+from services.cli.demo import DEMO_RECEIVER
 from tests.helpers import (
     CASEWIRE,
     AutomationFactory,

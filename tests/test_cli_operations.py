@@ -6,9 +6,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
+import aiohttp
 import pytest
 
-from services.cli import ENV_FILE
+from services.cli.state import ENV_FILE
 from shared import broker
 from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
 from shared.settings import Settings
@@ -16,6 +17,7 @@ from tests.helpers import (
     CASEWIRE,
     AutomationFactory,
     FormFactory,
+    call,
     cli_env,
     delete_broker_objects,
     until,
@@ -92,7 +94,7 @@ async def listed(casewire: Run, *ids: str, args: tuple[str, ...] = ()) -> list[l
 
 
 async def test_dead_letters_are_listed_with_why_shown_whole_requeued_and_purged(
-        casewire: Run, settings: Settings) -> None:
+        casewire: Run, settings: Settings, api: aiohttp.ClientSession) -> None:
     marker = uuid.uuid4().hex
     garbage = f"not an envelope {marker}".encode()
     orphan = new_event(CASE_CREATE_REQUESTED, CaseCreateRequested(
@@ -132,6 +134,15 @@ async def test_dead_letters_are_listed_with_why_shown_whole_requeued_and_purged(
     code, out = await casewire("dead-letters", "purge", "--yes")
     assert code == 0
     assert (await casewire("dead-letters", "list"))[1].strip() == "no dead letters"
+    # Each change on the broker is in the audit log, with who ran the command, and where.
+    entries = (await call(api, "GET", "/api/audit-log", 200, params={
+        "target": f"{settings.name_prefix}.dead-letters", "limit": "10"}))["entries"]
+    requeued = next(e for e in entries if e["action"] == "dead_letters.requeued")
+    assert requeued["diff"]["after"] == {"count": 1, "ids": [ids[0]]}
+    assert requeued["actor"] == "admin-token"
+    assert requeued["via"].startswith("admin token (cli ")
+    purges = [e["diff"]["after"] for e in entries if e["action"] == "dead_letters.purged"]
+    assert {"count": 1, "ids": [ids[1]], "filters": {"reason": "permanent"}} in purges
 
 
 async def dead_lettered_after(casewire: Run, ids: tuple[str, ...]) -> list[list[str]]:

@@ -7,7 +7,7 @@ import pytest
 
 from services.casestore.console.app import create_console
 from services.casestore.console.session import COOKIE, SESSION_SECONDS, SessionKeys
-from services.cli import _banner
+from services.cli.run import banner
 from shared.settings import Settings
 from tests.console_helpers import form_fields, signed_in
 from tests.helpers import create_automation, new_case, new_form
@@ -273,5 +273,5 @@ async def test_the_form_page_deletes_a_form_with_its_cases_once_confirmed(
 
 
 def test_run_banner_prints_the_console_url(settings: Settings) -> None:
-    banner = _banner(settings, "token", "http://hook")
-    assert f"console     http://127.0.0.1:{settings.casestore_port}/console/" in banner
+    printed = banner(settings, "token", "http://hook")
+    assert f"console     http://127.0.0.1:{settings.casestore_port}/console/" in printed

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from services.cli import DEMO_FORM, DEMO_RECEIVER
+from services.cli.demo import DEMO_FORM, DEMO_RECEIVER
 from tests.docs_examples import Reader, blocks, examples, pages, unfenced_commands
 from tests.receiver import Receiver
 from tests.stack import Stack, isolated_settings, running_stack

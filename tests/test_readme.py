@@ -6,7 +6,7 @@ Its shell examples (the tour) run with every page's in tests/test_docs_examples.
 
 import re
 
-from services.cli import _banner
+from services.cli.run import banner
 from shared.settings import Settings
 from tests.docs_examples import ROOT, blocks
 
@@ -19,7 +19,7 @@ def test_the_quick_start_banner_is_what_casewire_run_prints() -> None:
     url = re.search(r"incoming webhook URL:\s+(\S+)", sample)
     assert token is not None
     assert url is not None
-    printed = _banner(Settings(), token.group(1), url.group(1))
+    printed = banner(Settings(), token.group(1), url.group(1))
     assert sample == printed.strip("\n")
 
 

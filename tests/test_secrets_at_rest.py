@@ -162,11 +162,11 @@ def test_a_secret_from_a_key_no_longer_listed_is_an_error_not_plaintext() -> Non
 
 def test_make_run_generates_a_usable_key_once_and_keeps_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services import cli
+    from services.cli import state
 
-    monkeypatch.setattr(cli, "STATE_DIR", tmp_path / ".casewire")
-    first = cli._dev_secret("", "encryption-key", new_key)
-    assert cli._dev_secret("", "encryption-key", new_key) == first
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path / ".casewire")
+    first = state.dev_secret("", "encryption-key", new_key)
+    assert state.dev_secret("", "encryption-key", new_key) == first
     assert (tmp_path / ".casewire" / "encryption-key").stat().st_mode & 0o777 == 0o600
     assert SecretBox(first).decrypt(SecretBox(first).encrypt("s")) == "s"
-    assert cli._dev_secret("configured", "encryption-key", new_key) == "configured"
+    assert state.dev_secret("configured", "encryption-key", new_key) == "configured"

@@ -10,9 +10,9 @@ import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractConnection
 
-from services import dead_letters
 from services.casestore.repo import outbox as outbox_rows
-from services.cli_output import say, table
+from services.cli import dead_letter_queue
+from services.cli.output import say, table
 from shared import broker
 from shared.errors import DependencyUnavailable
 from shared.secrets import redacted_url
@@ -57,7 +57,7 @@ async def queues(settings: Settings, recreate_dead_letters: bool = False) -> int
     async with broker_connection(settings) as connection:
         if recreate_dead_letters:
             channel = await connection.channel(on_return_raises=True)
-            kept = await dead_letters.recreate(channel, names, settings.dead_letter_max)
+            kept = await dead_letter_queue.recreate(channel, names, settings.dead_letter_max)
             say(f"{names.dead_letters} recreated with x-max-length {settings.dead_letter_max}; "
                 f"{kept} message(s) kept. Restart the services with the same "
                 "CASEWIRE_DEAD_LETTER_MAX.")

@@ -3,8 +3,8 @@
 import argparse
 from typing import Any
 
-from services.cli_deliveries import call_api
-from services.cli_output import say, table
+from services.cli.api import call_api
+from services.cli.output import say, table
 from shared.settings import Settings
 
 

@@ -1,6 +1,8 @@
 """`casewire dead-letters list|show|requeue|purge`: the dead-letter queue from a terminal.
 
-How the queue is read without losing or reordering anything: services/dead_letters.py.
+How the queue is read without losing or reordering anything: services/cli/dead_letter_queue.py.
+A requeue or purge is recorded in the audit log afterwards, with the caller as its actor
+(services/cli/api.py); it needs an admin's token for that.
 """
 
 import argparse
@@ -8,12 +10,13 @@ from typing import Any
 
 import orjson
 
-from services import dead_letters
-from services.cli_output import say, table
-from services.cli_queues import broker_connection
-from services.dead_letters import DeadLetter
+from services.cli import dead_letter_queue
+from services.cli.api import record_change
+from services.cli.dead_letter_queue import DeadLetter
+from services.cli.output import say, table
+from services.cli.queues import broker_connection
 from shared import broker
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.settings import Settings
 
 ERROR_SHOWN = 80  # characters of the error in a listing (`show` has all of it)
@@ -36,12 +39,17 @@ def _short(error: str | None) -> str | None:
     return error[:ERROR_SHOWN - 3] + "..."
 
 
-async def list_letters(settings: Settings, args: argparse.Namespace) -> int:
+async def _looked_at(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
+    """The dead letters the filters select, each handed back to the queue in its place."""
     names = broker.Names(settings.name_prefix)
     async with broker_connection(settings) as connection:
         channel = await connection.channel()
-        async with dead_letters.held(channel, names.dead_letters) as taken:
-            found = _selected(taken.letters, args)
+        async with dead_letter_queue.held(channel, names.dead_letters) as taken:
+            return _selected(taken.letters, args)
+
+
+async def list_letters(settings: Settings, args: argparse.Namespace) -> int:
+    found = await _looked_at(settings, args)
     rows = [(d.id, d.time.isoformat(timespec="seconds") if d.time else None, d.reason, d.queue,
              d.type, _short(d.error)) for d in found[:args.limit]]
     table(("id", "time", "reason", "queue", "type", "error"), rows,
@@ -65,11 +73,7 @@ def _body(raw: bytes) -> str:
 
 
 async def show(settings: Settings, args: argparse.Namespace) -> int:
-    names = broker.Names(settings.name_prefix)
-    async with broker_connection(settings) as connection:
-        channel = await connection.channel()
-        async with dead_letters.held(channel, names.dead_letters) as taken:
-            found = _selected(taken.letters, args)
+    found = await _looked_at(settings, args)
     if not found:
         say(f"no dead letter has id {args.id}")
         return 1
@@ -92,15 +96,19 @@ async def requeue(settings: Settings, args: argparse.Namespace) -> int:
     done: list[tuple[str, str | None, str]] = []
     async with broker_connection(settings) as connection:
         channel = await connection.channel(on_return_raises=True)
-        async with dead_letters.held(channel, names.dead_letters) as taken:
+        async with dead_letter_queue.held(channel, names.dead_letters) as taken:
             for letter in _selected(taken.letters, args):
                 if letter.queue is None:
                     done.append((letter.id, None, "kept: the queue it came from is not known"))
                     continue
-                await dead_letters.requeue(channel, letter)
+                await dead_letter_queue.requeue(channel, letter)
                 await taken.remove(letter)
                 done.append((letter.id, letter.queue, "requeued"))
     table(("id", "queue", "result"), done, empty="no dead letters match: nothing requeued")
+    requeued = [letter_id for letter_id, _, result in done if result == "requeued"]
+    if requeued:
+        await _recorded(settings, "dead_letters.requeued", names.dead_letters,
+                        {"count": len(requeued), "ids": requeued[:100]})
     if args.id and not done:
         return 1
     return 0
@@ -113,13 +121,27 @@ async def purge(settings: Settings, args: argparse.Namespace) -> int:
         if not any(_filters(args).values()):
             purged = await (await channel.get_queue(names.dead_letters)).purge()
             say(f"{purged.message_count} dead letter(s) removed")
+            await _recorded(settings, "dead_letters.purged", names.dead_letters,
+                            {"count": purged.message_count})
             return 0
-        async with dead_letters.held(channel, names.dead_letters) as taken:
+        async with dead_letter_queue.held(channel, names.dead_letters) as taken:
             found = _selected(taken.letters, args)
             for letter in found:
                 await taken.remove(letter)
     say(f"{len(found)} dead letter(s) removed")
+    if found:
+        await _recorded(settings, "dead_letters.purged", names.dead_letters,
+                        {"count": len(found), "ids": [letter.id for letter in found][:100],
+                         "filters": {k: v for k, v in _filters(args).items() if v}})
     return 0
+
+
+async def _recorded(settings: Settings, action: str, queue: str, detail: dict[str, Any]) -> None:
+    """In the audit log, after the fact: the broker's change has no transaction to share."""
+    try:
+        await record_change(settings, action, queue, detail)
+    except (ConfigurationError, DependencyUnavailable) as exc:
+        raise type(exc)(f"done, but not recorded in the audit log: {exc}") from exc
 
 
 def usage_problem(args: argparse.Namespace) -> str | None:

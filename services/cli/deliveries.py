@@ -1,49 +1,22 @@
 """`casewire deliveries` and `casewire replay`: the delivery log from a terminal.
 
-They go through casestore's admin API, like any other client, with the admin token from
-CASEWIRE_ADMIN_TOKEN or the one `casewire run` keeps in .casewire/.
+They go through casestore's admin API, like any other client (services/cli/api.py).
 """
 
 import argparse
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, get_args
 
-import aiohttp
-
-from services.cli_output import say
-from shared.errors import ConfigurationError, DependencyUnavailable
+from services.cli.api import call_api
+from services.cli.output import say
 from shared.events import DeliveryState
 from shared.settings import Settings
 
-TOKEN_FILE = Path(".casewire") / "admin-token"
 STATES: tuple[str, ...] = get_args(DeliveryState)
 FINISHED = ("succeeded", "failed")  # what a replay sends again
 AGO = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _client(settings: Settings) -> aiohttp.ClientSession:
-    token = settings.admin_token or (TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists()
-                                     else "")
-    if not token:
-        raise ConfigurationError("CASEWIRE_ADMIN_TOKEN is not set (and no .casewire/admin-token)")
-    return aiohttp.ClientSession(base_url=settings.casestore_url,
-                                 headers={"Authorization": f"Bearer {token}"},
-                                 timeout=aiohttp.ClientTimeout(total=30))
-
-
-async def call_api(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        async with _client(settings) as http, http.request(method, path, **kwargs) as resp:
-            body = await resp.json()
-            if resp.status >= 400:
-                raise ConfigurationError("; ".join(e["message"] for e in body["errors"]))
-            return body
-    except aiohttp.ClientError as exc:
-        raise DependencyUnavailable(f"cannot reach casestore at {settings.casestore_url} "
-                                    f"({exc!r}); set CASEWIRE_CASESTORE_URL") from exc
 
 
 def when(text: str, now: datetime | None = None) -> str:
