@@ -7,7 +7,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.casestore import automation_writes
+from services.casestore.actors import Actor
 from services.casestore.api.answers import Automation, AutomationBody, AutomationList
+from services.casestore.api.auth import actor_of
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid, query_float
 from services.casestore.automation_writes import NO_AUTOMATION
@@ -19,6 +21,7 @@ from shared import payloads
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition
 from shared.bodies import read_json, read_model
+from shared.crypto import SecretBox
 from shared.forms import Label
 from shared.openapi import ANY_JSON, Empty, Param, operation
 from shared.service import POOL, SETTINGS
@@ -32,9 +35,19 @@ def automation_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "automation_id", "automation")
 
 
+def shown_to(actor: Actor, row: automation_rows.AutomationRow, box: SecretBox,
+             health: schedule_rows.HealthRow | None = None) -> dict[str, Any]:
+    """The automation as `actor` may see it: a viewer gets the signing secret masked (the auth
+    secret is masked for everyone)."""
+    shown = row.to_api(box, health)
+    if not actor.sees_secrets:
+        shown["secret"] = automation_rows.MASK
+    return shown
+
+
 def _shown(request: web.Request, row: automation_rows.AutomationRow,
            health: schedule_rows.HealthRow | None = None) -> dict[str, Any]:
-    return row.to_api(request.app[SECRET_BOX], health)
+    return shown_to(actor_of(request), row, request.app[SECRET_BOX], health)
 
 
 def _policy(request: web.Request) -> AddressPolicy:
@@ -49,13 +62,14 @@ async def create_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
         automation_writes.check(definition, form, _policy(request))
-        row = await automation_writes.create(conn, request.app[SECRET_BOX], form.id, definition,
-                                             enabled is not False)
+        row = await automation_writes.create(conn, actor_of(request), request.app[SECRET_BOX],
+                                             form.id, definition, enabled is not False)
     return json_response(_shown(request, row), status=201)
 
 
 @routes.get("/api/forms/{form_id}/automations")
-@operation("The form's automations, oldest first", tags=("automations",),
+@operation("The form's automations, oldest first (a viewer sees each signing secret as ***)",
+           tags=("automations",),
            responses={200: AutomationList})
 async def list_automations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
@@ -66,7 +80,8 @@ async def list_automations(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/automations/{automation_id}")
-@operation("One automation", tags=("automations",), responses={200: Automation}, path_schemas=BY_ID)
+@operation("One automation (a viewer sees its signing secret as ***)", tags=("automations",),
+           responses={200: Automation}, path_schemas=BY_ID)
 async def get_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         row = found(await automation_rows.get_automation(conn, automation_id(request)),
@@ -87,8 +102,8 @@ async def replace_automation(request: web.Request) -> web.Response:
                                                              lock=True), NO_AUTOMATION)
         automation_writes.check(definition, await load_form(conn, current.form_id),
                                 _policy(request))
-        row = await automation_writes.replace(conn, request.app[SECRET_BOX], current,
-                                              definition, enabled)
+        row = await automation_writes.replace(conn, actor_of(request), request.app[SECRET_BOX],
+                                              current, definition, enabled)
     return json_response(_shown(request, row))
 
 
@@ -97,7 +112,8 @@ async def replace_automation(request: web.Request) -> web.Response:
            responses={200: Empty}, path_schemas=BY_ID)
 async def delete_automation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        await automation_writes.delete(conn, automation_id(request))
+        await automation_writes.delete(conn, actor_of(request), request.app[SECRET_BOX],
+                                       automation_id(request))
     return json_response({})
 
 
@@ -112,7 +128,9 @@ class Disabling(BaseModel):
 async def _set_enabled(request: web.Request, enabled: bool,
                        reason: str = "disabled through the API") -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await automation_writes.set_enabled(conn, automation_id(request), enabled, reason)
+        row = await automation_writes.set_enabled(conn, actor_of(request),
+                                                  request.app[SECRET_BOX],
+                                                  automation_id(request), enabled, reason)
     return json_response(_shown(request, row))
 
 
@@ -142,7 +160,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     hours = query_float(request, "overlap_hours", request.app[SETTINGS].secret_overlap_hours,
                         high=24 * 30)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await automation_writes.rotate_secret(conn, request.app[SECRET_BOX],
+        row = await automation_writes.rotate_secret(conn, actor_of(request),
+                                                    request.app[SECRET_BOX],
                                                     automation_id(request), hours)
     return json_response(_shown(request, row))
 

@@ -7,18 +7,18 @@ from typing import TypeVar, get_args
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from services.casestore import replays
 from services.casestore.api.answers import (
     DeliveryList,
     DeliveryWithAttempts,
     Replayed,
     ReplayRequested,
 )
+from services.casestore.api.auth import actor_of
 from services.casestore.api.params import invalid, path_uuid, query_int, query_time, query_uuid
-from services.casestore.errors import Conflict, found
+from services.casestore.errors import found
 from services.casestore.repo import Conn
-from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
-from services.casestore.repo import schedule as schedule_rows
 from shared.bodies import read_model
 from shared.events import DeliveryState
 from shared.openapi import Param, errors, operation
@@ -55,7 +55,7 @@ class ReplayFilter(BaseModel):
 
 async def _delivery(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow:
     row = await delivery_rows.get_delivery(conn, path_uuid(request, "delivery_id", "delivery"))
-    return found(row, "no delivery has that id")
+    return found(row, replays.NO_DELIVERY)
 
 
 async def _page_after(conn: Conn, request: web.Request) -> delivery_rows.DeliveryRow | None:
@@ -132,14 +132,9 @@ async def get_delivery(request: web.Request) -> web.Response:
            responses={202: ReplayRequested, **errors(409)}, path_schemas=BY_ID)
 async def replay(request: web.Request) -> web.Response:
     """Sent again with the same webhook-id, through the endpoint's cap; the attempts land here."""
+    delivery = path_uuid(request, "delivery_id", "delivery")
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = await _delivery(conn, request)
-        if row.waiting:
-            raise Conflict("the delivery is still on its way; replay it once it has finished")
-        where = delivery_rows.DeliveryFilter(delivery_id=row.id)
-        if not await delivery_rows.replay_deliveries(conn, where):
-            raise Conflict("its automation no longer exists")
-        await schedule_rows.wake_scheduler(conn)
+        row = await replays.replay_delivery(conn, actor_of(request), delivery)
     return json_response({"delivery_id": str(row.id), "replay": "requested"}, status=202)
 
 
@@ -153,7 +148,5 @@ async def replay_many(request: web.Request) -> web.Response:
     automation = path_uuid(request, "automation_id", "automation")
     where = delivery_filter(request, body.model_dump(exclude_none=True), automation)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        found(await automation_rows.get_automation(conn, automation), "no automation has that id")
-        replayed = await delivery_rows.replay_deliveries(conn, where)
-        await schedule_rows.wake_scheduler(conn)
+        replayed = await replays.replay_automation(conn, actor_of(request), where)
     return json_response({"automation_id": str(automation), "replayed": replayed}, status=202)

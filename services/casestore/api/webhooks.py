@@ -6,32 +6,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.casestore import webhook_signatures, webhook_tokens
+from services.casestore import webhook_writes
 from services.casestore.api.answers import AuthKey, Webhook
-from services.casestore.api.forms import announce_form, load_form
+from services.casestore.api.auth import actor_of
 from services.casestore.api.logins import LOGINS, client_address
-from services.casestore.automations import SECRET_BOX
 from services.casestore.errors import found
 from services.casestore.repo import access as access_rows
-from services.casestore.webhook_tokens import TOKEN_SEAL
+from services.casestore.webhook_writes import NO_WEBHOOK, WebhookKeys, WebhookSettings
 from shared.bodies import read_model
-from shared.incoming_signatures import Verification
 from shared.openapi import Empty, errors, operation
-from shared.secrets import digest, new_token
-from shared.service import POOL, SETTINGS
+from shared.service import POOL
 from shared.web import BadRequest, json_response
 
 routes = web.RouteTableDef()
-NO_WEBHOOK = "this form has no incoming webhook"
 hasher = PasswordHasher()
-
-
-class WebhookSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
-    authenticate_user: bool = False
-    # Beyond the seed: check who signed each request (null: no check). Left out, it stays.
-    verify: Verification | None = None
 
 
 class Credentials(BaseModel):
@@ -41,13 +29,14 @@ class Credentials(BaseModel):
 
 
 def _shown(request: web.Request, row: access_rows.WebhookRow) -> dict[str, object]:
-    return webhook_tokens.shown(request.app[TOKEN_SEAL], row,
-                                request.app[SETTINGS].public_base_url)
+    """A viewer sees "***" for the token (in the URL too) and the signing secret."""
+    return webhook_writes.shown(WebhookKeys.of(request), row,
+                                secrets=actor_of(request).sees_secrets)
 
 
 @routes.get("/api/forms/{form_id}/incoming-webhook")
-@operation("The form's incoming webhook: URL and settings", tags=("incoming webhook",),
-           responses={200: Webhook})
+@operation("The form's incoming webhook: URL and settings (a viewer sees its token and "
+           "signing secret as ***)", tags=("incoming webhook",), responses={200: Webhook})
 async def get_webhook(request: web.Request) -> web.Response:
     return json_response(_shown(request, await _hook(request)))
 
@@ -59,13 +48,8 @@ async def get_webhook(request: web.Request) -> web.Response:
 async def put_webhook(request: web.Request) -> web.Response:
     body = await read_model(request, WebhookSettings)
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        form = await load_form(conn, request.match_info["form_id"])
-        row = await webhook_tokens.save(conn, request.app[TOKEN_SEAL], form.id, body.enabled,
-                                        body.authenticate_user)
-        if "verify" in body.model_fields_set:
-            row = await webhook_signatures.set_verification(conn, request.app[SECRET_BOX], row,
-                                                            body.verify)
-        await announce_form(conn, form.id, "webhook")
+        row = await webhook_writes.save(conn, actor_of(request), WebhookKeys.of(request),
+                                        request.match_info["form_id"], body)
     return json_response(_shown(request, row))
 
 
@@ -74,9 +58,8 @@ async def put_webhook(request: web.Request) -> web.Response:
            responses={200: Webhook})
 async def rotate_token(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn, conn.transaction():
-        row = found(await webhook_tokens.rotate(
-            conn, request.app[TOKEN_SEAL], request.match_info["form_id"]), NO_WEBHOOK)
-        await announce_form(conn, row.form_id, "webhook")
+        row = await webhook_writes.rotate(conn, actor_of(request), WebhookKeys.of(request),
+                                          request.match_info["form_id"])
     return json_response(_shown(request, row))
 
 
@@ -145,13 +128,13 @@ async def _allowed_user(request: web.Request) -> tuple[Credentials, access_rows.
 async def issue_auth_key(request: web.Request) -> web.Response:
     """What `POST /hooks/{token}` with username and password is forwarded to."""
     creds, hook = await _allowed_user(request)
-    key = new_token(32)
-    async with request.app[POOL].acquire() as conn:
-        try:
-            await access_rows.insert_auth_key(conn, digest(key), creds.username, hook.id)
-        except asyncpg.ForeignKeyViolationError as exc:
-            # The user or the webhook was deleted meanwhile.
-            raise access_denied() from exc
+    try:
+        async with request.app[POOL].acquire() as conn, conn.transaction():
+            key = await webhook_writes.issue_auth_key(conn, actor_of(request), hook,
+                                                      creds.username)
+    except asyncpg.ForeignKeyViolationError as exc:
+        # The user or the webhook was deleted meanwhile.
+        raise access_denied() from exc
     return json_response({"auth_key": key})
 
 
@@ -160,6 +143,6 @@ async def issue_auth_key(request: web.Request) -> web.Response:
            tags=("incoming webhook",), responses={200: Empty, **errors(429, 503)})
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     creds, hook = await _allowed_user(request)
-    async with request.app[POOL].acquire() as conn:
-        await access_rows.delete_auth_keys(conn, creds.username, hook.id)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        await webhook_writes.revoke_auth_keys(conn, actor_of(request), hook, creds.username)
     return json_response({})

@@ -8,7 +8,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from services.casestore import automation_writes
+from services.casestore import automation_writes, replays
+from services.casestore.api.auth import actor_of
 from services.casestore.api.automation_sends import DISPATCHER
 from services.casestore.api.forms import load_form
 from services.casestore.automation_writes import NO_AUTOMATION
@@ -23,7 +24,6 @@ from services.casestore.console.render import parse_time, see_other, text
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows
-from services.casestore.repo import schedule as schedule_rows
 from shared.bodies import read_form
 from shared.logging import bound_correlation_id
 from shared.service import POOL, SETTINGS
@@ -44,7 +44,9 @@ async def _show_with(request: web.Request, status: int = 200, **context: Any) ->
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        row = await automation_writes.set_enabled(conn, automation_id(request), enabled,
+        row = await automation_writes.set_enabled(conn, actor_of(request),
+                                                  request.config_dict[SECRET_BOX],
+                                                  automation_id(request), enabled,
                                                   "disabled in the console")
     notice = "automation_enabled" if enabled else "automation_disabled"
     raise see_other(f"/console/automations/{row.id}", notice=notice)
@@ -74,7 +76,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
             "confirm."))
     box = request.config_dict[SECRET_BOX]
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        row = await automation_writes.rotate_secret(conn, box, automation_id(request), hours)
+        row = await automation_writes.rotate_secret(conn, actor_of(request), box,
+                                                    automation_id(request), hours)
     raise see_other(f"/console/automations/{row.id}", notice="secret_rotated")
 
 
@@ -127,7 +130,5 @@ async def replay(request: web.Request) -> web.Response:
         automation_id=automation, states=None if state == "both" else (state,),
         since=since, until=until)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        found(await automation_rows.get_automation(conn, automation), NO_AUTOMATION)
-        replayed = await delivery_rows.replay_deliveries(conn, where)
-        await schedule_rows.wake_scheduler(conn)
+        replayed = await replays.replay_automation(conn, actor_of(request), where)
     raise see_other(f"/console/automations/{automation}", notice="replayed_many", n=replayed)

@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from services.casestore import automation_writes
+from services.casestore.api.auth import actor_of
+from services.casestore.api.automations import shown_to
 from services.casestore.api.forms import load_form
 from services.casestore.api.params import path_uuid
 from services.casestore.automation_writes import NO_AUTOMATION
@@ -35,12 +37,13 @@ def automation_id(request: web.Request) -> uuid.UUID:
 
 
 async def load_shown(request: web.Request, conn: Conn) -> dict[str, Any]:
-    """The automation as GET /api/automations/{id} shows it (health, secret, masked password),
-    and how many of its deliveries succeeded in the last minute."""
+    """The automation as GET /api/automations/{id} shows it to the same actor (health, secret
+    but to a viewer, masked password), and how many of its deliveries succeeded in the last
+    minute."""
     row = found(await automation_rows.get_automation(conn, automation_id(request)),
                 NO_AUTOMATION)
     health = await schedule_rows.health(conn, row.id)
-    return {**row.to_api(request.config_dict[SECRET_BOX], health),
+    return {**shown_to(actor_of(request), row, request.config_dict[SECRET_BOX], health),
             "succeeded_last_minute": await delivery_rows.succeeded_lately(conn, row.id, 60)}
 
 
@@ -50,6 +53,7 @@ def editor_page(request: web.Request, form: FormDefinition,
     return page(request, "automation.html", status=status, form=form, editor=editor,
                 shown=shown, kinds=triggers.KINDS, sources=automation_form.SOURCES, meta=META,
                 overlap=request.config_dict[SETTINGS].secret_overlap_hours,
+                sees_secrets=actor_of(request).sees_secrets,
                 default_ceiling=request.config_dict[SETTINGS].endpoint_concurrency, **context)
 
 
@@ -60,7 +64,7 @@ async def list_automations(request: web.Request) -> web.Response:
         form = await load_form(conn, request.match_info["form_id"])
         rows = await automation_rows.list_automations(conn, form.id)
         health = await schedule_rows.health_of(conn, [r.id for r in rows])
-    shown = [r.to_api(box, health.get(r.id)) for r in rows]
+    shown = [shown_to(actor_of(request), r, box, health.get(r.id)) for r in rows]
     return page(request, "automations.html", form=form, automations=shown)
 
 
@@ -95,8 +99,8 @@ async def create_automation(request: web.Request) -> web.Response:
         except ValidationFailed as exc:
             automation_form.place_errors(editor, body, exc.errors)
             return editor_page(request, form, editor, shown=None, status=400)
-        row = await automation_writes.create(conn, box, form.id, definition,
-                                             enabled is not False)
+        row = await automation_writes.create(conn, actor_of(request), box, form.id,
+                                             definition, enabled is not False)
     raise see_other(f"/console/automations/{row.id}", notice="automation_created")
 
 
@@ -122,9 +126,11 @@ async def save_automation(request: web.Request) -> web.Response:
         body = automation_form.body_of(editor, with_enabled=False)
         try:
             definition, _ = await _definition(request, conn, form, body)
-            row = await automation_writes.replace(conn, box, current, definition, None)
+            row = await automation_writes.replace(conn, actor_of(request), box, current,
+                                                  definition, None)
         except ValidationFailed as exc:
             automation_form.place_errors(editor, body, exc.errors)
-            shown = current.to_api(box, await schedule_rows.health(conn, current.id))
+            shown = shown_to(actor_of(request), current, box,
+                             await schedule_rows.health(conn, current.id))
             return editor_page(request, form, editor, shown=shown, status=400)
     raise see_other(f"/console/automations/{row.id}", notice="automation_saved")

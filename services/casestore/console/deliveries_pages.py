@@ -5,11 +5,12 @@ from typing import Any, get_args
 
 from aiohttp import web
 
+from services.casestore import replays
+from services.casestore.api.auth import actor_of
 from services.casestore.api.params import path_uuid
 from services.casestore.console.render import page, parse_time, see_other
-from services.casestore.errors import Conflict, found
+from services.casestore.errors import found
 from services.casestore.repo import deliveries as delivery_rows
-from services.casestore.repo import schedule as schedule_rows
 from services.casestore.repo import stats as stats_rows
 from shared.events import DeliveryState
 from shared.service import POOL, SETTINGS
@@ -76,7 +77,7 @@ async def show_delivery(request: web.Request) -> web.Response:
     async with request.config_dict[POOL].acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True):
         row = found(await delivery_rows.get_delivery(
-            conn, path_uuid(request, "delivery_id", "delivery")), "no delivery has that id")
+            conn, path_uuid(request, "delivery_id", "delivery")), replays.NO_DELIVERY)
         attempts = await delivery_rows.delivery_attempts(conn, row.id)
     return page(request, "delivery.html", delivery=row, attempts=attempts,
                 excerpt_bytes=request.config_dict[SETTINGS].response_excerpt_bytes)
@@ -85,13 +86,7 @@ async def show_delivery(request: web.Request) -> web.Response:
 @routes.post("/deliveries/{delivery_id}/replay")
 async def replay(request: web.Request) -> web.Response:
     """Due again with the same webhook-id; the new attempts continue its numbering."""
+    delivery = path_uuid(request, "delivery_id", "delivery")
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        row = found(await delivery_rows.get_delivery(
-            conn, path_uuid(request, "delivery_id", "delivery")), "no delivery has that id")
-        if row.waiting:
-            raise Conflict("the delivery is still on its way; replay it once it has finished")
-        where = delivery_rows.DeliveryFilter(delivery_id=row.id)
-        if not await delivery_rows.replay_deliveries(conn, where):
-            raise Conflict("its automation no longer exists")
-        await schedule_rows.wake_scheduler(conn)
+        row = await replays.replay_delivery(conn, actor_of(request), delivery)
     raise see_other(f"/console/deliveries/{row.id}", notice="replayed")

@@ -1,14 +1,13 @@
 """Console pages of forms: the list, a new form, and the editor of sections, fields, statuses."""
 
-import asyncpg
 from aiohttp import web
 
-from services.casestore.api import forms as forms_api
-from services.casestore.api.forms import announce_form, load_form
+from services.casestore import form_writes
+from services.casestore.api.auth import actor_of
 from services.casestore.console import form_editor
 from services.casestore.console.render import page, see_other
 from services.casestore.errors import Conflict
-from services.casestore.repo import forms as form_rows
+from services.casestore.form_writes import load_form
 from services.casestore.repo import stats as stats_rows
 from shared.bodies import read_form
 from shared.service import POOL
@@ -42,13 +41,12 @@ async def create_form(request: web.Request) -> web.Response:
     form = form_editor.validate(editor)
     if form is None:
         return _editor_page(request, editor, new=True, status=400)
-    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        try:
-            await form_rows.insert_form(conn, form)
-        except asyncpg.UniqueViolationError:
-            editor.errors = {"id": [f"form '{form.id}' already exists"]}
-            return _editor_page(request, editor, new=True, status=409)
-        await announce_form(conn, form.id, "created")
+    try:
+        async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+            await form_writes.create(conn, actor_of(request), form)
+    except Conflict as exc:
+        editor.errors = {"id": [str(exc)]}
+        return _editor_page(request, editor, new=True, status=409)
     raise see_other(f"/console/forms/{form.id}", notice="form_created")
 
 
@@ -69,9 +67,7 @@ async def save_form(request: web.Request) -> web.Response:
     if form is None:
         return _editor_page(request, editor, new=False, status=400)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        await load_form(conn, form_id)
-        await form_rows.update_form(conn, form)
-        await announce_form(conn, form.id, "updated")
+        await form_writes.replace(conn, actor_of(request), form)
     raise see_other(f"/console/forms/{form.id}", notice="form_saved")
 
 
@@ -80,12 +76,13 @@ async def delete_form(request: web.Request) -> web.Response:
     """Delete the form; one with cases only once the box that deletes them too is ticked."""
     posted = await read_form(request)
     form_id = request.match_info["form_id"]
-    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+    async with request.config_dict[POOL].acquire() as conn:
         try:
-            await forms_api.delete_form(conn, form_id, with_cases="with_cases" in posted)
+            async with conn.transaction():
+                await form_writes.delete(conn, actor_of(request), form_id,
+                                         with_cases="with_cases" in posted)
         except Conflict as exc:
-            form = await load_form(conn, form_id)
-            editor = form_editor.Editor.of(form)
+            editor = form_editor.Editor.of(await load_form(conn, form_id))
             editor.errors = {"delete": [str(exc).replace(" (?with_cases=true)", "")]}
             return _editor_page(request, editor, new=False, status=409)
     raise see_other("/console/forms", notice="form_deleted")

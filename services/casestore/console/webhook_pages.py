@@ -1,32 +1,34 @@
 """Console pages of a form's incoming webhook: settings, URL, rotation, users, structure."""
 
-import asyncpg
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from services.casestore import webhook_tokens
-from services.casestore.api.forms import announce_form, curl_example, load_form
+from services.casestore import webhook_writes
+from services.casestore.api.auth import actor_of
+from services.casestore.api.forms import curl_example, structure
 from services.casestore.api.logins import LOGINS
 from services.casestore.api.users import NewUser
 from services.casestore.api.webhooks import hasher
 from services.casestore.console.render import page, pydantic_errors, see_other, text, texts
-from services.casestore.errors import found
+from services.casestore.errors import Conflict
+from services.casestore.form_writes import load_form
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
-from services.casestore.webhook_tokens import TOKEN_SEAL
+from services.casestore.webhook_writes import WebhookKeys, WebhookSettings
 from shared.bodies import read_form
-from shared.forms import FieldType, FormDefinition
-from shared.service import POOL, SETTINGS
+from shared.forms import FormDefinition
+from shared.service import POOL
 
 routes = web.RouteTableDef()
 
 
 def _url(request: web.Request, hook: access_rows.WebhookRow | None) -> str | None:
+    """The webhook's URL, its token "***" to a viewer."""
     if hook is None:
         return None
-    return webhook_tokens.url(request.config_dict[SETTINGS].public_base_url,
-                              request.config_dict[TOKEN_SEAL].opened(hook))
+    return webhook_writes.url(WebhookKeys.of(request), hook,
+                              secrets=actor_of(request).sees_secrets)
 
 
 async def _page(request: web.Request, conn: Conn, form: FormDefinition,
@@ -35,7 +37,8 @@ async def _page(request: web.Request, conn: Conn, form: FormDefinition,
     users = await access_rows.list_users(conn)
     url = _url(request, hook)
     return page(request, "webhook.html", status=status, form=form, hook=hook, url=url,
-                users=users, curl=curl_example(url, form) if url else None, **context)
+                users=users, curl=curl_example(url, form) if url else None,
+                secrets=actor_of(request).sees_secrets, **context)
 
 
 @routes.get("/forms/{form_id}/webhook")
@@ -49,12 +52,12 @@ async def show_webhook(request: web.Request) -> web.Response:
 async def save_webhook(request: web.Request) -> web.Response:
     """Enable or disable, user authentication on or off; the token stays."""
     posted = await read_form(request)
+    settings = WebhookSettings(enabled="enabled" in posted,
+                               authenticate_user="authenticate_user" in posted)
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        form = await load_form(conn, request.match_info["form_id"])
-        await webhook_tokens.save(conn, request.config_dict[TOKEN_SEAL], form.id,
-                                  "enabled" in posted, "authenticate_user" in posted)
-        await announce_form(conn, form.id, "webhook")
-    raise see_other(f"/console/forms/{form.id}/webhook", notice="webhook_saved")
+        row = await webhook_writes.save(conn, actor_of(request), WebhookKeys.of(request),
+                                        request.match_info["form_id"], settings)
+    raise see_other(f"/console/forms/{row.form_id}/webhook", notice="webhook_saved")
 
 
 @routes.post("/forms/{form_id}/webhook/rotate")
@@ -65,9 +68,7 @@ async def rotate_webhook(request: web.Request) -> web.Response:
         if "confirm" not in posted:
             return await _page(request, conn, form, status=400, rotate_error=(
                 "Tick the box to confirm: the current URL stops working at once."))
-        found(await webhook_tokens.rotate(conn, request.config_dict[TOKEN_SEAL], form.id),
-              "this form has no incoming webhook")
-        await announce_form(conn, form.id, "webhook")
+        await webhook_writes.rotate(conn, actor_of(request), WebhookKeys.of(request), form.id)
     raise see_other(f"/console/forms/{form.id}/webhook", notice="webhook_rotated")
 
 
@@ -77,11 +78,7 @@ async def save_users(request: web.Request) -> web.Response:
     allowed = set(texts(await read_form(request), "allowed"))
     async with request.config_dict[POOL].acquire() as conn, conn.transaction():
         form = await load_form(conn, request.match_info["form_id"])
-        for user in await access_rows.list_users(conn):
-            forms = set(user.forms)
-            wanted = forms | {form.id} if user.username in allowed else forms - {form.id}
-            if wanted != forms and await access_rows.lock_user(conn, user.username):
-                await access_rows.set_user_forms(conn, user.username, sorted(wanted))
+        await webhook_writes.allow_on_form(conn, actor_of(request), form.id, allowed)
     raise see_other(f"/console/forms/{form.id}/webhook", notice="users_saved")
 
 
@@ -96,35 +93,22 @@ async def create_user(request: web.Request) -> web.Response:
         return await _user_problem(request, "; ".join(
             f"{e.field}: {e.message}" for e in pydantic_errors(exc, dict(posted))))
     password_hash = await request.config_dict[LOGINS].hash(hasher.hash, user.password)
-    async with request.config_dict[POOL].acquire() as conn, conn.transaction():
-        form = await load_form(conn, request.match_info["form_id"])
-        try:
-            await access_rows.insert_user(conn, user.username, password_hash, [form.id])
-        except asyncpg.UniqueViolationError:
-            return await _user_problem(request, f"a user '{user.username}' exists already: "
-                                       "tick it in the list above to allow it on this form")
-    raise see_other(f"/console/forms/{form.id}/webhook", notice="user_created")
+    form_id = request.match_info["form_id"]
+    try:
+        async with request.config_dict[POOL].acquire() as conn, conn.transaction():
+            form = await load_form(conn, form_id)
+            await webhook_writes.create_user(conn, actor_of(request), user.username,
+                                             password_hash, [form.id])
+    except Conflict:
+        return await _user_problem(request, f"a user '{user.username}' exists already: "
+                                   "tick it in the list above to allow it on this form")
+    raise see_other(f"/console/forms/{form_id}/webhook", notice="user_created")
 
 
 async def _user_problem(request: web.Request, problem: str) -> web.Response:
     async with request.config_dict[POOL].acquire() as conn:
         form = await load_form(conn, request.match_info["form_id"])
         return await _page(request, conn, form, status=400, user_error=problem)
-
-
-def structure(form: FormDefinition, url: str | None) -> dict[str, object]:
-    """The "Form Structure" download, as GET /api/forms/{id}/structure answers it."""
-    return {
-        "form": {"id": form.id, "name": form.name},
-        "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],
-        "fields": [{"id": f.id, "label": f.label, "type": f.type, "section": f.section,
-                    "mandatory": f.mandatory, "options": f.options,
-                    "settable_by_incoming_webhook": f.section == 0 and f.type != FieldType.FILE}
-                   for f in form.fields],
-        "statuses": form.statuses,
-        "incoming_webhook_url": url,
-        "send_directly_as_json": curl_example(url or "https://yourWebhookUrl", form),
-    }
 
 
 @routes.get("/forms/{form_id}/structure.json")
