@@ -28,7 +28,7 @@ from bench.procs import Children, free_port, memory_kib
 from bench.profiles import Profile
 from bench.stats import percentiles
 from services.casestore.migrate import drop_database, migrate
-from shared import broker
+from shared import broker_topology
 from shared.events import CASE_CREATE_REQUESTED
 
 LIMIT_FORM = "bench-limit"
@@ -121,11 +121,11 @@ async def _wait_port(port: int, within: float = 10.0) -> None:
 
 async def broker_limit(amqp_url: str, prefix: str, profile: Profile) -> dict[str, Any]:
     """Confirmed persistent publishes of ingest's message into casestore's quorum queue."""
-    names = broker.Names(prefix)
+    names = broker_topology.Names(prefix)
     connection = await aio_pika.connect_robust(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        queue = await broker.declare_work_queue(channel, names, "casestore", 5)
+        queue = await broker_topology.declare_work_queue(channel, names, "casestore", 5)
         exchange = await channel.get_exchange(names.events)
         event = workload.envelope(LIMIT_FORM, 1)
         body = event.to_bytes()
@@ -169,9 +169,9 @@ async def _publish_for(exchange: aio_pika.abc.AbstractExchange, body: bytes, cor
 
 
 async def _delete_topology(connection: aio_pika.abc.AbstractConnection,
-                           names: broker.Names) -> None:
+                           names: broker_topology.Names) -> None:
     channel = await connection.channel()
-    for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
+    for queue in (*map(names.queue, broker_topology.WORK_QUEUES), names.dead_letters):
         await channel.queue_delete(queue)
     for exchange in (names.events, names.dead_letter):
         await channel.exchange_delete(exchange)

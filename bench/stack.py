@@ -21,7 +21,7 @@ import aiohttp
 from bench import workload
 from bench.procs import Child, Children, free_port, wait_http
 from services.casestore.migrate import drop_database, migrate
-from shared import broker
+from shared import broker_topology
 from shared.crypto import new_key
 
 SERVICES = ("casestore", "ingest", "dispatcher")
@@ -141,7 +141,7 @@ class CasewireStack:
             self.children.stop(child)
         self.services.clear()
         try:
-            await broker.delete_topology(self.amqp_url, self.prefix)
+            await broker_topology.delete_topology(self.amqp_url, self.prefix)
         finally:
             if self.migrated:
                 await drop_database(self.database_url)
@@ -176,11 +176,11 @@ def _path(url: str) -> str:
 
 async def queue_depths(amqp_url: str, prefix: str) -> dict[str, int]:
     """Messages waiting in each of the run's queues (dead letters included)."""
-    names = broker.Names(prefix)
+    names = broker_topology.Names(prefix)
     depths: dict[str, int] = {}
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for queue in (*map(names.queue, broker.WORK_QUEUES), names.dead_letters):
+        for queue in (*map(names.queue, broker_topology.WORK_QUEUES), names.dead_letters):
             channel = await connection.channel()
             try:
                 declared = await channel.declare_queue(queue, passive=True)

@@ -25,7 +25,7 @@ import orjson
 
 from bench.stats import percentiles
 from services.casestore.repo import timers as timer_rows
-from shared import broker
+from shared import broker_topology
 
 if TYPE_CHECKING:
     from bench.casewire import CasewireBench
@@ -93,8 +93,8 @@ async def _burst(bench: CasewireBench, db: asyncpg.Connection, burst: int) -> di
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=1000)
-        exchange = await broker.declare_exchanges(channel,
-                                                  broker.Names(bench.stack.prefix))
+        exchange = await broker_topology.declare_exchanges(channel,
+                                                  broker_topology.Names(bench.stack.prefix))
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key="case.timer_due")
         seen: list[float] = []

@@ -8,7 +8,8 @@ writes for it to the bare database.
 import uuid
 from typing import Any
 
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, Envelope, new_event
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, Envelope, new_event
 
 CREATOR = "Addon - Incoming Webhook"
 

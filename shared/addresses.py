@@ -13,6 +13,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Set by ingest on the calls it forwards to casestore: the address of the webhook's client.
 CLIENT_HEADER = "X-Casewire-Client"
+# Set by a caller of the admin API that acts for someone (the CLI, ingest forwarding a webhook
+# user's login): the audit log notes it beside the token's owner.
+VIA_HEADER = "X-Casewire-Via"
 # The standard library leaves CGNAT out of is_private (it is "shared", not private).
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 # Well-known NAT64 prefix: the IPv4 address inside is what a DNS64 network really reaches.

@@ -1,14 +1,7 @@
 """Checks of an automation against its form: every name it uses must exist there."""
 
-from shared.automations import (
-    META,
-    PLACEHOLDER,
-    AllOf,
-    AutomationDefinition,
-    Condition,
-    DateReached,
-    Rule,
-)
+from shared.automation_rules import AllOf, Condition, DateReached, Rule
+from shared.automations import META, PLACEHOLDER, AutomationDefinition
 from shared.forms import FieldError, FieldType, FormDefinition
 
 

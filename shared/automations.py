@@ -1,4 +1,6 @@
-"""The automation contract (When / If / outgoing-webhook action) every service reads and writes.
+"""The automation contract (When / If / outgoing-webhook action) every service reads and writes:
+the definition, its action, and the case metadata it may name (When and If are in
+shared/automation_rules.py).
 
 casestore validates and stores it, the dispatcher evaluates and executes it, ingest reads the
 response mapping for returnDataURL answers.
@@ -6,10 +8,9 @@ response mapping for returnDataURL answers.
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     HttpUrl,
@@ -19,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from shared.durations import Duration, PositiveDuration
-from shared.events import CaseChanged
+from shared.automation_rules import AutomationPart, Rule, Trigger, too_deep
+from shared.event_payloads import CaseChanged
 from shared.forms import Label
 from shared.outgoing_auth import ApiKeyAuth, Auth, Headers, NoAuth
 
@@ -41,111 +42,12 @@ META: dict[str, Callable[[CaseChanged, str], Any]] = {
     "due_at": lambda case, _: case.timer.due_at.isoformat() if case.timer else None,
     "late_by": lambda case, _: case.timer.late_by if case.timer else None,
 }
-# Operators that take no `value`.
-UNARY = ("empty", "not_empty")
 # `{case_number}` or `{field:text-field}` inside a template.
 PLACEHOLDER = re.compile(r"\{(field:)?([a-z0-9][a-z0-9_-]*)\}")
 RESPONSE_KEY = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
-# How deep `all` / `any` groups may nest in `if`. Far beyond what a person writes, and far below
-# what the validator's recursion and the JSON encoder (255 levels) can take.
-MAX_RULE_DEPTH = 20
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# When: any entry fires the automation. Change triggers fire on case events; time triggers
-# (DateReached, LeadTimeExceeded) on timers casestore keeps for each case.
-class CaseCreated(_Strict):
-    event: Literal["case_created"]
-
-
-class CaseChangedTrigger(_Strict):
-    event: Literal["case_changed"]
-
-
-class FieldChanged(_Strict):
-    """A value set, modified or removed on an existing case."""
-
-    event: Literal["field_changed"]
-    fields: list[str] = Field(min_length=1)
-
-
-class FieldFilled(_Strict):
-    """A field of an existing case went from empty to a value."""
-
-    event: Literal["field_filled"]
-    fields: list[str] = Field(min_length=1)
-
-
-class StatusChanged(_Strict):
-    event: Literal["status_changed"]
-    to: list[str] | None = None
-
-
-class Repeat(_Strict):
-    every: PositiveDuration
-    count: int | None = Field(default=None, ge=1, le=1000)  # None: until If stops holding
-
-
-class DateReached(_Strict):
-    """The time in a date or datetime field, moved by `offset`, is reached (a date field's
-    time of day is `at`, in the form's time zone)."""
-
-    event: Literal["date_reached"]
-    # Only these field types have a time to reach (the console offers no other).
-    field: str = Field(json_schema_extra={"field_types": ["date", "datetime"]})
-    offset: Duration = "PT0S"
-    at: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    repeat: Repeat | None = None
-
-
-class LeadTimeExceeded(_Strict):
-    """A case went `duration` (since created, or since it entered its status) without
-    reaching one of `until_status`."""
-
-    event: Literal["lead_time_exceeded"]
-    duration: PositiveDuration
-    since: Literal["created", "status_entered"] = "created"
-    until_status: list[str] = Field(min_length=1)
-
-
-TimeTrigger = DateReached | LeadTimeExceeded
-Trigger = Annotated[CaseCreated | CaseChangedTrigger | FieldChanged | FieldFilled | StatusChanged
-                    | DateReached | LeadTimeExceeded, Field(discriminator="event")]
-
-
-class Condition(_Strict):
-    """`field` names a form field, else case metadata (`status`, `case_number`, ...)."""
-
-    field: str
-    op: Literal["eq", "ne", "contains", "not_contains", "gt", "gte", "lt", "lte", "empty",
-                "not_empty", "in", "changed_from", "changed_to"]
-    value: Any = None
-
-    @model_validator(mode="after")
-    def value_fits_operator(self) -> Self:
-        if self.op == "in" and not isinstance(self.value, list):
-            raise ValueError(f"condition on '{self.field}': 'in' needs a list as value")
-        if self.op not in UNARY and self.value is None and self.op not in (
-                "eq", "ne", "changed_from", "changed_to"):
-            raise ValueError(f"condition on '{self.field}': '{self.op}' needs a value")
-        return self
-
-
-class AllOf(_Strict):
-    all: list["Rule"] = Field(min_length=1)
-
-
-class AnyOf(_Strict):
-    any: list["Rule"] = Field(min_length=1)
-
-
-Rule = Condition | AllOf | AnyOf
-
-
-class ContentItem(_Strict):
+class ContentItem(AutomationPart):
     """One key of the sent content: exactly one of meta, field, value, template."""
 
     key: str = Field(min_length=1, max_length=200)
@@ -175,7 +77,7 @@ class ContentItem(_Strict):
 URL_MAX_LENGTH = 2083  # pydantic's HttpUrl limit
 
 
-class RequestSettings(_Strict):
+class RequestSettings(AutomationPart):
     method: Literal["POST", "GET", "PUT"] = "POST"
     url: HttpUrl
     auth: Auth = NoAuth(type="none")
@@ -214,14 +116,14 @@ class RequestSettings(_Strict):
         return self
 
 
-class ResponseMapping(_Strict):
+class ResponseMapping(AutomationPart):
     """Write the JSON response's `key` (dotted path) into the case field `field`."""
 
     field: str
     key: str = Field(pattern=RESPONSE_KEY.pattern)
 
 
-class OutgoingWebhook(_Strict):
+class OutgoingWebhook(AutomationPart):
     type: Literal["outgoing_webhook"]
     content: list[ContentItem] = Field(default_factory=list)
     settings: RequestSettings
@@ -238,30 +140,7 @@ class OutgoingWebhook(_Strict):
         return self
 
 
-def rule_depth(raw: Any) -> int:
-    """How deep `all` / `any` groups nest in a raw, unvalidated `if`; walked without recursion."""
-    deepest, pending = 0, [(raw, 1)]
-    while pending:
-        node, depth = pending.pop()
-        if not isinstance(node, dict):
-            continue
-        for group in ("all", "any"):
-            children = node.get(group)
-            if isinstance(children, list):
-                deepest = max(deepest, depth)
-                pending.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def too_deep(raw: Any) -> str | None:
-    """Why a raw `if` is refused before it is validated, or None."""
-    depth = rule_depth(raw)
-    if depth <= MAX_RULE_DEPTH:
-        return None
-    return f"'if' groups are nested {depth} deep; at most {MAX_RULE_DEPTH} levels are allowed"
-
-
-class AutomationDefinition(_Strict):
+class AutomationDefinition(AutomationPart):
     """What an administrator writes; the API's POST/PUT body."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -304,6 +183,3 @@ def response_values(definition: AutomationDefinition, answer: Any) -> dict[str, 
             values[mapping.field] = node
     return values
 
-
-AllOf.model_rebuild()
-AnyOf.model_rebuild()

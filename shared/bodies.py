@@ -18,7 +18,8 @@ from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from shared.field_paths import field_path
-from shared.forms import INT64, FieldError
+from shared.form_values import INT64
+from shared.forms import FieldError
 from shared.web import BadRequest, RequestTimeout
 
 M = TypeVar("M", bound=BaseModel)

@@ -3,9 +3,10 @@ casestore before it sets a timer that repeats for as long as they do.)"""
 
 from typing import Any
 
-from shared.automations import AllOf, AnyOf, Condition, Rule, metadata
-from shared.events import CaseChanged, FieldChange
-from shared.forms import is_empty
+from shared.automation_rules import AllOf, AnyOf, Condition, Rule
+from shared.automations import metadata
+from shared.event_payloads import CaseChanged, FieldChange
+from shared.form_values import is_empty
 
 
 def _number(value: Any) -> float | None:

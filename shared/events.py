@@ -1,13 +1,27 @@
-"""Event contracts on the wire: one envelope, a payload model per event type."""
+"""Event contracts on the wire: the event types, one envelope, and the payload model each type
+carries (PAYLOADS; the models are in shared/event_payloads.py)."""
 
+import builtins
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.cases import StoredCase
+from shared.errors import PermanentMessageError
+from shared.event_payloads import (
+    AutomationDisabled,
+    CaseChanged,
+    CaseCreateRequested,
+    CaseResponseData,
+    DeliveryDue,
+    DeliveryReports,
+    DeliveryRequests,
+    FormChanged,
+)
 from shared.logging import bound_correlation_id, correlation_id_or_new
+
+M = TypeVar("M", bound=BaseModel)
 
 CASE_CREATE_REQUESTED = "case.create_requested"
 CASE_CREATED = "case.created"
@@ -20,6 +34,21 @@ DELIVERY_REQUESTED = "delivery.requested"
 DELIVERY_DUE = "delivery.due"
 DELIVERY_ATTEMPTED = "delivery.attempted"
 AUTOMATION_DISABLED = "automation.disabled"
+
+# The payload model each event type carries (its envelope's `data`).
+PAYLOADS: dict[str, type[BaseModel]] = {
+    CASE_CREATE_REQUESTED: CaseCreateRequested,
+    CASE_CREATED: CaseChanged,
+    CASE_UPDATED: CaseChanged,
+    CASE_DELETED: CaseChanged,
+    CASE_TIMER_DUE: CaseChanged,
+    FORM_CHANGED: FormChanged,
+    CASE_RESPONSE_DATA: CaseResponseData,
+    DELIVERY_REQUESTED: DeliveryRequests,
+    DELIVERY_DUE: DeliveryDue,
+    DELIVERY_ATTEMPTED: DeliveryReports,
+    AUTOMATION_DISABLED: AutomationDisabled,
+}
 
 
 def utcnow() -> datetime:
@@ -47,6 +76,17 @@ class Envelope(BaseModel):
     def from_bytes(cls, body: bytes) -> "Envelope":
         return cls.model_validate_json(body)
 
+    def payload(self, model: builtins.type[M]) -> M:
+        """`data` as the model PAYLOADS pairs with this event's type, which the caller names
+        (its handler knows what it takes); raises PermanentMessageError if the type carries
+        another one, and pydantic's ValidationError if `data` does not fit it."""
+        carried = PAYLOADS.get(self.type)
+        if carried is not model:
+            raise PermanentMessageError(
+                f"{self.type} carries {carried.__name__ if carried else 'no known payload'}, "
+                f"not {model.__name__}")
+        return model.model_validate(self.data, context=self)
+
 
 def new_event(
     type_: str,
@@ -70,227 +110,3 @@ def new_event(
         data=payload,
     )
 
-
-class IdempotencyKey(BaseModel):
-    """An incoming request's Idempotency-Key: casestore creates one case per key and window."""
-
-    # The key as the client sent it, scoped to its webhook and authenticated user (JSON text).
-    scope: str
-    # sha256 of the validated data and options: the same key with another body is refused.
-    body_hash: str
-    expires_at: datetime
-
-
-class CaseCreateRequested(BaseModel):
-    """ingest -> casestore: create one case from a validated incoming webhook request."""
-
-    webhook_id: uuid.UUID
-    data: dict[str, Any]
-    creator: str
-    skip_triggers: bool = False
-    skip_validate: bool = False
-    # The revision of the form `data` was validated against (casestore checks it again).
-    form_revision: int | None = None
-    idempotency_key: IdempotencyKey | None = None
-
-
-class FieldChange(BaseModel):
-    field: str
-    old: Any = None
-    new: Any = None
-
-
-class TimerDue(BaseModel):
-    """What made casestore's scheduler announce a case: one time trigger of one automation."""
-
-    automation_id: uuid.UUID
-    trigger_index: int  # which entry of the automation's `when`
-    trigger: str  # its event: date_reached or lead_time_exceeded
-    due_at: datetime
-    late_by: float  # seconds after due_at it fired (downtime, or a busy scheduler)
-    occurrence: int = 0  # 0 the first time, then one per repetition
-
-
-class CaseChanged(BaseModel):
-    """casestore -> everyone: payload of case.created, case.updated and case.deleted."""
-
-    case_id: uuid.UUID
-    case_number: int
-    status: str
-    previous_status: str | None = None
-    data: dict[str, Any]
-    creator: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    changes: list[FieldChange] = Field(default_factory=list)
-    author: str
-    skip_triggers: bool = False
-    # How many automations deep this change is; bounds automation chains.
-    automation_depth: int = 0
-    source_automation_id: uuid.UUID | None = None
-    # The form's revision when the case changed: its automations as of then (or later) apply.
-    form_revision: int = 0
-    # Set on case.timer_due: the case as it is now, announced for one automation's time trigger.
-    timer: TimerDue | None = None
-
-    @classmethod
-    def from_row(cls, row: StoredCase, author: str, **change: Any) -> "CaseChanged":
-        """A stored case as this payload; `change` describes what changed."""
-        return cls(case_id=row.id, case_number=row.case_number, status=row.status,
-                   data=row.data, creator=row.creator, created_at=row.created_at,
-                   updated_at=row.updated_at, version=row.version, author=author, **change)
-
-
-class TestSend(BaseModel):
-    """casestore -> dispatcher over HTTP (`POST /internal/automations/{id}/test`), and the admin
-    API's body for it: one test attempt for this case, or with none for a sample case made
-    from the form's fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    case_id: uuid.UUID | None = None
-
-
-FormChangeKind = Literal["created", "updated", "deleted", "webhook"]
-
-
-class FormChanged(BaseModel):
-    form_id: str
-    change: FormChangeKind
-
-
-class CaseResponseData(BaseModel):
-    """dispatcher or ingest -> casestore: values a receiver answered, to write into the case."""
-
-    case_id: uuid.UUID
-    automation_id: uuid.UUID
-    delivery_id: uuid.UUID
-    values: dict[str, Any]
-    # The automation depth of the change that fired the delivery; the write is one deeper.
-    automation_depth: int = 0
-    source: Literal["response", "return_url"] = "response"
-
-
-class RecordedRequest(BaseModel):
-    method: str
-    url: str
-    headers: dict[str, str]  # secrets (Authorization) already masked
-    body: str
-
-
-class Attempt(BaseModel):
-    id: uuid.UUID
-    number: int
-    started_at: datetime
-    duration_ms: float
-    request: RecordedRequest
-    response_status: int | None = None
-    response_headers: dict[str, str] = Field(default_factory=dict)
-    response_body: str | None = None  # an excerpt, up to the configured size
-    error: str | None = None
-
-
-# pending: not tried yet; sending: an attempt is out; retrying: waiting for its next attempt.
-DeliveryState = Literal["pending", "sending", "retrying", "succeeded", "failed"]
-# What one attempt's answer means for the delivery: done, worth another try, never worth one,
-# or the receiver is gone for good (410: the automation is disabled).
-Verdict = Literal["succeeded", "retry", "final", "gone"]
-
-
-class DeliveryRequested(BaseModel):
-    """dispatcher -> casestore: an automation fired for a case; schedule the delivery.
-
-    The case event is acknowledged once this is confirmed: from then on the delivery is
-    casestore's durable work (its attempts, waits and retries), not the dispatcher's memory.
-    """
-
-    delivery_id: uuid.UUID
-    automation_id: uuid.UUID
-    event_id: uuid.UUID  # the case event that fired it
-    webhook_id: str  # Standard Webhooks message id, stable across retries and replays
-    case: "CaseChanged"
-    once: bool = False  # casestore grants it only if it is the automation's first for the case
-    form_id: str = ""  # the case's form (a message of one request had it on the envelope)
-    # Set when the dispatcher sends the first attempt itself (it can start it soon, see
-    # services/dispatcher/in_flight.py): casestore records the attempt as out until then, and
-    # hands out only what comes after it.
-    first_attempt_until: datetime | None = None
-    # The incoming request's: every attempt casestore hands out, and the case update its
-    # answer causes, stay traced to it (a bundle's envelope has one correlation id for all).
-    correlation_id: str | None = None
-    # How that first attempt went, when it ended before the request went out: casestore
-    # settles it in the same transaction, one message and one transaction fewer per case.
-    report: "DeliveryAttempted | None" = None
-
-
-class DeliveryDue(BaseModel):
-    """casestore -> dispatcher: send attempt `number` of a delivery now."""
-
-    delivery_id: uuid.UUID
-    automation_id: uuid.UUID
-    form_id: str
-    form_revision: int  # the automation as of this revision (or newer) applies
-    webhook_id: str
-    number: int
-    # The case as it was when the automation fired; None for an operational event, whose
-    # `payload` is the exact JSON to send (services/casestore/operational.py).
-    case: "CaseChanged | None"
-    # casestore sends it again after this; a copy that arrives later is not sent.
-    lease_until: datetime
-    payload: dict[str, Any] | None = None
-
-
-class DeliveryAttempted(BaseModel):
-    """dispatcher -> casestore: how one attempt went; casestore decides what comes next."""
-
-    delivery_id: uuid.UUID
-    automation_id: uuid.UUID
-    attempt: Attempt
-    verdict: Verdict
-    retry_after: float | None = None  # seconds the receiver asked for, capped
-    # Response data of a 2xx answer, by case field, written in the same transaction.
-    values: dict[str, Any] = Field(default_factory=dict)
-    automation_depth: int = 0
-    # The correlation id the attempt was sent under; the case update its answer causes carries
-    # it (reports travel many to a message, under the message's own).
-    correlation_id: str | None = None
-    # The endpoint's limit of requests in flight in the dispatcher that sent it, after this
-    # answer: casestore hands out the endpoint's attempts ahead by it.
-    limit: int | None = None
-
-
-class DeliveryRequests(BaseModel):
-    """`delivery.requested`: the deliveries one dispatcher requested together, one message
-    for all (each broker message costs far more than its bytes)."""
-
-    requests: list[DeliveryRequested]
-
-    @classmethod
-    def of(cls, envelope: Envelope) -> list[DeliveryRequested]:
-        """The requests in a message; also in one from before requests travelled together
-        (a single request as the data, its form on the envelope), still queued after an
-        upgrade."""
-        if "requests" in envelope.data:
-            return cls.model_validate(envelope.data).requests
-        single = DeliveryRequested.model_validate(envelope.data)
-        return [single.model_copy(update={"form_id": single.form_id or envelope.form_id or ""})]
-
-
-class DeliveryReports(BaseModel):
-    """`delivery.attempted`: attempts one dispatcher reports together, in the order they
-    ended."""
-
-    reports: list[DeliveryAttempted]
-
-    @classmethod
-    def of(cls, envelope: Envelope) -> list[DeliveryAttempted]:
-        """The reports in a message; also in one from before they travelled together."""
-        if "reports" in envelope.data:
-            return cls.model_validate(envelope.data).reports
-        return [DeliveryAttempted.model_validate(envelope.data)]
-
-
-class AutomationDisabled(BaseModel):
-    automation_id: uuid.UUID
-    form_id: str
-    reason: str

@@ -21,7 +21,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
-from shared import broker
+from shared import broker_topology
 from shared.tasks import every
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,7 @@ async def _read_queue(connection: AbstractRobustConnection, channel: AbstractCha
     it: a queue not declared yet)."""
     channel = channel or await connection.channel(publisher_confirms=False)
     try:
-        state = await broker.queue_state(channel, queue)
+        state = await broker_topology.queue_state(channel, queue)
     except aio_pika.exceptions.ChannelClosed:
         with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
             await channel.close()  # or the robust channel would reopen itself
@@ -64,13 +64,13 @@ async def _read_queue(connection: AbstractRobustConnection, channel: AbstractCha
     return channel
 
 
-async def read_queues(connection: AbstractRobustConnection, names: broker.Names,
+async def read_queues(connection: AbstractRobustConnection, names: broker_topology.Names,
                       in_hand: InHand) -> None:
     """Set every queue's gauges once. The dead letters have no consumer in Casewire: nothing
     holds them unacknowledged (but a `casewire dead-letters` command, for the moment it runs)."""
     channel: AbstractChannel | None = None
     try:
-        for queue in broker.all_queues(names):
+        for queue in broker_topology.all_queues(names):
             channel = await _read_queue(connection, channel, queue)
     finally:
         if channel is not None:
@@ -81,7 +81,7 @@ async def read_queues(connection: AbstractRobustConnection, names: broker.Names,
         QUEUE_UNACKED.labels(queue).set(count)
 
 
-async def read_queues_forever(connection: AbstractRobustConnection, names: broker.Names,
+async def read_queues_forever(connection: AbstractRobustConnection, names: broker_topology.Names,
                               in_hand: InHand, seconds: float) -> None:
     # While the broker is away the gauges keep their last values (its absence shows in
     # /readyz and in the ingest outcomes).

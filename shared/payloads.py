@@ -16,7 +16,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
-from shared.automations import META, AutomationDefinition, ContentItem, TimeTrigger, Trigger
+from shared.automation_rules import TimeTrigger, Trigger
+from shared.automations import META, AutomationDefinition, ContentItem
 from shared.forms import FieldType, FormDefinition, FormField
 
 TriggerName = Literal["date_reached", "lead_time_exceeded"]

@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from shared import broker, metrics
+from shared import broker, broker_topology, metrics
 from shared.bodies import BODY_TIMEOUT
 from shared.clients import PROXIES, TrustedProxies
 from shared.consumer import Consumer, Handler
@@ -85,8 +85,9 @@ def consumer_ctx(consumer: str, handler_for: Callable[[web.Application], Handler
         settings = app[SETTINGS]
         channel = await app[AMQP].channel()
         await channel.set_qos(prefetch_count=settings.prefetch)
-        names = broker.Names(settings.name_prefix)
-        queue = await broker.declare_work_queue(channel, names, consumer, settings.delivery_limit)
+        names = broker_topology.Names(settings.name_prefix)
+        queue = await broker_topology.declare_work_queue(channel, names, consumer,
+                                                         settings.delivery_limit)
         gate = OutageGate((probe_for or db_probe)(app), retry_seconds=settings.outage_retry_seconds,
                           hold_seconds=settings.outage_hold_seconds)
         running = app[WORK_CONSUMER] = Consumer(queue, handler_for(app), gate,
@@ -127,7 +128,7 @@ def _in_hand(app: web.Application) -> dict[str, int]:
 
 # Queue depths for /metrics, read in the background (shared.metrics); after amqp_ctx.
 queue_metrics_ctx: CleanupCtx = task_ctx("queue-metrics", lambda app: metrics.read_queues_forever(
-    app[AMQP], broker.Names(app[SETTINGS].name_prefix), lambda: _in_hand(app),
+    app[AMQP], broker_topology.Names(app[SETTINGS].name_prefix), lambda: _in_hand(app),
     app[SETTINGS].pipeline_metrics_seconds))
 
 
@@ -189,7 +190,7 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
     try:
         channel = await connection.channel()
         try:
-            return await broker.consumer_count(channel, queue_name) > 0
+            return await broker_topology.consumer_count(channel, queue_name) > 0
         finally:
             await channel.close()
     except Exception:
@@ -199,7 +200,7 @@ async def consumer_ready(app: web.Application, queue_name: str) -> bool:
 def consumer_readiness(app: web.Application, consumer: str) -> ReadinessCheck:
     """Ready while Postgres answers with a schema not older than the code, and the broker sees
     this service's consumer on its queue."""
-    queue_name = broker.Names(app[SETTINGS].name_prefix).queue(consumer)
+    queue_name = broker_topology.Names(app[SETTINGS].name_prefix).queue(consumer)
 
     async def readiness() -> dict[str, bool]:
         return {"postgres": await db_ready(app), "schema": await schema_ready(app),

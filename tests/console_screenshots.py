@@ -19,7 +19,7 @@ import aiohttp
 from playwright.async_api import Page, async_playwright
 
 from services.casestore.migrate import drop_database, migrate
-from shared import broker
+from shared import broker_topology
 from shared.db import create_pool
 from shared.logging import configure_logging
 from tests.receiver import Receiver, Reply
@@ -130,7 +130,7 @@ async def main() -> None:
             await photograph(stack)
     finally:
         await stack.stop_all()
-        await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+        await broker_topology.delete_topology(settings.amqp_url, settings.name_prefix)
         await drop_database(settings.database_url)
 
 

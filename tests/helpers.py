@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from shared import broker
+from shared import broker_topology
 from shared.events import Envelope
 from shared.settings import Settings
 from tests.faults import ProxiedIngest
@@ -38,9 +38,9 @@ async def until(probe: Callable[[], Awaitable[T | None]], within: float = 10.0,
 
 # The run's broker, as a service would use it.
 
-def names(settings: Settings) -> broker.Names:
+def names(settings: Settings) -> broker_topology.Names:
     """The run's exchange and queue names."""
-    return broker.Names(settings.name_prefix)
+    return broker_topology.Names(settings.name_prefix)
 
 
 async def publish_raw(settings: Settings, routing_key: str, bodies: list[bytes]) -> None:
@@ -72,7 +72,7 @@ async def processed(settings: Settings, event_id: uuid.UUID, within: float = 10.
 
 
 async def delete_broker_objects(settings: Settings) -> None:
-    await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+    await broker_topology.delete_topology(settings.amqp_url, settings.name_prefix)
 
 
 class EventTap:
@@ -100,7 +100,7 @@ async def tap_events(settings: Settings, routing_key: str = "#") -> AsyncIterato
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
-        exchange = await broker.declare_exchanges(channel, names(settings))
+        exchange = await broker_topology.declare_exchanges(channel, names(settings))
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await queue.bind(exchange, routing_key=routing_key)
         yield EventTap(queue)

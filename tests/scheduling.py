@@ -13,20 +13,16 @@ import aio_pika
 import aiohttp
 
 from services.dispatcher.consumers import CONSUMER
-from shared.events import (
-    DELIVERY_ATTEMPTED,
-    DELIVERY_DUE,
-    DELIVERY_REQUESTED,
+from shared.event_payloads import (
     Attempt,
     CaseChanged,
     DeliveryAttempted,
     DeliveryDue,
     DeliveryRequested,
-    Envelope,
     RecordedRequest,
     Verdict,
-    new_event,
 )
+from shared.events import DELIVERY_ATTEMPTED, DELIVERY_DUE, DELIVERY_REQUESTED, Envelope, new_event
 from shared.settings import Settings
 from tests.helpers import names, publish_raw
 from tests.stack import Stack

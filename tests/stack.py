@@ -13,7 +13,7 @@ from services.casestore.app import create_app as casestore_app
 from services.casestore.migrate import drop_database, migrate
 from services.dispatcher.app import create_app as dispatcher_app
 from services.ingest.app import create_app as ingest_app
-from shared import broker, serving
+from shared import broker_topology, serving
 from shared.crypto import new_key
 from shared.settings import Settings
 
@@ -78,7 +78,7 @@ async def running_stack(settings: Settings) -> AsyncIterator[Stack]:
         yield running
     finally:
         await running.stop_all()
-        await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+        await broker_topology.delete_topology(settings.amqp_url, settings.name_prefix)
         await drop_database(settings.database_url)
 
 

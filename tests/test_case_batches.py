@@ -8,7 +8,8 @@ import pytest
 
 from shared.batcher import Batcher
 from shared.errors import DependencyUnavailable
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, Envelope, new_event
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, Envelope, new_event
 from shared.settings import Settings
 from tests.helpers import EventTap, FormFactory, publish_raw, wait_dead_lettered, wait_for_cases
 

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 
 from services.cli.state import ENV_FILE
-from shared import broker
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared import broker_topology
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, new_event
 from shared.settings import Settings
 from tests.helpers import (
     CASEWIRE,
@@ -202,9 +203,9 @@ async def test_requeue_needs_a_target_and_purge_a_confirmation() -> None:
 
 
 @pytest.fixture
-async def old_dead_letter_queue(settings: Settings) -> AsyncIterator[broker.Names]:
+async def old_dead_letter_queue(settings: Settings) -> AsyncIterator[broker_topology.Names]:
     """A prefix whose dead-letter queue was made before it had a length limit, holding two."""
-    names = broker.Names(f"{settings.name_prefix}-old-{uuid.uuid4().hex[:6]}")
+    names = broker_topology.Names(f"{settings.name_prefix}-old-{uuid.uuid4().hex[:6]}")
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         channel = await connection.channel()
@@ -222,17 +223,17 @@ async def old_dead_letter_queue(settings: Settings) -> AsyncIterator[broker.Name
 
 
 async def test_an_older_dead_letter_queue_is_used_as_it_is_until_recreated_with_its_messages(
-        settings: Settings, old_dead_letter_queue: broker.Names) -> None:
+        settings: Settings, old_dead_letter_queue: broker_topology.Names) -> None:
     names = old_dead_letter_queue
     connection = await aio_pika.connect_robust(settings.amqp_url)
     async with connection:
-        assert await broker.dead_letters_as_declared(connection, names, 3) == {}
+        assert await broker_topology.dead_letters_as_declared(connection, names, 3) == {}
         code, out = await run_cli(cli_env(amqp_url=settings.amqp_url, name_prefix=names.prefix,
                                           dead_letter_max="3"),
                                   "queues", "--recreate-dead-letters")
         assert (code, "2 message(s) kept") == (0, out.split("; ")[1].split(".")[0])
-        assert await broker.dead_letters_as_declared(connection, names, 3) == (
-            broker.dead_letter_arguments(3))
+        assert await broker_topology.dead_letters_as_declared(connection, names, 3) == (
+            broker_topology.dead_letter_arguments(3))
         channel = await connection.channel()
         dlx = await channel.get_exchange(names.dead_letter)
         for i in range(2, 5):

@@ -8,7 +8,7 @@ from services.casestore.console import triggers
 from services.casestore.console.charts import Bucket, hourly_chart
 from services.casestore.console.health import buckets_by_automation, hours
 from services.casestore.repo.stats import HourCount
-from shared.automations import Trigger
+from shared.automation_rules import Trigger
 
 NOW = datetime(2026, 12, 1, 17, 25, tzinfo=UTC)
 

@@ -14,15 +14,13 @@ import pytest
 
 from services.casestore import delivery_work
 from shared.db import create_pool
-from shared.events import (
-    DELIVERY_ATTEMPTED,
-    DELIVERY_REQUESTED,
+from shared.event_payloads import (
     DeliveryAttempted,
     DeliveryReports,
     DeliveryRequested,
     DeliveryRequests,
-    new_event,
 )
+from shared.events import DELIVERY_ATTEMPTED, DELIVERY_REQUESTED, new_event
 from shared.settings import Settings
 from tests.faults import replaced
 from tests.helpers import (

@@ -9,7 +9,8 @@ import orjson
 import pytest
 import structlog
 
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, new_event
 from shared.settings import Settings
 from tests.helpers import (
     EventTap,

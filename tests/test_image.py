@@ -19,7 +19,7 @@ import pytest
 
 from bench.topology.image import ImageRoot, build
 from services.casestore.migrate import drop_database
-from shared import broker
+from shared import broker_topology
 from shared.settings import Settings
 from tests.helpers import call, sample_form, webhook_action
 from tests.receiver import Receiver
@@ -121,7 +121,7 @@ async def test_migrate_and_the_services_from_the_image_deliver_a_case(
             [sent] = await receiver.wait_for(url, 1, within=30)
             assert sent.json()["text"] == "from the image"
     finally:
-        await broker.delete_topology(settings.amqp_url, settings.name_prefix)
+        await broker_topology.delete_topology(settings.amqp_url, settings.name_prefix)
         await drop_database(settings.database_url)
 
 

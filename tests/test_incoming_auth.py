@@ -3,16 +3,23 @@
 
 import aiohttp
 
-from tests.helpers import FormFactory, issue_key, make_user, post_with_key, wait_for_cases
+from tests.helpers import FormFactory, call, issue_key, make_user, post_with_key, wait_for_cases
 
 
 async def test_auth_key_from_credentials_lets_the_user_create_cases(
         make_form: FormFactory, http: aiohttp.ClientSession, api: aiohttp.ClientSession) -> None:
     hook = await make_form(authenticate_user=True)
-    key = await issue_key(http, hook["url"], await make_user(api, [hook["form_id"]]))
+    creds = await make_user(api, [hook["form_id"]])
+    key = await issue_key(http, hook["url"], creds)
     assert len(key) >= 22
     assert await post_with_key(http, hook["url"], key) == (200, {})
     await wait_for_cases(api, hook["form_id"], 1)
+    # The audit log says the key came from the user's own login, forwarded by ingest.
+    entries = (await call(api, "GET", "/api/audit-log", 200,
+                          params={"target": hook["form_id"]}))["entries"]
+    issued = [e for e in entries if e["action"] == "incoming_webhook.auth_keys_issued"]
+    assert [(e["diff"]["after"], e["via"]) for e in issued] == [
+        ({"username": creds["username"]}, "admin token (ingest: a webhook user's login)")]
 
 
 async def test_create_without_auth_key_is_access_deny(make_form: FormFactory,

@@ -7,7 +7,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, new_event
 from shared.logging import bound_context
 from shared.settings import Settings
 from tests.helpers import (

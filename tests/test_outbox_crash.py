@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from services.casestore.migrate import drop_database, migrate
-from shared import broker
+from shared import broker_topology
 from shared.events import Envelope
 from shared.settings import Settings
 from tests.faults import CuttableProxy
@@ -33,7 +33,7 @@ async def own_database(settings: Settings) -> AsyncIterator[Settings]:
     try:
         yield own
     finally:
-        await broker.delete_topology(own.amqp_url, own.name_prefix)
+        await broker_topology.delete_topology(own.amqp_url, own.name_prefix)
         await drop_database(own.database_url)
 
 

@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.ingest.metrics import outcome
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, new_event
+from shared.event_payloads import CaseCreateRequested
+from shared.events import CASE_CREATE_REQUESTED, new_event
 from shared.settings import Settings
 from tests.faults import CuttableProxy, replaced
 from tests.helpers import (

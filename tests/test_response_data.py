@@ -6,7 +6,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from shared.events import CASE_RESPONSE_DATA, CaseResponseData, Envelope, new_event
+from shared.event_payloads import CaseResponseData
+from shared.events import CASE_RESPONSE_DATA, Envelope, new_event
 from shared.logging import bound_context
 from shared.settings import Settings
 from tests.helpers import (

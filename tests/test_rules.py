@@ -8,7 +8,8 @@ import pytest
 
 from services.dispatcher.rules import fires
 from shared.automations import AutomationDefinition
-from shared.events import CASE_CREATED, CASE_DELETED, CASE_UPDATED, CaseChanged, FieldChange
+from shared.event_payloads import CaseChanged, FieldChange
+from shared.events import CASE_CREATED, CASE_DELETED, CASE_UPDATED
 
 ACTION = {"type": "outgoing_webhook", "settings": {"url": "https://crm.example/hooks"}}
 DATA = {"text-field": "VIP customer", "priority": "high", "amount": 120, "due-date": "2026-03-01",

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from services.casestore.timer_scheduler import TimerScheduler
 from services.casestore.timer_times import field_time, next_occurrence
-from shared.automations import DateReached
+from shared.automation_rules import DateReached
 from shared.db import create_pool
 from shared.durations import parse
 from tests.helpers import FormFactory, call, until, webhook_action

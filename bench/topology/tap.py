@@ -10,13 +10,13 @@ from collections import Counter, defaultdict
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from shared import broker
+from shared import broker_topology
 from shared.failover import connect_to_nodes
 
 
 class EventTap:
     def __init__(self, prefix: str) -> None:
-        self.names = broker.Names(prefix)
+        self.names = broker_topology.Names(prefix)
         self.published: defaultdict[str, Counter[str]] = defaultdict(Counter)  # by form
         self._seen_tags: set[str] = set()
         self._connection: AbstractRobustConnection | None = None
@@ -24,7 +24,7 @@ class EventTap:
     async def start(self, urls: list[str]) -> None:
         self._connection = await connect_to_nodes(urls, 10)
         channel = await self._connection.channel()
-        exchange = await broker.declare_exchanges(channel, self.names)
+        exchange = await broker_topology.declare_exchanges(channel, self.names)
         queue = await channel.declare_queue(f"{self.names.prefix}.tap", durable=True,
                                             arguments={"x-queue-type": "quorum"})
         await queue.bind(exchange, routing_key="case.created")
@@ -44,7 +44,7 @@ class EventTap:
         assert self._connection is not None
         channel = await self._connection.channel()
         try:
-            return (await broker.queue_state(channel, self.names.dead_letters)).ready
+            return (await broker_topology.queue_state(channel, self.names.dead_letters)).ready
         finally:
             await channel.close()
 

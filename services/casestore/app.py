@@ -31,7 +31,7 @@ from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
 from services.casestore.timer_scheduler import TimerScheduler
 from services.casestore.webhook_tokens import TOKEN_SEAL, TokenSeal, seal_at_start
-from shared.broker import Names
+from shared.broker_topology import Names
 from shared.crypto import SecretBox
 from shared.service import (
     AMQP,

@@ -17,7 +17,8 @@ from services.casestore.errors import ValidationFailed
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from shared.addresses import AddressPolicy, TargetRefused
-from shared.automations import AutomationDefinition, too_deep
+from shared.automation_rules import too_deep
+from shared.automations import AutomationDefinition
 from shared.bodies import refuse_big_ints
 from shared.crypto import SecretBox
 from shared.field_paths import field_path

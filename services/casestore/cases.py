@@ -14,16 +14,10 @@ from services.casestore.repo import cases as case_rows
 from services.casestore.repo import files as file_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
-from shared.events import (
-    CASE_CREATED,
-    CASE_DELETED,
-    CASE_UPDATED,
-    CaseChanged,
-    Envelope,
-    FieldChange,
-    new_event,
-)
-from shared.forms import FieldError, FieldType, FormDefinition, validate_case_data
+from shared.event_payloads import CaseChanged, FieldChange
+from shared.events import CASE_CREATED, CASE_DELETED, CASE_UPDATED, Envelope, new_event
+from shared.form_values import validate_case_data
+from shared.forms import FieldError, FieldType, FormDefinition
 
 
 def _announce(type_: str, row: case_rows.CaseRow, changes: list[FieldChange], author: str,

@@ -28,20 +28,23 @@ from services.casestore.responses import write_response_data
 from services.casestore.scheduler import hand_out_now
 from shared.batcher import Batcher
 from shared.errors import PermanentMessageError
-from shared.events import (
-    CASE_CREATE_REQUESTED,
-    CASE_RESPONSE_DATA,
-    DELIVERY_ATTEMPTED,
-    DELIVERY_REQUESTED,
+from shared.event_payloads import (
     CaseCreateRequested,
     CaseResponseData,
     DeliveryAttempted,
     DeliveryReports,
     DeliveryRequested,
     DeliveryRequests,
+)
+from shared.events import (
+    CASE_CREATE_REQUESTED,
+    CASE_RESPONSE_DATA,
+    DELIVERY_ATTEMPTED,
+    DELIVERY_REQUESTED,
     Envelope,
 )
-from shared.forms import FormDefinition, validate_case_data
+from shared.form_values import validate_case_data
+from shared.forms import FormDefinition
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -168,7 +171,7 @@ class CommandConsumer:
             yield
 
     async def create_requested(self, envelope: Envelope) -> None:
-        command = CaseCreateRequested.model_validate(envelope.data)
+        command = envelope.payload(CaseCreateRequested)
         if envelope.form_id is None:
             raise PermanentMessageError("case.create_requested without form_id")
         created = await self._creates.submit((envelope, command))
@@ -245,12 +248,12 @@ class CommandConsumer:
                 if envelope.id in taken:
                     continue  # the same message twice in one batch: once
                 if envelope.type == DELIVERY_REQUESTED:
-                    requested = DeliveryRequests.of(envelope)
+                    requested = envelope.payload(DeliveryRequests).requests
                     # A first attempt that ended before its request went out.
                     taken[envelope.id] = (requested, [r.report for r in requested
                                                       if r.report is not None])
                 else:
-                    taken[envelope.id] = ([], DeliveryReports.of(envelope))
+                    taken[envelope.id] = ([], envelope.payload(DeliveryReports).reports)
             requests = [r for asked, _ in taken.values() for r in asked]
             work = await delivery_work.apply(
                 conn, requests, [(r, str(event_id)) for event_id, (_, told) in taken.items()
@@ -268,7 +271,7 @@ class CommandConsumer:
         return outcomes
 
     async def response_data(self, envelope: Envelope) -> None:
-        answer = CaseResponseData.model_validate(envelope.data)
+        answer = envelope.payload(CaseResponseData)
         async with self._first_time(envelope) as conn:
             if conn is None:
                 return

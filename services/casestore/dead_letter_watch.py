@@ -17,14 +17,14 @@ from aio_pika.abc import AbstractRobustConnection
 
 from services.casestore import operational
 from services.casestore.repo import operational as operational_rows
-from shared import broker
+from shared import broker_topology
 from shared.tasks import every
 
 log = structlog.get_logger(__name__)
 
 
 async def look_once(pool: asyncpg.Pool, connection: AbstractRobustConnection,
-                    names: broker.Names) -> int | None:
+                    names: broker_topology.Names) -> int | None:
     """Compare the depth with what was told; the increase announced, if any."""
     async with pool.acquire() as conn:
         listening = await operational_rows.listening(conn)
@@ -33,7 +33,7 @@ async def look_once(pool: asyncpg.Pool, connection: AbstractRobustConnection,
         return None
     channel = await connection.channel(publisher_confirms=False)
     try:
-        depth = (await broker.queue_state(channel, names.dead_letters)).ready
+        depth = (await broker_topology.queue_state(channel, names.dead_letters)).ready
     finally:
         with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError, OSError):
             await channel.close()
@@ -50,6 +50,6 @@ async def look_once(pool: asyncpg.Pool, connection: AbstractRobustConnection,
 
 
 async def watch_forever(pool: asyncpg.Pool, connection: AbstractRobustConnection,
-                        names: broker.Names, seconds: float) -> None:
+                        names: broker_topology.Names, seconds: float) -> None:
     # Through a broker or database outage, the next look tells what the failed one missed.
     await every(seconds, lambda: look_once(pool, connection, names), "dead_letters_not_watched")

@@ -19,11 +19,7 @@ from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import schedule as schedule_rows
 from services.casestore.responses import write_response_data
 from shared.automations import AutomationDefinition
-from shared.events import (
-    CaseResponseData,
-    DeliveryAttempted,
-    DeliveryRequested,
-)
+from shared.event_payloads import CaseResponseData, DeliveryAttempted, DeliveryRequested
 from shared.logging import bound_context
 from shared.schedule import (
     attempts_allowed,

@@ -19,7 +19,8 @@ from services.casestore.actors import system
 from services.casestore.repo import Conn
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.repo import schedule as schedule_rows
-from shared.events import AUTOMATION_DISABLED, AutomationDisabled, DeliveryAttempted, new_event
+from shared.event_payloads import AutomationDisabled, DeliveryAttempted
+from shared.events import AUTOMATION_DISABLED, new_event
 from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON, cooldown, disable_after
 from shared.settings import Settings
 

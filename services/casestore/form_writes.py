@@ -15,7 +15,8 @@ from services.casestore.repo import Conn
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
-from shared.events import FORM_CHANGED, FormChanged, FormChangeKind, new_event
+from shared.event_payloads import FormChanged, FormChangeKind
+from shared.events import FORM_CHANGED, new_event
 from shared.forms import FormDefinition
 
 

@@ -14,8 +14,8 @@ the broker refuses) is parked in `outbox_parked` with its error, so it can neith
 rows behind it nor make them go out again on every retry.
 
 An event no queue is bound to is logged and dropped: durable work queues are declared by every
-publisher (`broker.WORK_QUEUES`), so this only happens to events nobody durably consumes, e.g.
-form.changed while no ingest (whose queue lives only while it runs) is up.
+publisher (`broker_topology.WORK_QUEUES`), so this only happens to events nobody durably
+consumes, e.g. form.changed while no ingest (whose queue lives only while it runs) is up.
 """
 
 import asyncio

@@ -8,8 +8,9 @@ from services.casestore import automations, cases
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import cases as case_rows
-from shared.events import CaseResponseData
-from shared.forms import FormDefinition, validate_case_data
+from shared.event_payloads import CaseResponseData
+from shared.form_values import validate_case_data
+from shared.forms import FormDefinition
 
 log = structlog.get_logger(__name__)
 

@@ -21,7 +21,8 @@ from services.casestore.repo import Conn
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared.db import listen
-from shared.events import DELIVERY_DUE, CaseChanged, DeliveryDue, new_event
+from shared.event_payloads import CaseChanged, DeliveryDue
+from shared.events import DELIVERY_DUE, new_event
 from shared.settings import Settings
 from shared.tasks import wait_event
 

@@ -24,11 +24,13 @@ from services.casestore.repo import forms as form_rows
 from services.casestore.repo import outbox as outbox_rows
 from services.casestore.repo import timers as timer_rows
 from services.casestore.timer_times import field_time, next_occurrence
-from services.casestore.timers import SetTimer, for_new_case, timed
-from shared.automations import AutomationDefinition, DateReached, LeadTimeExceeded, TimeTrigger
+from services.casestore.timers import NextTimer, SetTimer, for_new_case, move_or_end, timed
+from shared.automation_rules import DateReached, LeadTimeExceeded, TimeTrigger
+from shared.automations import AutomationDefinition
 from shared.cases import CASE_COLUMNS, StoredCase
 from shared.conditions import holds
-from shared.events import CASE_TIMER_DUE, CaseChanged, Envelope, TimerDue, new_event
+from shared.event_payloads import CaseChanged, TimerDue
+from shared.events import CASE_TIMER_DUE, Envelope, new_event
 from shared.settings import Settings
 from shared.tasks import wait_event
 
@@ -53,7 +55,7 @@ def _case(record: asyncpg.Record) -> StoredCase:
 
 
 def _after_firing(trigger: TimeTrigger, definition: AutomationDefinition, case: CaseChanged,
-                  zone: ZoneInfo, now: datetime, form_id: str) -> tuple[datetime, int] | None:
+                  zone: ZoneInfo, now: datetime, form_id: str) -> NextTimer:
     """The timer's next occurrence, or None: it has fired for good."""
     if not isinstance(trigger, DateReached) or trigger.repeat is None or case.timer is None:
         return None
@@ -76,8 +78,7 @@ class TimerScheduler:
         async with self._pool.acquire() as conn, conn.transaction():
             due = await timer_rows.take_due(conn, self._settings.timer_batch)
             events: list[Envelope] = []
-            moved: list[SetTimer] = []
-            ended: list[timer_rows.TimerKey] = []
+            timers: list[tuple[timer_rows.TimerKey, NextTimer]] = []
             lateness: list[float] = []
             definitions: dict[uuid.UUID, AutomationDefinition] = {}
             for record in due:
@@ -86,25 +87,21 @@ class TimerScheduler:
                     key[0], AutomationDefinition.model_validate(record["definition"]))
                 trigger = _trigger(definition, key[2])
                 if trigger is None or not record["enabled"]:
-                    ended.append(key)  # the automation changed under it
+                    timers.append((key, None))  # the automation changed under it
                     continue
                 event, nxt = self._fire(record, trigger, definition)
                 events.append(event)
                 lateness.append((record["now"] - record["due_at"]).total_seconds())
-                if nxt is None:
-                    ended.append(key)
-                else:
-                    moved.append((key, *nxt))
+                timers.append((key, nxt))
             await outbox_rows.insert_outbox(conn, events)
-            await timer_rows.set_timers(conn, moved)
-            await timer_rows.remove_timers(conn, ended)
+            await move_or_end(conn, timers)
         for late_by in lateness:  # committed
             LATENESS.observe(late_by)
         return len(due)
 
     @staticmethod
     def _fire(record: asyncpg.Record, trigger: TimeTrigger, definition: AutomationDefinition
-              ) -> tuple[Envelope, tuple[datetime, int] | None]:
+              ) -> tuple[Envelope, NextTimer]:
         now, zone = record["now"], ZoneInfo(record["time_zone"])
         case = _case(record)
         timer = TimerDue(automation_id=record["automation_id"],

@@ -13,7 +13,7 @@ its status is one of `until_status`.
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from shared.automations import DateReached, LeadTimeExceeded
+from shared.automation_rules import DateReached, LeadTimeExceeded
 from shared.durations import Shift, parse
 
 # A repetition every minute for ten years is 5 million steps: count them, don't walk them.

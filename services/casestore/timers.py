@@ -17,10 +17,13 @@ from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import timers as timer_rows
 from services.casestore.timer_times import field_time, lead_time_due, next_occurrence
-from shared.automations import AutomationDefinition, DateReached, LeadTimeExceeded, TimeTrigger
+from shared.automation_rules import DateReached, LeadTimeExceeded, TimeTrigger
+from shared.automations import AutomationDefinition
 from shared.forms import FormDefinition
 
 SetTimer = tuple[timer_rows.TimerKey, datetime, int]
+# A timer's next due time and occurrence, or None: it ends.
+NextTimer = tuple[datetime, int] | None
 # A form's revision changes with any change to it or its automations (migration 003), so the
 # timed automations of (form, revision) never change: remember the last few hundred.
 MAX_REMEMBERED = 500
@@ -58,7 +61,7 @@ async def timed_automations(conn: Conn, form: FormDefinition) -> list[Timed]:
 
 
 def first_timer(trigger: TimeTrigger, case: case_rows.CaseRow, zone: ZoneInfo, now: datetime,
-                status_entered_at: datetime) -> tuple[datetime, int] | None:
+                status_entered_at: datetime) -> NextTimer:
     """The trigger's next due time for the case as it is, from scratch; None: no timer."""
     if isinstance(trigger, LeadTimeExceeded):
         due = lead_time_due(trigger, case.status, case.created_at, status_entered_at, zone)
@@ -101,23 +104,23 @@ async def on_changed(conn: Conn, form: FormDefinition, case: case_rows.CaseRow,
     if not automations or case.skip_triggers:
         return
     now = datetime.now(UTC)
-    moved: list[SetTimer] = []
-    removed: list[timer_rows.TimerKey] = []
+    timers: list[tuple[timer_rows.TimerKey, NextTimer]] = []
     for t in automations:
         for i, trigger in t.triggers:
             if not _moved(trigger, changed):
                 continue
-            key = (t.automation_id, case.id, i)
             if isinstance(trigger, LeadTimeExceeded) and trigger.since == "created" \
                     and case.status not in trigger.until_status:
                 continue  # the wait since creation goes on
-            timer = first_timer(trigger, case, form.zone, now, status_entered_at=now)
-            if timer is None:
-                removed.append(key)
-            else:
-                moved.append((key, *timer))
-    await timer_rows.set_timers(conn, moved)
-    await timer_rows.remove_timers(conn, removed)
+            timers.append(((t.automation_id, case.id, i),
+                           first_timer(trigger, case, form.zone, now, status_entered_at=now)))
+    await move_or_end(conn, timers)
+
+
+async def move_or_end(conn: Conn, timers: list[tuple[timer_rows.TimerKey, NextTimer]]) -> None:
+    """Each timer to its next due time, or, where it has none, removed."""
+    await timer_rows.set_timers(conn, [(key, *nxt) for key, nxt in timers if nxt is not None])
+    await timer_rows.remove_timers(conn, [key for key, nxt in timers if nxt is None])
 
 
 async def automation_saved(conn: Conn, automation_id: uuid.UUID, definition: AutomationDefinition,

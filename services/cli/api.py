@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from services.cli.state import TOKEN_FILE
+from shared.addresses import VIA_HEADER
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.settings import Settings
 
@@ -41,7 +42,7 @@ def via() -> str:
 def _client(settings: Settings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(base_url=settings.casestore_url,
                                  headers={"Authorization": f"Bearer {_token(settings)}",
-                                          "X-Casewire-Via": via()},
+                                          VIA_HEADER: via()},
                                  timeout=aiohttp.ClientTimeout(total=30))
 
 

@@ -5,7 +5,7 @@ Reading is `basic.get` of every message without acknowledging it, then `basic.na
 requeue of each, in the order taken: a quorum queue delivers returned messages first, in the
 order returned, so the queue is as it was. While a command holds them the messages count as
 unacknowledged, not ready; if the command dies, the broker returns them all the same. (The
-queue's delivery limit is set out of reach, shared.broker.DEAD_LETTER_RETURNS, since some
+queue's delivery limit is set out of reach, shared.broker_topology.DEAD_LETTER_RETURNS, since some
 RabbitMQ versions count such returns.)
 
 Why a message is there: Casewire's own headers when a service dead-lettered it (the reason, the
@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from shared import broker
+from shared import broker_topology
 
 # Headers that describe one stay in the dead letters; a requeued message leaves them behind.
 STAY_HEADERS = ("x-death", "x-delivery-count", "x-first-death-reason", "x-first-death-queue",
@@ -157,7 +157,7 @@ async def move_all(channel: AbstractChannel, source: str, target: str) -> int:
     return moved
 
 
-async def recreate(channel: AbstractChannel, names: broker.Names, max_length: int) -> int:
+async def recreate(channel: AbstractChannel, names: broker_topology.Names, max_length: int) -> int:
     """Declare the dead-letter queue anew with `max_length` (a declare cannot change an existing
     queue's arguments), keeping its messages; returns how many were kept.
 
@@ -178,7 +178,7 @@ async def recreate(channel: AbstractChannel, names: broker.Names, max_length: in
         pass
     await channel.queue_delete(names.dead_letters)
     new = await channel.declare_queue(names.dead_letters, durable=True,
-                                      arguments=broker.dead_letter_arguments(max_length))
+                                      arguments=broker_topology.dead_letter_arguments(max_length))
     await new.bind(dlx, routing_key="#")
     await aside.unbind(dlx, routing_key="#")
     kept = await move_all(channel, aside.name, names.dead_letters)

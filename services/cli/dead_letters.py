@@ -15,7 +15,7 @@ from services.cli.api import record_change
 from services.cli.dead_letter_queue import DeadLetter
 from services.cli.output import say, table
 from services.cli.queues import broker_connection
-from shared import broker
+from shared import broker_topology
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.settings import Settings
 
@@ -41,7 +41,7 @@ def _short(error: str | None) -> str | None:
 
 async def _looked_at(settings: Settings, args: argparse.Namespace) -> list[DeadLetter]:
     """The dead letters the filters select, each handed back to the queue in its place."""
-    names = broker.Names(settings.name_prefix)
+    names = broker_topology.Names(settings.name_prefix)
     async with broker_connection(settings) as connection:
         channel = await connection.channel()
         async with dead_letter_queue.held(channel, names.dead_letters) as taken:
@@ -92,7 +92,7 @@ async def show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def requeue(settings: Settings, args: argparse.Namespace) -> int:
-    names = broker.Names(settings.name_prefix)
+    names = broker_topology.Names(settings.name_prefix)
     done: list[tuple[str, str | None, str]] = []
     async with broker_connection(settings) as connection:
         channel = await connection.channel(on_return_raises=True)
@@ -115,7 +115,7 @@ async def requeue(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def purge(settings: Settings, args: argparse.Namespace) -> int:
-    names = broker.Names(settings.name_prefix)
+    names = broker_topology.Names(settings.name_prefix)
     async with broker_connection(settings) as connection:
         channel = await connection.channel()
         if not any(_filters(args).values()):

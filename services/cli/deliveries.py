@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 from services.cli.api import call_api
 from services.cli.output import say
-from shared.events import DeliveryState
+from shared.event_payloads import DeliveryState
 from shared.settings import Settings
 
 STATES: tuple[str, ...] = get_args(DeliveryState)

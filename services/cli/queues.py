@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractConnection
 from services.casestore.repo import outbox as outbox_rows
 from services.cli import dead_letter_queue
 from services.cli.output import say, table
-from shared import broker
+from shared import broker_topology
 from shared.errors import DependencyUnavailable
 from shared.secrets import redacted_url
 from shared.settings import Settings
@@ -35,14 +35,14 @@ async def broker_connection(settings: Settings) -> AsyncIterator[AbstractConnect
         yield connection
 
 
-async def queue_rows(connection: AbstractConnection, names: broker.Names
+async def queue_rows(connection: AbstractConnection, names: broker_topology.Names
                      ) -> list[tuple[str, object, object]]:
     """Each queue's ready messages and consumers, as the broker says."""
     rows: list[tuple[str, object, object]] = []
-    for queue in broker.all_queues(names):
+    for queue in broker_topology.all_queues(names):
         channel = await connection.channel()
         try:
-            state = await broker.queue_state(channel, queue)
+            state = await broker_topology.queue_state(channel, queue)
         except aio_pika.exceptions.ChannelClosed:
             rows.append((queue, "not declared yet", None))
             continue
@@ -53,7 +53,7 @@ async def queue_rows(connection: AbstractConnection, names: broker.Names
 
 async def queues(settings: Settings, recreate_dead_letters: bool = False) -> int:
     """Print each Casewire queue's depth and consumers; or recreate the dead-letter queue."""
-    names = broker.Names(settings.name_prefix)
+    names = broker_topology.Names(settings.name_prefix)
     async with broker_connection(settings) as connection:
         if recreate_dead_letters:
             channel = await connection.channel(on_return_raises=True)
@@ -110,7 +110,7 @@ async def status(settings: Settings) -> int:
           title="Services")
     try:
         async with broker_connection(settings) as connection:
-            queue_table = await queue_rows(connection, broker.Names(settings.name_prefix))
+            queue_table = await queue_rows(connection, broker_topology.Names(settings.name_prefix))
     except DependencyUnavailable as exc:
         queue_table = [(str(exc), None, None)]
     table(("queue", "ready", "consumers"), queue_table, empty="no queues", title="Queues")

@@ -8,7 +8,7 @@ from aiohttp import web
 from services.dispatcher.content import Delivery
 from services.dispatcher.deliveries import Dependencies, send
 from shared.bodies import read_model
-from shared.events import CaseChanged, TestSend
+from shared.event_payloads import CaseChanged, TestSend
 from shared.forms import FormDefinition, sample_value
 from shared.web import NotFound, json_response
 

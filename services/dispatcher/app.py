@@ -14,14 +14,13 @@ from services.dispatcher.repo import Reader
 from services.dispatcher.rules_cache import RulesCache
 from services.dispatcher.sender import Sender
 from shared.crypto import SecretBox
-from shared.events import (
-    DELIVERY_ATTEMPTED,
-    DELIVERY_REQUESTED,
+from shared.event_payloads import (
     DeliveryAttempted,
     DeliveryReports,
     DeliveryRequested,
     DeliveryRequests,
 )
+from shared.events import DELIVERY_ATTEMPTED, DELIVERY_REQUESTED
 from shared.service import POOL, PUBLISHER, SETTINGS, consumer_ctx, consumer_readiness, new_app
 from shared.settings import Settings
 from shared.web import add_ops_routes, admin_token_middleware

@@ -6,7 +6,8 @@ import structlog
 
 from services.dispatcher.deliveries import Dependencies, on_due, request_deliveries
 from services.dispatcher.rules import fires
-from shared.events import CASE_DELETED, DELIVERY_DUE, CaseChanged, DeliveryDue, Envelope
+from shared.event_payloads import CaseChanged, DeliveryDue
+from shared.events import CASE_DELETED, DELIVERY_DUE, Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -21,7 +22,7 @@ async def on_case_event(deps: Dependencies, envelope: Envelope) -> None:
     rules = await deps.rules.get(envelope.form_id, revision if isinstance(revision, int) else 0)
     if rules is None or not rules.automations:
         return  # no automation, or the form was deleted after the event
-    case = CaseChanged.model_validate(envelope.data)
+    case = envelope.payload(CaseChanged)
     if case.skip_triggers:
         log.info("automations_skipped", reason="skiptriggers", case_id=str(case.case_id))
         return
@@ -42,7 +43,7 @@ async def on_case_event(deps: Dependencies, envelope: Envelope) -> None:
 def handler_for(deps: Dependencies) -> Callable[[Envelope], Awaitable[None]]:
     async def handle(envelope: Envelope) -> None:
         if envelope.type == DELIVERY_DUE:
-            on_due(deps, DeliveryDue.model_validate(envelope.data))
+            on_due(deps, envelope.payload(DeliveryDue))
         else:
             await on_case_event(deps, envelope)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from services.dispatcher.request import form_text
 from shared.automations import PLACEHOLDER, AutomationDefinition, ContentItem, metadata
-from shared.events import CaseChanged
+from shared.event_payloads import CaseChanged
 from shared.forms import FieldType, FormDefinition
 from shared.settings import Settings
 from shared.signing import file_url, return_url

@@ -29,7 +29,8 @@ from services.dispatcher.sender import Sender, Sent
 from shared.automations import response_values
 from shared.consumer import is_redelivery
 from shared.errors import DependencyUnavailable
-from shared.events import CaseChanged, DeliveryAttempted, DeliveryDue, DeliveryRequested, Envelope
+from shared.event_payloads import CaseChanged, DeliveryAttempted, DeliveryDue, DeliveryRequested
+from shared.events import Envelope
 from shared.logging import bound_correlation_id
 from shared.settings import Settings
 

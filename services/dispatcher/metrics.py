@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from services.dispatcher import repo
 from services.dispatcher.in_flight import InFlight
 from services.dispatcher.sender import Sent
-from shared.events import Verdict
+from shared.event_payloads import Verdict
 from shared.service import POOL, SETTINGS, CleanupCtx, task_ctx
 from shared.tasks import every
 

@@ -9,11 +9,10 @@ import asyncpg
 from shared.automations import AutomationDefinition
 from shared.cases import CASE_COLUMNS, StoredCase
 from shared.crypto import SecretBox
-from shared.forms import FormDefinition
+from shared.forms import FORM_COLUMNS, FormDefinition
 from shared.outgoing_auth import with_secret
 from shared.schedule import FAILING_REASON_PREFIX, GONE_REASON
 
-FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
 AUTOMATION_COLUMNS = ("id, form_id, definition, enabled, secret, previous_secret,"
                       " previous_secret_until")
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 import orjson
 
 from shared.automations import RequestSettings
-from shared.events import RecordedRequest
+from shared.event_payloads import RecordedRequest
 from shared.outgoing_auth import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
 
 USER_AGENT = "Casewire-Webhooks/1.0"

@@ -1,8 +1,7 @@
 """When and If: does this case event fire this automation? (If itself: shared/conditions.py)"""
 
 
-from shared.automations import (
-    AutomationDefinition,
+from shared.automation_rules import (
     CaseChangedTrigger,
     CaseCreated,
     DateReached,
@@ -12,9 +11,11 @@ from shared.automations import (
     StatusChanged,
     Trigger,
 )
+from shared.automations import AutomationDefinition
 from shared.conditions import holds
-from shared.events import CASE_CREATED, CASE_TIMER_DUE, CASE_UPDATED, CaseChanged, FieldChange
-from shared.forms import is_empty
+from shared.event_payloads import CaseChanged, FieldChange
+from shared.events import CASE_CREATED, CASE_TIMER_DUE, CASE_UPDATED
+from shared.form_values import is_empty
 
 
 def _trigger_fires(trigger: Trigger, event_type: str, changes: dict[str, FieldChange]) -> bool:

@@ -19,7 +19,7 @@ from yarl import URL
 from services.dispatcher.auth import TokenCache, TokenUnavailable
 from services.dispatcher.request import OutgoingRequest, recorded, signed_payload
 from services.dispatcher.ssrf import AddressPolicy, GuardedResolver, TargetRefused
-from shared.events import Attempt, Verdict
+from shared.event_payloads import Attempt, Verdict
 from shared.settings import Settings
 from shared.signing import webhook_headers
 

@@ -14,7 +14,7 @@ from services.ingest.keys import CACHE, IDEMPOTENCY, LIMITER
 from services.ingest.middlewares import errors_without_tokens
 from services.ingest.ratelimit import RateLimiter
 from services.ingest.signatures import SECRET_BOX
-from shared import broker
+from shared.broker_topology import Names, declare_exchanges
 from shared.consumer import Consumer
 from shared.crypto import SecretBox
 from shared.events import FORM_CHANGED
@@ -43,7 +43,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
                                    token_index_key(settings.signing_key))
     await cache.reload()
     channel = await app[AMQP].channel()
-    exchange = await broker.declare_exchanges(channel, broker.Names(app[SETTINGS].name_prefix))
+    exchange = await declare_exchanges(channel, Names(app[SETTINGS].name_prefix))
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange, routing_key=FORM_CHANGED)
     following = Consumer(queue, cache.on_event)

@@ -1,4 +1,5 @@
-"""The incoming-webhook contract of the seed: create a case, issue and revoke auth keys."""
+"""The incoming-webhook contract of the seed: create a case, issue and revoke auth keys (the
+routes' paths and bodies as described: shared/ingest_contract.py)."""
 
 import uuid
 from typing import Any
@@ -6,7 +7,6 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, RootModel
 
 from services.ingest import idempotency
 from services.ingest.answers import Published, failure, publish, unknown_webhook
@@ -18,12 +18,13 @@ from services.ingest.models import Hook, HookOptions
 from services.ingest.repo import auth_key_user
 from services.ingest.signatures import SIGNED_MESSAGE_ID, check_signature
 from services.ingest.tokens import well_formed
-from shared.addresses import CLIENT_HEADER
+from shared import ingest_contract as contract
+from shared.addresses import CLIENT_HEADER, VIA_HEADER
 from shared.clients import PROXIES
 from shared.errors import DependencyUnavailable
-from shared.events import CASE_CREATE_REQUESTED, CaseCreateRequested, IdempotencyKey, new_event
-from shared.forms import validate_case_data
-from shared.openapi import Empty, Param, errors, operation
+from shared.event_payloads import CaseCreateRequested, IdempotencyKey
+from shared.events import CASE_CREATE_REQUESTED, new_event
+from shared.form_values import validate_case_data
 from shared.secrets import digest
 from shared.service import CASESTORE, POOL
 from shared.web import BadRequest, RateLimited, Unavailable, Unprocessable, json_response
@@ -34,25 +35,6 @@ routes = web.RouteTableDef()
 CREATOR = "Addon - Incoming Webhook"
 CREDENTIAL_KEYS = {"username", "password"}
 AUTH_KEYS_UNAVAILABLE = "auth keys cannot be handled right now; try again"
-HOOK_PATHS = tuple(f"/hooks/{{token}}{suffix}" for suffix in (
-    "", "/skipvalidate", "/skiptriggers", "/skipvalidate/skiptriggers",
-    "/skiptriggers/skipvalidate"))
-HOOK_HEADERS = (
-    Param("Idempotency-Key", {"type": "string"}, "1-255 printable ASCII characters: requests "
-          "with the same key create one case", where="header"),
-    Param("Auth-key", {"type": "string"}, "on a webhook with user authentication",
-          where="header"))
-
-
-class CaseValues(RootModel[dict[str, Any]]):
-    """Field id to value; only fields of the form's first section."""
-
-
-class HookCredentials(BaseModel):
-    """A user's username and password, and nothing else."""
-
-    username: str
-    password: str
 
 
 async def _resolve(request: web.Request) -> tuple[Hook, HookOptions]:
@@ -77,7 +59,8 @@ async def _forward_credentials(request: web.Request, hook: Hook, method: str,
     url = f"/api/forms/{hook.form.id}/incoming-webhook/auth-keys"
     # casestore throttles failed logins per client address, so it must learn who the client is
     # (behind the Ingress: from X-Forwarded-For, through trusted proxies only).
-    client = {CLIENT_HEADER: request.app[PROXIES].client(request)}
+    client = {CLIENT_HEADER: request.app[PROXIES].client(request),
+              VIA_HEADER: "ingest: a webhook user's login"}
     try:
         async with request.app[CASESTORE].request(method, url, json=body,
                                                   headers=client) as resp:
@@ -129,12 +112,7 @@ async def _user(request: web.Request, hook: Hook) -> str | None:
     return username
 
 
-@routes.post("/hooks/{token}")
-@routes.post("/hooks/{token}/{options:.+}")
-@operation("Create a case in the webhook's form (or, with only username and password on a "
-           "webhook with user authentication, get an auth key)", body=CaseValues,
-           public=True, tags=("incoming webhook",), paths=HOOK_PATHS, params=HOOK_HEADERS,
-           responses={200: Empty, **errors(401, 422, 429, 503)})
+@contract.serving(routes, contract.create_case)
 @counted
 async def create_case(request: web.Request) -> web.Response:
     hook, options = await _resolve(request)
@@ -182,10 +160,7 @@ async def _accept(request: web.Request, hook: Hook,
     return json_response({})
 
 
-@routes.delete("/hooks/{token}")
-@operation("Revoke every auth key of the user whose credentials are the body",
-           body=HookCredentials, public=True, tags=("incoming webhook",),
-           responses={200: Empty, **errors(401, 429, 503)})
+@contract.serving(routes, contract.revoke_auth_keys)
 async def revoke_auth_keys(request: web.Request) -> web.Response:
     hook, _ = await _resolve(request)
     await check_signature(request, hook)

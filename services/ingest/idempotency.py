@@ -31,7 +31,7 @@ from services.ingest import repo
 from services.ingest.answers import Published
 from services.ingest.models import Hook, HookOptions
 from shared.errors import DependencyUnavailable
-from shared.events import IdempotencyKey
+from shared.event_payloads import IdempotencyKey
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ import asyncpg
 from services.ingest.models import Hook
 from shared.automations import AutomationDefinition
 from shared.errors import DependencyUnavailable
-from shared.forms import FormDefinition
+from shared.forms import FormDefinition, form_columns
 from shared.secrets import token_index
 
 # A read on the request path that cannot finish quickly counts as the database being down:
@@ -31,8 +31,7 @@ async def bounded_read() -> AsyncIterator[None]:
 
 HOOK_QUERY = (
     "SELECT w.id AS webhook_id, w.token, w.token_index, w.enabled, w.authenticate_user,"
-    " w.updated_at, w.verify, w.verify_secret,"
-    " f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone, f.revision"
+    f" w.updated_at, w.verify, w.verify_secret, {form_columns('f')}"
     " FROM incoming_webhooks w JOIN forms f ON f.id = w.form_id"
 )
 
@@ -82,8 +81,8 @@ async def automation_with_form(pool: asyncpg.Pool, automation_id: uuid.UUID
     """For returnDataURL answers: which response keys go into which fields of which form."""
     async with bounded_read():
         row = await pool.fetchrow(
-            "SELECT a.definition, f.id, f.name, f.sections, f.fields, f.statuses, f.time_zone,"
-            " f.revision FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
+            f"SELECT a.definition, {form_columns('f')}"
+            " FROM automations a JOIN forms f ON f.id = a.form_id WHERE a.id = $1",
             automation_id)
     if row is None:
         return None

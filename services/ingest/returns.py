@@ -1,31 +1,26 @@
 """returnDataURL: a receiver may POST its answer later to the signed URL its request carried."""
 
 import uuid
-from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import RootModel
 
 from services.ingest.answers import Published, failure, publish
 from services.ingest.bodies import read_object
 from services.ingest.repo import automation_with_form
+from shared import ingest_contract as contract
 from shared.automations import AutomationDefinition, response_values
 from shared.errors import DependencyUnavailable
-from shared.events import CASE_RESPONSE_DATA, CaseResponseData, new_event
-from shared.forms import FieldError, FormDefinition, validate_case_data
-from shared.openapi import Empty, Param, errors, operation
+from shared.event_payloads import CaseResponseData
+from shared.events import CASE_RESPONSE_DATA, new_event
+from shared.form_values import validate_case_data
+from shared.forms import FieldError, FormDefinition
 from shared.service import POOL, SETTINGS
 from shared.signing import UrlSigner
 from shared.web import BadRequest, Forbidden, Gone, NotFound, Unavailable, json_response
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
-UUID = {"format": "uuid"}
-
-
-class Answer(RootModel[dict[str, Any]]):
-    """The automation's response keys (dotted paths) to values."""
 
 
 def _check_signature(request: web.Request) -> None:
@@ -59,13 +54,7 @@ def _rejected(definition: AutomationDefinition, errors: list[FieldError]) -> Bad
                        for e in errors])
 
 
-@routes.post(r"/return/{automation_id}/{case_id}/{delivery_id}/{depth:\d+}")
-@operation("A receiver's answer to a returnDataURL: response keys to values", body=Answer,
-           public=True, tags=("incoming webhook",), responses={200: Empty, **errors(403, 410, 503)},
-           params=(Param("expires", {"type": "string"}, "Unix time", required=True),
-                   Param("signature", {"type": "string"}, required=True)),
-           path_schemas={"automation_id": UUID, "case_id": UUID, "delivery_id": UUID,
-                         "depth": {"pattern": "^[0-9]+$"}})
+@contract.serving(routes, contract.return_data)
 async def return_data(request: web.Request) -> web.Response:
     _check_signature(request)
     ids = _ids(request)

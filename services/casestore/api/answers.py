@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from shared.automations import AutomationDefinition
-from shared.events import DeliveryState
+from shared.event_payloads import DeliveryState
 from shared.forms import FieldType, FormDefinition
 from shared.incoming_signatures import Verification
 

@@ -18,12 +18,12 @@ from aiohttp.typedefs import Handler
 
 from services.casestore.actors import Actor, Role, bootstrap_admin, role_of
 from services.casestore.repo import accounts as account_rows
+from shared.addresses import VIA_HEADER
 from shared.service import POOL
 from shared.web import Forbidden, Unauthorized
 
 ACTOR = web.RequestKey("actor", Actor)
 TOKEN_PREFIX = "cw_"  # noqa: S105 - how tokens begin, not a secret
-VIA_HEADER = "X-Casewire-Via"
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 H = TypeVar("H", bound=Callable[..., Any])
 # A route's needed role, and whether the account named in its path may act on its own behalf.

@@ -13,7 +13,7 @@ from services.casestore.automation_writes import NO_AUTOMATION
 from services.casestore.errors import found
 from services.casestore.repo import automations as automation_rows
 from shared.bodies import read_model
-from shared.events import TestSend
+from shared.event_payloads import TestSend
 from shared.logging import bound_correlation_id
 from shared.openapi import ANY_JSON, errors, operation
 from shared.service import POOL, SETTINGS

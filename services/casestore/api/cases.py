@@ -13,7 +13,7 @@ from services.casestore.api.params import path_uuid, query_int
 from services.casestore.errors import ValidationFailed, found
 from services.casestore.repo import cases as case_rows
 from shared.bodies import read_model
-from shared.forms import validate_case_data
+from shared.form_values import validate_case_data
 from shared.openapi import Empty, Param, operation
 from shared.service import POOL
 from shared.web import json_response

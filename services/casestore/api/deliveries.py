@@ -20,7 +20,7 @@ from services.casestore.errors import found
 from services.casestore.repo import Conn
 from services.casestore.repo import deliveries as delivery_rows
 from shared.bodies import read_model
-from shared.events import DeliveryState
+from shared.event_payloads import DeliveryState
 from shared.openapi import Param, errors, operation
 from shared.service import POOL, SETTINGS
 from shared.web import json_response

@@ -1,9 +1,10 @@
 """The OpenAPI description (`/api/openapi.json`) and Swagger UI to browse it (`/api/docs`).
 
 The document is built once, at start-up, from the routes casestore serves and ingest's public
-routes (with ingest's public URL as their server), each described by its `@operation`. Neither
-needs the admin token: the description holds no secret, and the page asks for the token to
-try requests. Swagger UI's files come from the `swagger-ui-bundle-v2` package, never a CDN.
+routes (shared/ingest_contract.py, with ingest's public URL as their server), each described by
+its `@operation`. Neither needs the admin token: the description holds no secret, and the page
+asks for the token to try requests. Swagger UI's files come from the `swagger-ui-bundle-v2`
+package, never a CDN.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -13,9 +14,7 @@ import orjson
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from services.ingest import handlers as ingest_handlers
-from services.ingest import returns as ingest_returns
-from shared import payloads
+from shared import ingest_contract, payloads
 from shared.openapi import Served, describe
 from shared.settings import Settings
 
@@ -69,10 +68,7 @@ def served(app: web.Application, settings: Settings) -> list[Served]:
     """casestore's own routes, and ingest's at its public URL."""
     own = [Served(r.method, r.resource.canonical, r.handler) for r in app.router.routes()
            if r.resource is not None and not r.resource.canonical.startswith(ASSETS)]
-    ingest = [Served(d.method, d.path, d.handler, settings.public_base_url.rstrip("/"))
-              for table in (ingest_handlers.routes, ingest_returns.routes) for d in table
-              if isinstance(d, web.RouteDef)]
-    return [*own, *ingest]
+    return [*own, *ingest_contract.served(settings.public_base_url.rstrip("/"))]
 
 
 def add_docs(app: web.Application, settings: Settings) -> None:

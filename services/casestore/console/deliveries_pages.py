@@ -12,7 +12,7 @@ from services.casestore.console.render import page, parse_time, see_other
 from services.casestore.errors import found
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import stats as stats_rows
-from shared.events import DeliveryState
+from shared.event_payloads import DeliveryState
 from shared.service import POOL, SETTINGS
 
 routes = web.RouteTableDef()

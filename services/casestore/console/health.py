@@ -15,7 +15,7 @@ from services.casestore.console.charts import OUTCOMES, Bucket, hourly_chart, le
 from services.casestore.console.charts import summary as chart_summary
 from services.casestore.console.render import page
 from services.casestore.repo import stats as stats_rows
-from shared import broker
+from shared.broker_topology import WORK_QUEUES, Names
 from shared.service import AMQP, POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -48,9 +48,9 @@ async def _depth(connection: aio_pika.abc.AbstractRobustConnection, name: str,
 
 
 async def queue_depths(request: web.Request) -> list[QueueDepth]:
-    names = broker.Names(request.config_dict[SETTINGS].name_prefix)
+    names = Names(request.config_dict[SETTINGS].name_prefix)
     connection = request.config_dict[AMQP]
-    queues = [(names.queue(c), False) for c in broker.WORK_QUEUES]
+    queues = [(names.queue(c), False) for c in WORK_QUEUES]
     return [await _depth(connection, name, dead)
             for name, dead in (*queues, (names.dead_letters, True))]
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from services.casestore.console.render import FormData, rows, text
-from shared.automations import Trigger
+from shared.automation_rules import Trigger
 from shared.bodies import parse_json
 from shared.inputs import whole_number
 from shared.web import BadRequest

@@ -13,7 +13,7 @@ from services.casestore.repo.delivery_filter import StatusRange as StatusRange
 from services.casestore.repo.delivery_filter import status_filter as status_filter
 from services.casestore.repo.delivery_filter import webhook_id_filter as webhook_id_filter
 from shared.db import TypedRow
-from shared.events import Attempt
+from shared.event_payloads import Attempt
 from shared.schedule import EXTENDED_ATTEMPTS
 
 DELIVERY_SUMMARY = (

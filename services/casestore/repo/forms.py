@@ -3,9 +3,7 @@
 from typing import Any
 
 from services.casestore.repo import Conn
-from shared.forms import FormDefinition
-
-FORM_COLUMNS = "id, name, sections, fields, statuses, time_zone, revision"
+from shared.forms import FORM_COLUMNS, FormDefinition
 
 
 def _form_args(form: FormDefinition) -> tuple[Any, ...]:

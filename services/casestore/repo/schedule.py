@@ -14,7 +14,7 @@ from services.casestore.repo.deliveries import (
     insert_attempts,
     insert_attempts_sql,
 )
-from shared.events import DeliveryRequested
+from shared.event_payloads import DeliveryRequested
 
 NOTIFY_CHANNEL = "casewire_deliveries"
 # Work that is due, in two kinds, each read through its own partial index by automation:

@@ -4,11 +4,9 @@ the outbox's backlog."""
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Self
-
-import asyncpg
 
 from services.casestore.repo import Conn
+from shared.db import TypedRow
 
 # Attempts are looked up through their deliveries, found by creation time (indexed): a
 # delivery attempted in the window was created at most this long before it (the extended
@@ -17,7 +15,7 @@ ATTEMPT_LOOKBACK = "2 days"
 
 
 @dataclass(frozen=True, slots=True)
-class FormSummary:
+class FormSummary(TypedRow):
     """A form with how much hangs on it."""
 
     id: str
@@ -26,10 +24,6 @@ class FormSummary:
     case_count: int
     automation_count: int
     webhook_enabled: bool | None  # None: never enabled
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def form_overview(conn: Conn) -> list[FormSummary]:
@@ -43,7 +37,7 @@ async def form_overview(conn: Conn) -> list[FormSummary]:
 
 
 @dataclass(frozen=True, slots=True)
-class AutomationSummary:
+class AutomationSummary(TypedRow):
     """An automation's name, state and endpoint health, for lists and filters."""
 
     id: uuid.UUID
@@ -52,10 +46,6 @@ class AutomationSummary:
     enabled: bool
     disabled_reason: str | None
     health: str  # closed, open or half_open
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def automation_overview(conn: Conn) -> list[AutomationSummary]:
@@ -68,7 +58,7 @@ async def automation_overview(conn: Conn) -> list[AutomationSummary]:
 
 
 @dataclass(frozen=True, slots=True)
-class HourCount:
+class HourCount(TypedRow):
     """Deliveries of one automation created in one hour, by how they ended (or not yet)."""
 
     automation_id: uuid.UUID
@@ -76,10 +66,6 @@ class HourCount:
     succeeded: int
     failed: int
     waiting: int
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def deliveries_per_hour(conn: Conn, since: datetime) -> list[HourCount]:
@@ -94,16 +80,12 @@ async def deliveries_per_hour(conn: Conn, since: datetime) -> list[HourCount]:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptTimes:
+class AttemptTimes(TypedRow):
     """An automation's attempts in a window: how many, and the 95th percentile duration."""
 
     automation_id: uuid.UUID
     attempts: int
     p95_ms: float
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def attempt_times(conn: Conn, since: datetime) -> dict[uuid.UUID, AttemptTimes]:
@@ -118,16 +100,12 @@ async def attempt_times(conn: Conn, since: datetime) -> dict[uuid.UUID, AttemptT
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxBacklog:
+class OutboxBacklog(TypedRow):
     """Events not yet published, the oldest one's time, and events the broker refused."""
 
     waiting: int
     oldest: datetime | None
     parked: int
-
-    @classmethod
-    def from_record(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 async def outbox_backlog(conn: Conn) -> OutboxBacklog:
