@@ -16,6 +16,8 @@ from shared.settings import Settings
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
+# A connection of its own or one of a pool's: what a query runs on.
+Queryable = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 # A LISTEN connection lost is opened again after this, then twice as long, up to the most.
 LISTEN_RETRY_FIRST = 0.5
 LISTEN_RETRY_MAX = 10.0
@@ -35,6 +37,22 @@ class TypedRow:
     def columns(cls) -> str:
         """The fields as a SELECT list, so a query reads exactly what the row holds."""
         return ", ".join(cls.__dataclass_fields__)
+
+    @classmethod
+    async def fetch(cls, conn: Queryable, query: str, *args: Any) -> list[Self]:
+        return [cls.from_record(record) for record in await conn.fetch(query, *args)]
+
+    @classmethod
+    async def fetch_one(cls, conn: Queryable, query: str, *args: Any) -> Self | None:
+        record = await conn.fetchrow(query, *args)
+        return cls.from_record(record) if record is not None else None
+
+    @classmethod
+    async def written(cls, conn: Queryable, query: str, *args: Any) -> Self:
+        """The row an INSERT or UPDATE ... RETURNING wrote (it always returns one)."""
+        record = await conn.fetchrow(query, *args)
+        assert record is not None, "the statement returned no row"
+        return cls.from_record(record)
 
 
 def _dumps(value: Any) -> str:

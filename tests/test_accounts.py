@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from services.casestore.actors import Role
-from services.casestore.api.auth import READS
+from services.casestore.auth import READS
 from tests.helpers import call, new_form, unique
 from tests.stack import Stack
 

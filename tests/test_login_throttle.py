@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.casestore.api.logins import HashingBusy, LoginGuard, TooManyFailures
+from services.casestore.logins import HashingBusy, LoginGuard, TooManyFailures
 from shared.settings import Settings
 from tests.helpers import FormFactory, issue_key, make_user
 from tests.stack import Stack, free_port

@@ -7,7 +7,6 @@ from aiohttp import web
 from services.casestore.api import (
     accounts,
     audit_log,
-    auth,
     automation_sends,
     automations,
     cases,
@@ -20,12 +19,14 @@ from services.casestore.api import (
     webhooks,
 )
 from services.casestore.api.docs import PUBLIC_PATHS, add_docs
-from services.casestore.api.logins import LOGINS, LoginGuard
 from services.casestore.api.middlewares import refuse_nul
+from services.casestore.auth import middleware as authenticate
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console.app import mount as mount_console
 from services.casestore.consumers import CONSUMER, CommandConsumer
 from services.casestore.dead_letter_watch import watch_forever
+from services.casestore.logins import LOGINS, LoginGuard
+from services.casestore.one_off_sends import dispatcher_client_ctx
 from services.casestore.outbox import OutboxRelay, PublishAtCommit, read_backlog_forever
 from services.casestore.retention import Retention
 from services.casestore.scheduler import DeliveryScheduler
@@ -70,7 +71,7 @@ def command_consumer(app: web.Application) -> CommandConsumer:
 
 def create_app(settings: Settings) -> web.Application:
     app = new_app("casestore", settings,
-                  auth.middleware(settings.admin_token, PUBLIC_PATHS),
+                  authenticate(settings.admin_token, PUBLIC_PATHS),
                   refuse_nul, client_max_size=settings.max_body_bytes)
     app[LOGINS] = LoginGuard(settings)
     app[SECRET_BOX] = SecretBox(settings.encryption_key)
@@ -84,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
                             loop_ctx("timer-scheduler", lambda app: TimerScheduler(
                                 app[POOL], app[SETTINGS])),
                             loop_ctx("retention", lambda app: Retention(app[POOL], app[SETTINGS])),
-                            automation_sends.dispatcher_client_ctx,
+                            dispatcher_client_ctx,
                             task_ctx("seal-webhook-tokens", seal_at_start),
                             task_ctx("outbox-metrics", lambda app: read_backlog_forever(
                                 app[POOL], app[SETTINGS].pipeline_metrics_seconds)),

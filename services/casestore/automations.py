@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.casestore.actors import Actor
 from services.casestore.errors import ValidationFailed
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
+from services.casestore.repo import schedule as schedule_rows
 from shared.addresses import AddressPolicy, TargetRefused
 from shared.automation_rules import too_deep
 from shared.automations import AutomationDefinition
@@ -158,3 +160,13 @@ def author(row: automation_rows.AutomationRow | None, automation_id: uuid.UUID) 
     if row is None:
         return f"Automation {automation_id}"  # deleted since it sent the request
     return f"Automation: {row.definition['name']}"
+
+
+def shown_to(actor: Actor, row: automation_rows.AutomationRow, box: SecretBox,
+             health: schedule_rows.HealthRow | None = None) -> dict[str, Any]:
+    """The automation as `actor` may see it: a viewer gets the signing secret masked (the auth
+    secret is masked for everyone)."""
+    shown = row.to_api(box, health)
+    if not actor.sees_secrets:
+        shown["secret"] = automation_rows.MASK
+    return shown

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.casestore import timers
 from services.casestore.errors import ValidationFailed, found
+from services.casestore.form_writes import load_form
 from services.casestore.repo import Conn
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import files as file_rows
@@ -212,3 +213,26 @@ async def delete_case(conn: Conn, case_id: uuid.UUID, *, author: str) -> None:
     await case_rows.delete_case(conn, case_id)
     await outbox_rows.insert_outbox(conn, [_announce(CASE_DELETED, current, [], author,
                                                      previous_status=current.status)])
+
+
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    """A page of a form's cases, newest first, read in one snapshot with their total."""
+
+    form: FormDefinition
+    cases: list[case_rows.CaseRow]
+    total: int
+    # The last case number of a full page (pass it as `before`); None after a shorter one.
+    next_before: int | None
+
+
+async def page_of_cases(conn: Conn, form_id: str, *, status: str | None, limit: int,
+                        before: int | None) -> CasePage:
+    """For the admin API and the console alike (RecordNotFound for no such form)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        form = await load_form(conn, form_id)
+        rows = await case_rows.list_cases(conn, form.id, status=status, limit=limit,
+                                          before_number=before)
+        total = await case_rows.count_cases(conn, form.id, status)
+    return CasePage(form, rows, total, rows[-1].case_number if len(rows) == limit else None)
+

@@ -1,7 +1,7 @@
 """Counting failed logins: per key (a username, a client address, everyone), within the last
 minute, with the checks still running counted too (so a burst of concurrent guesses cannot
 slip past the limit while they are being checked). Used by the auth-key calls
-(api/logins.py) and the console's sign-in (console/sign_in.py)."""
+(logins.py) and the console's sign-in (console/sign_in.py)."""
 
 import time
 from collections import Counter, deque

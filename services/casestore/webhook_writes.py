@@ -7,11 +7,11 @@ transaction open.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import audit, webhook_signatures, webhook_tokens
 from services.casestore.actors import Actor
@@ -22,12 +22,23 @@ from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
 from services.casestore.webhook_tokens import TOKEN_SEAL, TokenSeal
 from shared.crypto import SecretBox
-from shared.forms import FieldError
+from shared.forms import SLUG, FieldError, Label
 from shared.incoming_signatures import Verification
 from shared.secrets import digest, new_token
 from shared.service import SETTINGS
 
 NO_WEBHOOK = "this form has no incoming webhook"
+
+
+FormId = Annotated[str, Field(pattern=SLUG)]
+Password = Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Label
+    password: Password
+    forms: list[FormId] = Field(default_factory=list)
 
 
 class WebhookSettings(BaseModel):

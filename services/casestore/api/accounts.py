@@ -16,11 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.casestore import audit
 from services.casestore.actors import RESERVED, Actor, Role
 from services.casestore.api.answers import Account, AccountList, NewToken, Token, TokenList, shown
-from services.casestore.api.auth import TOKEN_PREFIX, actor_of, requires, token_hash
-from services.casestore.api.logins import LOGINS
-from services.casestore.api.params import path_uuid
-from services.casestore.api.webhooks import hasher
+from services.casestore.auth import TOKEN_PREFIX, actor_of, requires, token_hash
 from services.casestore.errors import Conflict, ValidationFailed, found
+from services.casestore.logins import LOGINS, hasher
+from services.casestore.params import path_uuid
 from services.casestore.repo import Conn
 from services.casestore.repo import accounts as account_rows
 from shared.bodies import read_model

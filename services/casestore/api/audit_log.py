@@ -8,8 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import audit
 from services.casestore.api.answers import AuditEntry, AuditLog, shown
-from services.casestore.api.auth import actor_of, requires
-from services.casestore.api.params import query_int
+from services.casestore.auth import actor_of, requires
+from services.casestore.params import query_int
 from services.casestore.repo import audit as audit_rows
 from shared.bodies import read_model
 from shared.openapi import Empty, Param, operation

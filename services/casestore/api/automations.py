@@ -7,21 +7,19 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.casestore import automation_writes
-from services.casestore.actors import Actor
 from services.casestore.api.answers import Automation, AutomationBody, AutomationList
-from services.casestore.api.auth import actor_of
-from services.casestore.api.forms import load_form
-from services.casestore.api.params import path_uuid, query_float
+from services.casestore.auth import actor_of
 from services.casestore.automation_writes import NO_AUTOMATION
-from services.casestore.automations import SECRET_BOX, parse_body
+from services.casestore.automations import SECRET_BOX, parse_body, shown_to
 from services.casestore.errors import found
+from services.casestore.form_writes import load_form
+from services.casestore.params import path_uuid, query_float
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import schedule as schedule_rows
 from shared import payloads
 from shared.addresses import AddressPolicy
 from shared.automations import AutomationDefinition
 from shared.bodies import read_json, read_model
-from shared.crypto import SecretBox
 from shared.forms import Label
 from shared.openapi import ANY_JSON, Empty, Param, operation
 from shared.service import POOL, SETTINGS
@@ -33,16 +31,6 @@ BY_ID = {"automation_id": {"format": "uuid"}}
 
 def automation_id(request: web.Request) -> uuid.UUID:
     return path_uuid(request, "automation_id", "automation")
-
-
-def shown_to(actor: Actor, row: automation_rows.AutomationRow, box: SecretBox,
-             health: schedule_rows.HealthRow | None = None) -> dict[str, Any]:
-    """The automation as `actor` may see it: a viewer gets the signing secret masked (the auth
-    secret is masked for everyone)."""
-    shown = row.to_api(box, health)
-    if not actor.sees_secrets:
-        shown["secret"] = automation_rows.MASK
-    return shown
 
 
 def _shown(request: web.Request, row: automation_rows.AutomationRow,

@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import cases
 from services.casestore.api.answers import Case, CaseList, CaseWithHistory
-from services.casestore.api.forms import load_form
-from services.casestore.api.params import path_uuid, query_int
 from services.casestore.errors import ValidationFailed, found
+from services.casestore.form_writes import load_form
+from services.casestore.params import path_uuid, query_int
 from services.casestore.repo import cases as case_rows
 from shared.bodies import read_model
 from shared.form_values import validate_case_data
@@ -54,16 +54,12 @@ async def list_cases(request: web.Request) -> web.Response:
     """Newest first; page with `limit` and `before` (the last case number of the previous page)."""
     limit = query_int(request, "limit", 50, 500) or 50
     before = query_int(request, "before", None, 2**62)
-    status = request.query.get("status")
-    async with request.app[POOL].acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True):
-        form = await load_form(conn, request.match_info["form_id"])
-        rows = await case_rows.list_cases(conn, form.id, status=status, limit=limit,
-                                          before_number=before)
-        total = await case_rows.count_cases(conn, form.id, status)
-    next_before = rows[-1].case_number if len(rows) == limit else None
-    return json_response({"cases": [r.to_api() for r in rows], "total": total,
-                          "next_before": next_before})
+    async with request.app[POOL].acquire() as conn:
+        found = await cases.page_of_cases(conn, request.match_info["form_id"],
+                                          status=request.query.get("status"), limit=limit,
+                                          before=before)
+    return json_response({"cases": [r.to_api() for r in found.cases], "total": found.total,
+                          "next_before": found.next_before})
 
 
 @routes.post("/api/forms/{form_id}/cases")

@@ -14,9 +14,9 @@ from services.casestore.api.answers import (
     Replayed,
     ReplayRequested,
 )
-from services.casestore.api.auth import actor_of
-from services.casestore.api.params import invalid, path_uuid, query_int, query_time, query_uuid
+from services.casestore.auth import actor_of
 from services.casestore.errors import found
+from services.casestore.params import invalid, path_uuid, query_int, query_time, query_uuid
 from services.casestore.repo import Conn
 from services.casestore.repo import deliveries as delivery_rows
 from shared.bodies import read_model

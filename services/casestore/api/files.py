@@ -6,9 +6,9 @@ from aiohttp import hdrs, web
 
 from services.casestore.api.answers import FileInfo, Uploaded
 from services.casestore.api.cases import ADMIN_AUTHOR
-from services.casestore.api.params import invalid, path_uuid
 from services.casestore.errors import found
 from services.casestore.files import attach_file, check_name, content_disposition
+from services.casestore.params import invalid, path_uuid
 from services.casestore.repo import files as file_rows
 from shared.bodies import read_body
 from shared.openapi import Param, errors, operation

@@ -1,23 +1,22 @@
 """Forms: create, read, replace, delete, and the "Form Structure" download."""
 
-import shlex
 
-import orjson
 from aiohttp import web
 
 from services.casestore import form_writes, webhook_writes
 from services.casestore.api.answers import FormList, FormStructure
-from services.casestore.api.auth import actor_of
-from services.casestore.api.params import invalid
+from services.casestore.auth import actor_of
 from services.casestore.errors import ValidationFailed
 
 # Other console pages load forms through this module.
-from services.casestore.form_writes import load_form as load_form
+from services.casestore.form_structure import structure
+from services.casestore.form_writes import load_form
+from services.casestore.params import invalid
 from services.casestore.repo import access as access_rows
 from services.casestore.repo import forms as form_rows
 from services.casestore.webhook_writes import WebhookKeys
 from shared.bodies import read_model
-from shared.forms import FieldError, FieldType, FormDefinition, sample_value
+from shared.forms import FieldError, FormDefinition
 from shared.openapi import Empty, Param, errors, operation
 from shared.service import POOL
 from shared.web import json_response
@@ -76,31 +75,6 @@ async def delete_form_route(request: web.Request) -> web.Response:
         await form_writes.delete(conn, actor_of(request), request.match_info["form_id"],
                                  with_cases=raw == "true")
     return json_response({})
-
-
-def curl_example(url: str, form: FormDefinition) -> str:
-    """A request that succeeds as it stands: every mandatory field, or else one text field."""
-    settable = [f for f in form.fields if f.section == 0 and f.type != FieldType.FILE]
-    chosen = [f for f in settable if f.mandatory] or [
-        f for f in settable if f.type in (FieldType.TEXT, FieldType.TEXTAREA)][:1]
-    body = orjson.dumps({f.id: sample_value(f) for f in chosen}).decode()
-    return (f"curl -X POST -H 'Content-type: application/json' \\\n"
-            f"--data {shlex.quote(body)} \\\n{url}")
-
-
-def structure(form: FormDefinition, url: str | None) -> dict[str, object]:
-    """The "Form Structure" of the form with this webhook URL (None: it has no webhook)."""
-    return {
-        "form": {"id": form.id, "name": form.name},
-        "sections": [{"index": i, "name": s.name} for i, s in enumerate(form.sections)],
-        "fields": [{"id": f.id, "label": f.label, "type": f.type, "section": f.section,
-                    "mandatory": f.mandatory, "options": f.options,
-                    "settable_by_incoming_webhook": f.section == 0 and f.type != FieldType.FILE}
-                   for f in form.fields],
-        "statuses": form.statuses,
-        "incoming_webhook_url": url,
-        "send_directly_as_json": curl_example(url or "https://yourWebhookUrl", form),
-    }
 
 
 @routes.get("/api/forms/{form_id}/structure")

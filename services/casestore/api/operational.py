@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
 
 from services.casestore import audit
 from services.casestore.api.answers import OperationalWebhook
-from services.casestore.api.auth import actor_of, requires
+from services.casestore.auth import actor_of, requires
 from services.casestore.automations import SECRET_BOX, url_problems
 from services.casestore.errors import RecordNotFound, ValidationFailed
 from services.casestore.operational import EVENT_TYPES, EventType

@@ -3,8 +3,8 @@
 from aiohttp import web
 
 from services.casestore.api.answers import AutomationTimers, CaseTimers
-from services.casestore.api.params import invalid, path_uuid, query_int
 from services.casestore.errors import found
+from services.casestore.params import invalid, path_uuid, query_int
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import timers as timer_rows

@@ -1,34 +1,21 @@
 """Users who may obtain auth keys for authenticated incoming webhooks."""
 
-from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from services.casestore import webhook_writes
 from services.casestore.api.answers import User, UserList
-from services.casestore.api.auth import actor_of
-from services.casestore.api.logins import LOGINS
-from services.casestore.api.webhooks import hasher
+from services.casestore.auth import actor_of
+from services.casestore.logins import LOGINS, hasher
 from services.casestore.repo import access as access_rows
+from services.casestore.webhook_writes import FormId, NewUser, Password
 from shared.bodies import read_model
-from shared.forms import SLUG, Label
 from shared.openapi import Empty, errors, operation
 from shared.service import POOL
 from shared.web import json_response
 
 routes = web.RouteTableDef()
-FormId = Annotated[str, Field(pattern=SLUG)]
-Password = Annotated[str, Field(min_length=8, max_length=1024)]
-
-
-class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    username: Label
-    password: Password
-    forms: list[FormId] = Field(default_factory=list)
-
-
 class UserChange(BaseModel):
     """The user's forms, replaced as a whole; a new password if given."""
 

@@ -2,15 +2,14 @@
 
 import asyncpg
 from aiohttp import web
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.casestore import webhook_writes
 from services.casestore.api.answers import AuthKey, Webhook
-from services.casestore.api.auth import actor_of
-from services.casestore.api.logins import LOGINS, client_address
+from services.casestore.auth import actor_of
 from services.casestore.errors import found
+from services.casestore.logins import LOGINS, client_address, hasher
 from services.casestore.repo import access as access_rows
 from services.casestore.webhook_writes import NO_WEBHOOK, WebhookKeys, WebhookSettings
 from shared.bodies import read_model
@@ -19,7 +18,6 @@ from shared.service import POOL
 from shared.web import BadRequest, json_response
 
 routes = web.RouteTableDef()
-hasher = PasswordHasher()
 
 
 class Credentials(BaseModel):

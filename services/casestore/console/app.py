@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from services.casestore.actors import BOOTSTRAP, Actor, role_of
-from services.casestore.api.auth import ACTOR, allowed
+from services.casestore.auth import ACTOR, allowed
 from services.casestore.console import (
     audit_pages,
     automation_actions,

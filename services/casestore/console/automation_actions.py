@@ -4,15 +4,11 @@ replay what it sent since a time."""
 import uuid
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
 from services.casestore import automation_writes, replays
-from services.casestore.api.auth import actor_of
-from services.casestore.api.automation_sends import DISPATCHER
-from services.casestore.api.forms import load_form
-from services.casestore.automation_writes import NO_AUTOMATION
+from services.casestore.auth import actor_of
 from services.casestore.automations import SECRET_BOX
 from services.casestore.console import automation_form
 from services.casestore.console.automations_pages import (
@@ -21,13 +17,12 @@ from services.casestore.console.automations_pages import (
     load_shown,
 )
 from services.casestore.console.render import parse_time, see_other, text
-from services.casestore.errors import found
-from services.casestore.repo import automations as automation_rows
+from services.casestore.form_writes import load_form
+from services.casestore.one_off_sends import DispatcherUnreachable, NotJson, send_test
 from services.casestore.repo import deliveries as delivery_rows
 from shared.bodies import read_form
-from shared.logging import bound_correlation_id
-from shared.service import POOL, SETTINGS
-from shared.web import CORRELATION_HEADER
+from shared.event_payloads import TestSend
+from shared.service import POOL
 
 routes = web.RouteTableDef()
 MAX_OVERLAP_HOURS = 24 * 30
@@ -81,35 +76,23 @@ async def rotate_secret(request: web.Request) -> web.Response:
     raise see_other(f"/console/automations/{row.id}", notice="secret_rotated")
 
 
-async def _send_test(request: web.Request, automation: uuid.UUID,
-                     body: dict[str, str]) -> tuple[int, str]:
-    """The dispatcher sends one attempt (as POST /api/automations/{id}/test asks it to)."""
-    url = (request.config_dict[SETTINGS].dispatcher_url.rstrip("/")
-           + f"/internal/automations/{automation}/test")
-    headers = {CORRELATION_HEADER: bound_correlation_id() or str(uuid.uuid4())}
-    try:
-        async with request.config_dict[DISPATCHER].post(url, json=body, headers=headers) as resp:
-            status, raw = resp.status, await resp.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return 503, f"The dispatcher cannot be reached to send the test ({exc!r}); try again."
-    try:
-        return status, orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode()
-    except orjson.JSONDecodeError:
-        return 502, f"The dispatcher answered {status} without a JSON body."
-
-
 @routes.post("/automations/{automation_id}/test")
 async def test_send(request: web.Request) -> web.Response:
     case = text(await read_form(request), "case_id")
     try:
-        body = {"case_id": str(uuid.UUID(case))} if case else {}
+        body = TestSend(case_id=uuid.UUID(case) if case else None)
     except ValueError:
         return await _show_with(request, status=400, test_error="The case id is not a UUID.")
-    automation = automation_id(request)
-    async with request.config_dict[POOL].acquire() as conn:
-        found(await automation_rows.get_automation(conn, automation), NO_AUTOMATION)
-    status, answer = await _send_test(request, automation, body)
-    return await _show_with(request, test_result={"status": status, "answer": answer})
+    try:
+        status, answer = await send_test(request, automation_id(request), body)
+    except DispatcherUnreachable as exc:
+        return await _show_with(request, test_result={"status": 503, "answer": (
+            f"The dispatcher cannot be reached to send the test ({exc}); try again.")})
+    except NotJson as exc:
+        return await _show_with(request, test_result={"status": 502, "answer": (
+            f"The dispatcher answered {exc.status} without a JSON body.")})
+    return await _show_with(request, test_result={
+        "status": status, "answer": orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()})
 
 
 @routes.post("/automations/{automation_id}/replay")

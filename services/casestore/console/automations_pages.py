@@ -9,15 +9,14 @@ from typing import Any
 from aiohttp import web
 
 from services.casestore import automation_writes
-from services.casestore.api.auth import actor_of
-from services.casestore.api.automations import shown_to
-from services.casestore.api.forms import load_form
-from services.casestore.api.params import path_uuid
+from services.casestore.auth import actor_of
 from services.casestore.automation_writes import NO_AUTOMATION
-from services.casestore.automations import SECRET_BOX, parse_body
+from services.casestore.automations import SECRET_BOX, parse_body, shown_to
 from services.casestore.console import automation_form, triggers
 from services.casestore.console.render import page, see_other
 from services.casestore.errors import ValidationFailed, found
+from services.casestore.form_writes import load_form
+from services.casestore.params import path_uuid
 from services.casestore.repo import Conn
 from services.casestore.repo import automations as automation_rows
 from services.casestore.repo import deliveries as delivery_rows

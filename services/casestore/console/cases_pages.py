@@ -2,10 +2,11 @@
 
 from aiohttp import web
 
-from services.casestore.api.forms import load_form
-from services.casestore.api.params import path_uuid
+from services.casestore import cases
 from services.casestore.console.render import page
 from services.casestore.errors import found
+from services.casestore.form_writes import load_form
+from services.casestore.params import path_uuid
 from services.casestore.repo import cases as case_rows
 from services.casestore.repo import deliveries as delivery_rows
 from shared.inputs import whole_number
@@ -18,20 +19,15 @@ PAGE_SIZE = 50
 @routes.get("/forms/{form_id}/cases")
 async def list_cases(request: web.Request) -> web.Response:
     """Newest first; `before` is the last case number of the page before."""
-    raw = request.query.get("before", "")
-    before = whole_number(raw, 1, 2**62)
     status = request.query.get("status") or None
-    async with request.config_dict[POOL].acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True):
-        form = await load_form(conn, request.match_info["form_id"])
-        rows = await case_rows.list_cases(conn, form.id, status=status, limit=PAGE_SIZE,
-                                          before_number=before)
-        total = await case_rows.count_cases(conn, form.id, status)
-    older = None
-    if len(rows) == PAGE_SIZE:
-        older = request.rel_url.update_query(before=str(rows[-1].case_number))
-    return page(request, "cases.html", form=form, cases=rows, total=total, status_filter=status,
-                older=older)
+    async with request.config_dict[POOL].acquire() as conn:
+        found = await cases.page_of_cases(
+            conn, request.match_info["form_id"], status=status, limit=PAGE_SIZE,
+            before=whole_number(request.query.get("before", ""), 1, 2**62))
+    older = (request.rel_url.update_query(before=str(found.next_before))
+             if found.next_before else None)
+    return page(request, "cases.html", form=found.form, cases=found.cases, total=found.total,
+                status_filter=status, older=older)
 
 
 @routes.get("/cases/{case_id}")

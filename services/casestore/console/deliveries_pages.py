@@ -6,10 +6,10 @@ from typing import Any, get_args
 from aiohttp import web
 
 from services.casestore import replays
-from services.casestore.api.auth import actor_of
-from services.casestore.api.params import path_uuid
+from services.casestore.auth import actor_of
 from services.casestore.console.render import page, parse_time, see_other
 from services.casestore.errors import found
+from services.casestore.params import path_uuid
 from services.casestore.repo import deliveries as delivery_rows
 from services.casestore.repo import stats as stats_rows
 from shared.event_payloads import DeliveryState

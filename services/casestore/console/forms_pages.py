@@ -3,7 +3,7 @@
 from aiohttp import web
 
 from services.casestore import form_writes
-from services.casestore.api.auth import actor_of
+from services.casestore.auth import actor_of
 from services.casestore.console import form_editor
 from services.casestore.console.render import page, see_other
 from services.casestore.errors import Conflict

@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.casestore.api.auth import ACTOR
+from services.casestore.auth import ACTOR
 from services.casestore.console.session import current
 from shared.field_paths import field_path
 from shared.forms import FieldError

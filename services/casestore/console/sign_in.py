@@ -17,9 +17,7 @@ import structlog
 from aiohttp import web
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.casestore.api.auth import requires
-from services.casestore.api.logins import LOGINS
-from services.casestore.api.webhooks import hasher
+from services.casestore.auth import requires
 from services.casestore.console.render import page, see_other, text
 from services.casestore.console.session import (
     SESSION_KEYS,
@@ -28,6 +26,7 @@ from services.casestore.console.session import (
     end,
     set_cookie,
 )
+from services.casestore.logins import LOGINS, hasher
 from services.casestore.repo import accounts as account_rows
 from services.casestore.throttle import Attempt, FailureLog, attempt
 from shared.bodies import read_form

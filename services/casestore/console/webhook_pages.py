@@ -5,17 +5,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.casestore import webhook_writes
-from services.casestore.api.auth import actor_of
-from services.casestore.api.forms import curl_example, structure
-from services.casestore.api.logins import LOGINS
-from services.casestore.api.users import NewUser
-from services.casestore.api.webhooks import hasher
+from services.casestore.auth import actor_of
 from services.casestore.console.render import page, pydantic_errors, see_other, text, texts
 from services.casestore.errors import Conflict
+from services.casestore.form_structure import curl_example, structure
 from services.casestore.form_writes import load_form
+from services.casestore.logins import LOGINS, hasher
 from services.casestore.repo import Conn
 from services.casestore.repo import access as access_rows
-from services.casestore.webhook_writes import WebhookKeys, WebhookSettings
+from services.casestore.webhook_writes import NewUser, WebhookKeys, WebhookSettings
 from shared.bodies import read_form
 from shared.forms import FormDefinition
 from shared.service import POOL

@@ -46,50 +46,45 @@ class UserRow(TypedRow):
 
 
 async def get_webhook(conn: Conn, form_id: str) -> WebhookRow | None:
-    row = await conn.fetchrow(
-        f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks WHERE form_id = $1", form_id)
-    return WebhookRow.from_record(row) if row else None
+    return await WebhookRow.fetch_one(
+        conn, f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks WHERE form_id = $1", form_id)
 
 
 async def upsert_webhook(conn: Conn, form_id: str, sealed: str, index: bytes, enabled: bool,
                          authenticate_user: bool) -> WebhookRow:
     """The form's webhook with these settings; a new one gets this (sealed) token, an existing
     one keeps its own."""
-    row = await conn.fetchrow(
-        "INSERT INTO incoming_webhooks (id, form_id, token_sealed, token_index, enabled,"
+    return await WebhookRow.written(
+        conn, "INSERT INTO incoming_webhooks (id, form_id, token_sealed, token_index, enabled,"
         " authenticate_user) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (form_id) DO UPDATE"
         " SET enabled = EXCLUDED.enabled, authenticate_user = EXCLUDED.authenticate_user,"
         " updated_at = now()"
         f" RETURNING {WEBHOOK_COLUMNS}", uuid.uuid4(), form_id, sealed, index, enabled,
         authenticate_user)
-    assert row is not None
-    return WebhookRow.from_record(row)
 
 
 async def set_webhook_token(conn: Conn, form_id: str, sealed: str,
                             index: bytes) -> WebhookRow | None:
     """Store a sealed token (a rotation, or one sealed or indexed anew); a clear one goes.
     The row counts as changed: ingest reads rows changed lately for a token it misses."""
-    row = await conn.fetchrow(
-        "UPDATE incoming_webhooks SET token = NULL, token_sealed = $2, token_index = $3,"
+    return await WebhookRow.fetch_one(
+        conn, "UPDATE incoming_webhooks SET token = NULL, token_sealed = $2, token_index = $3,"
         " updated_at = now() WHERE form_id = $1"
         f" RETURNING {WEBHOOK_COLUMNS}", form_id, sealed, index)
-    return WebhookRow.from_record(row) if row else None
 
 
 async def all_webhooks(conn: Conn, lock: bool = False) -> list[WebhookRow]:
-    rows = await conn.fetch(f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks ORDER BY form_id"
-                            + (" FOR UPDATE" if lock else ""))
-    return [WebhookRow.from_record(r) for r in rows]
+    return await WebhookRow.fetch(
+        conn, f"SELECT {WEBHOOK_COLUMNS} FROM incoming_webhooks ORDER BY form_id"
+        + (" FOR UPDATE" if lock else ""))
 
 
 async def set_verification(conn: Conn, form_id: str, verify: dict[str, Any] | None,
                            secret: str | None) -> WebhookRow | None:
     """How the webhook checks signatures from now on (None: it does not)."""
-    row = await conn.fetchrow(
-        "UPDATE incoming_webhooks SET verify = $2, verify_secret = $3, updated_at = now()"
+    return await WebhookRow.fetch_one(
+        conn, "UPDATE incoming_webhooks SET verify = $2, verify_secret = $3, updated_at = now()"
         f" WHERE form_id = $1 RETURNING {WEBHOOK_COLUMNS}", form_id, verify, secret)
-    return WebhookRow.from_record(row) if row else None
 
 
 async def reencrypt_verify_secrets(conn: Conn, rotate: Callable[[str], str]) -> int:

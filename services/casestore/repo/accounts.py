@@ -60,22 +60,20 @@ TOKEN_COLUMNS = TokenRow.columns()
 
 async def insert_account(conn: Conn, username: str, role: str,
                          password_hash: str | None) -> AccountRow:
-    row = await conn.fetchrow(
-        "INSERT INTO accounts (username, role, password_hash) VALUES ($1, $2, $3)"
+    return await AccountRow.written(
+        conn, "INSERT INTO accounts (username, role, password_hash) VALUES ($1, $2, $3)"
         f" RETURNING {ACCOUNT_COLUMNS}", username, role, password_hash)
-    assert row is not None
-    return AccountRow.from_record(row)
 
 
 async def get_account(conn: Conn, username: str, *, lock: bool = False) -> AccountRow | None:
-    row = await conn.fetchrow(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"
-                              + (" FOR UPDATE" if lock else ""), username)
-    return AccountRow.from_record(row) if row else None
+    return await AccountRow.fetch_one(
+        conn, f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE username = $1"
+        + (" FOR UPDATE" if lock else ""), username)
 
 
 async def list_accounts(conn: Conn) -> list[AccountRow]:
-    rows = await conn.fetch(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username")
-    return [AccountRow.from_record(r) for r in rows]
+    return await AccountRow.fetch(
+        conn, f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY username")
 
 
 async def other_enabled_admins(conn: Conn, username: str) -> int:
@@ -124,9 +122,9 @@ async def insert_token(conn: Conn, username: str, name: str, prefix: str, token_
 
 
 async def list_tokens(conn: Conn, username: str) -> list[TokenRow]:
-    rows = await conn.fetch(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE username = $1"
-                            " ORDER BY created_at, name", username)
-    return [TokenRow.from_record(r) for r in rows]
+    return await TokenRow.fetch(
+        conn, f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE username = $1"
+        " ORDER BY created_at, name", username)
 
 
 async def revoke_token(conn: Conn, username: str, token_id: uuid.UUID) -> TokenRow | None:

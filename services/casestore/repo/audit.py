@@ -35,9 +35,8 @@ async def insert_entry(conn: Conn, actor: str, via: str, action: str, target_typ
 async def list_entries(conn: Conn, *, limit: int, before: int | None, actor: str | None,
                        target: str | None) -> list[AuditRow]:
     """Newest first, `before` an id; each filter led by its index."""
-    rows = await conn.fetch(
-        f"SELECT {AUDIT_COLUMNS} FROM audit_log"
+    return await AuditRow.fetch(
+        conn, f"SELECT {AUDIT_COLUMNS} FROM audit_log"
         " WHERE ($2::bigint IS NULL OR id < $2) AND ($3::text IS NULL OR actor = $3)"
         " AND ($4::text IS NULL OR target_id = $4) ORDER BY id DESC LIMIT $1",
         limit, before, actor, target)
-    return [AuditRow.from_record(r) for r in rows]

@@ -65,12 +65,10 @@ def _row(record: asyncpg.Record | None) -> AutomationRow | None:
 async def insert_automation(conn: Conn, automation_id: uuid.UUID, form_id: str,
                             definition: dict[str, Any], enabled: bool,
                             secret: str) -> AutomationRow:
-    row = await conn.fetchrow(
-        "INSERT INTO automations (id, form_id, definition, enabled, secret)"
+    return await AutomationRow.written(
+        conn, "INSERT INTO automations (id, form_id, definition, enabled, secret)"
         f" VALUES ($1, $2, $3, $4, $5) RETURNING {AUTOMATION_COLUMNS}",
         automation_id, form_id, definition, enabled, secret)
-    assert row is not None
-    return AutomationRow.from_record(row)
 
 
 async def get_automation(conn: Conn, automation_id: uuid.UUID, *,
@@ -82,10 +80,9 @@ async def get_automation(conn: Conn, automation_id: uuid.UUID, *,
 
 
 async def list_automations(conn: Conn, form_id: str) -> list[AutomationRow]:
-    rows = await conn.fetch(
-        f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE form_id = $1"
+    return await AutomationRow.fetch(
+        conn, f"SELECT {AUTOMATION_COLUMNS} FROM automations WHERE form_id = $1"
         " ORDER BY created_at, id", form_id)
-    return [AutomationRow.from_record(r) for r in rows]
 
 
 async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
@@ -103,8 +100,8 @@ async def update_automation(conn: Conn, automation_id: uuid.UUID, *,
 async def all_automations(conn: Conn, *, lock: bool = False) -> list[AutomationRow]:
     """Every automation, e.g. to re-encrypt their secrets."""
     suffix = " FOR UPDATE" if lock else ""
-    rows = await conn.fetch(f"SELECT {AUTOMATION_COLUMNS} FROM automations ORDER BY id{suffix}")
-    return [AutomationRow.from_record(r) for r in rows]
+    return await AutomationRow.fetch(
+        conn, f"SELECT {AUTOMATION_COLUMNS} FROM automations ORDER BY id{suffix}")
 
 
 async def set_automation_secrets(conn: Conn, automation_id: uuid.UUID,

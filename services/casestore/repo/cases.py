@@ -67,19 +67,18 @@ async def insert_cases(conn: Conn, form_id: str, rows: list[NewCaseRow]) -> list
 
 async def get_case(conn: Conn, case_id: uuid.UUID, *, lock: bool = False) -> CaseRow | None:
     suffix = " FOR UPDATE" if lock else ""
-    row = await conn.fetchrow(f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1{suffix}", case_id)
-    return CaseRow.from_record(row) if row else None
+    return await CaseRow.fetch_one(
+        conn, f"SELECT {CASE_COLUMNS} FROM cases WHERE id = $1{suffix}", case_id)
 
 
 async def list_cases(conn: Conn, form_id: str, *, status: str | None, limit: int,
                      before_number: int | None) -> list[CaseRow]:
-    rows = await conn.fetch(
-        f"SELECT {CASE_COLUMNS} FROM cases WHERE form_id = $1"
+    return await CaseRow.fetch(
+        conn, f"SELECT {CASE_COLUMNS} FROM cases WHERE form_id = $1"
         " AND ($2::text IS NULL OR status = $2)"
         " AND ($3::bigint IS NULL OR case_number < $3)"
         " ORDER BY case_number DESC LIMIT $4",
         form_id, status, before_number, limit)
-    return [CaseRow.from_record(r) for r in rows]
 
 
 async def count_cases(conn: Conn, form_id: str, status: str | None) -> int:
@@ -90,11 +89,9 @@ async def count_cases(conn: Conn, form_id: str, status: str | None) -> int:
 
 async def update_case(conn: Conn, case_id: uuid.UUID, status: str,
                       data: dict[str, Any]) -> CaseRow:
-    row = await conn.fetchrow(
-        f"UPDATE cases SET status = $2, data = $3, updated_at = now(), version = version + 1"
+    return await CaseRow.written(
+        conn, f"UPDATE cases SET status = $2, data = $3, updated_at = now(), version = version + 1"
         f" WHERE id = $1 RETURNING {CASE_COLUMNS}", case_id, status, data)
-    assert row is not None
-    return CaseRow.from_record(row)
 
 
 async def delete_case(conn: Conn, case_id: uuid.UUID) -> None:
@@ -112,10 +109,9 @@ async def insert_history(conn: Conn, entries: list[HistoryEntry]) -> None:
 
 
 async def case_history(conn: Conn, case_id: uuid.UUID) -> list[HistoryRow]:
-    rows = await conn.fetch(
-        "SELECT version, author, changed_at, changes FROM case_history"
+    return await HistoryRow.fetch(
+        conn, "SELECT version, author, changed_at, changes FROM case_history"
         " WHERE case_id = $1 ORDER BY id", case_id)
-    return [HistoryRow.from_record(r) for r in rows]
 
 
 async def status_entered(conn: Conn, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:

@@ -202,9 +202,9 @@ async def list_deliveries(conn: Conn, where: DeliveryFilter, *, limit: int,
         args += [before.created_at, before.id]
         condition += f" AND (d.created_at, d.id) < (${len(args) - 1}, ${len(args)}::uuid)"
     args.append(limit)
-    rows = await conn.fetch(f"{DELIVERY_SUMMARY} WHERE {condition}"
-                            f" ORDER BY d.created_at DESC, d.id DESC LIMIT ${len(args)}", *args)
-    return [DeliveryRow.from_record(r) for r in rows]
+    return await DeliveryRow.fetch(
+        conn, f"{DELIVERY_SUMMARY} WHERE {condition}"
+        f" ORDER BY d.created_at DESC, d.id DESC LIMIT ${len(args)}", *args)
 
 
 async def replay_deliveries(conn: Conn, where: DeliveryFilter) -> int:
@@ -246,12 +246,11 @@ async def succeeded_lately(conn: Conn, automation_id: uuid.UUID, seconds: float)
 
 
 async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> DeliveryRow | None:
-    row = await conn.fetchrow(f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
-    return DeliveryRow.from_record(row) if row else None
+    return await DeliveryRow.fetch_one(
+        conn, f"{DELIVERY_SUMMARY} WHERE d.id = $1", delivery_id)
 
 
 async def delivery_attempts(conn: Conn, delivery_id: uuid.UUID) -> list[AttemptRow]:
-    rows = await conn.fetch(
-        f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
+    return await AttemptRow.fetch(
+        conn, f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts"
         " WHERE delivery_id = $1 ORDER BY started_at, number", delivery_id)
-    return [AttemptRow.from_record(r) for r in rows]

@@ -42,12 +42,10 @@ class FileWithContent(FileRow):
 
 async def insert_file(conn: Conn, file_id: uuid.UUID, case_id: uuid.UUID, field_id: str,
                       name: str, content_type: str, content: bytes) -> FileRow:
-    row = await conn.fetchrow(
-        "INSERT INTO files (id, case_id, field_id, name, content_type, size, content)"
+    return await FileRow.written(
+        conn, "INSERT INTO files (id, case_id, field_id, name, content_type, size, content)"
         f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {FILE_COLUMNS}",
         file_id, case_id, field_id, name, content_type, len(content), content)
-    assert row is not None
-    return FileRow.from_record(row)
 
 
 async def delete_files_except(conn: Conn, case_id: uuid.UUID, field_id: str,
@@ -59,11 +57,11 @@ async def delete_files_except(conn: Conn, case_id: uuid.UUID, field_id: str,
 
 
 async def get_file(conn: Conn, file_id: uuid.UUID) -> FileRow | None:
-    row = await conn.fetchrow(f"SELECT {FILE_COLUMNS} FROM files WHERE id = $1", file_id)
-    return FileRow.from_record(row) if row else None
+    return await FileRow.fetch_one(
+        conn, f"SELECT {FILE_COLUMNS} FROM files WHERE id = $1", file_id)
 
 
 async def get_file_with_content(conn: Conn, file_id: uuid.UUID) -> FileWithContent | None:
-    row = await conn.fetchrow(f"SELECT {FILE_COLUMNS}, content FROM files WHERE id = $1",
-                              file_id)
-    return FileWithContent.from_record(row) if row else None
+    return await FileWithContent.fetch_one(
+        conn, f"SELECT {FILE_COLUMNS}, content FROM files WHERE id = $1",
+        file_id)

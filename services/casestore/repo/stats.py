@@ -49,12 +49,11 @@ class AutomationSummary(TypedRow):
 
 
 async def automation_overview(conn: Conn) -> list[AutomationSummary]:
-    rows = await conn.fetch(
-        "SELECT a.id, a.form_id, a.definition->>'name' AS name, a.enabled, a.disabled_reason,"
+    return await AutomationSummary.fetch(
+        conn, "SELECT a.id, a.form_id, a.definition->>'name' AS name, a.enabled, a.disabled_reason,"
         " coalesce(h.state, 'closed') AS health"
         " FROM automations a LEFT JOIN endpoint_health h ON h.automation_id = a.id"
         " ORDER BY a.form_id, a.created_at, a.id")
-    return [AutomationSummary.from_record(r) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,13 @@ import asyncpg
 
 from services.casestore.repo import Conn
 from shared.cases import CASE_COLUMNS
+from shared.db import TypedRow
 
 TimerKey = tuple[uuid.UUID, uuid.UUID, int]  # automation, case, trigger index
 
 
 @dataclass(frozen=True, slots=True)
-class TimerRow:
+class TimerRow(TypedRow):
     id: int
     automation_id: uuid.UUID
     case_id: uuid.UUID
@@ -96,8 +97,8 @@ async def list_timers(conn: Conn, *, case_id: uuid.UUID | None = None,
 
 
 async def get_timer(conn: Conn, timer_id: int) -> TimerRow | None:
-    row = await conn.fetchrow(f"SELECT {TIMER_COLUMNS} FROM timers t WHERE t.id = $1", timer_id)
-    return TimerRow.from_record(row) if row else None
+    return await TimerRow.fetch_one(
+        conn, f"SELECT {TIMER_COLUMNS} FROM timers t WHERE t.id = $1", timer_id)
 
 
 async def request_rebuild(conn: Conn, automation_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from services.casestore.throttle import Attempt, FailureLog, attempt
 from shared.addresses import CLIENT_HEADER, parse_address
@@ -21,6 +22,9 @@ from shared.settings import Settings
 from shared.web import RateLimited, Unavailable
 
 T = TypeVar("T")
+
+# argon2 with its defaults: every password of webhook users and accounts.
+hasher = PasswordHasher()
 
 
 class TooManyFailures(RateLimited):
