@@ -194,11 +194,14 @@ class CasewireBench:
             answers[reason] += count
         return result
 
-    async def drain(self, phase: str, value: Callable[[], int], target: int) -> float | None:
+    async def drain(self, phase: str, value: Callable[[], int], target: int,
+                    within: float | None = None) -> float | None:
         meter = CpuMeter(self.meter_pids)
         meter.start()
         started = time.monotonic()
-        reached = await self.monitor.wait_for(value, target, self.profile.drain_timeout)
+        # A drain given its own time waits it out: nothing may move for a while (a circuit open).
+        reached = (await self.monitor.wait_for(value, target, within, stall=within) if within
+                   else await self.monitor.wait_for(value, target, self.profile.drain_timeout))
         self._phase(phase, started, time.monotonic(), meter)
         return reached
 
