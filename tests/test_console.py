@@ -63,8 +63,10 @@ class Tab:
     async def shot(self, name: str) -> None:
         await self.page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
-    async def sign_in(self, token: str) -> None:
+    async def sign_in(self, token: str, username: str = "") -> None:
         await self.go("/console/")
+        if username:
+            await self.page.get_by_label("Username").fill(username)
         await self.page.get_by_label("Password or admin token").fill(token)
         await self.page.get_by_role("button", name="Sign in").click()
         await expect(self.page.get_by_role("navigation", name="Main")).to_be_visible()
@@ -260,3 +262,24 @@ async def test_usable_by_keyboard(tab: Tab, stack: Stack, make_form: FormFactory
         await tab.go(path)
         assert await page.evaluate(UNLABELLED) == [], f"inputs without a label on {path}"
         assert await page.evaluate(NOT_BUTTONS) == [], f"click targets not buttons on {path}"
+
+
+async def test_an_account_signs_in_sees_who_it_is_and_reads_the_audit_log(
+        tab: Tab, api: aiohttp.ClientSession) -> None:
+    username, password = f"ed-{uuid.uuid4().hex[:8]}", "a long pass phrase"
+    async with api.post("/api/accounts", json={"username": username, "role": "editor",
+                                               "password": password}) as resp:
+        assert resp.status == 201
+    await tab.sign_in(password, username)
+    await expect(tab.page.get_by_text(f"Signed in as {username} (editor)")).to_be_visible()
+    await tab.page.get_by_role("link", name="Audit log").click()
+    await expect(tab.page.get_by_role("heading", name="Audit log")).to_be_visible()
+    await tab.page.get_by_label("Target").fill(username)
+    await tab.page.get_by_role("button", name="Show").click()
+    row = tab.page.locator("tbody tr").filter(has_text="account.created")
+    await expect(row).to_have_count(1)
+    await row.locator("summary").click()  # opens the before and after
+    await expect(row.locator("pre")).to_contain_text('"role": "editor"')
+    await expect(row.locator("pre")).not_to_contain_text(password)
+    await tab.shot("audit-log")
+
