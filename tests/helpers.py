@@ -155,6 +155,14 @@ async def dead_letters_mentioning(settings: Settings, marker: bytes) -> int:
 FormFactory = Callable[..., Awaitable[dict[str, Any]]]
 
 
+async def new_account(api: aiohttp.ClientSession, role: str, password: str) -> str:
+    """A fresh account of `role` that signs in to the console with `password`."""
+    username = unique(role)
+    await call(api, "POST", "/api/accounts", 201,
+               {"username": username, "role": role, "password": password})
+    return username
+
+
 def unique(prefix: str) -> str:
     """A name no other test (or run) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

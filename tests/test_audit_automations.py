@@ -4,7 +4,7 @@ test send write none; a person's disable and enable told to operators; a viewer 
 a signing secret."""
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,9 @@ from tests.helpers import (
 from tests.receiver import Receiver
 from tests.scheduling import shown
 from tests.stack import Stack
-from tests.test_operational_events import events_of
+from tests.test_operational_events import events_of, operational
+
+__all__ = ["operational"]  # a fixture used here
 
 pytestmark = pytest.mark.timeout(90)
 RoleClients = Callable[[Role], Awaitable[aiohttp.ClientSession]]
@@ -67,16 +69,6 @@ async def account(api: aiohttp.ClientSession, role: str) -> str:
     await call(api, "POST", "/api/accounts", 201,
                {"username": username, "role": role, "password": PASSWORD})
     return username
-
-
-@pytest.fixture
-async def operational(api: aiohttp.ClientSession,
-                      receiver: Receiver) -> AsyncIterator[dict[str, Any]]:
-    """The operational webhook pointed at a fresh URL of the receiver; disabled afterwards."""
-    url = receiver.endpoint()
-    hook = await call(api, "PUT", "/api/operational-webhook", 200, {"url": url})
-    yield {**hook, "url": url}
-    await call(api, "PUT", "/api/operational-webhook", 200, {"url": url, "enabled": False})
 
 
 async def test_each_automation_change_is_one_row_by_its_editor_with_secrets_masked(

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import RoleClients
 from tests.console_helpers import form_fields, signed_in
-from tests.helpers import call, full_form, unique
+from tests.helpers import call, full_form, new_account, unique
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,14 +27,6 @@ async def assert_is_caller(client: aiohttp.ClientSession, entry: dict[str, Any])
     assert entry["actor"] not in ("admin-token", "system")
     assert entry["via"].startswith("api token cw_")
     await call(client, "GET", f"/api/accounts/{entry['actor']}", 200)
-
-
-async def account(api: aiohttp.ClientSession, role: str) -> str:
-    """A fresh account of `role` that signs in to the console with PASSWORD."""
-    username = unique(role)
-    await call(api, "POST", "/api/accounts", 201,
-               {"username": username, "role": role, "password": PASSWORD})
-    return username
 
 
 async def test_form_changes_are_audited_with_their_actor_and_diff(
@@ -153,7 +145,7 @@ async def test_user_changes_are_audited_without_passwords(
 
 async def test_console_changes_are_audited_with_the_console_actor(
         stack: Stack, api: aiohttp.ClientSession) -> None:
-    username = await account(api, "editor")
+    username = await new_account(api, "editor", PASSWORD)
     form_id, user = unique("cf"), unique("crm")
     async with signed_in(stack, username, PASSWORD) as console:
         await console.post("/console/forms/new", form_fields(form_id, {"id": "t", "label": "T"}))
@@ -202,7 +194,7 @@ async def test_a_viewer_sees_no_webhook_secret(stack: Stack, api: aiohttp.Client
         await call(editor, "GET", f"/api/forms/{form_id}/structure", 200)).decode()
     await call(viewer, "POST", f"/api/forms/{form_id}/incoming-webhook/rotate", 403)
 
-    async with signed_in(stack, await account(api, "viewer"), PASSWORD) as console:
+    async with signed_in(stack, await new_account(api, "viewer", PASSWORD), PASSWORD) as console:
         page = await console.page(f"/console/forms/{form_id}/webhook")
         download = await console.page(f"/console/forms/{form_id}/structure.json")
     assert hook["token"] not in page

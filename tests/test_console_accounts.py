@@ -5,23 +5,16 @@ import aiohttp
 import pytest
 
 from tests.console_helpers import form_fields, signed_in
-from tests.helpers import call, unique
+from tests.helpers import call, new_account, unique
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(60)
 PASSWORD = "correct horse battery staple"  # a test account's
 
 
-async def account(api: aiohttp.ClientSession, role: str) -> str:
-    username = unique(role)
-    await call(api, "POST", "/api/accounts", 201,
-               {"username": username, "role": role, "password": PASSWORD})
-    return username
-
-
 async def test_an_account_signs_in_with_its_password_and_is_shown(
         stack: Stack, api: aiohttp.ClientSession) -> None:
-    username = await account(api, "editor")
+    username = await new_account(api, "editor", PASSWORD)
     async with signed_in(stack, username, PASSWORD) as console:
         home = await console.page("/console/")
     assert f"Signed in as <strong>{username}</strong> (editor)" in home
@@ -32,7 +25,7 @@ async def test_an_account_signs_in_with_its_password_and_is_shown(
 
 async def test_a_wrong_password_or_unknown_name_is_refused_alike(
         stack: Stack, api: aiohttp.ClientSession, http: aiohttp.ClientSession) -> None:
-    username = await account(api, "viewer")
+    username = await new_account(api, "viewer", PASSWORD)
     answers = []
     for name, password in ((username, "not the password"), (unique("nobody"), PASSWORD),
                            (username, stack.settings.admin_token)):
@@ -45,7 +38,7 @@ async def test_a_wrong_password_or_unknown_name_is_refused_alike(
 
 async def test_a_viewer_looks_but_changes_nothing(
         stack: Stack, api: aiohttp.ClientSession) -> None:
-    username = await account(api, "viewer")
+    username = await new_account(api, "viewer", PASSWORD)
     form_id = unique("cv")
     async with signed_in(stack, username, PASSWORD) as console:
         await console.page("/console/forms")
@@ -57,7 +50,7 @@ async def test_a_viewer_looks_but_changes_nothing(
 
 async def test_an_editor_changes_forms_and_the_change_is_on_the_audit_page(
         stack: Stack, api: aiohttp.ClientSession) -> None:
-    username = await account(api, "editor")
+    username = await new_account(api, "editor", PASSWORD)
     async with signed_in(stack, username, PASSWORD) as console:
         await call(api, "PATCH", f"/api/accounts/{username}", 200, {"role": "viewer"})
         body, _ = await console.post("/console/forms/new", form_fields(unique("cv")), status=403)
@@ -69,7 +62,8 @@ async def test_an_editor_changes_forms_and_the_change_is_on_the_audit_page(
 
 async def test_the_audit_log_page_lists_changes_filtered_by_actor_and_target(
         stack: Stack, api: aiohttp.ClientSession) -> None:
-    first, second = await account(api, "viewer"), await account(api, "viewer")
+    first = await new_account(api, "viewer", PASSWORD)
+    second = await new_account(api, "viewer", PASSWORD)
     async with signed_in(stack, first, PASSWORD) as console:
         page = await console.page(f"/console/audit-log?target={second}")
         assert "account.created" in page
