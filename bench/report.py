@@ -279,14 +279,7 @@ def write_plot(results: dict[str, Any], plot: dict[str, Any], path: Path) -> Non
 
     fig, axes = plt.subplots(2, 2, figsize=(14, 9))
     (lat_ax, e2e_ax), (tput_ax, rss_ax) = axes
-    _latency_cdf(lat_ax, {
-        f"ingest at {results['casewire']['ingest_latency']['target_rate']:,.0f}/s":
-            plot["ingest_latencies"],
-        "bare aiohttp, same rate": plot["bare_latencies"]},
-        "Ingest: request latency (CDF)")
-    _latency_cdf(e2e_ax, {"POST to arrival at the receiver": plot["e2e_latencies"]},
-                 f"End to end at {results['casewire']['delivery_latency']['target_rate']:,.0f}"
-                 "/s (CDF)")
+    _latency_panels(lat_ax, e2e_ax, results, plot)
     timelines = plot["timelines"]
     origin = timelines["origin"]
     for i, entry in enumerate(timelines["accepted_buckets"]):
@@ -357,14 +350,7 @@ def _caption(results: dict[str, Any]) -> str:
 
 def _latency_chart(plt: Any, results: dict[str, Any], plot: dict[str, Any]) -> Any:
     fig, (lat_ax, e2e_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _latency_cdf(lat_ax, {
-        f"ingest at {results['casewire']['ingest_latency']['target_rate']:,.0f}/s":
-            plot["ingest_latencies"],
-        "bare aiohttp, same rate": plot["bare_latencies"]},
-        "Ingest: request latency (CDF)")
-    _latency_cdf(e2e_ax, {"POST to arrival at the receiver": plot["e2e_latencies"]},
-                 f"End to end at {results['casewire']['delivery_latency']['target_rate']:,.0f}"
-                 "/s (CDF)")
+    _latency_panels(lat_ax, e2e_ax, results, plot)
     fig.text(0.01, 0.005, _caption(results), fontsize=7, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
@@ -437,6 +423,19 @@ def _cpu_parts(phases: list[dict[str, Any]]) -> dict[str, float]:
         return {}
     return {g: sum(p["cpu"].get(g, 0.0) * (p["ended"] - p["started"]) for p in phases)
             * 1000 / delivered for g in PIPELINE}
+
+
+def _latency_panels(lat_ax: Any, e2e_ax: Any, results: dict[str, Any],
+                    plot: dict[str, Any]) -> None:
+    """Ingest's latency beside bare aiohttp's, and POST to arrival: the PNG's and the SVG's."""
+    _latency_cdf(lat_ax, {
+        f"ingest at {results['casewire']['ingest_latency']['target_rate']:,.0f}/s":
+            plot["ingest_latencies"],
+        "bare aiohttp, same rate": plot["bare_latencies"]},
+        "Ingest: request latency (CDF)")
+    _latency_cdf(e2e_ax, {"POST to arrival at the receiver": plot["e2e_latencies"]},
+                 f"End to end at {results['casewire']['delivery_latency']['target_rate']:,.0f}"
+                 "/s (CDF)")
 
 
 def _latency_cdf(ax: Any, series: dict[str, list[float]], title: str) -> None:

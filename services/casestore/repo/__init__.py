@@ -11,6 +11,6 @@ Callers pass the connection and own the transaction, and import each module unde
 automation_rows, delivery_rows, file_rows, outbox_rows, idempotency_rows likewise).
 """
 
-import asyncpg
+from shared.db import Queryable
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Conn = Queryable  # what every repo function runs its queries on
